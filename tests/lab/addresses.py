@@ -1,0 +1,75 @@
+"""Censor lab: the address plan, in one place.
+
+The lab's "public internet" uses only the documentation ranges (RFC 5737) and
+the ISP side uses the shared address space (RFC 6598), so nothing in the lab can
+collide with, or leak towards, a real network.
+
+    agent ns --up0/sub0-- isp ns --up0/down0-- border ns --up0/down0-- net ns
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+ROLES = ("agent", "isp", "border", "net")
+HOPS = ("isp", "border")
+
+# Point-to-point links: (left role, left ifname, left addr, right role, right ifname, right addr)
+LINKS = (
+    ("agent", "up0", "100.64.1.2/30", "isp", "sub0", "100.64.1.1/30"),
+    ("isp", "up0", "100.64.2.1/30", "border", "down0", "100.64.2.2/30"),
+    ("border", "up0", "198.51.100.253/30", "net", "down0", "198.51.100.254/30"),
+)
+
+# Where each hop faces the agent: censors that answer the agent act on this side.
+AGENT_FACING_IFACE = {"isp": "sub0", "border": "down0"}
+
+ISP_RESOLVER = "100.64.0.53"
+BLOCKPAGE_SERVER = "203.0.113.80"
+INJECTED_ANSWER = "203.0.113.66"
+AUTHORITATIVE_DNS = "198.51.100.53"
+PUBLIC_RESOLVER = "198.51.100.8"
+COLLECTOR = "198.51.100.10"
+# One IP per test domain, allocated in table order.
+SITE_POOL = ipaddress.ip_network("192.0.2.0/24")
+SITE_FIRST_HOST = 10
+
+# Local service addresses per namespace (bound on lo).
+LOCAL_ADDRESSES = {
+    "agent": (),
+    "isp": (ISP_RESOLVER, BLOCKPAGE_SERVER),
+    "border": (),
+    "net": (AUTHORITATIVE_DNS, PUBLIC_RESOLVER, COLLECTOR),
+}
+
+# Static routes beyond the connected ones.
+ROUTES = {
+    "agent": (("default", "100.64.1.1"),),
+    "isp": (("default", "100.64.2.2"),),
+    "border": (("default", "198.51.100.254"), ("100.64.0.0/10", "100.64.2.1")),
+    # The net ns has no default route: a packet for anything outside the lab dies there.
+    "net": (("100.64.0.0/10", "198.51.100.253"),),
+}
+
+LAB_RANGES = tuple(
+    ipaddress.ip_network(n)
+    for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "100.64.0.0/10")
+)
+
+TRANSPARENT_PROXY_PORT = 3129
+TLS_INTERCEPTOR_PORT = 3443
+
+
+def site_address(index: int) -> str:
+    """The IP of the index-th site in the table."""
+    host = SITE_FIRST_HOST + index
+    if host >= SITE_POOL.num_addresses - 1:
+        raise ValueError(
+            f"the lab has room for {SITE_POOL.num_addresses - 1 - SITE_FIRST_HOST} sites"
+        )
+    return str(SITE_POOL.network_address + host)
+
+
+def in_lab(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    return any(ip in net for net in LAB_RANGES)

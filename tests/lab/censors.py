@@ -1,0 +1,186 @@
+"""Censor lab: turn scenario rows into censor configuration.
+
+Pure functions from the scenario table to what each real tool needs: dnsmasq
+config files, iptables-restore rule sets, tc commands, and the configs of the
+lab's own daemons. Keeping this free of I/O lets unit tests read the exact
+rules a scenario produces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.lab import addresses as plan
+from tests.lab.scenarios import Scenario, ScenarioTable
+
+DNS_TTL = 300
+DEFAULT_BOGON = "10.10.34.34"
+DEFAULT_THROTTLE_RATE = "1mbit"
+THROTTLE_MARK_BASE = 0x10
+
+
+def _dnsmasq_common(listen: str) -> list[str]:
+    return [
+        "no-resolv",
+        "no-hosts",
+        "no-poll",
+        "bind-interfaces",
+        f"listen-address={listen}",
+        f"local-ttl={DNS_TTL}",
+        "log-queries",
+    ]
+
+
+def authoritative_conf(table: ScenarioTable) -> str:
+    """The net's authoritative server: every domain (and its www.) at its own IP."""
+    lines = _dnsmasq_common(plan.AUTHORITATIVE_DNS)
+    lines += [f"host-record={row.domain},www.{row.domain},{row.ip}" for row in table.rows]
+    lines.append("local=/#/")  # authoritative for everything: unknown names are NXDOMAIN
+    return "\n".join(lines) + "\n"
+
+
+def isp_resolver_conf(table: ScenarioTable) -> str:
+    """The ISP's resolver: forwards to the authoritative server, and lies as told."""
+    lines = _dnsmasq_common(plan.ISP_RESOLVER)
+    lines.append(f"server={plan.AUTHORITATIVE_DNS}")
+    for row in table.rows:
+        if row.technique == "dns-nxdomain":
+            lines.append(f"address=/{row.domain}/")
+        elif row.technique == "dns-bogon":
+            lines.append(f"address=/{row.domain}/{row.params.get('answer', DEFAULT_BOGON)}")
+        elif row.technique == "dns-redirect":
+            lines.append(f"address=/{row.domain}/{plan.BLOCKPAGE_SERVER}")
+    return "\n".join(lines) + "\n"
+
+
+def public_resolver_config() -> dict[str, Any]:
+    return {
+        "listen": plan.PUBLIC_RESOLVER,
+        "port": 53,
+        "upstream": plan.AUTHORITATIVE_DNS,
+        "upstream_port": 53,
+        "delay_ms": 25,
+    }
+
+
+def webserver_config(table: ScenarioTable, cert_for: dict[str, str]) -> dict[str, Any]:
+    sites = [
+        {"domain": row.domain, "ip": row.ip, "cert": cert_for[row.domain]}
+        for row in table.rows
+        if row.serves
+    ]
+    return {"sites": sites, "http_port": 80, "https_port": 443}
+
+
+def _string_rule(row: Scenario, target: str) -> str:
+    if row.technique.startswith("sni-"):
+        match = f'--dport 443 -m string --string "{row.domain}" --algo bm'
+    else:
+        # CRLF after the name, so a Host header that merely starts with it does not match.
+        match = f'--dport 80 -m string --hex-string "Host: {row.domain}|0d0a|" --algo bm'
+    return f"-A FORWARD -p tcp {match} -j {target}"
+
+
+@dataclass
+class HopRules:
+    filter: list[str] = field(default_factory=list)
+    nat: list[str] = field(default_factory=list)
+    mangle: list[str] = field(default_factory=list)
+    tc: list[list[str]] = field(default_factory=list)
+
+    def iptables_restore(self) -> str:
+        out: list[str] = []
+        for table, rules in (("filter", self.filter), ("nat", self.nat), ("mangle", self.mangle)):
+            if rules:
+                out += [f"*{table}", *rules, "COMMIT"]
+        return "\n".join(out) + "\n"
+
+
+RESET = "REJECT --reject-with tcp-reset"
+
+
+def hop_rules(table: ScenarioTable, hop: str) -> HopRules:
+    rules = HopRules()
+    iface = plan.AGENT_FACING_IFACE[hop]
+    throttled = [row for row in table.rows if row.hop == hop and row.technique == "throttle"]
+    for row in table.rows:
+        if row.hop != hop:
+            continue
+        technique = row.technique
+        if technique == "ip-drop":
+            rules.filter.append(f"-A FORWARD -d {row.ip} -j DROP")
+        elif technique == "ip-reset":
+            rules.filter.append(f"-A FORWARD -d {row.ip} -p tcp -j {RESET}")
+        elif technique in ("sni-reset", "host-reset"):
+            rules.filter.append(_string_rule(row, RESET))
+        elif technique in ("sni-drop", "host-drop"):
+            rules.filter.append(_string_rule(row, "DROP"))
+        elif technique == "http-blockpage":
+            rules.nat.append(
+                f"-A PREROUTING -i {iface} -d {row.ip} -p tcp --dport 80 "
+                f"-j REDIRECT --to-ports {plan.TRANSPARENT_PROXY_PORT}"
+            )
+        elif technique == "tls-intercept":
+            rules.nat.append(
+                f"-A PREROUTING -i {iface} -d {row.ip} -p tcp --dport 443 "
+                f"-j REDIRECT --to-ports {plan.TLS_INTERCEPTOR_PORT}"
+            )
+    if throttled:
+        # The ClientHello marks its connection; packets of a marked connection leaving towards
+        # the agent are put straight into that mark's htb class (CLASSIFY sets skb->priority,
+        # which htb honours without a tc classifier; cls_fw is not in every kernel).
+        rules.tc.append(["qdisc", "add", "dev", iface, "root", "handle", "1:", "htb"])
+        for offset, row in enumerate(throttled):
+            mark = THROTTLE_MARK_BASE + offset
+            classid = f"1:{mark:x}"
+            rules.mangle += [
+                f'-A FORWARD -p tcp --dport 443 -m string --string "{row.domain}" --algo bm '
+                f"-j CONNMARK --set-mark {mark}",
+                f"-A FORWARD -o {iface} -m connmark --mark {mark} "
+                f"-j CLASSIFY --set-class {classid}",
+            ]
+            rate = row.params.get("rate", DEFAULT_THROTTLE_RATE)
+            rules.tc.append(
+                ["class", "add", "dev", iface, "parent", "1:", "classid", classid]
+                + ["htb", "rate", rate, "ceil", rate]
+            )
+    return rules
+
+
+def censor_http_config(table: ScenarioTable, hop: str, certs: dict[str, str]) -> dict[str, Any]:
+    """The HTTP-layer boxes on one hop; None where the hop needs none."""
+    rows = [row for row in table.rows if row.hop == hop]
+    proxy_hosts = [row.domain for row in rows if row.technique == "http-blockpage"]
+    intercepted = [row.domain for row in rows if row.technique == "tls-intercept"]
+    blockpage = hop == "isp" and bool(table.by_technique("dns-redirect"))
+    return {
+        "blockpage": (
+            {"listen": [plan.BLOCKPAGE_SERVER], "cert": certs["blockpage"]} if blockpage else None
+        ),
+        "proxy": (
+            {"port": plan.TRANSPARENT_PROXY_PORT, "blocked_hosts": proxy_hosts}
+            if proxy_hosts
+            else None
+        ),
+        "interceptor": (
+            {"port": plan.TLS_INTERCEPTOR_PORT, "cert": certs["interceptor"], "hosts": intercepted}
+            if intercepted
+            else None
+        ),
+    }
+
+
+def injector_config(table: ScenarioTable, hop: str) -> dict[str, Any] | None:
+    rows = [row for row in table.rows if row.hop == hop and row.technique == "dns-inject"]
+    if not rows:
+        return None
+    answers = {row.params.get("answer", plan.INJECTED_ANSWER) for row in rows}
+    if len(answers) > 1:
+        raise ValueError(f"dns-inject rows on {hop} must share one forged answer")
+    return {
+        "iface": plan.AGENT_FACING_IFACE[hop],
+        "resolver": plan.PUBLIC_RESOLVER,
+        "domains": [row.domain for row in rows],
+        "answer": answers.pop(),
+    }

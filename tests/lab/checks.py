@@ -1,0 +1,287 @@
+"""Censor lab: check, with plain clients, that each scenario's censor acts as configured.
+
+One check per technique, keyed by the technique names of the scenario table.
+The self-tests assert every check passes; the demo prints what each one saw.
+Checks look from the agent namespace, and from the net namespace where the
+point is that the uncensored side (the control) sees something else.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.lab import addresses as plan
+from tests.lab.lab import Lab
+from tests.lab.scenarios import Scenario
+
+BLOCKPAGE_PHRASE = "prohibited for viewership from within Pakistan"
+THROTTLE_BYTES = 192 * 1024
+THROTTLE_MIN_RATIO = 5.0
+
+
+class ClientError(RuntimeError):
+    """A lab client crashed instead of reporting what it saw."""
+
+
+@dataclass
+class CheckResult:
+    row: Scenario
+    passed: bool
+    observed: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def client(lab: Lab, role: str, op: str, **kwargs: Any) -> dict[str, Any]:
+    argv = [sys.executable, "-m", "tests.lab.clients", op, json.dumps(kwargs)]
+    done = lab.run(role, argv, timeout=30)
+    if done.returncode != 0:
+        raise ClientError(f"lab client {op} failed in {role}: {done.stderr.strip()}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def _page(lab: Lab, role: str, row: Scenario, host: str | None = None) -> dict[str, Any]:
+    """Fetch the row's URL from its IP, verified against the lab CA for https."""
+    name = host or row.domain
+    if row.scheme == "https":
+        return client(
+            lab, role, "http_get", ip=row.ip, host=name, tls_sni=name, ca_file=str(lab.ca_file)
+        )
+    return client(lab, role, "http_get", ip=row.ip, host=name)
+
+
+def _result(row: Scenario, passed: bool, observed: str, **details: Any) -> CheckResult:
+    return CheckResult(row, passed, observed, details)
+
+
+def check_clean(lab: Lab, row: Scenario) -> CheckResult:
+    resolved = client(lab, "agent", "dns_system", name=row.domain)
+    page = _page(lab, "agent", row)
+    passed = resolved["answers"] == [row.ip] and page.get("status") == 200
+    passed = passed and row.domain in (page.get("title") or "")
+    outcome = page.get("status") or page["error"]
+    observed = f"resolves to {resolved['answers']}, {row.scheme} {outcome} {page.get('title')!r}"
+    return _result(row, passed, observed, dns=resolved, page=page)
+
+
+def check_down(lab: Lab, row: Scenario) -> CheckResult:
+    agent = client(lab, "agent", "tcp", ip=row.ip, port=443)
+    control = client(lab, "net", "tcp", ip=row.ip, port=443)
+    passed = agent["error"] == "ECONNREFUSED" and control["error"] == "ECONNREFUSED"
+    return _result(row, passed, f"agent {agent['error']}, control {control['error']}")
+
+
+def _resolver_lie(lab: Lab, row: Scenario, expect: Callable[[dict[str, Any]], bool]) -> CheckResult:
+    system = client(lab, "agent", "dns_system", name=row.domain)
+    public = client(lab, "agent", "dns_udp", server=plan.PUBLIC_RESOLVER, name=row.domain)
+    public_answers = [a for reply in public["replies"] for a in reply["answers"]]
+    passed = expect(system) and public_answers == [row.ip]
+    observed = (
+        f"ISP resolver: {system['rcode']} {system['answers']}; public resolver: {public_answers}"
+    )
+    return _result(row, passed, observed, system=system, public=public)
+
+
+def check_dns_nxdomain(lab: Lab, row: Scenario) -> CheckResult:
+    return _resolver_lie(lab, row, lambda r: r["rcode"] == "NXDOMAIN")
+
+
+def check_dns_bogon(lab: Lab, row: Scenario) -> CheckResult:
+    from tests.lab.censors import DEFAULT_BOGON
+
+    bogon = row.params.get("answer", DEFAULT_BOGON)
+    return _resolver_lie(lab, row, lambda r: r["answers"] == [bogon])
+
+
+def check_dns_redirect(lab: Lab, row: Scenario) -> CheckResult:
+    result = _resolver_lie(lab, row, lambda r: r["answers"] == [plan.BLOCKPAGE_SERVER])
+    page = client(lab, "agent", "http_get", ip=plan.BLOCKPAGE_SERVER, host=row.domain)
+    result.passed = result.passed and BLOCKPAGE_PHRASE in page.get("body_head", "")
+    result.observed += f"; {plan.BLOCKPAGE_SERVER} serves {page.get('title')!r}"
+    return result
+
+
+def check_dns_inject(lab: Lab, row: Scenario) -> CheckResult:
+    from tests.lab.censors import injector_config
+
+    config = injector_config(lab.table, row.hop)
+    forged = config["answer"] if config else plan.INJECTED_ANSWER
+    target = client(lab, "agent", "dns_udp", server=plan.PUBLIC_RESOLVER, name=row.domain)
+    benign = client(
+        lab, "agent", "dns_udp", server=plan.PUBLIC_RESOLVER, name=lab.table.benign_domain
+    )
+    answers = [reply["answers"] for reply in target["replies"]]
+    passed = (
+        len(answers) >= 2
+        and answers[0] == [forged]
+        and [row.ip] in answers[1:]
+        and len(benign["replies"]) == 1
+    )
+    summary = ", ".join(
+        f"{r['answers']} at {r['ms']}ms ttl={r['ip_ttl']}" for r in target["replies"]
+    )
+    observed = f"{len(answers)} replies: {summary}; benign name: {len(benign['replies'])} reply"
+    return _result(row, passed, observed, replies=target["replies"])
+
+
+def _ip_block(lab: Lab, row: Scenario, expected_error: str) -> CheckResult:
+    port = 443 if row.scheme == "https" else 80
+    agent = client(lab, "agent", "tcp", ip=row.ip, port=port)
+    control = client(lab, "net", "tcp", ip=row.ip, port=port)
+    passed = agent["error"] == expected_error and control["error"] is None
+    return _result(
+        row, passed, f"agent TCP {agent['error']}, control TCP {control['error'] or 'ok'}"
+    )
+
+
+def check_ip_drop(lab: Lab, row: Scenario) -> CheckResult:
+    return _ip_block(lab, row, "timeout")
+
+
+def check_ip_reset(lab: Lab, row: Scenario) -> CheckResult:
+    return _ip_block(lab, row, "ECONNREFUSED")
+
+
+def _sni(lab: Lab, row: Scenario, expected_error: str) -> CheckResult:
+    real = client(lab, "agent", "tls", ip=row.ip, sni=row.domain)
+    benign = client(lab, "agent", "tls", ip=row.ip, sni=lab.table.benign_domain)
+    passed = real["error"] == expected_error and benign["error"] is None
+    observed = f"SNI {row.domain}: {real['error']}; benign SNI: {benign['error'] or 'handshake ok'}"
+    return _result(row, passed, observed)
+
+
+def check_sni_reset(lab: Lab, row: Scenario) -> CheckResult:
+    return _sni(lab, row, "ECONNRESET")
+
+
+def check_sni_drop(lab: Lab, row: Scenario) -> CheckResult:
+    return _sni(lab, row, "timeout")
+
+
+def _host(lab: Lab, row: Scenario, expected_error: str) -> CheckResult:
+    real = client(lab, "agent", "http_get", ip=row.ip, host=row.domain)
+    benign = client(lab, "agent", "http_get", ip=row.ip, host=lab.table.benign_domain)
+    passed = real["error"] == expected_error and benign.get("status") == 200
+    benign_outcome = benign.get("status") or benign["error"]
+    observed = f"Host {row.domain}: {real['error']}; benign Host: {benign_outcome}"
+    return _result(row, passed, observed)
+
+
+def check_host_reset(lab: Lab, row: Scenario) -> CheckResult:
+    return _host(lab, row, "ECONNRESET")
+
+
+def check_host_drop(lab: Lab, row: Scenario) -> CheckResult:
+    return _host(lab, row, "timeout")
+
+
+def check_http_blockpage(lab: Lab, row: Scenario) -> CheckResult:
+    agent = client(lab, "agent", "http_get", ip=row.ip, host=row.domain)
+    benign = client(lab, "agent", "http_get", ip=row.ip, host=lab.table.benign_domain)
+    control = client(lab, "net", "http_get", ip=row.ip, host=row.domain)
+    passed = (
+        BLOCKPAGE_PHRASE in agent.get("body_head", "")
+        and row.domain in (control.get("title") or "")
+        and benign.get("status") == 200
+        and BLOCKPAGE_PHRASE not in benign.get("body_head", "")
+    )
+    observed = (
+        f"agent gets {agent.get('title')!r} ({agent.get('length')} B); "
+        f"control gets {control.get('title')!r}; benign Host relayed: {benign.get('status')}"
+    )
+    return _result(row, passed, observed)
+
+
+def check_tls_intercept(lab: Lab, row: Scenario) -> CheckResult:
+    ca = str(lab.ca_file)
+    verified = client(lab, "agent", "tls", ip=row.ip, sni=row.domain, ca_file=ca)
+    seen = client(lab, "agent", "tls", ip=row.ip, sni=row.domain)
+    control = client(lab, "net", "tls", ip=row.ip, sni=row.domain, ca_file=ca)
+    passed = (
+        str(verified["error"]).startswith("cert_verify")
+        and seen["error"] is None
+        and "interceptor" in (seen["issuer"] or "")
+        and control["error"] is None
+    )
+    observed = (
+        f"agent: {verified['error']} (issuer {seen.get('issuer')!r}); "
+        f"control: {control['error'] or 'verified'} (issuer {control.get('issuer')!r})"
+    )
+    return _result(row, passed, observed)
+
+
+def check_throttle(lab: Lab, row: Scenario) -> CheckResult:
+    path = f"/bytes/{THROTTLE_BYTES}"
+    real = client(
+        lab, "agent", "http_get", ip=row.ip, host=row.domain, tls_sni=row.domain, path=path
+    )
+    benign_name = lab.table.benign_domain
+    benign = client(
+        lab, "agent", "http_get", ip=row.ip, host=benign_name, tls_sni=benign_name, path=path
+    )
+    real_rate, benign_rate = real.get("rate_bps") or 0, benign.get("rate_bps") or 0
+    ratio = benign_rate / real_rate if real_rate else float("inf")
+    passed = (
+        real.get("length") == THROTTLE_BYTES
+        and benign.get("length") == THROTTLE_BYTES
+        and ratio >= THROTTLE_MIN_RATIO
+    )
+    observed = (
+        f"SNI {row.domain}: {real_rate / 1e6:.2f} Mbit/s; "
+        f"benign SNI: {benign_rate / 1e6:.1f} Mbit/s (x{ratio:.0f})"
+    )
+    return _result(row, passed, observed, real=real, benign=benign, ratio=ratio)
+
+
+def check_shutdown(lab: Lab, row: Scenario) -> CheckResult:
+    """Cut the uplink, see everything fail, restore it, see it work again."""
+    benign = lab.table.benign
+    lab.shutdown(True)
+    try:
+        cut_dns = client(lab, "agent", "dns_system", name=benign.domain)
+        cut_tcp = client(lab, "agent", "tcp", ip=benign.ip, port=443)
+    finally:
+        lab.shutdown(False)
+    back = client(lab, "agent", "tcp", ip=benign.ip, port=443)
+    passed = (
+        cut_dns["rcode"] == "timeout" and cut_tcp["error"] is not None and back["error"] is None
+    )
+    observed = (
+        f"uplink cut: DNS {cut_dns['rcode']}, TCP {cut_tcp['error']}; "
+        f"restored: TCP {back['error'] or 'ok'}"
+    )
+    return _result(row, passed, observed)
+
+
+CHECKS: dict[str, Callable[[Lab, Scenario], CheckResult]] = {
+    "clean": check_clean,
+    "down": check_down,
+    "dns-nxdomain": check_dns_nxdomain,
+    "dns-bogon": check_dns_bogon,
+    "dns-redirect": check_dns_redirect,
+    "dns-inject": check_dns_inject,
+    "ip-drop": check_ip_drop,
+    "ip-reset": check_ip_reset,
+    "sni-reset": check_sni_reset,
+    "sni-drop": check_sni_drop,
+    "host-reset": check_host_reset,
+    "host-drop": check_host_drop,
+    "http-blockpage": check_http_blockpage,
+    "tls-intercept": check_tls_intercept,
+    "throttle": check_throttle,
+    "shutdown": check_shutdown,
+}
+
+# Checks that change the lab while they run, so they must not overlap with others.
+DISRUPTIVE = {"shutdown"}
+
+
+def check(lab: Lab, row: Scenario) -> CheckResult:
+    try:
+        return CHECKS[row.technique](lab, row)
+    except ClientError as exc:
+        return _result(row, False, str(exc))

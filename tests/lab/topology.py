@@ -1,0 +1,102 @@
+"""Censor lab: namespaces, links, addresses and routes.
+
+Builds ``agent -- isp -- border -- net`` from the address plan. The namespaces
+are joined only to each other: no veth ever has an end in the host's
+namespace, so nothing in the lab can route to the host's uplink.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.lab import addresses as plan
+from tests.lab.shell import run
+
+PREFIX_RE = re.compile(r"^nsl[0-9a-f]{6}$")
+NS_NAME_RE = re.compile(r"^(nsl[0-9a-f]{6})-(agent|isp|border|net)$")
+NETNS_ETC = Path("/etc/netns")
+
+# Forwarding on the routers; no IPv6 anywhere, so every test speaks the plan's IPv4.
+ROUTER_SYSCTLS = {"net/ipv4/ip_forward": "1"}
+COMMON_SYSCTLS = {
+    "net/ipv6/conf/all/disable_ipv6": "1",
+    "net/ipv6/conf/default/disable_ipv6": "1",
+}
+
+
+@dataclass(frozen=True)
+class Topology:
+    prefix: str
+
+    def ns(self, role: str) -> str:
+        if role not in plan.ROLES:
+            raise ValueError(f"unknown lab namespace {role!r} (one of {', '.join(plan.ROLES)})")
+        return f"{self.prefix}-{role}"
+
+    @property
+    def namespaces(self) -> list[str]:
+        return [self.ns(role) for role in plan.ROLES]
+
+
+def list_lab_namespaces() -> dict[str, list[str]]:
+    """Existing lab namespaces on this host, grouped by prefix."""
+    listing = run(["ip", "netns", "list"]).stdout
+    found: dict[str, list[str]] = {}
+    for line in listing.splitlines():
+        name = line.split()[0] if line.strip() else ""
+        match = NS_NAME_RE.match(name)
+        if match:
+            found.setdefault(match.group(1), []).append(name)
+    return found
+
+
+def build(topo: Topology, site_ips: Iterable[str]) -> None:
+    for name in topo.namespaces:
+        run(["ip", "netns", "add", name])
+    for role in plan.ROLES:
+        sysctls = dict(COMMON_SYSCTLS)
+        if role in ("isp", "border"):
+            sysctls.update(ROUTER_SYSCTLS)
+        script = "; ".join(f"echo {v} > /proc/sys/{k}" for k, v in sysctls.items())
+        run(["sh", "-c", script], ns=topo.ns(role))
+    batches: dict[str, list[str]] = {role: ["link set lo up"] for role in plan.ROLES}
+    for left, left_if, left_addr, right, right_if, right_addr in plan.LINKS:
+        run(
+            ["ip", "-n", topo.ns(left), "link", "add", left_if, "type", "veth"]
+            + ["peer", "name", right_if, "netns", topo.ns(right)]
+        )
+        batches[left] += [f"addr add {left_addr} dev {left_if}", f"link set {left_if} up"]
+        batches[right] += [f"addr add {right_addr} dev {right_if}", f"link set {right_if} up"]
+    for role, local in plan.LOCAL_ADDRESSES.items():
+        batches[role] += [f"addr add {address}/32 dev lo" for address in local]
+    batches["net"] += [f"addr add {ip}/32 dev lo" for ip in site_ips]
+    for role, routes in plan.ROUTES.items():
+        batches[role] += [f"route add {dest} via {via}" for dest, via in routes]
+    for role, lines in batches.items():
+        run(["ip", "-n", topo.ns(role), "-batch", "-"], input_text="\n".join(lines) + "\n")
+    agent_etc = NETNS_ETC / topo.ns("agent")
+    agent_etc.mkdir(parents=True, exist_ok=True)
+    # `ip netns exec` bind-mounts this over /etc/resolv.conf: the ISP resolver is the system one.
+    (agent_etc / "resolv.conf").write_text(
+        f"# netsonde censor lab: the ISP's resolver\nnameserver {plan.ISP_RESOLVER}\n"
+    )
+
+
+def destroy(prefix: str, namespaces: Iterable[str]) -> None:
+    """Kill whatever still runs inside the namespaces, then delete them."""
+    if not PREFIX_RE.match(prefix):
+        raise ValueError(f"not a lab prefix: {prefix!r}")
+    for name in namespaces:
+        pids = run(["ip", "netns", "pids", name], check=False).stdout.split()
+        if pids:
+            run(["kill", "-9", *pids], check=False)
+        run(["ip", "netns", "del", name], check=False)
+        shutil.rmtree(NETNS_ETC / name, ignore_errors=True)
+
+
+def set_link(topo: Topology, role: str, ifname: str, up: bool) -> None:
+    run(["ip", "-n", topo.ns(role), "link", "set", ifname, "up" if up else "down"])

@@ -1,0 +1,222 @@
+"""Censor lab: the real web servers behind the censors.
+
+Runs in the "net" namespace as ``python -m tests.lab.webserver CONFIG.json``::
+
+    {"sites": [{"domain": "dawn.com", "ip": "192.0.2.11", "cert": "/path/dawn.com.pem"}],
+     "http_port": 80, "https_port": 443}
+
+Every site gets plain HTTP and TLS on its own IP. The certificate is chosen by the
+listening IP, not by SNI, so a handshake with any SNI (or none) completes, as the
+SNI-manipulation tests require. The page is chosen by Host header, falling back to
+the site that owns the IP, so a "Host swap" request still gets a 200.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from tests.lab.service import Cleanup, run_service
+
+MAX_BYTES = 64 * 1024 * 1024
+CHUNK_SIZE = 64 * 1024
+# One pre-built chunk serves every /bytes request, so a 64 MiB body costs 64 KiB of memory.
+_PATTERN = bytes(range(256)) * (CHUNK_SIZE // 256)
+# Requests carry no bodies in the lab; a small cap keeps a misbehaving client cheap.
+CLIENT_MAX_SIZE = 64 * 1024
+# aiohttp waits this long twice (graceful, then after cancelling), and SIGTERM must stop
+# the daemon within a second even while a throughput download runs.
+SHUTDOWN_TIMEOUT = 0.2
+
+_FILLER = (
+    "Readers across the region follow {domain} for reporting on politics, economy and culture.",
+    "The editorial team at {domain} publishes several updates every hour of the day.",
+    "Archived stories on {domain} go back more than a decade and are free to read.",
+    "Opinion pieces on {domain} are written by columnists from many backgrounds.",
+    "Subscribers to {domain} receive a morning briefing with the top headlines.",
+    "Photographs on {domain} are licensed from agencies and local contributors.",
+)
+
+
+@dataclass(frozen=True)
+class Site:
+    domain: str
+    ip: str
+    cert: str
+
+
+def _title(domain: str) -> str:
+    return f"{domain} — netsonde lab site"
+
+
+def render_page(domain: str) -> str:
+    """The site's home page; its length depends on the domain so sites are told apart by size."""
+    name = html.escape(domain)
+    # A stable digest, unlike hash(), keeps page sizes identical across runs and processes.
+    seed = hashlib.sha256(domain.encode()).digest()
+    count = 2 + seed[0] % 7
+    paragraphs = "\n".join(
+        f"    <p>{_FILLER[(seed[1] + i) % len(_FILLER)].format(domain=name)}</p>"
+        for i in range(count)
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>{html.escape(_title(domain))}</title>
+</head>
+<body>
+  <header><h1>Welcome to {name}</h1></header>
+  <main>
+{paragraphs}
+  </main>
+  <nav>
+    <a href="/">Home</a> |
+    <a href="/about">About {name}</a> |
+    <a href="https://{name}/contact">Contact</a>
+  </nav>
+  <footer><p>&copy; {name}. Served by the netsonde censor lab.</p></footer>
+</body>
+</html>
+"""
+
+
+def render_not_found(domain: str) -> str:
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head><meta charset="utf-8"><title>{html.escape(_title(domain))}</title></head>
+<body><h1>404 Not Found</h1><p>No such page on {html.escape(domain)}.</p></body>
+</html>
+"""
+
+
+class SiteDirectory:
+    """Resolves which configured site a request is for."""
+
+    def __init__(self, sites: list[Site]) -> None:
+        self._by_domain = {site.domain.lower(): site for site in sites}
+        self._by_ip = {site.ip: site for site in sites}
+
+    def site_for(self, request: web.BaseRequest) -> str:
+        host = _host_name(request.headers.get("Host", ""))
+        if host in self._by_domain:
+            return self._by_domain[host].domain
+        local_ip = _local_ip(request)
+        if local_ip in self._by_ip:
+            return self._by_ip[local_ip].domain
+        # Unreachable with a correct config; any answer beats a 500 for a lab client.
+        return host or local_ip or "unknown"
+
+
+def _host_name(header: str) -> str:
+    host = header.strip().lower()
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _local_ip(request: web.BaseRequest) -> str:
+    if request.transport is None:
+        return ""
+    sockname = request.transport.get_extra_info("sockname")
+    return str(sockname[0]) if sockname else ""
+
+
+SITES_KEY = web.AppKey("sites", SiteDirectory)
+
+
+def _html_response(body: str, status: int = 200) -> web.Response:
+    return web.Response(
+        text=body,
+        status=status,
+        content_type="text/html",
+        charset="utf-8",
+        headers={"Server": "netsonde-lab"},
+    )
+
+
+async def handle_index(request: web.Request) -> web.Response:
+    return _html_response(render_page(request.app[SITES_KEY].site_for(request)))
+
+
+async def handle_bytes(request: web.Request) -> web.StreamResponse:
+    text = request.match_info["n"]
+    size = int(text) if text.isdigit() else -1
+    if not 0 <= size <= MAX_BYTES:
+        return web.Response(
+            text=f"n must be an integer in 0..{MAX_BYTES}\n",
+            status=400,
+            headers={"Server": "netsonde-lab"},
+        )
+    response = web.StreamResponse(headers={"Server": "netsonde-lab"})
+    response.content_type = "application/octet-stream"
+    response.content_length = size
+    await response.prepare(request)
+    remaining = size
+    try:
+        while remaining > 0:
+            chunk = _PATTERN[: min(remaining, CHUNK_SIZE)]
+            # write() waits on TCP backpressure, which is what throttling tests measure.
+            await response.write(chunk)
+            remaining -= len(chunk)
+        await response.write_eof()
+    except ConnectionError:
+        # Throughput probes hang up mid-download on purpose; that is not a server error.
+        pass
+    return response
+
+
+async def handle_not_found(request: web.Request) -> web.Response:
+    domain = request.app[SITES_KEY].site_for(request)
+    return _html_response(render_not_found(domain), status=404)
+
+
+def build_app(sites: list[Site]) -> web.Application:
+    app = web.Application(client_max_size=CLIENT_MAX_SIZE)
+    app[SITES_KEY] = SiteDirectory(sites)
+    app.router.add_get("/", handle_index)
+    app.router.add_get("/bytes/{n}", handle_bytes)
+    app.router.add_route("*", "/{tail:.*}", handle_not_found)
+    return app
+
+
+def _tls_context(cert_path: str) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_path)
+    return context
+
+
+def parse_sites(config: dict[str, Any]) -> list[Site]:
+    return [
+        Site(domain=str(s["domain"]), ip=str(s["ip"]), cert=str(s["cert"]))
+        for s in config.get("sites", [])
+    ]
+
+
+async def start(config: dict[str, Any]) -> Cleanup:
+    sites = parse_sites(config)
+    http_port = int(config.get("http_port", 80))
+    https_port = int(config.get("https_port", 443))
+    runner = web.AppRunner(build_app(sites), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
+    await runner.setup()
+    for site in sites:
+        plain = web.TCPSite(runner, site.ip, http_port, reuse_address=True)
+        secure = web.TCPSite(
+            runner,
+            site.ip,
+            https_port,
+            ssl_context=_tls_context(site.cert),
+            reuse_address=True,
+        )
+        await plain.start()
+        await secure.start()
+    return runner.cleanup
+
+
+if __name__ == "__main__":
+    run_service(start)
