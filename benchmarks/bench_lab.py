@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.lab.lab import Lab  # noqa: E402
-from tests.lab.scenarios import DEFAULT_TABLE, load  # noqa: E402
+from tests.lab.lab import Lab
+from tests.lab.scenarios import DEFAULT_TABLE, load
 
 
 def main() -> int:
