@@ -76,15 +76,20 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 1
 
 
+def _exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit, so `with lab` and `finally` take the lab down."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def cmd_hold(args: argparse.Namespace) -> int:
     """Own a lab in the background until SIGTERM (what `up` starts, and `down` stops)."""
     lab = Lab(_table(args.scenarios), prefix=args.prefix)
-
-    def stop(signum: int, frame: object) -> None:
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    _exit_on_sigterm()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     with lab:
         print(f"lab {lab.prefix} ready", flush=True)
         while True:
@@ -214,6 +219,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     table = _table(args.scenarios)
+    _exit_on_sigterm()
     console.rule("netsonde censor lab")
     console.print(
         f"{len(table.rows)} scenarios, {len({r.technique for r in table.rows})} techniques "

@@ -33,6 +33,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 STATE_ROOT = Path(os.environ.get("NETSONDE_LAB_STATE", "/run/netsonde-lab"))
 READY_TIMEOUT = 20.0
 STOP_TIMEOUT = 3.0
+# A state directory without a state file is a lab still being created by another run,
+# unless it is older than this.
+CREATION_GRACE = 60.0
 DNSMASQ_READY = "started, version"
 
 
@@ -116,6 +119,13 @@ def live_labs(state_root: Path = STATE_ROOT) -> list[dict[str, Any]]:
     return labs
 
 
+def _younger_than(path: Path, seconds: float) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime < seconds
+    except OSError:
+        return False
+
+
 def cleanup_stale(state_root: Path = STATE_ROOT) -> list[str]:
     """Remove labs whose owner is gone: namespaces, processes, /etc/netns, state."""
     removed = []
@@ -126,6 +136,8 @@ def cleanup_stale(state_root: Path = STATE_ROOT) -> list[str]:
     for prefix in sorted(prefixes):
         state = read_state(prefix, state_root)
         if state is not None and _owner_alive(state):
+            continue
+        if state is None and _younger_than(state_root / prefix, CREATION_GRACE):
             continue
         topology.destroy(prefix, namespaces.get(prefix, []))
         shutil.rmtree(state_root / prefix, ignore_errors=True)
