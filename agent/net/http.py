@@ -16,7 +16,7 @@ import html
 import re
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from agent.net.failures import ProtocolError, capture
@@ -30,6 +30,9 @@ USER_AGENT = (
 )
 _TITLE_RE = re.compile(rb"<title[^>]*>(.*?)</title", re.IGNORECASE | re.DOTALL)
 _TITLE_MAX = 256
+
+# Looks at a response before its body is dropped: (body, headers) -> fingerprint name.
+Inspector = Callable[[bytes, Sequence[tuple[str, str]]], str | None]
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class HTTPRoundTrip:
     title: str | None
     ms: float
     failure: str | None  # may be set alongside a status: the body was cut
+    fingerprint: str | None = None  # name of the blockpage fingerprint the response matched
 
 
 class _Reader:
@@ -187,6 +191,7 @@ async def round_trip(
     *,
     max_body: int = MAX_BODY,
     timeout: float = 10.0,
+    inspect: Inspector | None = None,
 ) -> HTTPRoundTrip:
     """GET ``path`` with ``Host: host`` over ``stream``; the stream is closed afterwards."""
     request = (
@@ -220,4 +225,9 @@ async def round_trip(
         title=_title(response.body),
         ms=elapsed_ms(start),
         failure=outcome.failure,
+        fingerprint=(
+            inspect(response.body, response.headers or [])
+            if inspect is not None and response.status is not None
+            else None
+        ),
     )

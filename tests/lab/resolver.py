@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import struct
 import sys
 from collections.abc import Coroutine
@@ -32,6 +33,10 @@ UPSTREAM_TIMEOUT = 2.0
 # Without EDNS a client only promises to take 512 bytes over UDP (RFC 1035).
 CLASSIC_UDP_SIZE = 512
 TCP_IDLE_TIMEOUT = 10.0
+# A burst of queries can land while the loop is busy; the default buffer (~200 kB)
+# overflowed at a few hundred queries in a burst, and a dropped query looks like censorship.
+UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
+SO_RCVBUFFORCE = 33  # Linux: like SO_RCVBUF, but root may exceed net.core.rmem_max
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,13 @@ def parse_query(wire: bytes) -> dns.message.Message | None:
     if message.flags & dns.flags.QR:
         return None
     return message
+
+
+def grow_receive_buffer(sock: socket.socket) -> None:
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, UDP_RECEIVE_BUFFER)
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
 
 
 def udp_limit(query: dns.message.Message) -> int:
@@ -175,6 +187,7 @@ async def start(config: dict[str, Any]) -> Cleanup:
     transport, _ = await loop.create_datagram_endpoint(
         lambda: UdpFrontend(forwarder, tasks), local_addr=(listen, port)
     )
+    grow_receive_buffer(transport.get_extra_info("socket"))
     tcp = TcpFrontend(forwarder)
     server = await asyncio.start_server(
         lambda r, w: tasks.spawn(tcp.serve(r, w)), listen, port, reuse_address=True

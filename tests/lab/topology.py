@@ -28,6 +28,14 @@ COMMON_SYSCTLS = {
 }
 
 
+RESOLV_CONF = {
+    "agent": (plan.ISP_RESOLVER, "the ISP's resolver"),
+    "isp": (plan.ISP_RESOLVER, "the ISP's resolver"),
+    "border": (plan.PUBLIC_RESOLVER, "the public resolver"),
+    "net": (plan.AUTHORITATIVE_DNS, "the authoritative server"),
+}
+
+
 @dataclass(frozen=True)
 class Topology:
     prefix: str
@@ -78,12 +86,14 @@ def build(topo: Topology, site_ips: Iterable[str]) -> None:
         batches[role] += [f"route add {dest} via {via}" for dest, via in routes]
     for role, lines in batches.items():
         run(["ip", "-n", topo.ns(role), "-batch", "-"], input_text="\n".join(lines) + "\n")
-    agent_etc = NETNS_ETC / topo.ns("agent")
-    agent_etc.mkdir(parents=True, exist_ok=True)
-    # `ip netns exec` bind-mounts this over /etc/resolv.conf: the ISP resolver is the system one.
-    (agent_etc / "resolv.conf").write_text(
-        f"# netsonde censor lab: the ISP's resolver\nnameserver {plan.ISP_RESOLVER}\n"
-    )
+    # `ip netns exec` bind-mounts these over /etc/resolv.conf, so no process in the lab ever
+    # asks the host's resolver: the agent uses its ISP's, the net ns the authoritative server.
+    for role, (nameserver, label) in RESOLV_CONF.items():
+        etc = NETNS_ETC / topo.ns(role)
+        etc.mkdir(parents=True, exist_ok=True)
+        (etc / "resolv.conf").write_text(
+            f"# netsonde censor lab: {label}\nnameserver {nameserver}\n"
+        )
 
 
 def destroy(prefix: str, namespaces: Iterable[str]) -> None:
