@@ -1,26 +1,156 @@
-"""Collector entry point: the ``netsonde-collector`` command."""
+"""Collector entry point: the ``netsonde-collector`` command.
+
+Only argparse and the standard library at import time, so ``--help`` is fast;
+aiohttp and the agent's probes are imported when ``serve`` actually runs.
+Usage and configuration errors exit 2 with one line on stderr.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+import signal
 import sys
 
 from collector import __version__
+from collector.config import (
+    DEFAULT_BENIGN_SNI,
+    DEFAULT_CONTROL_TTL,
+    DEFAULT_DB,
+    DEFAULT_LISTEN,
+    DEFAULT_TIMEOUT,
+    ConfigError,
+    Settings,
+    make_settings,
+)
+
+PROG = "netsonde-collector"
+# How long in-flight requests may take to finish once a stop was asked for.
+SHUTDOWN_GRACE = 3.0
+
+log = logging.getLogger("netsonde.collector")
+
+
+class ListenError(RuntimeError):
+    """The listening socket cannot be opened (address in use, not local, no permission)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="netsonde-collector",
+        prog=PROG,
         description="netsonde collector: control vantage point, ingest and aggregation service.",
     )
-    parser.add_argument("--version", action="version", version=f"netsonde-collector {__version__}")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve",
+        help="run the collector's HTTP API",
+        description="Run the collector's HTTP API (control measurements under /api/v1).",
+    )
+    serve.add_argument(
+        "--listen",
+        default=DEFAULT_LISTEN,
+        metavar="HOST:PORT",
+        help=f"address to listen on, IPv6 as [ADDR]:PORT (default {DEFAULT_LISTEN})",
+    )
+    serve.add_argument(
+        "--db",
+        default=DEFAULT_DB,
+        metavar="URL",
+        help=f"storage: sqlite:///PATH or postgresql://... (default {DEFAULT_DB})",
+    )
+    serve.add_argument(
+        "--ca-file",
+        metavar="PATH",
+        help="extra CA certificates (PEM) trusted by control TLS checks, besides the system store",
+    )
+    serve.add_argument(
+        "--resolver",
+        action="append",
+        default=[],
+        metavar="IP",
+        help="public resolver the control also queries over UDP (repeatable)",
+    )
+    serve.add_argument(
+        "--benign-sni",
+        default=DEFAULT_BENIGN_SNI,
+        metavar="NAME",
+        help=f"name for the SNI and Host swaps (default {DEFAULT_BENIGN_SNI})",
+    )
+    serve.add_argument(
+        "--control-ttl",
+        type=float,
+        default=DEFAULT_CONTROL_TTL,
+        metavar="SECONDS",
+        help=f"how long a control stays cached; 0 disables (default {DEFAULT_CONTROL_TTL:g})",
+    )
+    serve.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="S",
+        help=f"per-operation timeout of control probes (default {DEFAULT_TIMEOUT:g})",
+    )
     return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    return make_settings(
+        listen=args.listen,
+        db=args.db,
+        ca_file=args.ca_file,
+        resolvers=args.resolver,
+        benign_sni=args.benign_sni,
+        control_ttl=args.control_ttl,
+        timeout=args.timeout,
+    )
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then finish in-flight requests and clean up."""
+    from aiohttp import web
+
+    from collector.app import create_app
+
+    runner = web.AppRunner(create_app(settings), access_log=None, shutdown_timeout=SHUTDOWN_GRACE)
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ListenError(f"cannot listen on {settings.url}: {exc.strerror or exc}") from exc
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        log.info("listening on %s", settings.url)
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        await runner.cleanup()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    parser.parse_args(sys.argv[1:] if argv is None else argv)
-    parser.print_help()
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        settings = settings_from_args(args)
+    except ConfigError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        asyncio.run(serve(settings))
+    except ListenError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -30,9 +30,15 @@ INJECTED_ANSWER = "203.0.113.66"
 AUTHORITATIVE_DNS = "198.51.100.53"
 PUBLIC_RESOLVER = "198.51.100.8"
 COLLECTOR = "198.51.100.10"
-# One IP per test domain, allocated in table order.
-SITE_POOL = ipaddress.ip_network("192.0.2.0/24")
-SITE_FIRST_HOST = 10
+# One IP per test domain, allocated in table order: first 192.0.2.0/24, then, for big
+# tables (the 670-domain benchmark), the parts of the other two ranges that no lab
+# service uses.
+SITE_RANGES = (
+    ("192.0.2.0", 10, 254),
+    ("198.51.100.0", 11, 251),
+    ("203.0.113.0", 1, 254),
+    ("192.0.2.0", 1, 9),
+)
 
 # Local service addresses per namespace (bound on lo).
 LOCAL_ADDRESSES = {
@@ -60,14 +66,32 @@ TRANSPARENT_PROXY_PORT = 3129
 TLS_INTERCEPTOR_PORT = 3443
 
 
+def _site_pool() -> list[str]:
+    reserved = {
+        ISP_RESOLVER,
+        BLOCKPAGE_SERVER,
+        INJECTED_ANSWER,
+        AUTHORITATIVE_DNS,
+        PUBLIC_RESOLVER,
+        COLLECTOR,
+    }
+    pool = []
+    for base, first, last in SITE_RANGES:
+        for offset in range(first, last + 1):
+            address = str(ipaddress.ip_address(base) + offset)
+            if address not in reserved:
+                pool.append(address)
+    return pool
+
+
+SITE_POOL = tuple(_site_pool())
+
+
 def site_address(index: int) -> str:
     """The IP of the index-th site in the table."""
-    host = SITE_FIRST_HOST + index
-    if host >= SITE_POOL.num_addresses - 1:
-        raise ValueError(
-            f"the lab has room for {SITE_POOL.num_addresses - 1 - SITE_FIRST_HOST} sites"
-        )
-    return str(SITE_POOL.network_address + host)
+    if index >= len(SITE_POOL):
+        raise ValueError(f"the lab has room for {len(SITE_POOL)} sites")
+    return SITE_POOL[index]
 
 
 def in_lab(address: str) -> bool:

@@ -1,0 +1,126 @@
+"""Agent layer 3, control client: asks the collector what a target looks like from outside.
+
+:class:`HTTPControl` is the :class:`agent.site.ControlSource` the site test uses.
+The collector may be blocked, down or slow exactly when measurements matter
+most, so nothing here raises for a network or collector problem: the answer is
+then a short failure string, and the site test decides from local evidence.
+The API paths and media type live here too, so the collector (which imports
+from ``agent``) serves exactly what this client expects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Sequence
+from types import TracebackType
+
+import aiohttp
+
+from agent import __version__
+from agent.measurement import Target, Vantage
+from agent.wire import WireError, decode_vantage
+
+CONTROL_PATH = "/api/v1/control"
+HEALTH_PATH = "/api/v1/health"
+MSGPACK = "application/msgpack"
+CACHE_HEADER = "X-Netsonde-Control-Cache"
+MAX_ADDRESSES = 16  # the collector refuses more
+# A control is a few hundred bytes; far more means something that is not our collector.
+MAX_RESPONSE_BYTES = 1 << 20
+
+UNREACHABLE = "control_unreachable"
+TIMEOUT = "control_timeout"
+BAD_RESPONSE = "control_bad_response"
+TLS_ERROR = "control_tls_error"
+
+
+# What the network or the collector can do to a request; anything else is a bug and raises.
+_REQUEST_FAILURES = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+
+
+def http_failure(status: int) -> str:
+    return f"control_http_{status}"
+
+
+class HTTPControl:
+    """The collector's control endpoint, over one aiohttp session (``async with``)."""
+
+    def __init__(
+        self, collector_url: str, *, timeout: float = 10.0, ca_file: str | None = None
+    ) -> None:
+        self.collector_url = collector_url.rstrip("/")
+        self.timeout = timeout
+        # The system store plus the operator's CA: a self-hosted collector may use a private CA.
+        self._ssl = ssl.create_default_context()
+        if ca_file is not None:
+            self._ssl.load_verify_locations(cafile=ca_file)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> HTTPControl:
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=self._ssl),
+            timeout=aiohttp.ClientTimeout(total=self.timeout),
+            headers={"User-Agent": f"netsonde-agent/{__version__}"},
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("HTTPControl is used outside 'async with'")
+        return self._session
+
+    async def fetch(self, target: Target, addresses: Sequence[str]) -> Vantage | str:
+        """The control's view of ``target`` (also measuring ``addresses``), or a failure."""
+        payload = {"url": target.url, "addresses": list(addresses)[:MAX_ADDRESSES]}
+        try:
+            async with self.session.post(self.collector_url + CONTROL_PATH, json=payload) as resp:
+                if resp.status != 200:
+                    return http_failure(resp.status)
+                if resp.content_type != MSGPACK:
+                    return BAD_RESPONSE
+                data = bytearray()
+                async for chunk in resp.content.iter_chunked(64 * 1024):
+                    data += chunk
+                    if len(data) > MAX_RESPONSE_BYTES:
+                        return BAD_RESPONSE
+        except _REQUEST_FAILURES as exc:
+            return _classify(exc)
+        try:
+            return decode_vantage(bytes(data))
+        except WireError:
+            return BAD_RESPONSE
+
+    async def reachable(self) -> bool:
+        """The connectivity check: does the collector answer its health endpoint?"""
+        try:
+            async with self.session.get(self.collector_url + HEALTH_PATH) as resp:
+                await resp.read()
+                return resp.status == 200
+        except _REQUEST_FAILURES:
+            return False
+
+
+def _classify(exc: BaseException) -> str:
+    # Timeouts first: aiohttp's ServerTimeoutError is also a ClientError.
+    if isinstance(exc, asyncio.TimeoutError):
+        return TIMEOUT
+    if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
+        return TLS_ERROR
+    if isinstance(exc, aiohttp.ClientResponseError | aiohttp.ClientPayloadError):
+        return BAD_RESPONSE
+    return UNREACHABLE

@@ -1,0 +1,43 @@
+"""Agent layer 2, probes: the DNS test of one host name.
+
+Asks the system resolver and every configured public resolver at once. The
+public exchanges keep every reply (see ``agent.net.dns.udp_exchange``), which
+is what exposes on-path injection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from agent.net.dns import DNSExchange, SystemResolution, system_resolve, udp_exchange
+
+
+@dataclass(frozen=True)
+class DNSObservation:
+    system: SystemResolution
+    public: tuple[DNSExchange, ...]
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """What the agent would connect to: the system resolver's answer."""
+        return self.system.addresses
+
+
+async def measure(
+    host: str,
+    resolvers: Sequence[str],
+    *,
+    timeout: float = 2.0,
+    window: float = 0.3,
+    resolv_conf: str = "/etc/resolv.conf",
+) -> DNSObservation:
+    system, *public = await asyncio.gather(
+        system_resolve(host, timeout=timeout, resolv_conf=resolv_conf),
+        *(udp_exchange(server, host, timeout=timeout, window=window) for server in resolvers),
+    )
+    assert isinstance(system, SystemResolution)
+    return DNSObservation(
+        system=system, public=tuple(p for p in public if isinstance(p, DNSExchange))
+    )

@@ -1,0 +1,40 @@
+"""Agent layer 2, probes: the TLS test of one IP, and its SNI swap.
+
+When the handshake naming the host fails, a second connection to the same IP
+names a benign host instead. If that one completes, the censor reacts to the
+name (SNI filtering), not to the address.
+"""
+
+from __future__ import annotations
+
+from agent.net import tls
+from agent.net.tcp import connect
+from agent.net.tls import TLSHandshake
+
+
+async def benign_handshake(
+    ip: str, port: int, benign_sni: str, *, ca_file: str | None, timeout: float
+) -> TLSHandshake:
+    """The SNI swap on a fresh connection; a failed reconnect is reported as the handshake's."""
+    tcp_obs, stream = await connect(ip, port, timeout=timeout)
+    if stream is None:
+        return TLSHandshake(
+            sni=benign_sni,
+            version=None,
+            cipher=None,
+            alpn=None,
+            leaf_sha256=None,
+            chain_sha256=None,
+            chain_length=0,
+            issuer=None,
+            validated=False,
+            validation_failure=None,
+            ms=tcp_obs.ms,
+            failure=tcp_obs.failure,
+        )
+    observation, tls_stream = await tls.handshake(
+        stream, benign_sni, ca_file=ca_file, timeout=timeout
+    )
+    if tls_stream is not None:
+        tls_stream.close()
+    return observation

@@ -1,0 +1,140 @@
+"""Agent layer 3, site: one site test, from a target to a measurement with a verdict.
+
+Runs the DNS probe, asks the control what the target looks like from outside,
+measures every endpoint (the agent's addresses and the control's) in parallel,
+then hands both views to the pure ``agent.verdict.decide``. The same
+``measure_vantage`` is what the collector runs to produce a control.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from agent.fingerprints import FingerprintSet
+from agent.measurement import SiteMeasurement, Target, Vantage, new_measurement_id
+from agent.probes import endpoint
+from agent.probes.dns import measure as measure_dns
+from agent.probes.endpoint import EndpointPlan
+from agent.probes.http import inspector
+from agent.verdict import decide
+
+DEFAULT_BENIGN_NAME = "example.com"
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    resolvers: tuple[str, ...] = ()
+    benign_name: str = DEFAULT_BENIGN_NAME
+    ca_file: str | None = None
+    timeout: float = 5.0
+    dns_timeout: float = 2.0
+    dns_window: float = 0.3
+    fingerprints: FingerprintSet | None = None
+    max_endpoints: int = 4
+    resolv_conf: str = "/etc/resolv.conf"
+
+
+class ControlSource(Protocol):
+    async def fetch(self, target: Target, addresses: Sequence[str]) -> Vantage | str:
+        """The control's view of the target, or a failure string."""
+        ...
+
+
+def _plan(target: Target, config: ProbeConfig) -> EndpointPlan:
+    return EndpointPlan(
+        scheme=target.scheme,
+        host=target.host,
+        port=target.port,
+        path=target.path,
+        benign_name=config.benign_name,
+        ca_file=config.ca_file,
+        timeout=config.timeout,
+        inspect=inspector(config.fingerprints),
+    )
+
+
+def _unique(addresses: Sequence[str], limit: int) -> list[str]:
+    return list(dict.fromkeys(addresses))[:limit]
+
+
+async def measure_vantage(
+    target: Target, config: ProbeConfig, extra_addresses: Sequence[str] = ()
+) -> Vantage:
+    """DNS, then every endpoint: what the collector runs as the control."""
+    dns_obs = await measure_dns(
+        target.host,
+        config.resolvers,
+        timeout=config.dns_timeout,
+        window=config.dns_window,
+        resolv_conf=config.resolv_conf,
+    )
+    ips = _unique([*dns_obs.addresses, *extra_addresses], config.max_endpoints)
+    plan = _plan(target, config)
+    endpoints = await asyncio.gather(*(endpoint.measure(ip, plan) for ip in ips))
+    return Vantage(dns=dns_obs, endpoints=tuple(endpoints))
+
+
+async def measure_site(
+    target: Target,
+    config: ProbeConfig,
+    control: ControlSource | None,
+    *,
+    is_online: Callable[[], Awaitable[bool]] | None = None,
+) -> SiteMeasurement:
+    """The whole site test: agent probes and control in parallel, then the verdict."""
+    started = time.time()
+    start = time.monotonic()
+    dns_obs = await measure_dns(
+        target.host,
+        config.resolvers,
+        timeout=config.dns_timeout,
+        window=config.dns_window,
+        resolv_conf=config.resolv_conf,
+    )
+    plan = _plan(target, config)
+    own_ips = _unique(dns_obs.addresses, config.max_endpoints)
+    control_task = (
+        asyncio.ensure_future(control.fetch(target, own_ips)) if control is not None else None
+    )
+    own = await asyncio.gather(*(endpoint.measure(ip, plan) for ip in own_ips))
+    control_view: Vantage | None = None
+    control_failure: str | None = "no_control"
+    if control_task is not None:
+        answer = await control_task
+        if isinstance(answer, Vantage):
+            control_view, control_failure = answer, None
+        else:
+            control_failure = answer
+    extra_ips: list[str] = []
+    if control_view is not None:
+        extra_ips = [ip for ip in control_view.dns.addresses if ip not in own_ips]
+        extra_ips = extra_ips[: max(0, config.max_endpoints - len(own_ips))]
+    more = await asyncio.gather(*(endpoint.measure(ip, plan) for ip in extra_ips))
+    agent_view = Vantage(dns=dns_obs, endpoints=(*own, *more))
+    online: bool | None = None
+    if is_online is not None and _nothing_worked(agent_view) and control_view is None:
+        online = await is_online()
+    verdict = decide(
+        target, agent_view, control_view, online=online, fingerprints=config.fingerprints
+    )
+    return SiteMeasurement(
+        id=new_measurement_id(int(started * 1000)),
+        url=target.url,
+        started_ms=int(started * 1000),
+        ms=round((time.monotonic() - start) * 1000, 1),
+        agent=agent_view,
+        control=control_view,
+        control_failure=control_failure,
+        online=online,
+        verdict=verdict,
+    )
+
+
+def _nothing_worked(view: Vantage) -> bool:
+    dns_ok = view.dns.system.failure is None or any(p.failure is None for p in view.dns.public)
+    tcp_ok = any(e.tcp.failure is None for e in view.endpoints)
+    return not dns_ok and not tcp_ok

@@ -1,0 +1,145 @@
+"""Benchmark: `netsonde-agent probe` over the 670 URLs of the Pakistan test list, in the lab.
+
+    sudo .venv/bin/python benchmarks/bench_probe.py [--testlist PATH] [--concurrency 32]
+
+Maps every host of the list onto its own lab server, with a technique that
+involves no timeout (benchmarks/testlist_lab.py), starts the collector in the
+net namespace, runs the real CLI in the agent namespace, and prints:
+targets per second, the agent's peak RSS, the `--help` cold start, the size of
+one encoded site record (median, p99) next to our JSON line, and how many
+verdicts matched the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.testlist_lab import read_urls, table_for
+from tests.lab.addresses import COLLECTOR, PUBLIC_RESOLVER
+from tests.lab.lab import Lab
+from tests.lab.shell import in_ns
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("NETSONDE_SHARED_DATA", REPO.parent / "shared" / "data"))
+COLLECTOR_URL = f"http://{COLLECTOR}:8080"
+
+
+def start_collector(lab: Lab) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-m", "collector.cli", "serve", "--listen", f"{COLLECTOR}:8080"]
+    argv += ["--ca-file", str(lab.ca_file), "--db", f"sqlite:///{lab.state_dir}/collector.db"]
+    process = subprocess.Popen(
+        in_ns(lab.topo.ns("net"), argv), cwd=REPO, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    health = f"{COLLECTOR_URL}/api/v1/health"
+    probe = [sys.executable, "-c", f"import urllib.request as u; u.urlopen({health!r}, timeout=1)"]
+    for _ in range(100):
+        if lab.run("agent", probe).returncode == 0:
+            return process
+        time.sleep(0.1)
+    process.kill()
+    raise SystemExit("the collector did not come up")
+
+
+def help_cold_start(runs: int = 10) -> float:
+    script = REPO / ".venv" / "bin" / "netsonde-agent"
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run([str(script), "--help"], capture_output=True, check=True)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def record_sizes(path: Path) -> list[int]:
+    import msgpack
+
+    sizes, previous = [], 0
+    with path.open("rb") as handle:
+        unpacker = msgpack.Unpacker(handle, raw=False)
+        for _record in unpacker:
+            offset = unpacker.tell()
+            sizes.append(offset - previous)
+            previous = offset
+    return sizes
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--testlist", type=Path, default=SHARED_DATA / "testlist-pk.csv")
+    parser.add_argument("--concurrency", type=int, default=32)
+    args = parser.parse_args()
+    urls = read_urls(args.testlist)
+    table, urls = table_for(urls, args.testlist)
+    expected = {row.domain: row.expected for row in table.rows}
+    print(f"{len(urls)} URLs, {len(table.rows)} hosts; bringing the lab up ...", flush=True)
+    with Lab(table) as lab, tempfile.TemporaryDirectory() as tmp:
+        collector = start_collector(lab)
+        try:
+            out = Path(tmp) / "records.msgpack"
+            argv = [sys.executable, "-m", "agent.cli", "probe", "--json", "--quiet"]
+            argv += ["--collector", COLLECTOR_URL, "--resolver", PUBLIC_RESOLVER]
+            argv += ["--ca-file", str(lab.ca_file), "--concurrency", str(args.concurrency)]
+            argv += ["--msgpack-out", str(out)]
+            for name in ("fingerprints-http.csv", "fingerprints-dns.csv"):
+                argv += ["--fingerprints", str(SHARED_DATA / name)]
+            started = time.perf_counter()
+            agent = subprocess.Popen(
+                in_ns(lab.topo.ns("agent"), [*argv, *urls]), cwd=REPO,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            )  # fmt: skip
+            stdout, stderr = agent.communicate()
+            elapsed = time.perf_counter() - started
+            # wait4 on an already-reaped child is impossible; communicate() reaped it, so
+            # read the peak from the rusage of all children instead (the agent is the largest).
+            import resource
+
+            peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            if agent.returncode != 0:
+                print(stderr.decode()[-2000:])
+                return 1
+            lines = [json.loads(line) for line in stdout.decode().splitlines() if line.strip()]
+            sizes = record_sizes(out)
+        finally:
+            collector.terminate()
+            collector.wait(10)
+    from urllib.parse import urlsplit
+
+    verdicts = Counter(line["verdict"] for line in lines)
+    right = sum(
+        1 for line in lines
+        if line["verdict"] == expected.get((urlsplit(line["target"]).hostname or "").lower())
+    )  # fmt: skip
+    json_sizes = [len(json.dumps(line)) for line in lines]
+    sizes.sort()
+    rate = len(lines) / elapsed
+    print(
+        f"targets: {len(lines)} in {elapsed:.1f}s = {rate:.1f} targets/s "
+        f"at concurrency {args.concurrency} (target >= 20)"
+    )
+    print(f"agent peak RSS: {peak_kb / 1024:.1f} MB (target <= 80)")
+    cold = help_cold_start()
+    print(f"netsonde-agent --help cold start: {cold:.3f}s median of 10 (target <= 0.3)")
+    p99 = sizes[int(len(sizes) * 0.99) - 1]
+    print(
+        f"record size: median {statistics.median(sizes):.0f} B, p99 {p99} B, max {sizes[-1]} B "
+        "(target median <= 600; OONI Web Connectivity JSON: 15-30 KB)"
+    )
+    print(f"our --json line, for comparison: median {statistics.median(json_sizes):.0f} B")
+    print(f"verdicts matching the table: {right}/{len(lines)}; {dict(verdicts.most_common())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""Collector configuration: the settings of one collector process, parsed and validated.
+
+Pure and light (standard library only), so ``netsonde-collector --help`` and a
+configuration error stay fast and never touch aiohttp or the probes. Every
+problem raises :class:`ConfigError` with a one-line message naming the option.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+DEFAULT_LISTEN = "127.0.0.1:8080"
+DEFAULT_DB = "sqlite:///netsonde.db"
+DEFAULT_BENIGN_SNI = "example.com"
+DEFAULT_CONTROL_TTL = 300.0
+DEFAULT_TIMEOUT = 5.0
+DEFAULT_CACHE_ENTRIES = 10_000
+DEFAULT_CONCURRENT_CONTROLS = 64
+# Control requests are a URL and at most MAX_ADDRESSES IPs; anything near this is abuse.
+DEFAULT_MAX_REQUEST_BYTES = 64 * 1024
+MAX_ADDRESSES = 16
+
+_HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work; the message names the option and what is wrong."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    db_url: str = DEFAULT_DB
+    ca_file: str | None = None
+    resolvers: tuple[str, ...] = ()
+    benign_sni: str = DEFAULT_BENIGN_SNI
+    control_ttl: float = DEFAULT_CONTROL_TTL
+    timeout: float = DEFAULT_TIMEOUT
+    cache_entries: int = DEFAULT_CACHE_ENTRIES
+    concurrent_controls: int = DEFAULT_CONCURRENT_CONTROLS
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[V6]:PORT``; the host must be an IP address or a host name."""
+    raw = text.strip()
+    if raw.startswith("["):
+        host, sep, port_text = raw[1:].partition("]:")
+        if not sep:
+            raise ConfigError(f"--listen {text!r}: expected [IPV6]:PORT")
+    else:
+        host, sep, port_text = raw.rpartition(":")
+        if not sep or ":" in host:
+            raise ConfigError(f"--listen {text!r}: expected HOST:PORT (IPv6 as [ADDR]:PORT)")
+    if not host:
+        raise ConfigError(f"--listen {text!r}: the host is missing")
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(f"--listen {text!r}: the port must be a number from 1 to 65535")
+    try:
+        host = str(ipaddress.ip_address(host))
+    except ValueError:
+        if raw.startswith("[") or not is_host_name(host):
+            raise ConfigError(
+                f"--listen {text!r}: {host!r} is not an IP address or host name"
+            ) from None
+    return host, int(port_text)
+
+
+def is_host_name(name: str) -> bool:
+    labels = name.lower().rstrip(".").split(".")
+    return len(name) <= 253 and all(_HOST_LABEL.match(label) for label in labels)
+
+
+def check_db_url(url: str) -> str:
+    """``sqlite:///path`` (whose directory must be writable) or ``postgresql://...``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise ConfigError(f"--db {url!r}: not a URL: {exc}") from exc
+    scheme = parts.scheme.lower()
+    if scheme == "sqlite":
+        if parts.netloc:
+            raise ConfigError(
+                f"--db {url!r}: use sqlite:///relative/path or sqlite:////absolute/path "
+                "(three slashes, no host)"
+            )
+        path = parts.path[1:]
+        if not path:
+            raise ConfigError(f"--db {url!r}: no database file after sqlite:///")
+        parent = Path(path).parent
+        if not parent.is_dir():
+            raise ConfigError(f"--db {url!r}: directory {str(parent)!r} does not exist")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise ConfigError(f"--db {url!r}: directory {str(parent)!r} is not writable")
+        return url
+    if scheme in ("postgresql", "postgres"):
+        if not parts.hostname and "host=" not in parts.query:
+            raise ConfigError(f"--db {url!r}: a PostgreSQL URL needs a host")
+        return url
+    raise ConfigError(
+        f"--db {url!r}: unsupported database; use sqlite:///PATH or postgresql://USER@HOST/DB"
+    )
+
+
+def _check_ca_file(path: str | None) -> str | None:
+    if path is None:
+        return None
+    if not os.path.isfile(path) or not os.access(path, os.R_OK):
+        raise ConfigError(f"--ca-file {path!r}: not a readable file")
+    return path
+
+
+def _check_resolvers(resolvers: Sequence[str]) -> tuple[str, ...]:
+    checked = []
+    for resolver in resolvers:
+        try:
+            checked.append(str(ipaddress.ip_address(resolver.strip())))
+        except ValueError:
+            raise ConfigError(f"--resolver {resolver!r}: not an IP address") from None
+    return tuple(dict.fromkeys(checked))
+
+
+def _positive(option: str, value: float, *, allow_zero: bool = False) -> float:
+    # NaN fails both comparisons, so it is refused too.
+    if not (value >= 0 if allow_zero else value > 0) or value == float("inf"):
+        bound = "zero or more" if allow_zero else "more than zero"
+        raise ConfigError(f"{option} {value!r}: must be a finite number, {bound}")
+    return value
+
+
+def make_settings(
+    *,
+    listen: str = DEFAULT_LISTEN,
+    db: str = DEFAULT_DB,
+    ca_file: str | None = None,
+    resolvers: Sequence[str] = (),
+    benign_sni: str = DEFAULT_BENIGN_SNI,
+    control_ttl: float = DEFAULT_CONTROL_TTL,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> Settings:
+    """Validate the command-line values and build :class:`Settings`, or raise ConfigError."""
+    host, port = parse_listen(listen)
+    benign = benign_sni.strip().lower().rstrip(".")
+    if not is_host_name(benign) or "." not in benign:
+        raise ConfigError(f"--benign-sni {benign_sni!r}: not a fully qualified host name")
+    return Settings(
+        host=host,
+        port=port,
+        db_url=check_db_url(db),
+        ca_file=_check_ca_file(ca_file),
+        resolvers=_check_resolvers(resolvers),
+        benign_sni=benign,
+        control_ttl=_positive("--control-ttl", control_ttl, allow_zero=True),
+        timeout=_positive("--timeout", timeout),
+    )
