@@ -117,10 +117,12 @@ def main() -> int:
     from urllib.parse import urlsplit
 
     verdicts = Counter(line["verdict"] for line in lines)
-    right = sum(
-        1 for line in lines
-        if line["verdict"] == expected.get((urlsplit(line["target"]).hostname or "").lower())
-    )  # fmt: skip
+    wrong = [
+        f"  {line['target']}: expected {want}, got {line['verdict']} {line['evidence']}"
+        for line in lines
+        if line["verdict"] != (want := expected.get(urlsplit(line["target"]).hostname or ""))
+    ]
+    right = len(lines) - len(wrong)
     json_sizes = [len(json.dumps(line)) for line in lines]
     sizes.sort()
     rate = len(lines) / elapsed
@@ -138,6 +140,7 @@ def main() -> int:
     )
     print(f"our --json line, for comparison: median {statistics.median(json_sizes):.0f} B")
     print(f"verdicts matching the table: {right}/{len(lines)}; {dict(verdicts.most_common())}")
+    print("\n".join(wrong))
     return 0
 
 

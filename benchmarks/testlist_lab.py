@@ -57,7 +57,13 @@ def table_for(urls: list[str], source: Path) -> tuple[ScenarioTable, list[str]]:
             continue
         technique, hop, expected, schemes = ROTATION[turn % len(ROTATION)]
         contained = any(host in other for other in names if other != host)
-        if scheme not in schemes or (TECHNIQUES[technique].string_match and contained):
+        parent = any(other.endswith(f".{host}") for other in names)
+        kind = TECHNIQUES[technique]
+        if (
+            scheme not in schemes
+            or (kind.string_match and contained)
+            or (kind.covers_subdomains and parent)
+        ):
             technique, hop, expected = "clean", "none", "ok"
         else:
             turn += 1

@@ -28,6 +28,8 @@ class Technique:
     # Techniques that match the domain as a plain string on the wire (SNI, Host)
     # would also catch any other name that contains it.
     string_match: bool = False
+    # Techniques that act on a DNS name act on its subdomains too, as dnsmasq's address= does.
+    covers_subdomains: bool = False
 
 
 TECHNIQUES: dict[str, Technique] = {
@@ -35,10 +37,27 @@ TECHNIQUES: dict[str, Technique] = {
     for t in (
         Technique("clean", "no censor", ("none",)),
         Technique("down", "nothing listens on the site's IP, for anyone", ("none",)),
-        Technique("dns-nxdomain", "the ISP resolver answers NXDOMAIN", ("isp",)),
-        Technique("dns-bogon", "the ISP resolver answers a private address", ("isp",)),
-        Technique("dns-redirect", "the ISP resolver answers the blockpage server", ("isp",)),
-        Technique("dns-inject", "an on-path injector races forged DNS replies", HOPS),
+        Technique(
+            "dns-nxdomain", "the ISP resolver answers NXDOMAIN", ("isp",), covers_subdomains=True
+        ),
+        Technique(
+            "dns-bogon",
+            "the ISP resolver answers a private address",
+            ("isp",),
+            covers_subdomains=True,
+        ),
+        Technique(
+            "dns-redirect",
+            "the ISP resolver answers the blockpage server",
+            ("isp",),
+            covers_subdomains=True,
+        ),
+        Technique(
+            "dns-inject",
+            "an on-path injector races forged DNS replies",
+            HOPS,
+            covers_subdomains=True,
+        ),
         Technique("ip-drop", "packets to the site's IP are dropped", HOPS),
         Technique("ip-reset", "SYNs to the site's IP are answered with a RST", HOPS),
         Technique("sni-reset", "a ClientHello naming the domain gets a RST", HOPS, True),
@@ -218,6 +237,13 @@ def _check_table(table: ScenarioTable) -> None:
     if len(table.by_technique("shutdown")) > 1:
         raise ScenarioError(f"{table.source}: at most one shutdown row")
     for row in table.rows:
+        if TECHNIQUES[row.technique].covers_subdomains:
+            for other in table.rows:
+                if other.domain.endswith(f".{row.domain}") and other.technique != row.technique:
+                    raise ScenarioError(
+                        f"{table.source}: {row.technique} on {row.domain} also applies to "
+                        f"its subdomain {other.domain}, whose row says {other.technique}"
+                    )
         if not TECHNIQUES[row.technique].string_match:
             continue
         for other in table.rows:

@@ -189,3 +189,12 @@ def test_non_root_gets_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("os.geteuid", lambda: 1000)
     with pytest.raises(LabError, match="needs root"):
         require_root()
+
+
+def test_dns_censorship_of_a_name_may_not_contradict_its_subdomains() -> None:
+    rows = (
+        {"domain": "a.org", "technique": "dns-nxdomain", "hop": "isp", "expected": "dns.nxdomain"},
+        {"domain": "www.a.org", "technique": "clean", "hop": "none", "expected": "ok"},
+    )
+    with pytest.raises(ScenarioError, match=r"also applies to its subdomain www\.a\.org"):
+        parse(table_of(*rows), SOURCE)
