@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -26,30 +25,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.testlist_lab import read_urls, table_for
-from tests.lab.addresses import COLLECTOR, PUBLIC_RESOLVER
+from tests.lab.collector import COLLECTOR_URL, LabCollector
+from tests.lab.engine import SHARED_DATA, probe_argv
 from tests.lab.lab import Lab
 from tests.lab.shell import in_ns
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("NETSONDE_SHARED_DATA", REPO.parent / "shared" / "data"))
-COLLECTOR_URL = f"http://{COLLECTOR}:8080"
-
-
-def start_collector(lab: Lab) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-m", "collector.cli", "serve", "--listen", f"{COLLECTOR}:8080"]
-    argv += ["--ca-file", str(lab.ca_file), "--db", f"sqlite:///{lab.state_dir}/collector.db"]
-    process = subprocess.Popen(
-        in_ns(lab.topo.ns("net"), argv), cwd=REPO, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    health = f"{COLLECTOR_URL}/api/v1/health"
-    probe = [sys.executable, "-c", f"import urllib.request as u; u.urlopen({health!r}, timeout=1)"]
-    for _ in range(100):
-        if lab.run("agent", probe).returncode == 0:
-            return process
-        time.sleep(0.1)
-    process.kill()
-    raise SystemExit("the collector did not come up")
 
 
 def help_cold_start(runs: int = 10) -> float:
@@ -85,15 +66,13 @@ def main() -> int:
     expected = {row.domain: row.expected for row in table.rows}
     print(f"{len(urls)} URLs, {len(table.rows)} hosts; bringing the lab up ...", flush=True)
     with Lab(table) as lab, tempfile.TemporaryDirectory() as tmp:
-        collector = start_collector(lab)
+        collector = LabCollector(lab, lab.state_dir / "collector").start()
         try:
             out = Path(tmp) / "records.msgpack"
-            argv = [sys.executable, "-m", "agent.cli", "probe", "--json", "--quiet"]
-            argv += ["--collector", COLLECTOR_URL, "--resolver", PUBLIC_RESOLVER]
-            argv += ["--ca-file", str(lab.ca_file), "--concurrency", str(args.concurrency)]
-            argv += ["--msgpack-out", str(out)]
-            for name in ("fingerprints-http.csv", "fingerprints-dns.csv"):
-                argv += ["--fingerprints", str(SHARED_DATA / name)]
+            options = ["--json", "--quiet", "--concurrency", str(args.concurrency)]
+            argv = probe_argv(
+                lab, collector_url=COLLECTOR_URL, options=[*options, "--msgpack-out", str(out)]
+            )
             started = time.perf_counter()
             agent = subprocess.Popen(
                 in_ns(lab.topo.ns("agent"), [*argv, *urls]), cwd=REPO,
@@ -112,8 +91,7 @@ def main() -> int:
             lines = [json.loads(line) for line in stdout.decode().splitlines() if line.strip()]
             sizes = record_sizes(out)
         finally:
-            collector.terminate()
-            collector.wait(10)
+            collector.stop()
     from urllib.parse import urlsplit
 
     verdicts = Counter(line["verdict"] for line in lines)

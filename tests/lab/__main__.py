@@ -20,16 +20,15 @@ import signal
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from tests.lab import checks
 from tests.lab.addresses import ROLES
+from tests.lab.demo import print_checks, run_checks, run_demo
 from tests.lab.lab import STATE_ROOT, Lab, cleanup_stale, live_labs, read_state
-from tests.lab.scenarios import DEFAULT_TABLE, TECHNIQUES, ScenarioError, ScenarioTable, load
+from tests.lab.scenarios import DEFAULT_TABLE, ScenarioError, ScenarioTable, load
 from tests.lab.shell import LabError, in_ns
 from tests.lab.topology import PREFIX_RE
 
@@ -190,57 +189,15 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_checks(lab: Lab) -> list[checks.CheckResult]:
-    rows = [row for row in lab.table.rows if row.technique not in checks.DISRUPTIVE]
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        results = list(pool.map(lambda row: checks.check(lab, row), rows))
-    results += [
-        checks.check(lab, row) for row in lab.table.rows if row.technique in checks.DISRUPTIVE
-    ]
-    return results
-
-
-def _print_results(results: list[checks.CheckResult]) -> None:
-    out = Table(title="each censor, seen from the agent namespace")
-    for column in ("domain", "technique", "hop", "expected verdict", "what the lab does", ""):
-        out.add_column(column, overflow="fold")
-    for result in results:
-        row = result.row
-        mark = "[green]as configured[/green]" if result.passed else "[red]WRONG[/red]"
-        out.add_row(row.domain, row.technique, row.hop, row.expected, result.observed, mark)
-    console.print(out)
-
-
 def cmd_check(args: argparse.Namespace) -> int:
     results = run_checks(Lab.attach(args.prefix))
-    _print_results(results)
+    print_checks(console, results)
     return 0 if all(r.passed for r in results) else 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    table = _table(args.scenarios)
     _exit_on_sigterm()
-    console.rule("netsonde censor lab")
-    console.print(
-        f"{len(table.rows)} scenarios, {len({r.technique for r in table.rows})} techniques "
-        f"({len(TECHNIQUES)} known). Building agent -- isp -- border -- net ..."
-    )
-    started = time.monotonic()
-    with console.status("bringing the lab up") as spinner:
-        lab = Lab(table).up(progress=lambda step: spinner.update(f"lab: {step}"))
-    try:
-        console.print(f"lab {lab.prefix} up in {time.monotonic() - started:.1f}s")
-        with console.status("checking every scenario from the agent namespace"):
-            results = run_checks(lab)
-        _print_results(results)
-    finally:
-        lab.down()
-    failed = [r for r in results if not r.passed]
-    console.print(
-        f"{len(results) - len(failed)}/{len(results)} censors act as configured; lab taken down."
-        " (The measurement engine that turns this into verdicts is the next milestone.)"
-    )
-    return 1 if failed else 0
+    return run_demo(_table(args.scenarios), console)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
+from tests.lab.collector import COLLECTOR_URL, LabCollector
 from tests.lab.lab import Lab
 from tests.lab.scenarios import Scenario
-from tests.labtests.conftest import COLLECTOR_URL, Collector
 
 pytestmark = pytest.mark.lab
 
@@ -52,11 +52,11 @@ def endpoint(vantage: dict[str, Any], ip: str) -> dict[str, Any]:
     return by_ip[ip]
 
 
-def test_agent_reaches_collector(lab: Lab, collector: Collector) -> None:
+def test_agent_reaches_collector(lab: Lab, collector: LabCollector) -> None:
     assert runner(lab, "agent", "health", collector=COLLECTOR_URL) == {"reachable": True}
 
 
-def test_control_of_sni_filtered_site_sees_it_working(lab: Lab, collector: Collector) -> None:
+def test_control_of_sni_filtered_site_sees_it_working(lab: Lab, collector: LabCollector) -> None:
     """x.com is reset by SNI at the border, for the agent only: the control sees the site."""
     site = row(lab, "sni-reset")
     body = {"url": site.url, "addresses": [site.ip]}
@@ -82,7 +82,7 @@ def test_control_of_sni_filtered_site_sees_it_working(lab: Lab, collector: Colle
     assert site.domain in (point["http"]["title"] or "")
 
 
-def test_control_of_down_site_is_refused_too(lab: Lab, collector: Collector) -> None:
+def test_control_of_down_site_is_refused_too(lab: Lab, collector: LabCollector) -> None:
     site = row(lab, "down")
     seen = fetch(lab, site.url)
     assert seen["failure"] is None
@@ -94,7 +94,7 @@ def test_control_of_down_site_is_refused_too(lab: Lab, collector: Collector) -> 
     assert point["http"] is None
 
 
-def test_control_resolves_what_the_isp_denies(lab: Lab, collector: Collector) -> None:
+def test_control_resolves_what_the_isp_denies(lab: Lab, collector: LabCollector) -> None:
     site = row(lab, "dns-nxdomain")
     seen = fetch(lab, site.url)
     assert seen["failure"] is None
@@ -106,7 +106,7 @@ def test_control_resolves_what_the_isp_denies(lab: Lab, collector: Collector) ->
     assert point["http"]["status"] == 200
 
 
-def test_private_addresses_from_the_agent_are_not_probed(lab: Lab, collector: Collector) -> None:
+def test_private_addresses_from_the_agent_are_not_probed(lab: Lab, collector: LabCollector) -> None:
     """An ISP's bogon answer reaches the collector as an address; it must not probe its own LAN."""
     site = row(lab, "dns-bogon")
     seen = fetch(lab, site.url, addresses=["10.10.34.34", "127.0.0.1"])
@@ -125,7 +125,7 @@ def test_private_addresses_from_the_agent_are_not_probed(lab: Lab, collector: Co
     ],
 )
 def test_bad_requests_get_400_with_a_reason(
-    lab: Lab, collector: Collector, request_body: Any, message: str
+    lab: Lab, collector: LabCollector, request_body: Any, message: str
 ) -> None:
     if isinstance(request_body, str):
         seen = runner(lab, "agent", "post", collector=COLLECTOR_URL, raw=request_body)
@@ -135,13 +135,13 @@ def test_bad_requests_get_400_with_a_reason(
     assert message in seen["json"]["error"]
 
 
-def test_oversized_request_is_refused(lab: Lab, collector: Collector) -> None:
+def test_oversized_request_is_refused(lab: Lab, collector: LabCollector) -> None:
     seen = runner(lab, "agent", "post", collector=COLLECTOR_URL, raw="x" * (65 * 1024))
     assert seen["status"] == 413
     assert "error" in seen["json"]
 
 
-def test_unreachable_collector_is_a_failure_string(lab: Lab, collector: Collector) -> None:
+def test_unreachable_collector_is_a_failure_string(lab: Lab, collector: LabCollector) -> None:
     start = time.monotonic()
     seen = runner(lab, "agent", "fetch", collector=NOWHERE_URL, url="x.com", timeout=1.5)
     assert seen["failure"] in ("control_unreachable", "control_timeout")
@@ -152,7 +152,8 @@ def test_unreachable_collector_is_a_failure_string(lab: Lab, collector: Collecto
     }
 
 
-def test_sigterm_stops_the_collector_cleanly(lab: Lab, collector: Collector) -> None:
+def test_sigterm_stops_the_collector_cleanly(lab: Lab, collector: LabCollector) -> None:
+    assert collector.process is not None
     collector.process.send_signal(signal.SIGTERM)
     try:
         code = collector.process.wait(STOP_TIMEOUT)

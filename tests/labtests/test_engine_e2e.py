@@ -4,44 +4,30 @@ collector in the net namespace as its control, and every scenario row's expected
 
 from __future__ import annotations
 
-import json
-import os
-import sys
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
-from tests.lab import addresses as plan
-from tests.lab.lab import REPO_ROOT, Lab
+from tests.lab import engine
+from tests.lab.collector import COLLECTOR_URL, LabCollector
+from tests.lab.engine import fingerprint_paths
+from tests.lab.lab import Lab
 from tests.lab.scenarios import Scenario
-from tests.labtests.conftest import COLLECTOR_URL, Collector
 
 pytestmark = pytest.mark.lab
 
-SHARED_DATA = Path(os.environ.get("NETSONDE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
-FINGERPRINTS = [SHARED_DATA / "fingerprints-http.csv", SHARED_DATA / "fingerprints-dns.csv"]
 # Throttling has an issue of its own; the shutdown row is measured with the uplink cut.
 LATER = {"throttle", "shutdown"}
 CLEAN_REPEATS = 20
 
 
 def probe(lab: Lab, urls: list[str], *options: str, control: bool = True) -> list[dict[str, Any]]:
-    for path in FINGERPRINTS:
+    for path in fingerprint_paths():
         assert path.is_file(), f"fingerprints not found at {path} (set NETSONDE_SHARED_DATA)"
-    argv = [sys.executable, "-m", "agent.cli", "probe", "--json", "--quiet", "--timeout", "2"]
-    argv += ["--resolver", plan.PUBLIC_RESOLVER, "--ca-file", str(lab.ca_file)]
-    argv += ["--benign-sni", lab.table.benign_domain]
-    for path in FINGERPRINTS:
-        argv += ["--fingerprints", str(path)]
-    if control:
-        argv += ["--collector", COLLECTOR_URL]
-    done = lab.run("agent", [*argv, *options, *urls], timeout=300)
-    assert done.returncode == 0, done.stderr
-    results = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
-    assert len(results) == len(urls), done.stderr
-    return results
+    return engine.probe(
+        lab, urls, collector_url=COLLECTOR_URL if control else None, options=options
+    )
 
 
 def by_host(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -65,13 +51,13 @@ def mismatches(rows: list[Scenario], results: list[dict[str, Any]]) -> list[str]
     return wrong
 
 
-def test_every_scenario_gets_its_expected_verdict(lab: Lab, collector: Collector) -> None:
+def test_every_scenario_gets_its_expected_verdict(lab: Lab, collector: LabCollector) -> None:
     rows = [row for row in lab.table.rows if row.technique not in LATER]
     results = probe(lab, [row.url for row in rows])
     assert not mismatches(rows, results)
 
 
-def test_clean_rows_stay_ok_in_repeated_runs(lab: Lab, collector: Collector) -> None:
+def test_clean_rows_stay_ok_in_repeated_runs(lab: Lab, collector: LabCollector) -> None:
     clean = lab.table.by_technique("clean")
     urls = [f"{row.url}?run={n}" for n in range(CLEAN_REPEATS) for row in clean]
     results = probe(lab, urls, "--concurrency", "32")
@@ -81,7 +67,7 @@ def test_clean_rows_stay_ok_in_repeated_runs(lab: Lab, collector: Collector) -> 
     assert not false_positives
 
 
-def test_shutdown_is_offline(lab: Lab, collector: Collector) -> None:
+def test_shutdown_is_offline(lab: Lab, collector: LabCollector) -> None:
     rows = lab.table.by_technique("shutdown")
     assert rows, "the table has a shutdown row"
     lab.shutdown(True)

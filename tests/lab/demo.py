@@ -1,0 +1,124 @@
+"""Censor lab: the demo - the lab's censors, then netsonde telling how each site is blocked.
+
+1. Bring the lab up and show, with plain clients, that every censor acts as configured.
+2. Start the collector in the net namespace (embedded SQLite) as the uncensored control.
+3. Run ``netsonde-agent probe`` in the agent namespace on every scenario's URL and set
+   its verdicts and evidence next to what the scenario table expects.
+4. Cut the agent's uplink, as a shutdown order would, and measure again.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from urllib.parse import urlsplit
+
+from rich.console import Console
+from rich.table import Table
+
+from tests.lab import checks, engine
+from tests.lab.collector import LabCollector
+from tests.lab.lab import Lab
+from tests.lab.scenarios import Scenario, ScenarioTable
+
+# Throttling detection has an issue of its own; the shutdown row is measured with the link cut.
+NOT_YET = {"throttle"}
+
+
+def run_checks(lab: Lab) -> list[checks.CheckResult]:
+    rows = [row for row in lab.table.rows if row.technique not in checks.DISRUPTIVE]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda row: checks.check(lab, row), rows))
+    disruptive = [row for row in lab.table.rows if row.technique in checks.DISRUPTIVE]
+    return results + [checks.check(lab, row) for row in disruptive]
+
+
+def print_checks(console: Console, results: list[checks.CheckResult]) -> None:
+    out = Table(title="1. each censor, seen from the agent namespace with plain clients")
+    for column in ("domain", "technique", "hop", "what the lab does", ""):
+        out.add_column(column, overflow="fold")
+    for result in results:
+        row = result.row
+        mark = "[green]as configured[/green]" if result.passed else "[red]WRONG[/red]"
+        out.add_row(row.domain, row.technique, row.hop, result.observed, mark)
+    console.print(out)
+
+
+def _evidence(result: dict[str, Any]) -> str:
+    evidence = result.get("evidence") or {}
+    return " ".join(f"{key}={value}" for key, value in evidence.items())
+
+
+def _verdicts_table(rows: list[Scenario], results: dict[str, dict[str, Any]]) -> Table:
+    out = Table(title="2. what netsonde concludes (agent behind the censors, control outside)")
+    for column in ("url", "censor", "expected", "netsonde verdict", "evidence", ""):
+        out.add_column(column, overflow="fold")
+    for row in rows:
+        censor = row.technique if row.hop == "none" else f"{row.technique} @ {row.hop}"
+        result = results.get(row.domain)
+        if result is None:
+            out.add_row(row.url, censor, row.expected, "-", "(a later issue)", "")
+            continue
+        good = result["verdict"] == row.expected
+        mark = "[green]as expected[/green]" if good else "[red]DIFFERENT[/red]"
+        out.add_row(row.url, censor, row.expected, result["verdict"], _evidence(result), mark)
+    return out
+
+
+def measure(lab: Lab, collector: LabCollector, console: Console) -> dict[str, dict[str, Any]]:
+    rows = [r for r in lab.table.rows if r.technique not in NOT_YET | {"shutdown"}]
+    argv = engine.probe_argv(lab, collector_url=collector.url)
+    console.print(
+        "[dim]in the agent namespace:[/dim] "
+        + shlex.join(["netsonde-agent", *argv[3:], "URL..."]).replace(str(lab.state_dir), "$LAB")
+    )
+    results = engine.probe(lab, [row.url for row in rows], collector_url=collector.url)
+    # Results arrive in completion order, not in the order of the URLs.
+    by_domain = {str(urlsplit(result["target"]).hostname): result for result in results}
+    for row in lab.table.by_technique("shutdown"):
+        lab.shutdown(True)
+        try:
+            [result] = engine.probe(lab, [row.url], collector_url=collector.url)
+        finally:
+            lab.shutdown(False)
+        by_domain[row.domain] = result
+    return by_domain
+
+
+def run_demo(table: ScenarioTable, console: Console) -> int:
+    console.rule("netsonde demo: the censor lab")
+    console.print(
+        f"{len(table.rows)} scenarios from {table.source}. "
+        "Building agent -- isp -- border -- net in network namespaces ..."
+    )
+    missing = [str(p) for p in engine.fingerprint_paths() if not p.is_file()]
+    if missing:
+        console.print(f"[yellow]fingerprint files not found ({', '.join(missing)}); "
+                      "set NETSONDE_SHARED_DATA[/yellow]")  # fmt: skip
+        return 2
+    started = time.monotonic()
+    with console.status("bringing the lab up") as spinner:
+        lab = Lab(table).up(progress=lambda step: spinner.update(f"lab: {step}"))
+    try:
+        console.print(f"lab {lab.prefix} up in {time.monotonic() - started:.1f}s")
+        with console.status("checking every censor from the agent namespace"):
+            censors = run_checks(lab)
+        print_checks(console, censors)
+        with LabCollector(lab, lab.state_dir / "collector") as collector:
+            console.print(f"collector (control, SQLite at {collector.db_url}) on {collector.url}")
+            with console.status("netsonde-agent probe: measuring every scenario"):
+                results = measure(lab, collector, console)
+        console.print(_verdicts_table(list(table.rows), results))
+    finally:
+        lab.down()
+    measured = [row for row in table.rows if row.domain in results]
+    right = [row for row in measured if results[row.domain]["verdict"] == row.expected]
+    good_censors = sum(1 for c in censors if c.passed)
+    console.print(
+        f"{good_censors}/{len(censors)} censors act as configured; netsonde named "
+        f"{len(right)}/{len(measured)} blocking techniques as the table expects "
+        f"({len(table.rows) - len(measured)} left to a later issue). The lab is down again."
+    )
+    return 0 if good_censors == len(censors) and len(right) == len(measured) else 1

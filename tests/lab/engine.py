@@ -1,0 +1,56 @@
+"""Censor lab: run the real ``netsonde-agent probe`` inside the lab's agent namespace.
+
+One place that knows how the agent is pointed at the lab (its public resolver,
+its CA, the benign name, the OONI fingerprint files, the collector), shared by
+the end-to-end tests, the demo and the benchmarks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tests.lab import addresses as plan
+from tests.lab.lab import REPO_ROOT, Lab
+from tests.lab.shell import LabError
+
+SHARED_DATA = Path(os.environ.get("NETSONDE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+FINGERPRINT_FILES = ("fingerprints-http.csv", "fingerprints-dns.csv")
+
+
+def fingerprint_paths() -> list[Path]:
+    return [SHARED_DATA / name for name in FINGERPRINT_FILES]
+
+
+def probe_argv(lab: Lab, *, collector_url: str | None, options: Sequence[str] = ()) -> list[str]:
+    argv = [sys.executable, "-m", "agent.cli", "probe", "--timeout", "2"]
+    argv += ["--resolver", plan.PUBLIC_RESOLVER, "--ca-file", str(lab.ca_file)]
+    argv += ["--benign-sni", lab.table.benign_domain]
+    for path in fingerprint_paths():
+        argv += ["--fingerprints", str(path)]
+    if collector_url is not None:
+        argv += ["--collector", collector_url]
+    return [*argv, *options]
+
+
+def probe(
+    lab: Lab,
+    urls: Sequence[str],
+    *,
+    collector_url: str | None,
+    options: Sequence[str] = (),
+    timeout: float = 300,
+) -> list[dict[str, Any]]:
+    """Measure ``urls`` from the agent namespace; one decoded --json object per URL."""
+    argv = probe_argv(lab, collector_url=collector_url, options=["--json", "--quiet", *options])
+    done = lab.run("agent", [*argv, *urls], timeout=timeout)
+    if done.returncode != 0:
+        raise LabError(f"netsonde-agent probe exited {done.returncode}:\n{done.stderr}")
+    results = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    if len(results) != len(urls):
+        raise LabError(f"{len(urls)} targets but {len(results)} results:\n{done.stderr}")
+    return results
