@@ -8,17 +8,16 @@ the end-to-end tests, the demo and the benchmarks.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from tests.lab import addresses as plan
-from tests.lab.lab import REPO_ROOT, Lab
+from tests.lab.lab import Lab
 from tests.lab.shell import LabError
+from tests.shared_data import SHARED_DATA
 
-SHARED_DATA = Path(os.environ.get("NETSONDE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 FINGERPRINT_FILES = ("fingerprints-http.csv", "fingerprints-dns.csv")
 
 

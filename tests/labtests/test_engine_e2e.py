@@ -11,9 +11,10 @@ import pytest
 
 from tests.lab import engine
 from tests.lab.collector import COLLECTOR_URL, LabCollector
-from tests.lab.engine import fingerprint_paths
+from tests.lab.engine import FINGERPRINT_FILES
 from tests.lab.lab import Lab
 from tests.lab.scenarios import Scenario
+from tests.shared_data import shared_file
 
 pytestmark = pytest.mark.lab
 
@@ -23,8 +24,8 @@ CLEAN_REPEATS = 20
 
 
 def probe(lab: Lab, urls: list[str], *options: str, control: bool = True) -> list[dict[str, Any]]:
-    for path in fingerprint_paths():
-        assert path.is_file(), f"fingerprints not found at {path} (set NETSONDE_SHARED_DATA)"
+    for path in FINGERPRINT_FILES:
+        shared_file(path)
     return engine.probe(
         lab, urls, collector_url=COLLECTOR_URL if control else None, options=options
     )

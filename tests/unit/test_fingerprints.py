@@ -15,10 +15,8 @@ from agent.fingerprints import (
     FingerprintSet,
     load,
 )
+from tests.shared_data import shared_file
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-HTTP_CSV = DATA / "fingerprints-http.csv"
-DNS_CSV = DATA / "fingerprints-dns.csv"
 HEADER = (
     "name,scope,other_names,location_found,pattern_type,pattern,"
     "confidence_no_fp,expected_countries,source,exp_url,notes\n"
@@ -36,7 +34,7 @@ NORMAL_PAGE = (
 
 @pytest.fixture(scope="module")
 def real() -> FingerprintSet:
-    return load([HTTP_CSV, DNS_CSV])
+    return load([shared_file("fingerprints-http.csv"), shared_file("fingerprints-dns.csv")])
 
 
 def write_csv(tmp_path: Path, rows: list[str], name: str = "fp.csv") -> Path:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from agent.targets import parse_targets, read_test_list
+from tests.shared_data import shared_file
 
-SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 HEADER = "url,category_code,category_description,date_added,source,notes\n"
 
 
@@ -148,9 +148,7 @@ def test_csv_framing_error_keeps_earlier_rows(tmp_path: Path) -> None:
 
 
 def test_real_pakistan_test_list() -> None:
-    path = SHARED_DATA / "testlist-pk.csv"
-    if not path.is_file():
-        pytest.skip(f"shared reference data not found at {path}")
+    path = shared_file("testlist-pk.csv")
     targets, problems = read_test_list(path)
     # All 670 rows parse. Two of them, http://www.kproxy.com/ and http://www.kproxy.com./ (lines
     # 43 and 44), name the same URL once normalised, so a probe run measures 669.
