@@ -19,9 +19,9 @@ def shared_file(name: str) -> Path:
     import pytest
 
     path = SHARED_DATA / name
-    if path.is_file():
-        return path
-    reason = f"shared reference data not found: {path} (set NETSONDE_SHARED_DATA)"
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason)
+    if not path.is_file():
+        reason = f"shared reference data not found: {path} (set NETSONDE_SHARED_DATA)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    return path
