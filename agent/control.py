@@ -19,6 +19,7 @@ import aiohttp
 
 from agent import __version__
 from agent.measurement import Target, Vantage
+from agent.net import failures
 from agent.wire import WireError, decode_vantage
 
 CONTROL_PATH = "/api/v1/control"
@@ -29,10 +30,10 @@ MAX_ADDRESSES = 16  # the collector refuses more
 # A control is a few hundred bytes; far more means something that is not our collector.
 MAX_RESPONSE_BYTES = 1 << 20
 
-UNREACHABLE = "control_unreachable"
-TIMEOUT = "control_timeout"
-BAD_RESPONSE = "control_bad_response"
-TLS_ERROR = "control_tls_error"
+UNREACHABLE = failures.CONTROL_UNREACHABLE
+TIMEOUT = failures.CONTROL_TIMEOUT
+BAD_RESPONSE = failures.CONTROL_BAD_RESPONSE
+TLS_ERROR = failures.CONTROL_TLS_ERROR
 
 
 # What the network or the collector can do to a request; anything else is a bug and raises.
@@ -40,7 +41,7 @@ _REQUEST_FAILURES = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
 
 def http_failure(status: int) -> str:
-    return f"control_http_{status}"
+    return f"{failures.CONTROL_HTTP_PREFIX}{status}"
 
 
 class HTTPControl:

@@ -26,6 +26,7 @@ from dataclasses import asdict
 from typing import IO, TYPE_CHECKING, Any
 
 from agent.measurement import SiteMeasurement, Target
+from agent.net import failures
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -73,7 +74,7 @@ def evidence_text(m: SiteMeasurement) -> str:
     """``trigger=sni fingerprint=...``; for an undecided verdict, why the control was missing."""
     parts = [f"{key}={value}" for key, value in m.verdict.evidence.items()]
     undecided = m.verdict.verdict in ("inconclusive", "offline")
-    if undecided and m.control_failure not in (None, "no_control"):
+    if undecided and m.control_failure not in (None, failures.NO_CONTROL):
         parts.append(f"control={m.control_failure}")
     text = " ".join(parts)
     return text if len(text) <= EVIDENCE_WIDTH else text[: EVIDENCE_WIDTH - 1] + "…"

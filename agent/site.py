@@ -16,6 +16,7 @@ from typing import Protocol
 
 from agent.fingerprints import FingerprintSet
 from agent.measurement import SiteMeasurement, Target, Vantage, new_measurement_id
+from agent.net import failures
 from agent.probes import endpoint
 from agent.probes.dns import measure as measure_dns
 from agent.probes.endpoint import EndpointPlan
@@ -102,7 +103,7 @@ async def measure_site(
     )
     own = await asyncio.gather(*(endpoint.measure(ip, plan) for ip in own_ips))
     control_view: Vantage | None = None
-    control_failure: str | None = "no_control"
+    control_failure: str | None = failures.NO_CONTROL
     if control_task is not None:
         answer = await control_task
         if isinstance(answer, Vantage):

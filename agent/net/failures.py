@@ -37,6 +37,14 @@ SSL_INVALID_CERTIFICATE = "ssl_invalid_certificate"
 SSL_FAILED_HANDSHAKE = "ssl_failed_handshake"
 UNKNOWN_PREFIX = "unknown_failure: "
 
+# Why a measurement has no control view; not OONI names, since OONI has no such notion.
+NO_CONTROL = "no_control"  # no collector was configured
+CONTROL_UNREACHABLE = "control_unreachable"
+CONTROL_TIMEOUT = "control_timeout"
+CONTROL_BAD_RESPONSE = "control_bad_response"
+CONTROL_TLS_ERROR = "control_tls_error"
+CONTROL_HTTP_PREFIX = "control_http_"  # followed by the HTTP status
+
 # OpenSSL X509_V_ERR_* codes that mean "no trusted issuer was found": 2 unable to get
 # issuer cert, 18 self-signed leaf, 19 self-signed cert in chain, 20 unable to get local
 # issuer, 21 unable to verify leaf signature. OONI calls all of these unknown authority.

@@ -295,7 +295,7 @@ def test_unknown_failure_text_and_odd_values_kept() -> None:
     m = dataclasses.replace(
         CLEAN,
         control=None,
-        control_failure="control_unreachable",
+        control_failure="control_http_502",
         online=False,
         agent=Vantage(
             DNSObservation(
@@ -309,7 +309,7 @@ def test_unknown_failure_text_and_odd_values_kept() -> None:
     )
     obj = measurement_to_obj(m)
     assert obj["a"]["n"]["s"]["f"] == odd
-    assert obj["f"] == "control_unreachable"
+    assert obj["f"] == "control_http_502"  # not in the table: travels as text
     assert obj["o"] is False
     assert measurement_from_obj(obj) == normalise(m)
 

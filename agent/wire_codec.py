@@ -1,0 +1,319 @@
+"""Agent layer 3, wire: the codec machinery behind ``agent.wire``'s schema.
+
+Field codecs (text, integers, ms, addresses, hashes, enums, UUIDs, evidence, lists)
+and ``Struct``, which maps a frozen dataclass to a msgpack map with short keys,
+omitting defaults. Every decoder validates and raises only :class:`WireError`. The
+schema itself, its code tables and the public API live in ``agent.wire``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import dns.rcode
+
+MAX_BINS = 64
+SHORT = 256  # names, versions, header values
+LONG = 4096  # URLs, Location, unknown_failure details
+_INT64 = 1 << 63
+
+Ctx = Mapping[str, Any]
+
+
+class WireError(ValueError):
+    """A record that is not valid schema v1; the message names the offending field."""
+
+
+def _text(value: Any, path: str, limit: int) -> str:
+    if not isinstance(value, str):
+        raise WireError(f"{path}: expected a string, got {type(value).__name__}")
+    if len(value) > limit:
+        raise WireError(f"{path}: longer than {limit} characters")
+    return value
+
+
+def _uint(value: Any, path: str, limit: int) -> int:
+    # bool is an int subclass, and msgpack keeps true/false apart from integers.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise WireError(f"{path}: expected an integer, got {type(value).__name__}")
+    if not 0 <= value <= limit:
+        raise WireError(f"{path}: {value} outside 0..{limit}")
+    return value
+
+
+class Codec:
+    """Maps one field's value to its wire form and back; decode validates."""
+
+    def enc(self, value: Any, path: str, ctx: Ctx) -> Any:
+        return value
+
+    def dec(self, obj: Any, path: str, ctx: Ctx) -> Any:
+        return obj
+
+
+@dataclass(frozen=True)
+class Text(Codec):
+    limit: int = SHORT
+    cut: bool = False  # titles only: they are evidence, not identity, and can be long
+
+    def enc(self, value: Any, path: str, ctx: Ctx) -> Any:
+        return _text(value[: self.limit] if self.cut else value, path, self.limit)
+
+    def dec(self, obj: Any, path: str, ctx: Ctx) -> Any:
+        return _text(obj, path, self.limit)
+
+
+@dataclass(frozen=True)
+class UInt(Codec):
+    limit: int = _INT64 - 1
+
+    def enc(self, value: Any, path: str, ctx: Ctx) -> Any:
+        return _uint(value, path, self.limit)
+
+    def dec(self, obj: Any, path: str, ctx: Ctx) -> Any:
+        return _uint(obj, path, self.limit)
+
+
+class Bool(Codec):
+    def enc(self, value: Any, path: str, ctx: Ctx) -> Any:
+        return self.dec(value, path, ctx)
+
+    def dec(self, obj: Any, path: str, ctx: Ctx) -> Any:
+        if not isinstance(obj, bool):
+            raise WireError(f"{path}: expected a boolean")
+        return obj
+
+
+class Ms(Codec):
+    """Durations are measured to 0.1 ms, but whole ms is all any verdict needs."""
+
+    def enc(self, value: Any, path: str, ctx: Ctx) -> Any:
+        if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+            raise WireError(f"{path}: expected a non-negative duration, got {value!r}")
+        return _uint(round(value), path, 2**32 - 1)
+
+    def dec(self, obj: Any, path: str, ctx: Ctx) -> Any:
+        return float(_uint(obj, path, 2**32 - 1))
+
+
+def _intern(packed: bytes, ctx: Ctx) -> bytes | int:
+    """Within a measurement, a repeated bin (the same address or hash seen by agent and
+    control, in DNS and at the endpoint) is written once and referred to by its index."""
+    table: dict[bytes, int] | None = ctx.get("bins")
+    if table is None or (packed not in table and len(table) >= MAX_BINS):
+        return packed
+    return table.setdefault(packed, len(table))
+
+
+def check_bin(obj: Any, path: str, ctx: Ctx, sizes: tuple[int, ...], what: str) -> bytes:
+    if isinstance(obj, int) and not isinstance(obj, bool):
+        table: list[bytes] = ctx.get("bins", [])
+        if not 0 <= obj < len(table):
+            raise WireError(f"{path}: bin table index {obj} out of range")
+        obj = table[obj]
+    if not isinstance(obj, bytes):
+        raise WireError(f"{path}: expected {what}, got {type(obj).__name__}")
+    if len(obj) not in sizes:
+        raise WireError(
+            f"{path}: {what} of {len(obj)} bytes, expected {' or '.join(map(str, sizes))}"
+        )
+    return obj
+
+
+class Addr(Codec):
+    """Packed bytes; an address whose text packing would not reproduce stays text."""
+
+    def enc(self, value: Any, path: str, ctx: Ctx) -> Any:
+        _text(value, path, SHORT)
+        try:
+            packed = ipaddress.ip_address(value).packed
+        except ValueError:
+            return value  # a scoped IPv6 nameserver, say: kept rather than lost
+        return _intern(packed, ctx) if str(ipaddress.ip_address(packed)) == value else value
+
+    def dec(self, obj: Any, path: str, ctx: Ctx) -> Any:
+        if isinstance(obj, str):
+            return _text(obj, path, SHORT)
+        return str(ipaddress.ip_address(check_bin(obj, path, ctx, (4, 16), "address")))
+
+
+class Sha256(Codec):
+    def enc(self, value: Any, path: str, ctx: Ctx) -> Any:
+        if not isinstance(value, str) or len(value) != 64 or value != value.lower():
+            raise WireError(f"{path}: expected a lowercase hex SHA-256")
+        try:
+            return _intern(bytes.fromhex(value), ctx)
+        except ValueError:
+            raise WireError(f"{path}: expected a lowercase hex SHA-256") from None
+
+    def dec(self, obj: Any, path: str, ctx: Ctx) -> Any:
+        return check_bin(obj, path, ctx, (32,), "SHA-256").hex()
+
+
+class Enum(Codec):
+    """A small int from an append-only table; text outside the table travels as is."""
+
+    def __init__(self, table: Mapping[int, str], limit: int = LONG) -> None:
+        self.table, self.limit = table, limit
+        self.codes = {text: code for code, text in table.items()}
+
+    def enc(self, value: Any, path: str, ctx: Ctx) -> Any:
+        code = self.codes.get(value)
+        return code if code is not None else _text(value, path, self.limit)
+
+    def dec(self, obj: Any, path: str, ctx: Ctx) -> Any:
+        if isinstance(obj, str):
+            return _text(obj, path, self.limit)
+        code = _uint(obj, path, _INT64 - 1)
+        if code not in self.table:
+            raise WireError(f"{path}: unknown code {code}")
+        return self.table[code]
+
+
+class Rcode(Codec):
+    """dnspython's rcode numbers; a name that would not come back the same stays text."""
+
+    def enc(self, value: Any, path: str, ctx: Ctx) -> Any:
+        _text(value, path, SHORT)
+        try:
+            code = dns.rcode.from_text(value)
+        except (dns.rcode.UnknownRcode, ValueError):
+            return value
+        return int(code) if dns.rcode.to_text(code) == value else value
+
+    def dec(self, obj: Any, path: str, ctx: Ctx) -> Any:
+        if isinstance(obj, str):
+            return _text(obj, path, SHORT)
+        return dns.rcode.to_text(dns.rcode.Rcode.make(_uint(obj, path, 4095)))
+
+
+class Uuid(Codec):
+    def enc(self, value: Any, path: str, ctx: Ctx) -> Any:
+        try:
+            parsed = uuid.UUID(value)
+        except (TypeError, ValueError, AttributeError):
+            raise WireError(f"{path}: not a UUID") from None
+        if str(parsed) != value:
+            raise WireError(f"{path}: UUID not in canonical lowercase form")
+        return parsed.bytes
+
+    def dec(self, obj: Any, path: str, ctx: Ctx) -> Any:
+        if not isinstance(obj, bytes) or len(obj) != 16:
+            raise WireError(f"{path}: expected 16 bytes of UUID")
+        return str(uuid.UUID(bytes=obj))
+
+
+class Evidence(Codec):
+    """Free-form but bounded, so a verdict cannot bloat a record."""
+
+    def enc(self, value: Any, path: str, ctx: Ctx) -> Any:
+        return self.dec(value, path, ctx)
+
+    def dec(self, obj: Any, path: str, ctx: Ctx) -> Any:
+        if not isinstance(obj, dict) or len(obj) > 16:
+            raise WireError(f"{path}: expected a map of at most 16 entries")
+        for key, item in obj.items():
+            _text(key, f"{path} key", 64)
+            where = f"{path}.{key}"
+            if isinstance(item, str):
+                _text(item, where, 256)
+            elif isinstance(item, int) and not isinstance(item, bool):
+                if not -_INT64 <= item < _INT64:
+                    raise WireError(f"{where}: integer out of 64-bit range")
+            elif not isinstance(item, float | bool):
+                raise WireError(f"{where}: expected str, int, float or bool")
+        return dict(obj)
+
+
+@dataclass(frozen=True)
+class List(Codec):
+    item: Codec
+    limit: int
+
+    def enc(self, value: Any, path: str, ctx: Ctx) -> Any:
+        items = enumerate(self._check(value, path))
+        return [self.item.enc(v, f"{path}[{i}]", ctx) for i, v in items]
+
+    def dec(self, obj: Any, path: str, ctx: Ctx) -> Any:
+        items = enumerate(self._check(obj, path))
+        return tuple(self.item.dec(v, f"{path}[{i}]", ctx) for i, v in items)
+
+    def _check(self, seq: Any, path: str) -> Any:
+        if not isinstance(seq, list | tuple):
+            raise WireError(f"{path}: expected an array")
+        if len(seq) > self.limit:
+            raise WireError(f"{path}: more than {self.limit} items")
+        return seq
+
+
+@dataclass(frozen=True)
+class Ctxt:
+    """A default taken from the enclosing record (the target host, the endpoint's address)."""
+
+    name: str
+
+
+REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class Field:
+    attr: str
+    key: str
+    codec: Codec
+    default: Any = None  # REQUIRED, a Ctxt, or the value an absent key stands for
+
+
+@dataclass(frozen=True)
+class Struct(Codec):
+    cls: type[Any]
+    fields: tuple[Field, ...]
+    # Context this record gives its children, from its own (earlier-declared) fields.
+    context: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+
+    def _default(self, field: Field, ctx: Ctx) -> Any:
+        if isinstance(field.default, Ctxt):
+            return ctx.get(field.default.name, REQUIRED)
+        # A fresh dict each time: decoded records must not share a mutable default.
+        return dict(field.default) if isinstance(field.default, dict) else field.default
+
+    def _inner(self, ctx: Ctx, attrs: dict[str, Any]) -> Ctx:
+        return {**ctx, **self.context(attrs)} if self.context else ctx
+
+    def enc(self, value: Any, path: str, ctx: Ctx) -> Any:
+        if not isinstance(value, self.cls):
+            raise WireError(f"{path}: expected {self.cls.__name__}")
+        attrs = {fd.attr: getattr(value, fd.attr) for fd in self.fields}
+        inner = self._inner(ctx, attrs)
+        out: dict[str, Any] = {}
+        for fd in self.fields:
+            item = attrs[fd.attr]
+            if item == self._default(fd, inner):
+                continue
+            if item is None:
+                raise WireError(f"{path}.{fd.attr}: None is not allowed")
+            out[fd.key] = fd.codec.enc(item, f"{path}.{fd.attr}", inner)
+        return out
+
+    def dec(self, obj: Any, path: str, ctx: Ctx) -> Any:
+        if not isinstance(obj, dict):
+            raise WireError(f"{path}: expected a map")
+        extra = set(obj) - {fd.key for fd in self.fields}
+        if extra:
+            raise WireError(f"{path}: unexpected key(s) {sorted(map(repr, extra))}")
+        attrs: dict[str, Any] = {}
+        for fd in self.fields:
+            where = f"{path}.{fd.attr}"
+            inner = self._inner(ctx, attrs)
+            if fd.key in obj:
+                attrs[fd.attr] = fd.codec.dec(obj[fd.key], where, inner)
+            elif (default := self._default(fd, inner)) is REQUIRED:
+                raise WireError(f"{where}: missing (key {fd.key!r})")
+            else:
+                attrs[fd.attr] = default
+        return self.cls(**attrs)
