@@ -195,6 +195,25 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if all(r.passed for r in results) else 1
 
 
+def cmd_record(args: argparse.Namespace) -> int:
+    """Record the wire records of every scenario, with and without a control, for unit tests."""
+    from tests.lab import engine
+    from tests.lab.collector import LabCollector
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with Lab(_table(args.scenarios)) as lab:
+        for name in ("with-control.msgpack", "without-control.msgpack"):
+            (out / name).unlink(missing_ok=True)
+        with LabCollector(lab, lab.state_dir / "collector") as collector:
+            engine.measure_table(
+                lab, collector_url=collector.url, msgpack_out=out / "with-control.msgpack"
+            )
+        engine.measure_table(lab, collector_url=None, msgpack_out=out / "without-control.msgpack")
+    console.print(f"recorded into {out}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     _exit_on_sigterm()
     return run_demo(_table(args.scenarios), console)
@@ -246,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("role", choices=ROLES)
             p.add_argument("command", nargs=argparse.REMAINDER)
     add("cleanup", cmd_cleanup, "remove labs left behind by crashed runs")
+    record = add("record", cmd_record, "record every scenario's wire records (unit-test data)")
+    record.add_argument("out", help="directory for with-control.msgpack, without-control.msgpack")
+    record.add_argument("--scenarios", help="scenario table (default: tests/lab/scenarios.toml)")
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

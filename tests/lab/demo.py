@@ -13,7 +13,6 @@ import shlex
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from urllib.parse import urlsplit
 
 from rich.console import Console
 from rich.table import Table
@@ -22,9 +21,6 @@ from tests.lab import checks, engine
 from tests.lab.collector import LabCollector
 from tests.lab.lab import Lab
 from tests.lab.scenarios import Scenario, ScenarioTable
-
-# Throttling detection has an issue of its own; the shutdown row is measured with the link cut.
-NOT_YET = {"throttle"}
 
 
 def run_checks(lab: Lab) -> list[checks.CheckResult]:
@@ -68,23 +64,12 @@ def _verdicts_table(rows: list[Scenario], results: dict[str, dict[str, Any]]) ->
 
 
 def measure(lab: Lab, collector: LabCollector, console: Console) -> dict[str, dict[str, Any]]:
-    rows = [r for r in lab.table.rows if r.technique not in NOT_YET | {"shutdown"}]
     argv = engine.probe_argv(lab, collector_url=collector.url)
     console.print(
         "[dim]in the agent namespace:[/dim] "
         + shlex.join(["netsonde-agent", *argv[3:], "URL..."]).replace(str(lab.state_dir), "$LAB")
     )
-    results = engine.probe(lab, [row.url for row in rows], collector_url=collector.url)
-    # Results arrive in completion order, not in the order of the URLs.
-    by_domain = {str(urlsplit(result["target"]).hostname): result for result in results}
-    for row in lab.table.by_technique("shutdown"):
-        lab.shutdown(True)
-        try:
-            [result] = engine.probe(lab, [row.url], collector_url=collector.url)
-        finally:
-            lab.shutdown(False)
-        by_domain[row.domain] = result
-    return by_domain
+    return engine.measure_table(lab, collector_url=collector.url)
 
 
 def run_demo(table: ScenarioTable, console: Console) -> int:

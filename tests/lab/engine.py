@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from tests.lab import addresses as plan
 from tests.lab.lab import Lab
@@ -53,3 +54,21 @@ def probe(
     if len(results) != len(urls):
         raise LabError(f"{len(urls)} targets but {len(results)} results:\n{done.stderr}")
     return results
+
+
+def measure_table(
+    lab: Lab, *, collector_url: str | None, msgpack_out: Path | None = None
+) -> dict[str, dict[str, Any]]:
+    """Probe every row the engine decides today (throttling is later), shutdown with the
+    uplink cut; the --json results by domain, and optionally the wire records in a file."""
+    options = ["--msgpack-out", str(msgpack_out)] if msgpack_out is not None else []
+    rows = [row for row in lab.table.rows if row.technique not in ("throttle", "shutdown")]
+    results = probe(lab, [row.url for row in rows], collector_url=collector_url, options=options)
+    for row in lab.table.by_technique("shutdown"):
+        lab.shutdown(True)
+        try:
+            results += probe(lab, [row.url], collector_url=collector_url, options=options)
+        finally:
+            lab.shutdown(False)
+    # Results arrive in completion order, not in the order of the URLs.
+    return {str(urlsplit(result["target"]).hostname): result for result in results}

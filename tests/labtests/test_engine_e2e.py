@@ -4,6 +4,8 @@ collector in the net namespace as its control, and every scenario row's expected
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,6 +23,7 @@ pytestmark = pytest.mark.lab
 # Throttling has an issue of its own; the shutdown row is measured with the uplink cut.
 LATER = {"throttle", "shutdown"}
 CLEAN_REPEATS = 20
+UNREACHABLE_COLLECTOR = "http://198.51.100.11:8080"  # nothing listens or routes there
 
 
 def probe(lab: Lab, urls: list[str], *options: str, control: bool = True) -> list[dict[str, Any]]:
@@ -85,3 +88,33 @@ def test_without_a_collector_local_evidence_still_decides(lab: Lab) -> None:
     rows = [row for row in lab.table.rows if row.technique in local]
     results = probe(lab, [row.url for row in rows], control=False)
     assert not mismatches(rows, results)
+
+
+def test_bad_input_is_reported_and_the_rest_is_measured(lab: Lab, tmp_path: Path) -> None:
+    """An unknown target, a malformed CSV row, an unreadable fingerprint file and an
+    unreachable collector each get a clear message; the good targets are still measured."""
+    sni = lab.table.by_technique("sni-reset")[0]
+    clean = lab.table.benign
+    test_list = tmp_path / "list.csv"
+    test_list.write_text(
+        "url,category_code,category_description,date_added,source,notes\n"
+        f"{clean.url},NEWS,News,2024-01-01,citizenlab,\n"
+        "not a url at all,NEWS,News,2024-01-01,citizenlab,\n"
+    )
+    argv = engine.probe_argv(lab, collector_url=UNREACHABLE_COLLECTOR)
+    argv += ["--json", "--fingerprints", str(tmp_path / "missing.csv")]
+    done = lab.run("agent", [*argv, "gopher://x.org/", f"@{test_list}", sni.url], timeout=120)
+    assert done.returncode == 0, done.stderr
+    stderr = " ".join(done.stderr.split())
+    assert "gopher://x.org/" in stderr
+    assert f"{test_list}:3" in stderr
+    assert "missing.csv" in stderr
+    assert "collector unreachable" in stderr
+    results = by_host([json.loads(line) for line in done.stdout.splitlines() if line.strip()])
+    assert set(results) == {clean.domain, sni.domain}
+    assert results[clean.domain]["verdict"] == "ok"
+    # No control: the SNI swap alone shows the filtering.
+    assert (results[sni.domain]["verdict"], results[sni.domain]["evidence"]["trigger"]) == (
+        "tls.reset",
+        "sni",
+    )
