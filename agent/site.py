@@ -18,6 +18,7 @@ from agent.fingerprints import FingerprintSet
 from agent.measurement import SiteMeasurement, Target, Vantage, new_measurement_id
 from agent.net import failures
 from agent.probes import endpoint
+from agent.probes.dns import DNSObservation
 from agent.probes.dns import measure as measure_dns
 from agent.probes.endpoint import EndpointPlan
 from agent.probes.http import inspector
@@ -58,6 +59,16 @@ def _plan(target: Target, config: ProbeConfig) -> EndpointPlan:
     )
 
 
+async def _measure_dns(target: Target, config: ProbeConfig) -> DNSObservation:
+    return await measure_dns(
+        target.host,
+        config.resolvers,
+        timeout=config.dns_timeout,
+        window=config.dns_window,
+        resolv_conf=config.resolv_conf,
+    )
+
+
 def _unique(addresses: Sequence[str], limit: int) -> list[str]:
     return list(dict.fromkeys(addresses))[:limit]
 
@@ -66,13 +77,7 @@ async def measure_vantage(
     target: Target, config: ProbeConfig, extra_addresses: Sequence[str] = ()
 ) -> Vantage:
     """DNS, then every endpoint: what the collector runs as the control."""
-    dns_obs = await measure_dns(
-        target.host,
-        config.resolvers,
-        timeout=config.dns_timeout,
-        window=config.dns_window,
-        resolv_conf=config.resolv_conf,
-    )
+    dns_obs = await _measure_dns(target, config)
     ips = _unique([*dns_obs.addresses, *extra_addresses], config.max_endpoints)
     plan = _plan(target, config)
     endpoints = await asyncio.gather(*(endpoint.measure(ip, plan) for ip in ips))
@@ -89,13 +94,7 @@ async def measure_site(
     """The whole site test: agent probes and control in parallel, then the verdict."""
     started = time.time()
     start = time.monotonic()
-    dns_obs = await measure_dns(
-        target.host,
-        config.resolvers,
-        timeout=config.dns_timeout,
-        window=config.dns_window,
-        resolv_conf=config.resolv_conf,
-    )
+    dns_obs = await _measure_dns(target, config)
     plan = _plan(target, config)
     own_ips = _unique(dns_obs.addresses, config.max_endpoints)
     control_task = (

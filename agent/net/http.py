@@ -53,6 +53,26 @@ class HTTPRoundTrip:
     failure: str | None  # may be set alongside a status: the body was cut
     fingerprint: str | None = None  # name of the blockpage fingerprint the response matched
 
+    @classmethod
+    def failed(cls, host: str, path: str, ms: float, failure: str | None) -> HTTPRoundTrip:
+        """A request that got no response at all."""
+        return cls(
+            host=host,
+            path=path,
+            status=None,
+            server=None,
+            location=None,
+            content_type=None,
+            content_length=None,
+            set_cookie_count=0,
+            body_length=0,
+            body_truncated=False,
+            body_sha256=None,
+            title=None,
+            ms=ms,
+            failure=failure,
+        )
+
 
 class _Reader:
     """Buffered reads over a Stream; only what HTTP/1.1 framing needs."""

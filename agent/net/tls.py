@@ -69,6 +69,24 @@ class TLSHandshake:
     ms: float
     failure: str | None  # of the handshake itself; None even when validation failed
 
+    @classmethod
+    def failed(cls, sni: str, ms: float, failure: str | None) -> TLSHandshake:
+        """A handshake that never completed, so there is no certificate to describe."""
+        return cls(
+            sni=sni,
+            version=None,
+            cipher=None,
+            alpn=None,
+            leaf_sha256=None,
+            chain_sha256=None,
+            chain_length=0,
+            issuer=None,
+            validated=False,
+            validation_failure=None,
+            ms=ms,
+            failure=failure,
+        )
+
 
 class TLSStream:
     """TLS over a TCPStream, on memory BIOs: satisfies agent.net.tcp.Stream."""
@@ -261,20 +279,7 @@ async def handshake(
     ms = elapsed_ms(start)
     if outcome.failure is not None:
         tcp.close()
-        return TLSHandshake(
-            sni=sni,
-            version=None,
-            cipher=None,
-            alpn=None,
-            leaf_sha256=None,
-            chain_sha256=None,
-            chain_length=0,
-            issuer=None,
-            validated=False,
-            validation_failure=None,
-            ms=ms,
-            failure=outcome.failure,
-        ), None
+        return TLSHandshake.failed(sni, ms, outcome.failure), None
     chain = _peer_chain(tls)
     validation_failure = validate(chain, sni, ca_file)
     cipher = tls.cipher()

@@ -35,20 +35,5 @@ async def benign_fetch(ip: str, port: int, benign_host: str, *, timeout: float) 
     """The Host swap, over plain HTTP on a fresh connection."""
     tcp_obs, stream = await connect(ip, port, timeout=timeout)
     if stream is None:
-        return HTTPRoundTrip(
-            host=benign_host,
-            path="/",
-            status=None,
-            server=None,
-            location=None,
-            content_type=None,
-            content_length=None,
-            set_cookie_count=0,
-            body_length=0,
-            body_truncated=False,
-            body_sha256=None,
-            title=None,
-            ms=tcp_obs.ms,
-            failure=tcp_obs.failure,
-        )
+        return HTTPRoundTrip.failed(benign_host, "/", tcp_obs.ms, tcp_obs.failure)
     return await round_trip(stream, benign_host, "/", timeout=timeout)

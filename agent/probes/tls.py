@@ -18,20 +18,7 @@ async def benign_handshake(
     """The SNI swap on a fresh connection; a failed reconnect is reported as the handshake's."""
     tcp_obs, stream = await connect(ip, port, timeout=timeout)
     if stream is None:
-        return TLSHandshake(
-            sni=benign_sni,
-            version=None,
-            cipher=None,
-            alpn=None,
-            leaf_sha256=None,
-            chain_sha256=None,
-            chain_length=0,
-            issuer=None,
-            validated=False,
-            validation_failure=None,
-            ms=tcp_obs.ms,
-            failure=tcp_obs.failure,
-        )
+        return TLSHandshake.failed(benign_sni, tcp_obs.ms, tcp_obs.failure)
     observation, tls_stream = await tls.handshake(
         stream, benign_sni, ca_file=ca_file, timeout=timeout
     )
