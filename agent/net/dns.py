@@ -14,7 +14,9 @@ NXDOMAIN, SERVFAIL, REFUSED, an empty answer and a timeout stay distinct.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
+import os
 import socket
 import sys
 import time
@@ -209,6 +211,14 @@ async def udp_exchange(
     )
 
 
+@functools.lru_cache(maxsize=8)
+def _resolver_config(resolv_conf: str, mtime_ns: int) -> tuple[tuple[str, ...], int]:
+    """Nameservers and port, parsed once per version of the file rather than per query."""
+    # dnspython only parses the file here; the queries are ours.
+    config = dns.resolver.Resolver(filename=resolv_conf)
+    return tuple(str(ns) for ns in config.nameservers), config.port
+
+
 async def system_resolve(
     name: str,
     qtype: str = "A",
@@ -226,10 +236,7 @@ async def system_resolve(
     nameservers: tuple[str, ...] = ()
     port = 53
     with capture() as config_outcome:
-        # dnspython only parses the file here; the query below is ours.
-        config = dns.resolver.Resolver(filename=resolv_conf)
-        nameservers = tuple(str(ns) for ns in config.nameservers)
-        port = config.port
+        nameservers, port = _resolver_config(resolv_conf, os.stat(resolv_conf).st_mtime_ns)
     failure = config_outcome.failure
     answered: tuple[str, dns.message.Message] | None = None
     query = dns.message.make_query(name, qtype)
