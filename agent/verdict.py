@@ -11,13 +11,13 @@ The rules, and why they are these, are in docs/design/002-verdicts.md.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from agent.fingerprints import FingerprintSet
 from agent.measurement import Target, Vantage, Verdict
 from agent.net import failures as f
+from agent.net.bogons import is_bogon
 from agent.net.dns import DNSReply, SystemResolution
 from agent.net.http import HTTPRoundTrip
 from agent.net.tls import TLSHandshake
@@ -33,12 +33,6 @@ VERDICTS = frozenset([
     "tcp.timeout", "tcp.reset", "tcp.refused",
     "tls.reset", "tls.timeout", "tls.eof", "tls.mitm",
     "http.reset", "http.timeout", "http.eof", "http.blockpage", "http.diff",
-])
-# Not ipaddress.is_private: that flags the TEST-NET ranges, which are the lab's public internet.
-_BOGONS = tuple(ipaddress.ip_network(net) for net in [
-    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
-    "172.16.0.0/12", "192.168.0.0/16", "224.0.0.0/4", "240.0.0.0/4",
-    "::/128", "::1/128", "fc00::/7", "fe80::/10",
 ])
 # A NOERROR without addresses hides the site exactly as NXDOMAIN does.
 _DNS_KINDS = {
@@ -180,7 +174,7 @@ def _answers(
     evidence: Evidence = {"trigger": "resolver"}
     if match is not None and not match.false_positive:
         evidence["fingerprint"] = match.fingerprint.name
-    if bogons := [a for a in addresses if _is_bogon(a) and a not in known]:
+    if bogons := [a for a in addresses if is_bogon(a) and a not in known]:
         return Verdict("dns.bogon", {**evidence, "addresses": _listed(bogons)})
     evidence["addresses"] = _listed(addresses)
     if "fingerprint" in evidence and not set(addresses) <= known:
@@ -194,16 +188,6 @@ def _answers(
         return None
     found = _redirect_evidence(target, agent, control, set(addresses), reference)
     return None if found is None else Verdict("dns.mismatch", {**evidence, **found})
-
-
-def _is_bogon(address: str) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped  # ::ffff:10.0.0.1 reaches 10.0.0.1
-    return any(ip in net for net in _BOGONS)
 
 
 def _redirect_evidence(

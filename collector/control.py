@@ -10,11 +10,12 @@ asking about one newly blocked site costs the collector one measurement.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, Literal, TypeVar
+
+from agent.net.bogons import is_bogon
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -22,35 +23,14 @@ V = TypeVar("V")
 # hit: from the cache; shared: joined a measurement another request started; miss: measured.
 CacheStatus = Literal["hit", "shared", "miss"]
 
-# Networks a control must never be pointed at by a request: reaching into the collector's
-# own host or LAN on an agent's say-so would make the control endpoint an SSRF vector.
-# Documentation ranges stay allowed: they route nowhere in the wild, and the lab uses them.
-_FORBIDDEN_NETWORKS = tuple(
-    ipaddress.ip_network(net)
-    for net in (
-        "0.0.0.0/8",
-        "10.0.0.0/8",
-        "100.64.0.0/10",
-        "127.0.0.0/8",
-        "169.254.0.0/16",
-        "172.16.0.0/12",
-        "192.168.0.0/16",
-        "224.0.0.0/3",
-        "::/128",
-        "::1/128",
-        "fc00::/7",
-        "fe80::/10",
-        "ff00::/8",
-    )
-)
-
 
 def measurable(address: str) -> bool:
-    """Whether the collector may measure an IP an agent sent (a valid IP is assumed)."""
-    ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return not any(ip in net for net in _FORBIDDEN_NETWORKS if net.version == ip.version)
+    """Whether the collector may measure an IP an agent sent.
+
+    Never a bogon: reaching into the collector's own host or LAN on an agent's say-so
+    would make the control endpoint an SSRF vector.
+    """
+    return not is_bogon(address)
 
 
 class ControlCache(Generic[K, V]):
