@@ -22,6 +22,7 @@ from collector.config import (
     DEFAULT_TIMEOUT,
     ConfigError,
     Settings,
+    check_db_url,
     make_settings,
 )
 
@@ -92,7 +93,56 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help=f"per-operation timeout of control probes (default {DEFAULT_TIMEOUT:g})",
     )
+    reclassify = commands.add_parser(
+        "reclassify",
+        help="recompute stored verdicts and rollups with the current rules",
+        description="Decode every stored measurement, decide its verdict again with the "
+        "current agent/verdict.py and fingerprints, update what changed, rebuild the rollups.",
+    )
+    reclassify.add_argument("--db", default=DEFAULT_DB, metavar="URL", help="the storage URL")
+    reclassify.add_argument(
+        "--fingerprints",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="blockpage fingerprint CSV (OONI schema), as the agents use (repeatable)",
+    )
     return parser
+
+
+def run_reclassify(db: str, fingerprint_paths: list[str]) -> int:
+    """The ``reclassify`` command; imports the storage and the rules only when it runs."""
+    from pathlib import Path
+
+    from agent.fingerprints import FingerprintFileError
+    from agent.fingerprints import load as load_fingerprints
+    from agent.measurement import SiteMeasurement, Target
+    from agent.verdict import decide
+    from collector.storage import open_storage
+
+    try:
+        url = check_db_url(db)
+        fingerprints = load_fingerprints(Path(p) for p in fingerprint_paths)
+    except (ConfigError, FingerprintFileError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+
+    def verdict_of(m: SiteMeasurement) -> str:
+        target = Target.parse(m.url)
+        return decide(
+            target, m.agent, m.control, online=m.online, fingerprints=fingerprints
+        ).verdict
+
+    storage = open_storage(url)
+    try:
+        result = storage.reclassify(verdict_of)
+    finally:
+        storage.close()
+    print(
+        f"reclassified {result.total} measurements: {result.changed} changed verdict"
+        + (f", {result.undecodable} undecodable (kept)" if result.undecodable else "")
+    )
+    return 0
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -140,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    if args.command == "reclassify":
+        return run_reclassify(args.db, args.fingerprints)
     try:
         settings = settings_from_args(args)
     except ConfigError as exc:

@@ -105,7 +105,7 @@ def check_db_url(url: str) -> str:
         if not os.access(parent, os.W_OK | os.X_OK):
             raise ConfigError(f"--db {url!r}: directory {str(parent)!r} is not writable")
         return url
-    if scheme in ("postgresql", "postgres"):
+    if scheme.split("+", 1)[0] in ("postgresql", "postgres"):  # also postgresql+psycopg
         if not parts.hostname and "host=" not in parts.query:
             raise ConfigError(f"--db {url!r}: a PostgreSQL URL needs a host")
         return url

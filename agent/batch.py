@@ -1,0 +1,355 @@
+"""Agent layer 3, wire: signed batches, the unit the agent uploads and the collector ingests.
+
+A batch is ``{"b": body, "g": signature}``, where the body is the packed map
+``{"v": 1, "a": agent id, "s": sequence, "t": created ms, "m": [measurement, ...], "e":
+evictions}``, each measurement the map of ``agent.wire.measurement_to_obj``. The signature
+is Ed25519 by the agent's key (``agent.identity``) over a domain prefix and the body bytes,
+so the collector verifies exactly the bytes it then decodes. docs/wire-format.md, "Batches",
+lists the fields and limits.
+
+The collector reads a batch in two steps: :func:`read_batch_envelope` gives the claimed agent
+id, to look up its key, without trusting or allocating anything; :func:`verify_batch` checks
+the signature before anything else and only then decodes and validates. Both raise only
+:class:`BatchError` (a ``WireError``), whatever the bytes, with a machine-readable ``reason``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import msgpack  # type: ignore[import-untyped]  # no stubs or py.typed
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from agent.measurement import SiteMeasurement
+from agent.wire import (
+    MAX_RECORD,
+    WireError,
+    encode_measurement,
+    measurement_from_obj,
+    measurement_to_obj,
+)
+from agent.wire_codec import LONG
+
+__all__ = [
+    "Batch",
+    "BatchAgentError",
+    "BatchDuplicateIdError",
+    "BatchError",
+    "BatchSchemaError",
+    "BatchSignatureError",
+    "BatchSizeError",
+    "BatchTimestampError",
+    "Envelope",
+    "encode_batch",
+    "read_batch_envelope",
+    "verify_batch",
+]
+
+VERSION = 1
+# A signature is only ever valid for the message type it was made for: without the prefix,
+# a signature the agent's key made over some other message (an enrolment proof, a future
+# format) could be replayed as a batch whose body happens to be those bytes.
+SIGNATURE_DOMAIN = b"netsonde-batch-v1\0"
+SIGNATURE_SIZE = 64
+MAX_MEASUREMENTS = 1000
+MAX_BATCH_BYTES = 4 * 1024 * 1024
+MAX_AGENT_ID = 64
+DEFAULT_MAX_SKEW_MS = 5 * 60 * 1000
+# A week-long shutdown, then a backlog drained at the agent's pace, must still get in.
+DEFAULT_MAX_AGE_MS = 30 * 24 * 3600 * 1000
+_UINT_MAX = (1 << 63) - 1
+_BODY_KEYS = frozenset("vastme")
+
+
+class BatchError(WireError):
+    """A batch refused; ``reason`` is one of signature, schema, size, timestamp,
+    duplicate_id, agent, for the collector's metrics and 4xx responses."""
+
+    reason: ClassVar[str] = "schema"
+
+
+class BatchSignatureError(BatchError):
+    reason = "signature"
+
+
+class BatchSchemaError(BatchError):
+    reason = "schema"
+
+
+class BatchSizeError(BatchError):
+    reason = "size"
+
+
+class BatchTimestampError(BatchError):
+    reason = "timestamp"
+
+
+class BatchDuplicateIdError(BatchError):
+    reason = "duplicate_id"
+
+
+class BatchAgentError(BatchError):
+    reason = "agent"
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """The outer layer of a batch. Nothing in it is authenticated yet: ``agent_id`` is only
+    the claim that says which key to verify ``signature`` with."""
+
+    agent_id: str
+    body: bytes = field(repr=False)  # up to 4 MiB: not for logs
+    signature: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Batch:
+    agent_id: str
+    seq: int
+    created_ms: int
+    evictions: int  # running total of records the agent's spool dropped unsent
+    measurements: list[SiteMeasurement]
+    records: list[bytes]  # encode_measurement of each, the canonical form to store
+
+
+def _uint(value: Any, name: str) -> int:
+    # bool is an int subclass, and msgpack keeps true/false apart from integers.
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _UINT_MAX:
+        raise BatchSchemaError(f"batch.{name}: expected an unsigned 64-bit integer")
+    return value
+
+
+def _agent_id(value: Any) -> str:
+    # Printable ASCII without spaces: the id ends up in logs, metrics and file names.
+    if (
+        not isinstance(value, str)
+        or not 0 < len(value) <= MAX_AGENT_ID
+        or not all("!" <= c <= "~" for c in value)
+    ):
+        raise BatchAgentError(
+            f"batch.a: the agent id must be 1 to {MAX_AGENT_ID} printable ASCII characters "
+            f"without spaces, got {value!r:.80}"
+        )
+    return value
+
+
+def encode_batch(
+    agent_id: str,
+    seq: int,
+    measurements: Sequence[SiteMeasurement],
+    key: Ed25519PrivateKey,
+    *,
+    created_ms: int | None = None,
+    evictions: int = 0,
+) -> bytes:
+    """Refuses what the collector would refuse (bar the clock), so the uploader learns to
+    split or fix a batch here rather than from a 4xx it would otherwise retry forever."""
+    if len(measurements) > MAX_MEASUREMENTS:
+        raise BatchSizeError(
+            f"batch.m: {len(measurements)} measurements, at most {MAX_MEASUREMENTS} per batch"
+        )
+    objs: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for index, m in enumerate(measurements):
+        if m.id in seen:
+            raise BatchDuplicateIdError(f"batch.m[{index}]: measurement id {m.id} repeated")
+        seen.add(m.id)
+        try:
+            obj = measurement_to_obj(m)
+        except WireError as exc:
+            raise BatchSchemaError(f"batch.m[{index}]: {exc}") from None
+        # Packed alone only to refuse here a record that ingest would refuse as oversize.
+        if (size := len(msgpack.packb(obj, use_bin_type=True))) > MAX_RECORD:
+            raise BatchSizeError(
+                f"batch.m[{index}]: {size} bytes, records are at most {MAX_RECORD}"
+            )
+        objs.append(obj)
+    body: dict[str, Any] = {
+        "v": VERSION,
+        "a": _agent_id(agent_id),
+        "s": _uint(seq, "s"),
+        "t": _uint(int(time.time() * 1000) if created_ms is None else created_ms, "t"),
+        "m": objs,
+    }
+    if _uint(evictions, "e"):
+        body["e"] = evictions  # absent means 0, as in the measurement schema
+    packed: bytes = msgpack.packb(body, use_bin_type=True)
+    data: bytes = msgpack.packb(
+        {"b": packed, "g": key.sign(SIGNATURE_DOMAIN + packed)}, use_bin_type=True
+    )
+    if len(data) > MAX_BATCH_BYTES:
+        raise BatchSizeError(f"batch: {len(data)} bytes, at most {MAX_BATCH_BYTES}")
+    return data
+
+
+def _scalar_unpacker(data: bytes, max_str: int, max_bin: int) -> Any:
+    """An unpacker that builds nothing but scalars: arrays and maps must be walked by their
+    headers. What unauthenticated bytes can make it allocate is then bounded by their length,
+    where nested containers could take a hundred times that."""
+    unpacker = msgpack.Unpacker(
+        raw=False, max_buffer_size=max(len(data), 1), max_str_len=max_str,
+        max_bin_len=max_bin, max_array_len=0, max_map_len=0, max_ext_len=0,
+    )  # fmt: skip
+    unpacker.feed(data)
+    return unpacker
+
+
+def read_batch_envelope(data: bytes) -> Envelope:
+    """The claimed agent id, the body and the signature, trusting none of them.
+
+    Cheap and allocation-bounded, since it runs for anyone who can reach the collector: the
+    body is walked, not decoded, only far enough to find the agent id and check what can be
+    checked before the signature (its top-level keys, the number of measurements).
+    """
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise BatchSchemaError("batch: expected bytes")
+    if len(data) > MAX_BATCH_BYTES:
+        raise BatchSizeError(f"batch: {len(data)} bytes, at most {MAX_BATCH_BYTES}")
+    unpacker = _scalar_unpacker(data, 16, MAX_BATCH_BYTES)
+    outer: dict[str, Any] = {}
+    try:
+        if unpacker.read_map_header() != 2:
+            raise BatchSchemaError('batch: expected a map of exactly the keys "b" and "g"')
+        for _ in range(2):
+            key = unpacker.unpack()
+            if key not in ("b", "g") or key in outer:
+                raise BatchSchemaError(f"batch: unexpected or repeated key {key!r:.40}")
+            outer[key] = unpacker.unpack()
+        trailing = len(data) - unpacker.tell()
+    except BatchError:
+        raise  # a ValueError too, but already the precise error
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise BatchSchemaError(f"batch: not valid msgpack: {exc}") from None
+    if trailing:
+        raise BatchSchemaError(f"batch: {trailing} trailing bytes")
+    body, signature = outer["b"], outer["g"]
+    if not isinstance(body, bytes):
+        raise BatchSchemaError("batch.b: expected the body as bin")
+    if not isinstance(signature, bytes) or len(signature) != SIGNATURE_SIZE:
+        raise BatchSchemaError(f"batch.g: expected a {SIGNATURE_SIZE}-byte Ed25519 signature")
+    return Envelope(_scan_body(body), body, signature)
+
+
+def _scan_body(body: bytes) -> str:
+    """The body's agent id, after checking its top-level keys are unique (so the id found
+    here is the one decoded later) and it holds no more measurements than allowed."""
+    unpacker = _scalar_unpacker(body, 4 * MAX_AGENT_ID, 32)
+    agent: Any = None
+    seen: set[str] = set()
+    try:
+        size = unpacker.read_map_header()
+        if size > len(_BODY_KEYS):
+            raise BatchSchemaError(f"batch body: {size} keys, expected {sorted(_BODY_KEYS)}")
+        for _ in range(size):
+            key = unpacker.unpack()
+            if not isinstance(key, str) or key not in _BODY_KEYS or key in seen:
+                raise BatchSchemaError(f"batch body: unexpected or repeated key {key!r:.40}")
+            seen.add(key)
+            if key == "a":
+                agent = unpacker.unpack()
+            elif key == "m":
+                count = unpacker.read_array_header()
+                if count > MAX_MEASUREMENTS:
+                    raise BatchSizeError(
+                        f"batch.m: {count} measurements, at most {MAX_MEASUREMENTS} per batch"
+                    )
+                for _ in range(count):
+                    unpacker.skip()
+            else:
+                unpacker.skip()
+        trailing = len(body) - unpacker.tell()
+    except BatchError:
+        raise  # a ValueError too, but already the precise error
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise BatchSchemaError(f"batch body: not valid msgpack: {exc}") from None
+    if trailing:
+        raise BatchSchemaError(f"batch body: {trailing} trailing bytes")
+    if "a" not in seen:
+        raise BatchSchemaError("batch.a: missing (the agent id)")
+    return _agent_id(agent)
+
+
+def _check_time(value: int, name: str, now_ms: int, max_skew_ms: int, max_age_ms: int) -> None:
+    if value > now_ms + max_skew_ms:
+        raise BatchTimestampError(
+            f"{name}: {value} is {(value - now_ms) / 1000:.0f} s in the future, beyond the "
+            f"{max_skew_ms / 1000:.0f} s allowed for clock skew; check the agent's clock"
+        )
+    if value < now_ms - max_age_ms:
+        raise BatchTimestampError(
+            f"{name}: {value} is {(now_ms - value) / 86_400_000:.1f} days old, more than the "
+            f"{max_age_ms / 86_400_000:.1f} days accepted"
+        )
+
+
+def verify_batch(
+    envelope: Envelope,
+    public_key: Ed25519PublicKey,
+    *,
+    now_ms: int,
+    max_skew_ms: int = DEFAULT_MAX_SKEW_MS,
+    max_age_ms: int = DEFAULT_MAX_AGE_MS,
+) -> Batch:
+    """The batch, checked: the signature first, so nothing unauthenticated is decoded, then
+    the schema, sizes, timestamps and unique ids. All or nothing, as ingest stores it."""
+    body, signature = envelope.body, envelope.signature
+    if not isinstance(body, bytes) or len(body) > MAX_BATCH_BYTES:
+        raise BatchSizeError(f"batch.b: expected bin of at most {MAX_BATCH_BYTES} bytes")
+    if not isinstance(signature, bytes) or len(signature) != SIGNATURE_SIZE:
+        raise BatchSchemaError(f"batch.g: expected a {SIGNATURE_SIZE}-byte Ed25519 signature")
+    try:
+        public_key.verify(signature, SIGNATURE_DOMAIN + body)
+    except InvalidSignature:
+        raise BatchSignatureError(
+            f"batch: the signature does not verify with the key of agent {envelope.agent_id!r}"
+        ) from None
+    # Again, on the verified bytes: an Envelope may have been built by hand.
+    if _scan_body(body) != envelope.agent_id:
+        raise BatchAgentError("batch.a: the body names another agent than the envelope")
+    try:
+        # The limits bound what even a validly signed batch can make the collector allocate.
+        obj = msgpack.unpackb(
+            body, raw=False, strict_map_key=True, use_list=True,
+            max_str_len=LONG * 4, max_bin_len=32, max_array_len=MAX_MEASUREMENTS,
+            max_map_len=32, max_ext_len=0,
+        )  # fmt: skip
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise BatchSchemaError(f"batch body: not valid msgpack: {exc}") from None
+    if not isinstance(obj, dict):
+        raise BatchSchemaError("batch body: expected a map")
+    if missing := [key for key in "vstm" if key not in obj]:
+        raise BatchSchemaError(f"batch.{missing[0]}: missing")
+    if type(obj["v"]) is not int or obj["v"] != VERSION:
+        raise BatchSchemaError(f"batch.v: unsupported version {obj['v']!r:.40} (expected 1)")
+    seq, created_ms = _uint(obj["s"], "s"), _uint(obj["t"], "t")
+    evictions = _uint(obj.get("e", 0), "e")
+    if not isinstance(obj["m"], list):
+        raise BatchSchemaError("batch.m: expected an array of measurements")
+    _check_time(created_ms, "batch.t (created)", now_ms, max_skew_ms, max_age_ms)
+
+    measurements: list[SiteMeasurement] = []
+    records: list[bytes] = []
+    seen: set[str] = set()
+    for index, item in enumerate(obj["m"]):
+        where = f"batch.m[{index}]"
+        try:
+            m = measurement_from_obj(item)
+        except WireError as exc:
+            raise BatchSchemaError(f"{where}: {exc}") from None
+        _check_time(m.started_ms, f"{where}.started_ms", now_ms, max_skew_ms, max_age_ms)
+        if m.id in seen:
+            raise BatchDuplicateIdError(f"{where}: measurement id {m.id} repeated in the batch")
+        seen.add(m.id)
+        try:
+            record = encode_measurement(m)
+        except WireError as exc:
+            # A record that decoded cleanly can only fail to re-encode by exceeding the
+            # record limit (the bin table may intern differently from the agent's).
+            raise BatchSizeError(f"{where}: {exc}") from None
+        measurements.append(m)
+        records.append(record)
+    return Batch(envelope.agent_id, seq, created_ms, evictions, measurements, records)

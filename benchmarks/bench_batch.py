@@ -1,0 +1,66 @@
+"""Benchmark: signing and verifying a batch of 500 realistic measurements.
+
+    .venv/bin/python benchmarks/bench_batch.py [--runs 5]
+
+The measurements are the censor lab's recorded ones (tests/unit/recorded), cloned with
+fresh ids. Verifying includes decoding and validating every measurement, which is
+what the collector must do before it stores anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import msgpack
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from agent.batch import encode_batch, read_batch_envelope, verify_batch
+from agent.measurement import new_measurement_id
+from agent.wire import measurement_from_obj
+
+RECORDED = Path(__file__).resolve().parents[1] / "tests" / "unit" / "recorded"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--size", type=int, default=500)
+    args = parser.parse_args()
+    with (RECORDED / "with-control.msgpack").open("rb") as handle:
+        recorded = [measurement_from_obj(o) for o in msgpack.Unpacker(handle, raw=False)]
+    now = int(time.time() * 1000)
+    measurements = [
+        dataclasses.replace(m, id=new_measurement_id(now - i), started_ms=now - i)
+        for i, m in enumerate(itertools.islice(itertools.cycle(recorded), args.size))
+    ]
+    key = Ed25519PrivateKey.generate()
+    signs, verifies = [], []
+    for _ in range(args.runs):
+        started = time.perf_counter()
+        data = encode_batch("bench-agent", 1, measurements, key, created_ms=now)
+        signs.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        batch = verify_batch(read_batch_envelope(data), key.public_key(), now_ms=now)
+        verifies.append(time.perf_counter() - started)
+        assert len(batch.measurements) == args.size
+    sign, verify = statistics.median(signs), statistics.median(verifies)
+    print(
+        f"batch of {args.size}: {len(data):,} bytes ({len(data) / args.size:.0f} per measurement)"
+    )
+    print(f"encode + sign: {sign * 1000:.0f} ms ({args.size / sign:,.0f} measurements/s)")
+    print(
+        f"read + verify + decode: {verify * 1000:.0f} ms ({args.size / verify:,.0f} measurements/s)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Collector, storage: the values that go in and out of ``Storage``.
+
+An :class:`IngestRecord` is one measurement as the store needs it: the columns that
+queries filter on, extracted once at ingest, next to the msgpack record itself.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from agent.measurement import SiteMeasurement, Target
+from agent.wire import encode_measurement
+
+
+class RejectedBatch(ValueError):
+    """The database refused a batch (unknown agent, a value over a column's limit): nothing
+    of it was stored."""
+
+
+@dataclass(frozen=True)
+class IngestRecord:
+    id: str  # the measurement's UUIDv7, as text
+    measured_ms: int
+    domain: str
+    url: str
+    verdict: str
+    record: bytes  # the msgpack wire record, kept as received
+    key: bytes = field(init=False, repr=False, compare=False)  # the id's 16 bytes
+
+    def __post_init__(self) -> None:
+        # ValueError for an id that is not a UUID, before any database work starts.
+        object.__setattr__(self, "key", uuid.UUID(self.id).bytes)
+
+    @classmethod
+    def from_measurement(cls, m: SiteMeasurement, record: bytes | None = None) -> IngestRecord:
+        """``record`` is the wire record as received, when there is one; else it is encoded."""
+        return cls(
+            id=m.id,
+            measured_ms=m.started_ms,
+            domain=Target.parse(m.url).host,
+            url=m.url,
+            verdict=m.verdict.verdict,
+            record=encode_measurement(m) if record is None else record,
+        )
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """Every id of the batch is in exactly one list, and stored once either way:
+    ``stored`` were inserted by this call, ``duplicates`` were there already (or repeated
+    within the batch)."""
+
+    stored: list[str]
+    duplicates: list[str]
+
+
+@dataclass(frozen=True)
+class ReclassifyResult:
+    changed: int  # measurements whose verdict differs from the one stored
+    total: int  # measurements looked at
+    undecodable: int = 0  # records the current wire decoder rejects; their verdict is kept

@@ -1,0 +1,98 @@
+"""Collector, storage: the relational schema, as SQLAlchemy Core tables.
+
+The same tables serve SQLite and PostgreSQL, so only portable types are used. Times are
+integer Unix milliseconds, as on the wire, which sort and compare the same everywhere.
+The migrations in ``collector/storage/migrations`` create exactly these tables; a test
+compares the two, so a change here needs a new revision there.
+
+``measurements`` is append-only: ingest only inserts, and only ``verdict`` is ever
+rewritten (by reclassification). ``rollups`` is derived from it and can be rebuilt.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
+
+# Rollup dimensions cannot be NULL (they form the primary key), so an unknown ASN or
+# country is stored as these in rollups, and as NULL in measurements.
+UNKNOWN_ASN = 0
+UNKNOWN_CC = ""
+HOUR_MS = 3_600_000
+MAX_DOMAIN = 253  # the longest DNS name
+MAX_VERDICT = 64
+MAX_AGENT_ID = 64
+
+# Stable constraint names, so later migrations can refer to them on both backends.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+agents = Table(
+    "agents",
+    metadata,
+    Column("id", String(MAX_AGENT_ID), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("public_key", LargeBinary, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("revoked_ms", BigInteger, nullable=True),
+    # The highest batch sequence number accepted, against replayed uploads.
+    Column("last_seq", BigInteger, nullable=False, server_default="0"),
+)
+
+measurements = Table(
+    "measurements",
+    metadata,
+    # The UUIDv7's 16 bytes: time-ordered, so inserts append to the primary key's b-tree.
+    Column("id", LargeBinary(16), primary_key=True),
+    Column("measured_ms", BigInteger, nullable=False),
+    Column("received_ms", BigInteger, nullable=False),
+    Column("agent_id", String(MAX_AGENT_ID), ForeignKey("agents.id"), nullable=False),
+    Column("asn", BigInteger, nullable=True),
+    Column("cc", String(2), nullable=True),
+    Column("domain", String(MAX_DOMAIN), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("verdict", String(MAX_VERDICT), nullable=False),
+    # The msgpack wire record as received: the source of truth for reclassification.
+    Column("record", LargeBinary, nullable=False),
+    # SQLite ignores declared lengths, so the limits that matter are checks on both backends.
+    CheckConstraint("length(id) = 16", name="id_16_bytes"),
+    CheckConstraint("measured_ms >= 0", name="measured_after_epoch"),
+    CheckConstraint(f"length(domain) <= {MAX_DOMAIN}", name="domain_length"),
+    CheckConstraint(f"length(verdict) <= {MAX_VERDICT}", name="verdict_length"),
+    CheckConstraint("length(cc) = 2", name="cc_length"),
+    Index(None, "measured_ms"),
+    Index(None, "domain"),
+    Index(None, "verdict"),
+)
+
+rollups = Table(
+    "rollups",
+    metadata,
+    Column("hour_ms", BigInteger, nullable=False),  # start of the hour, Unix ms
+    Column("domain", String(MAX_DOMAIN), nullable=False),
+    Column("asn", BigInteger, nullable=False),
+    Column("cc", String(2), nullable=False),
+    Column("verdict", String(MAX_VERDICT), nullable=False),
+    Column("count", BigInteger, nullable=False),
+    PrimaryKeyConstraint("hour_ms", "domain", "asn", "cc", "verdict"),
+    # Queries ask per domain across hours and networks; the primary key leads with the hour.
+    Index(None, "domain", "hour_ms"),
+)

@@ -1,0 +1,23 @@
+"""Checks shared by the storage tests."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from collector.storage import Storage
+from collector.storage.schema import measurements
+
+
+def counts_from_rows(store: Storage) -> dict[tuple[str, int, str, str], int]:
+    """What the rollups must say, counted straight from the measurements table."""
+    m = measurements.c
+    dims = (m.domain, func.coalesce(m.asn, 0), func.coalesce(m.cc, ""), m.verdict)
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(*dims, func.count()).group_by(*dims))
+        return {(d, a, c, v): n for d, a, c, v, n in rows}
+
+
+def stored_verdicts(store: Storage) -> dict[bytes, str]:
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(measurements.c.id, measurements.c.verdict))
+        return {bytes(row[0]): str(row[1]) for row in rows}
