@@ -286,16 +286,9 @@ def _check_time(value: int, name: str, now_ms: int, max_skew_ms: int, max_age_ms
         )
 
 
-def verify_batch(
-    envelope: Envelope,
-    public_key: Ed25519PublicKey,
-    *,
-    now_ms: int,
-    max_skew_ms: int = DEFAULT_MAX_SKEW_MS,
-    max_age_ms: int = DEFAULT_MAX_AGE_MS,
-) -> Batch:
-    """The batch, checked: the signature first, so nothing unauthenticated is decoded, then
-    the schema, sizes, timestamps and unique ids. All or nothing, as ingest stores it."""
+def check_signature(envelope: Envelope, public_key: Ed25519PublicKey) -> None:
+    """The signature alone: cheap (no decoding), so a collector can refuse forgeries before
+    they count against the agent's rate limit or cost it a decode."""
     body, signature = envelope.body, envelope.signature
     if not isinstance(body, bytes) or len(body) > MAX_BATCH_BYTES:
         raise BatchSizeError(f"batch.b: expected bin of at most {MAX_BATCH_BYTES} bytes")
@@ -310,6 +303,20 @@ def verify_batch(
     # Again, on the verified bytes: an Envelope may have been built by hand.
     if _scan_body(body) != envelope.agent_id:
         raise BatchAgentError("batch.a: the body names another agent than the envelope")
+
+
+def verify_batch(
+    envelope: Envelope,
+    public_key: Ed25519PublicKey,
+    *,
+    now_ms: int,
+    max_skew_ms: int = DEFAULT_MAX_SKEW_MS,
+    max_age_ms: int = DEFAULT_MAX_AGE_MS,
+) -> Batch:
+    """The batch, checked: the signature first, so nothing unauthenticated is decoded, then
+    the schema, sizes, timestamps and unique ids. All or nothing, as ingest stores it."""
+    check_signature(envelope, public_key)
+    body = envelope.body
     try:
         # The limits bound what even a validly signed batch can make the collector allocate.
         obj = msgpack.unpackb(

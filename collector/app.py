@@ -3,12 +3,14 @@
 ``create_app(settings)`` builds the service; the CLI runs it. Handlers only
 parse and validate the request, call into ``collector.control`` (cache) and
 ``agent.site.measure_vantage`` (the probes, run from the uncensored side), and
-encode the answer with ``agent.wire``. Bad input is always a 4xx with a JSON
-``{"error": ...}`` body, never a 5xx.
+encode the answer with ``agent.wire``; enrolment and batch upload go through
+``collector.ingest`` into the storage opened in a ``cleanup_ctx``. Bad input is
+always a 4xx with a JSON ``{"error": ...}`` body, never a 5xx.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -22,6 +24,8 @@ from agent.wire import encode_vantage
 from collector import __version__
 from collector.config import Settings
 from collector.control import ControlCache, measurable
+from collector.ingest import ApiError, RateLimiter, enroll, ingest, read_body
+from collector.storage import Storage, open_storage
 
 # The cache key: the normalized URL and the sorted, de-duplicated extra addresses.
 ControlKey = tuple[str, tuple[str, ...]]
@@ -34,6 +38,11 @@ CONTROL_MAX_ENDPOINTS = 8
 SETTINGS = web.AppKey("settings", Settings)
 MEASURE: web.AppKey[Measure] = web.AppKey("measure")
 CONTROLS: web.AppKey[ControlCache[ControlKey, bytes]] = web.AppKey("controls")
+STORAGE = web.AppKey("storage", Storage)
+LIMITER = web.AppKey("limiter", RateLimiter)
+
+ENROLL_PATH = "/api/v1/enroll"
+MEASUREMENTS_PATH = "/api/v1/measurements"
 
 
 class BadRequest(ValueError):
@@ -129,6 +138,42 @@ async def control(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type=MSGPACK, headers={CACHE_HEADER: cache})
 
 
+async def enroll_agent(request: web.Request) -> web.Response:
+    """JSON ``{"token", "public_key"}`` -> 201 ``{"agent_id"}``; 400, 401 or 403 (ingest.enroll)."""
+    try:
+        data = await request.json()
+    except ValueError:  # JSON syntax, or a body that is not UTF-8
+        return error_response(400, "the body must be JSON")
+    try:
+        agent_id = await enroll(request.app[STORAGE], data)
+    except ApiError as exc:
+        return exc.response()
+    return web.json_response({"agent_id": agent_id}, status=201)
+
+
+async def upload_measurements(request: web.Request) -> web.Response:
+    """A signed msgpack batch -> 200 ``{"stored": [id...], "duplicates": [id...]}``."""
+    if request.content_type != MSGPACK:
+        return error_response(415, f"the body must be a signed batch, {MSGPACK}")
+    try:
+        # Read past client_max_size, which stays small for the JSON routes, up to a batch.
+        data = await read_body(request, request.app[SETTINGS].max_batch_request_bytes)
+        result = await ingest(request.app[STORAGE], request.app[LIMITER], data)
+    except ApiError as exc:
+        return exc.response()
+    return web.json_response({"stored": result.stored, "duplicates": result.duplicates})
+
+
+def _storage(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        # Opening runs the migrations; blocking, but once, before the first request.
+        app[STORAGE] = await asyncio.to_thread(open_storage, settings.db_url)
+        yield
+        app[STORAGE].close()
+
+    return context
+
+
 def _control_cache(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
     async def context(app: web.Application) -> AsyncIterator[None]:
         cache: ControlCache[ControlKey, bytes] = ControlCache(
@@ -144,11 +189,19 @@ def _control_cache(settings: Settings) -> Callable[[web.Application], AsyncItera
 
 
 def create_app(settings: Settings, *, measure: Measure | None = None) -> web.Application:
-    """The collector service; ``measure`` replaces the real control only in tests."""
+    """The collector service; ``measure`` replaces the real control only in tests.
+
+    ``client_max_size`` bounds the JSON routes (control, enroll); the measurements route
+    reads its larger body itself, capped at ``settings.max_batch_request_bytes``.
+    """
     app = web.Application(client_max_size=settings.max_request_bytes, middlewares=[json_errors])
     app[SETTINGS] = settings
     app[MEASURE] = measure if measure is not None else control_measure(settings)
+    app[LIMITER] = RateLimiter(settings.ingest_rate, settings.ingest_burst)
+    app.cleanup_ctx.append(_storage(settings))
     app.cleanup_ctx.append(_control_cache(settings))
     app.router.add_get(HEALTH_PATH, health)
     app.router.add_post(CONTROL_PATH, control)
+    app.router.add_post(ENROLL_PATH, enroll_agent)
+    app.router.add_post(MEASUREMENTS_PATH, upload_measurements)
     return app

@@ -107,6 +107,24 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="blockpage fingerprint CSV (OONI schema), as the agents use (repeatable)",
     )
+    enroll = commands.add_parser(
+        "enroll",
+        help="issue a one-time enrolment token for a new agent",
+        description="Print a one-time token; the agent exchanges it and its public key for an "
+        "agent id at POST /api/v1/enroll before it expires.",
+    )
+    enroll.add_argument("--name", required=True, help="the agent's name, for the operator")
+    enroll.add_argument("--db", default=DEFAULT_DB, metavar="URL", help="the storage URL")
+    enroll.add_argument(
+        "--ttl", type=float, default=24.0, metavar="HOURS", help="validity (default 24)"
+    )
+    agents = commands.add_parser("agents", help="list or revoke enrolled agents")
+    agent_commands = agents.add_subparsers(dest="agents_command", metavar="ACTION", required=True)
+    listing = agent_commands.add_parser("list", help="list the enrolled agents")
+    listing.add_argument("--db", default=DEFAULT_DB, metavar="URL", help="the storage URL")
+    revoke = agent_commands.add_parser("revoke", help="refuse all further uploads of an agent")
+    revoke.add_argument("agent_id", metavar="ID")
+    revoke.add_argument("--db", default=DEFAULT_DB, metavar="URL", help="the storage URL")
     return parser
 
 
@@ -192,6 +210,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "reclassify":
         return run_reclassify(args.db, args.fingerprints)
+    if args.command in ("enroll", "agents"):
+        from collector.agents_cli import run_agents_command
+
+        return run_agents_command(args)
     try:
         settings = settings_from_args(args)
     except ConfigError as exc:

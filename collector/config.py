@@ -25,6 +25,12 @@ DEFAULT_CONCURRENT_CONTROLS = 64
 # Control requests are a URL and at most MAX_ADDRESSES IPs; anything near this is abuse.
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024
 MAX_ADDRESSES = 16
+# A signed batch is at most 4 MiB (agent.batch.MAX_BATCH_BYTES, not imported: that pulls in
+# msgpack and cryptography); the margin only covers framing, it does not raise the limit.
+DEFAULT_MAX_BATCH_REQUEST_BYTES = 4 * 1024 * 1024 + 64 * 1024
+# Per agent: an uploader drains a backlog at a few batches a second; more is a bug or abuse.
+DEFAULT_INGEST_RATE = 10.0  # batches per second
+DEFAULT_INGEST_BURST = 20
 
 _HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
@@ -46,6 +52,9 @@ class Settings:
     cache_entries: int = DEFAULT_CACHE_ENTRIES
     concurrent_controls: int = DEFAULT_CONCURRENT_CONTROLS
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    max_batch_request_bytes: int = DEFAULT_MAX_BATCH_REQUEST_BYTES
+    ingest_rate: float = DEFAULT_INGEST_RATE
+    ingest_burst: int = DEFAULT_INGEST_BURST
 
     @property
     def url(self) -> str:

@@ -83,6 +83,18 @@ measurements = Table(
     Index(None, "verdict"),
 )
 
+# One-time enrolment tokens; only the token's SHA-256 is kept, so the table hands out nothing.
+enroll_tokens = Table(
+    "enroll_tokens",
+    metadata,
+    Column("token_hash", LargeBinary(32), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("expires_ms", BigInteger, nullable=False),
+    Column("used_ms", BigInteger, nullable=True),
+    Column("agent_id", String(MAX_AGENT_ID), ForeignKey("agents.id"), nullable=True),
+)
+
 rollups = Table(
     "rollups",
     metadata,

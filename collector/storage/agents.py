@@ -1,0 +1,153 @@
+"""Collector, storage: agents and their enrolment, as a part of :class:`Storage`.
+
+An operator creates a one-time, expiring token (``netsonde-collector enroll``); the agent
+redeems it once with its Ed25519 public key and gets an agent id. Only the token's SHA-256
+is stored. Redeeming is one transaction whose final ``UPDATE ... WHERE used_ms IS NULL``
+is the guard, so two agents racing with one token cannot both get an id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Table, select, update
+from sqlalchemy.engine import Engine
+
+from collector.storage.engine import READ_ONLY
+from collector.storage.schema import agents, enroll_tokens
+
+AGENT_ID_PREFIX = "ag-"
+# A fresh id colliding with an existing one is a 48-bit coincidence; retried, never hoped.
+_ID_ATTEMPTS = 5
+
+
+class EnrollError(ValueError):
+    """A token that cannot be redeemed; the subclass says why."""
+
+
+class UnknownToken(EnrollError):
+    """No such token was ever issued (or it was mistyped)."""
+
+
+class ExpiredToken(EnrollError):
+    """The token was issued but its time ran out before it was redeemed."""
+
+
+class UsedToken(EnrollError):
+    """The token was redeemed already: each token enrols exactly one agent."""
+
+
+@dataclass(frozen=True)
+class AgentRow:
+    id: str
+    name: str
+    public_key: bytes
+    created_ms: int
+    revoked_ms: int | None
+    last_seq: int
+
+
+def token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def _row(row: Any) -> AgentRow:
+    return AgentRow(
+        id=row.id,
+        name=row.name,
+        public_key=bytes(row.public_key),
+        created_ms=int(row.created_ms),
+        revoked_ms=None if row.revoked_ms is None else int(row.revoked_ms),
+        last_seq=int(row.last_seq),
+    )
+
+
+class AgentStore:
+    """The agent and enrolment methods of :class:`collector.storage.Storage`."""
+
+    engine: Engine
+    _insert: Callable[[Table], Any]
+
+    def create_enroll_token(self, name: str, ttl_ms: int, now_ms: int) -> str:
+        """A new one-time token for an agent called ``name``, valid ``ttl_ms`` from now."""
+        token = secrets.token_urlsafe(24)
+        with self.engine.begin() as conn:
+            conn.execute(
+                enroll_tokens.insert(),
+                {
+                    "token_hash": token_hash(token),
+                    "name": name,
+                    "created_ms": now_ms,
+                    "expires_ms": now_ms + ttl_ms,
+                },
+            )
+        return token
+
+    def redeem_enroll_token(self, token: str, public_key: bytes, now_ms: int) -> str:
+        """Enrols the key under a new agent id, once; :class:`EnrollError` says why not."""
+        key = token_hash(token)
+        t = enroll_tokens.c
+        with self.engine.begin() as conn:
+            found = conn.execute(
+                select(t.name, t.expires_ms, t.used_ms).where(t.token_hash == key)
+            ).first()
+            if found is None:
+                raise UnknownToken("unknown enrolment token")
+            if found.used_ms is not None:
+                raise UsedToken("this enrolment token was used already")
+            if found.expires_ms <= now_ms:
+                raise ExpiredToken("this enrolment token has expired")
+            add = self._insert(agents).on_conflict_do_nothing().returning(agents.c.id)
+            for _ in range(_ID_ATTEMPTS):
+                agent_id = AGENT_ID_PREFIX + secrets.token_hex(6)
+                row = {
+                    "id": agent_id,
+                    "name": found.name,
+                    "public_key": bytes(public_key),
+                    "created_ms": now_ms,
+                }
+                if conn.execute(add, row).first() is not None:
+                    break
+            else:
+                raise RuntimeError("could not draw an unused agent id")
+            claimed = conn.execute(
+                update(enroll_tokens)
+                .where(t.token_hash == key, t.used_ms.is_(None))
+                .values(used_ms=now_ms, agent_id=agent_id)
+            )
+            if claimed.rowcount != 1:
+                # Another request redeemed it between our read and this write; raising
+                # rolls back the agent row added above.
+                raise UsedToken("this enrolment token was used already")
+        return agent_id
+
+    def get_agent(self, agent_id: str) -> AgentRow | None:
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(**{READ_ONLY: True})
+            with conn.begin():
+                row = conn.execute(select(agents).where(agents.c.id == agent_id)).first()
+        return None if row is None else _row(row)
+
+    def list_agents(self) -> list[AgentRow]:
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(**{READ_ONLY: True})
+            with conn.begin():
+                rows = conn.execute(select(agents).order_by(agents.c.created_ms, agents.c.id))
+                return [_row(row) for row in rows]
+
+    def revoke_agent(self, agent_id: str, now_ms: int) -> bool:
+        """Marks the agent revoked (first revocation time kept); False if it is unknown."""
+        a = agents.c
+        with self.engine.begin() as conn:
+            if conn.execute(select(a.id).where(a.id == agent_id)).first() is None:
+                return False
+            conn.execute(
+                update(agents)
+                .where(a.id == agent_id, a.revoked_ms.is_(None))
+                .values(revoked_ms=now_ms)
+            )
+        return True

@@ -1,0 +1,5 @@
+"""Collector API fixtures: the storage tests' backends (SQLite, and PostgreSQL as there)."""
+
+from tests.storage.conftest import pg_url, storage_url
+
+__all__ = ["pg_url", "storage_url"]
