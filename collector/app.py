@@ -24,8 +24,12 @@ from agent.wire import encode_vantage
 from collector import __version__
 from collector.config import Settings
 from collector.control import ControlCache, measurable
+from collector.enrich import ENRICHER, client_address, enricher_context
 from collector.ingest import ApiError, RateLimiter, enroll, ingest, read_body
+from collector.metrics import METRICS, METRICS_PATH, Metrics, note_reject, serve_metrics
+from collector.queries import query_routes
 from collector.storage import Storage, open_storage
+from collector.testlist import TESTLIST_PATH, get_testlist, testlist_context
 
 # The cache key: the normalized URL and the sorted, de-duplicated extra addresses.
 ControlKey = tuple[str, tuple[str, ...]]
@@ -158,9 +162,17 @@ async def upload_measurements(request: web.Request) -> web.Response:
     try:
         # Read past client_max_size, which stays small for the JSON routes, up to a batch.
         data = await read_body(request, request.app[SETTINGS].max_batch_request_bytes)
-        result = await ingest(request.app[STORAGE], request.app[LIMITER], data)
+        # The address is looked up and dropped here: only the ASN and country are stored.
+        network = request.app[ENRICHER].lookup(
+            client_address(request, request.app[SETTINGS].trusted_proxies)
+        )
+        result = await ingest(
+            request.app[STORAGE], request.app[LIMITER], data, asn=network.asn, cc=network.cc
+        )
     except ApiError as exc:
+        note_reject(request, exc.reason)
         return exc.response()
+    request.app[METRICS].count_measurements(len(result.stored), len(result.duplicates))
     return web.json_response({"stored": result.stored, "duplicates": result.duplicates})
 
 
@@ -198,10 +210,18 @@ def create_app(settings: Settings, *, measure: Measure | None = None) -> web.App
     app[SETTINGS] = settings
     app[MEASURE] = measure if measure is not None else control_measure(settings)
     app[LIMITER] = RateLimiter(settings.ingest_rate, settings.ingest_burst)
+    app[METRICS] = metrics = Metrics()
+    # Outermost, before json_errors, so it counts the status the client finally gets.
+    app.middlewares.insert(0, metrics.middleware(MEASUREMENTS_PATH))
     app.cleanup_ctx.append(_storage(settings))
     app.cleanup_ctx.append(_control_cache(settings))
+    app.cleanup_ctx.append(enricher_context(settings.geoip))
+    app.cleanup_ctx.append(testlist_context(settings.testlist))
     app.router.add_get(HEALTH_PATH, health)
+    app.router.add_get(TESTLIST_PATH, get_testlist)
     app.router.add_post(CONTROL_PATH, control)
     app.router.add_post(ENROLL_PATH, enroll_agent)
     app.router.add_post(MEASUREMENTS_PATH, upload_measurements)
+    app.router.add_routes(query_routes(STORAGE))  # GET blocking, timeline, measurements, agents
+    app.router.add_get(METRICS_PATH, serve_metrics)
     return app

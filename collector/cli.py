@@ -93,6 +93,26 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help=f"per-operation timeout of control probes (default {DEFAULT_TIMEOUT:g})",
     )
+    serve.add_argument(
+        "--geoip",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="MaxMind-format database giving agents' ASN and country: one combined file, or "
+        "an ASN and a country file (repeatable; the first that knows a field wins)",
+    )
+    serve.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="reverse proxy whose X-Forwarded-For is believed (repeatable; default none)",
+    )
+    serve.add_argument(
+        "--testlist",
+        metavar="PATH",
+        help="Citizen Lab test list CSV served at GET /api/v1/testlist (re-read when changed)",
+    )
     reclassify = commands.add_parser(
         "reclassify",
         help="recompute stored verdicts and rollups with the current rules",
@@ -172,6 +192,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         benign_sni=args.benign_sni,
         control_ttl=args.control_ttl,
         timeout=args.timeout,
+        geoip=args.geoip,
+        trusted_proxies=args.trusted_proxy,
+        testlist=args.testlist,
     )
 
 

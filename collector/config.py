@@ -55,6 +55,10 @@ class Settings:
     max_batch_request_bytes: int = DEFAULT_MAX_BATCH_REQUEST_BYTES
     ingest_rate: float = DEFAULT_INGEST_RATE
     ingest_burst: int = DEFAULT_INGEST_BURST
+    # Enrichment (collector.enrich) and the served test list (collector.testlist).
+    geoip: tuple[str, ...] = ()
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    testlist: str | None = None
 
     @property
     def url(self) -> str:
@@ -149,6 +153,46 @@ def _positive(option: str, value: float, *, allow_zero: bool = False) -> float:
     return value
 
 
+def _check_trusted_proxies(
+    cidrs: Sequence[str],
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    checked = []
+    for cidr in cidrs:
+        try:
+            checked.append(ipaddress.ip_network(cidr.strip()))
+        except ValueError as exc:  # also host bits set, e.g. 10.0.0.1/8: a likely typo
+            raise ConfigError(f"--trusted-proxy {cidr!r}: not an IP network: {exc}") from None
+    return tuple(dict.fromkeys(checked))
+
+
+def _check_geoip(paths: Sequence[str]) -> tuple[str, ...]:
+    if not paths:
+        return ()
+    # Imported here: only a collector that enriches pays for the reader (and --help never).
+    from collector.enrich import Enricher, EnrichError
+
+    try:
+        Enricher.open(paths).close()
+    except EnrichError as exc:
+        raise ConfigError(f"--geoip {exc}") from None
+    return tuple(dict.fromkeys(paths))
+
+
+def _check_testlist(path: str | None) -> str | None:
+    if path is None:
+        return None
+    # Imported here: parsing uses the agent's own CSV reader, which --help must not load.
+    from pathlib import Path
+
+    from collector.testlist import TestListError, load_test_list
+
+    try:
+        load_test_list(Path(path))
+    except TestListError as exc:
+        raise ConfigError(f"--testlist {exc}") from None
+    return path
+
+
 def make_settings(
     *,
     listen: str = DEFAULT_LISTEN,
@@ -158,6 +202,9 @@ def make_settings(
     benign_sni: str = DEFAULT_BENIGN_SNI,
     control_ttl: float = DEFAULT_CONTROL_TTL,
     timeout: float = DEFAULT_TIMEOUT,
+    geoip: Sequence[str] = (),
+    trusted_proxies: Sequence[str] = (),
+    testlist: str | None = None,
 ) -> Settings:
     """Validate the command-line values and build :class:`Settings`, or raise ConfigError."""
     host, port = parse_listen(listen)
@@ -173,4 +220,7 @@ def make_settings(
         benign_sni=benign,
         control_ttl=_positive("--control-ttl", control_ttl, allow_zero=True),
         timeout=_positive("--timeout", timeout),
+        geoip=_check_geoip(geoip),
+        trusted_proxies=_check_trusted_proxies(trusted_proxies),
+        testlist=_check_testlist(testlist),
     )

@@ -137,8 +137,16 @@ class RateLimiter:
         return (1.0 - bucket.tokens) / self.rate
 
 
-async def ingest(storage: Storage, limiter: RateLimiter, data: bytes) -> IngestResult:
-    """Verifies one signed batch and stores it, all or nothing."""
+async def ingest(
+    storage: Storage,
+    limiter: RateLimiter,
+    data: bytes,
+    *,
+    asn: int | None = None,
+    cc: str | None = None,
+) -> IngestResult:
+    """Verifies one signed batch and stores it, all or nothing, with the sender's network
+    (``collector.enrich``; the address itself never gets here)."""
     try:
         envelope = read_batch_envelope(data)
     except BatchError as exc:
@@ -170,6 +178,6 @@ async def ingest(storage: Storage, limiter: RateLimiter, data: bytes) -> IngestR
     except (IdentityError, ValueError) as exc:  # a record's URL or id the store cannot key
         raise ApiError(400, f"batch: {exc}", "schema") from None
     try:
-        return await storage.ingest_async(agent.id, records, None, None, received)
+        return await storage.ingest_async(agent.id, records, asn, cc, received)
     except RejectedBatch as exc:
         raise ApiError(400, str(exc), "schema") from None

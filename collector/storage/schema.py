@@ -81,6 +81,8 @@ measurements = Table(
     Index(None, "measured_ms"),
     Index(None, "domain"),
     Index(None, "verdict"),
+    # Migration 0003: an agent's last upload, one seek (the query API's agent list).
+    Index(None, "agent_id", "received_ms"),
 )
 
 # One-time enrolment tokens; only the token's SHA-256 is kept, so the table hands out nothing.
@@ -107,4 +109,6 @@ rollups = Table(
     PrimaryKeyConstraint("hour_ms", "domain", "asn", "cc", "verdict"),
     # Queries ask per domain across hours and networks; the primary key leads with the hour.
     Index(None, "domain", "hour_ms"),
+    # Migration 0003: the blocking matrix, grouped and answered from this index alone.
+    Index(None, "domain", "asn", "cc", "verdict", "hour_ms", "count"),
 )

@@ -29,6 +29,7 @@ from agent.measurement import SiteMeasurement
 from agent.wire import WireError, decode_measurement
 from collector.storage.agents import AgentStore
 from collector.storage.engine import READ_ONLY, make_engine, sqlstate, upgrade
+from collector.storage.queries import QueryStore
 from collector.storage.records import IngestRecord, IngestResult, ReclassifyResult, RejectedBatch
 from collector.storage.schema import (
     HOUR_MS,
@@ -67,7 +68,7 @@ _PG_ARRAYS = ("id", "measured_ms", "domain", "url", "verdict", "record")
 _ROLLUP_DIMS = ("hour_ms", "domain", "asn", "cc", "verdict")
 
 
-class Storage(AgentStore):
+class Storage(AgentStore, QueryStore):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.backend = engine.dialect.name

@@ -1,0 +1,199 @@
+"""Benchmark: the collector's ``/api/v1/blocking`` query over 1,000,000 stored measurements.
+
+    .venv/bin/python benchmarks/bench_blocking.py [--measurements 1000000] [--pg] [--db PATH]
+
+The data is really ingested through ``Storage.ingest`` in signed-batch-sized chunks of
+500, so the rollups are exactly what ingest produces: 30 days, 600 domains, 20 ASNs in 4
+countries with 2 agents each. Every batch is one agent's pass over 500 of the 600 domains
+(one measurement per second), passes spread evenly over the 30 days; each (domain, ASN)
+pair has a fixed verdict mix, some blocked by one technique, most ok. At this density an
+hour rarely holds two measurements of one (domain, ASN), so there are about as many
+rollup rows as measurements: the hardest case for the rollups, not a flattering one.
+
+Times the storage query (``Storage.blocking``) and the HTTP round trip (the real app on
+a local socket, JSON included) for a few filter combinations: median and p95 of 20 runs.
+Target: at most 100 ms. ``--db`` keeps the SQLite file, so a rerun skips the fill.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import create_engine, make_url, text
+
+from agent.measurement import new_measurement_id
+from benchmarks.bench_ingest import pg_admin_url
+from collector.app import create_app
+from collector.config import Settings
+from collector.queries import BLOCKING_PATH
+from collector.storage import IngestRecord, Storage, open_storage
+from tests.storage.records import batch
+
+BATCH, DOMAINS, ASNS, AGENTS_PER_ASN, DAYS, RUNS = 500, 600, 20, 2, 30, 20
+COUNTRIES = ("PK", "IR", "RU", "TR")
+DAY_MS = 86_400_000
+START = 1_760_000_000_000 - 1_760_000_000_000 % DAY_MS
+TECHNIQUES = ("dns.injected", "tls.reset", "http.blockpage", "tcp.timeout")
+
+
+def network(asn_index: int) -> tuple[int, str]:
+    return 64500 + asn_index, COUNTRIES[asn_index % len(COUNTRIES)]
+
+
+def verdict(domain: int, asn_index: int, i: int) -> str:
+    # One pair in five is blocked, with a fixed technique and some ok through leaks.
+    if (domain * 7 + asn_index) % 5 == 0:
+        return TECHNIQUES[(domain + asn_index) % len(TECHNIQUES)] if i % 10 else "ok"
+    return "down" if i % 97 == 0 else "ok"
+
+
+def batches(total: int) -> Iterator[tuple[str, int, str, list[IngestRecord]]]:
+    template = batch(1)[0]
+    count = total // BATCH
+    span = DAYS * DAY_MS // count
+    agents = ASNS * AGENTS_PER_ASN
+    for b in range(count):
+        agent = b % agents
+        asn_index = agent // AGENTS_PER_ASN
+        asn, cc = network(asn_index)
+        start = START + b * span
+        first = (b * BATCH) % DOMAINS
+        records = []
+        for i in range(BATCH):
+            domain = (first + i) % DOMAINS
+            at = start + i * 1000
+            records.append(
+                dataclasses.replace(
+                    template,
+                    id=new_measurement_id(at),
+                    measured_ms=at,
+                    domain=f"site{domain:03}.example",
+                    url=f"https://site{domain:03}.example/",
+                    verdict=verdict(domain, asn_index, b),
+                )
+            )
+        yield f"agent-{agent:02}", asn, cc, records
+
+
+def fill(store: Storage, total: int) -> None:
+    for agent in range(ASNS * AGENTS_PER_ASN):
+        store.add_agent(f"agent-{agent:02}", "bench", bytes([agent]) * 32, 0)
+    started = time.perf_counter()
+    for agent_id, asn, cc, records in batches(total):
+        store.ingest(agent_id, records, asn, cc, records[-1].measured_ms)
+    elapsed = time.perf_counter() - started
+    print(f"  ingested {total:,} measurements in {elapsed:,.0f} s ({total / elapsed:,.0f}/s)")
+
+
+CASES: list[tuple[str, dict[str, Any]]] = [
+    ("all 30 days, no filter", {}),
+    ("last 7 days", {"since_ms": START + 23 * DAY_MS}),
+    ("last 24 hours", {"since_ms": START + 29 * DAY_MS}),
+    ("cc=PK", {"cc": "PK"}),
+    ("asn=64507", {"asn": 64507}),
+    ("domain=site123.example", {"domain": "site123.example"}),
+    ("cc=IR, last 7 days", {"cc": "IR", "since_ms": START + 23 * DAY_MS}),
+]
+
+
+def timed(call: Callable[[], object]) -> tuple[float, float]:
+    call()  # warm the caches once, as a running collector has them
+    samples = []
+    for _ in range(RUNS):
+        started = time.perf_counter()
+        call()
+        samples.append((time.perf_counter() - started) * 1000)
+    samples.sort()
+    return statistics.median(samples), samples[int(len(samples) * 0.95) - 1]
+
+
+def http_params(filters: dict[str, Any]) -> dict[str, str]:
+    return {k.removesuffix("_ms"): str(v) for k, v in filters.items()}
+
+
+async def bench_http(url: str) -> list[tuple[float, float]]:
+    client: TestClient[Any, Any] = TestClient(TestServer(create_app(Settings(db_url=url))))
+    await client.start_server()
+    figures = []
+    try:
+        for _, filters in CASES:
+            samples = []
+            for run in range(RUNS + 1):
+                started = time.perf_counter()
+                response = await client.get(BLOCKING_PATH, params=http_params(filters))
+                await response.json()
+                if run:  # the first is the warm-up
+                    samples.append((time.perf_counter() - started) * 1000)
+            samples.sort()
+            figures.append((statistics.median(samples), samples[int(len(samples) * 0.95) - 1]))
+    finally:
+        await client.close()
+    return figures
+
+
+def report(name: str, url: str, total: int) -> None:
+    store = open_storage(url)
+    if store.count_measurements() == 0:
+        fill(store, total)
+    n = store.count_measurements()
+    with store.engine.connect() as conn:
+        rollup_rows = conn.execute(text("SELECT count(*) FROM rollups")).scalar_one()
+    print(f"{name}: {n:,} measurements, {rollup_rows:,} rollup rows; ms, median / p95 of {RUNS}")
+    storage_figures = [
+        (label, len(store.blocking(**f)), timed(lambda f=f: store.blocking(**f)))
+        for label, f in CASES
+    ]
+    store.close()
+    http_figures = asyncio.run(bench_http(url))
+    for (label, rows, (med, p95)), (hmed, hp95) in zip(storage_figures, http_figures, strict=True):
+        print(
+            f"  {label:<24} {rows:>6,} rows  storage {med:7.1f} / {p95:7.1f}"
+            f"   HTTP {hmed:7.1f} / {hp95:7.1f}"
+        )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--measurements", type=int, default=1_000_000)
+    parser.add_argument("--db", type=Path, help="SQLite file to fill or reuse")
+    parser.add_argument("--pg", action="store_true", help="also PostgreSQL (a throwaway db)")
+    parser.add_argument("--pg-url", help="an admin URL; default as bench_ingest.py")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = args.db or Path(tmp) / "blocking.db"
+        report("SQLite", f"sqlite:///{path}", args.measurements)
+    if not args.pg:
+        return 0
+    admin_url = pg_admin_url(args.pg_url)
+    if admin_url is None:
+        return 0
+    admin = make_url(admin_url).set(drivername="postgresql+psycopg")
+    name = f"netsonde_bench_{secrets.token_hex(4)}"
+    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        url = admin.set(database=name).render_as_string(hide_password=False)
+        report("PostgreSQL", url, args.measurements)
+    finally:
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        engine.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

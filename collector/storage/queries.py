@@ -1,0 +1,284 @@
+"""Collector, storage queries: the read side behind the JSON query API, as a part of Storage.
+
+``blocking`` and ``timeline`` read only the hourly ``rollups`` (never ``measurements``):
+their cost grows with the number of (hour, domain, network, verdict) cells in the window,
+not with the number of measurements. ``measurements_page`` pages the raw records by keyset
+on (measured_ms, id), newest first, so a page costs the same however deep it is and rows
+inserted meanwhile neither repeat nor shift a walk. SQLAlchemy Core only: the same
+statements run on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import struct
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, func, or_, select, true
+from sqlalchemy.engine import Connection, Engine
+
+from collector.storage.engine import READ_ONLY
+from collector.storage.schema import HOUR_MS, UNKNOWN_ASN, agents, measurements, rollups
+
+DAY_MS = 24 * HOUR_MS
+MAX_PAGE = 1000
+# Verdicts that say nothing about interference: the dominant technique is chosen among
+# the others, so a mostly reachable site still shows how it is blocked where it is.
+NOT_BLOCKING = frozenset({"ok", "down", "offline", "inconclusive"})
+_CURSOR = struct.Struct(">q16s")  # measured_ms, then the id's 16 bytes
+
+
+class BadCursor(ValueError):
+    """A pagination cursor this collector did not hand out (or a mangled one)."""
+
+
+@dataclass(frozen=True)
+class BlockingRow:
+    """One cell of the domain-by-network matrix; ``asn`` 0 and ``cc`` "" are unknown."""
+
+    domain: str
+    asn: int
+    cc: str
+    counts: dict[str, int]
+    total: int
+    dominant: str | None
+
+
+@dataclass(frozen=True)
+class MeasurementFilter:
+    domain: str | None = None
+    asn: int | None = None  # 0: measurements whose network was unknown
+    cc: str | None = None
+    verdict: str | None = None
+    since_ms: int | None = None  # inclusive
+    until_ms: int | None = None  # exclusive
+
+
+@dataclass(frozen=True)
+class StoredMeasurement:
+    id: str  # the UUID as text, as on the wire
+    measured_ms: int
+    received_ms: int
+    agent_id: str
+    asn: int | None
+    cc: str | None
+    verdict: str
+    record: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class AgentSummary:
+    id: str
+    name: str
+    created_ms: int
+    revoked_ms: int | None
+    last_seen_ms: int | None  # the latest upload that stored a measurement
+    key_fingerprint: str  # SHA-256 of the public key, hex: identifies it, reveals nothing
+
+
+def dominant(counts: dict[str, int]) -> str | None:
+    """The most frequent blocking verdict; ties go to the name that sorts first, so the
+    answer does not depend on row order."""
+    best: str | None = None
+    most = 0
+    for verdict, n in counts.items():
+        if verdict in NOT_BLOCKING:
+            continue
+        if n > most or (n == most and best is not None and verdict < best):
+            best, most = verdict, n
+    return best
+
+
+def encode_cursor(measured_ms: int, key: bytes) -> str:
+    return base64.urlsafe_b64encode(_CURSOR.pack(measured_ms, key)).decode("ascii")
+
+
+def decode_cursor(cursor: str) -> tuple[int, bytes]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor.encode("ascii"))
+        measured_ms, key = _CURSOR.unpack(raw)
+    except (binascii.Error, struct.error, UnicodeEncodeError):
+        raise BadCursor("the cursor is not one this API returned") from None
+    return int(measured_ms), bytes(key)
+
+
+def _rollup_window(
+    cc: str | None, asn: int | None, domain: str | None, since_ms: int | None, until_ms: int | None
+) -> list[ColumnElement[bool]]:
+    r = rollups.c
+    where: list[ColumnElement[bool]] = []
+    if domain is not None:
+        where.append(r.domain == domain)
+    if asn is not None:
+        where.append(r.asn == asn)
+    if cc is not None:
+        where.append(r.cc == cc)
+    # Rollups are hourly: a bound inside an hour takes in that whole hour.
+    if since_ms is not None:
+        where.append(r.hour_ms >= since_ms - since_ms % HOUR_MS)
+    if until_ms is not None:
+        where.append(r.hour_ms < until_ms)
+    return where
+
+
+class QueryStore:
+    """The query methods of :class:`collector.storage.Storage`."""
+
+    engine: Engine
+
+    @contextmanager
+    def _query(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(**{READ_ONLY: True})
+            with conn.begin():
+                yield conn
+
+    def blocking(
+        self,
+        cc: str | None = None,
+        asn: int | None = None,
+        domain: str | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+    ) -> list[BlockingRow]:
+        """Verdict counts per (domain, asn, cc), sorted by domain then network."""
+        r = rollups.c
+        query = (
+            select(r.domain, r.asn, r.cc, r.verdict, func.sum(r.count))
+            .where(*_rollup_window(cc, asn, domain, since_ms, until_ms))
+            .group_by(r.domain, r.asn, r.cc, r.verdict)
+            # The group-by order in full: SQLite then streams groups out of the covering
+            # index; ordering by a prefix alone makes it sort the result once more.
+            .order_by(r.domain, r.asn, r.cc, r.verdict)
+        )
+        cells: dict[tuple[str, int, str], dict[str, int]] = {}
+        with self._query() as conn:
+            for d, a, c, verdict, n in conn.execute(query):
+                cells.setdefault((d, int(a), c), {})[verdict] = int(n)
+        return [
+            BlockingRow(d, a, c, counts, sum(counts.values()), dominant(counts))
+            for (d, a, c), counts in cells.items()
+        ]
+
+    def timeline(
+        self,
+        domain: str | None = None,
+        asn: int | None = None,
+        cc: str | None = None,
+        bucket_ms: int = HOUR_MS,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+    ) -> list[tuple[int, dict[str, int]]]:
+        """Verdict counts per bucket (an hour or a UTC day), oldest first; empty buckets
+        are left out."""
+        if bucket_ms not in (HOUR_MS, DAY_MS):
+            raise ValueError(f"bucket_ms must be an hour or a day, not {bucket_ms}")
+        r = rollups.c
+        start = (r.hour_ms // bucket_ms) * bucket_ms
+        query = (
+            select(start.label("bucket"), r.verdict, func.sum(r.count))
+            .where(*_rollup_window(cc, asn, domain, since_ms, until_ms))
+            .group_by(start, r.verdict)
+            .order_by(start)
+        )
+        buckets: dict[int, dict[str, int]] = {}
+        with self._query() as conn:
+            for bucket, verdict, n in conn.execute(query):
+                buckets.setdefault(int(bucket), {})[verdict] = int(n)
+        return list(buckets.items())
+
+    def measurements_page(
+        self, where: MeasurementFilter, limit: int = 100, cursor: str | None = None
+    ) -> tuple[list[StoredMeasurement], str | None]:
+        """Up to ``limit`` records newest first, and the cursor of the next page (None at
+        the end). :class:`BadCursor` for a cursor that does not decode."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise ValueError(f"limit must be 1..{MAX_PAGE}")
+        m = measurements.c
+        conditions: list[ColumnElement[bool]] = []
+        if where.domain is not None:
+            conditions.append(m.domain == where.domain)
+        if where.asn is not None:
+            conditions.append(m.asn.is_(None) if where.asn == UNKNOWN_ASN else m.asn == where.asn)
+        if where.cc is not None:
+            conditions.append(m.cc == where.cc)
+        if where.verdict is not None:
+            conditions.append(m.verdict == where.verdict)
+        if where.since_ms is not None:
+            conditions.append(m.measured_ms >= where.since_ms)
+        if where.until_ms is not None:
+            conditions.append(m.measured_ms < where.until_ms)
+        if cursor is not None:
+            after_ms, after_key = decode_cursor(cursor)
+            # Spelled out rather than as a row-value comparison, which older SQLite lacks.
+            conditions.append(
+                or_(m.measured_ms < after_ms, and_(m.measured_ms == after_ms, m.id < after_key))
+            )
+        query = (
+            select(m.id, m.measured_ms, m.received_ms, m.agent_id, m.asn, m.cc, m.verdict, m.record)
+            .where(and_(true(), *conditions))
+            .order_by(m.measured_ms.desc(), m.id.desc())
+            .limit(limit + 1)  # one more says whether there is a next page
+        )
+        with self._query() as conn:
+            rows = conn.execute(query).all()
+        page = [_stored(row) for row in rows[:limit]]
+        more = len(rows) > limit
+        last = rows[limit - 1] if more else None
+        next_cursor = None if last is None else encode_cursor(int(last.measured_ms), bytes(last.id))
+        return page, next_cursor
+
+    def agent_summaries(self) -> list[AgentSummary]:
+        """Every agent, revoked ones too, by id."""
+        a = agents.c
+        # A correlated max over the (agent_id, received_ms) index: one seek per agent.
+        last_seen = (
+            select(func.max(measurements.c.received_ms))
+            .where(measurements.c.agent_id == a.id)
+            .scalar_subquery()
+        )
+        query = select(
+            a.id, a.name, a.public_key, a.created_ms, a.revoked_ms, last_seen.label("last_seen")
+        ).order_by(a.id)
+        with self._query() as conn:
+            return [_summary(row) for row in conn.execute(query)]
+
+    async def blocking_async(self, **filters: Any) -> list[BlockingRow]:
+        return await asyncio.to_thread(lambda: self.blocking(**filters))
+
+    async def timeline_async(self, **filters: Any) -> list[tuple[int, dict[str, int]]]:
+        return await asyncio.to_thread(lambda: self.timeline(**filters))
+
+    async def agent_summaries_async(self) -> list[AgentSummary]:
+        return await asyncio.to_thread(self.agent_summaries)
+
+
+def _stored(row: Any) -> StoredMeasurement:
+    return StoredMeasurement(
+        id=str(uuid.UUID(bytes=bytes(row.id))),
+        measured_ms=int(row.measured_ms),
+        received_ms=int(row.received_ms),
+        agent_id=row.agent_id,
+        asn=None if row.asn is None else int(row.asn),
+        cc=row.cc,
+        verdict=row.verdict,
+        record=bytes(row.record),
+    )
+
+
+def _summary(row: Any) -> AgentSummary:
+    return AgentSummary(
+        id=row.id,
+        name=row.name,
+        created_ms=int(row.created_ms),
+        revoked_ms=None if row.revoked_ms is None else int(row.revoked_ms),
+        last_seen_ms=None if row.last_seen is None else int(row.last_seen),
+        key_fingerprint=hashlib.sha256(bytes(row.public_key)).hexdigest(),
+    )
