@@ -1,0 +1,362 @@
+"""Agent daemon: the configuration file (``/etc/netsonde/agent.toml``), parsed and validated.
+
+``deploy/agent.toml`` is the commented example; its values are the defaults below. Every problem
+raises :class:`ConfigError` with one line naming the file and the dotted key, so the daemon can
+refuse a bad file at start instead of failing hours later. Unknown keys are refused too: a typo
+such as ``intervall`` would otherwise silently leave the default in force. Standard library only
+at import time, so a configuration error is reported fast on a Raspberry Pi.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import math
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn, TypeVar
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from agent.fingerprints import FingerprintSet
+    from agent.site import ProbeConfig
+
+__all__ = ["DEFAULT_PATH", "AgentConfig", "ConfigError", "load_config", "parse_config"]
+
+T = TypeVar("T")
+
+DEFAULT_PATH = Path("/etc/netsonde/agent.toml")
+DEFAULT_STATE_DIR = Path("/var/lib/netsonde")  # the systemd unit's StateDirectory=
+
+# table -> its keys; "" is the top level. The single source of the accepted key names.
+_SCHEMA: dict[str, tuple[str, ...]] = {
+    "": ("state_dir", "ca_file"),
+    "collector": ("urls", "proxy"),
+    "testlist": ("files", "from_collector", "refresh"),
+    "schedule": ("interval", "jitter", "connectivity_check", "upload"),
+    "probe": (
+        "concurrency", "timeout", "dns_timeout", "max_endpoints", "resolvers", "benign_sni",
+        "fingerprints",
+    ),
+    "limits": ("spool_size", "daily_bandwidth"),
+}  # fmt: skip
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
+_DURATION = re.compile(rf"(?:{_DURATION_PART.pattern}\s*)+")
+# kB/MB are decimal (what a mobile operator bills), KiB/MiB binary; the case of k/m/g is not
+# worth refusing a file over, but the "i" decides.
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+_SIZE_UNITS |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]*)")
+_PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*%")
+_HOST_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+_TOML_TYPES = {bool: "a boolean", int: "an integer", float: "a float", str: "a string"}
+_TOML_TYPES |= {list: "an array", dict: "a table"}
+
+
+class ConfigError(ValueError):
+    """The configuration cannot work; the message names the file, the key and the problem."""
+
+
+@dataclass(frozen=True)
+class CollectorConfig:
+    urls: tuple[str, ...]  # tried in order; uploads fail over to the next
+    proxy: str | None = None  # HTTP proxy for uploads only; probes never use it
+
+
+@dataclass(frozen=True)
+class TestListConfig:
+    __test__ = False  # not a pytest test class, despite the name
+    files: tuple[Path, ...] = ()  # local Citizen Lab CSVs
+    from_collector: bool = True  # also GET /api/v1/testlist
+    refresh: float = 12 * 3600.0
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    interval: float = 6 * 3600.0  # seconds between runs of the test list
+    jitter: float = 0.10  # fraction of the interval, so agents on one network do not align
+    connectivity_check: float = 300.0  # what detects shutdowns
+    upload: float = 60.0
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    concurrency: int = 8
+    timeout: float = 10.0
+    dns_timeout: float = 5.0  # glibc's own per-query default
+    max_endpoints: int = 4
+    resolvers: tuple[str, ...] = ()
+    benign_sni: str = "example.com"
+    fingerprints: tuple[Path, ...] = ()  # loaded by the daemon, not here
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    spool_size: int = 50 * 10**6
+    daily_bandwidth: int | None = None  # bytes per day; None is unlimited
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    collector: CollectorConfig
+    source: str = str(DEFAULT_PATH)
+    state_dir: Path = DEFAULT_STATE_DIR
+    ca_file: Path | None = None  # trusted for the sites and the collector
+    testlist: TestListConfig = field(default_factory=TestListConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    probe: ProbeSettings = field(default_factory=ProbeSettings)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+
+    def probe_config(self, fingerprints: FingerprintSet | None = None) -> ProbeConfig:
+        """The probing settings, so ``agent.site`` never reads the file itself."""
+        from agent.site import ProbeConfig
+
+        return ProbeConfig(
+            resolvers=self.probe.resolvers,
+            benign_name=self.probe.benign_sni,
+            ca_file=None if self.ca_file is None else str(self.ca_file),
+            timeout=self.probe.timeout,
+            dns_timeout=self.probe.dns_timeout,
+            fingerprints=fingerprints,
+            max_endpoints=self.probe.max_endpoints,
+        )
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from ``"90s"``, ``"30m"``, ``"6h"``, ``"1h30m"``, ``"1d"`` or a number of seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and _DURATION.fullmatch(text := value.strip().lower()):
+        parts = _DURATION_PART.findall(text)
+        seconds = sum(float(n) * _DURATION_UNITS[unit] for n, unit in parts)
+    else:
+        raise ValueError(f'{value!r} is not a duration (e.g. "90s", "30m", "6h", or seconds)')
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"{value!r}: must be more than zero")
+    return seconds
+
+
+def parse_size(value: object) -> int:
+    """Bytes from ``"50MB"`` (decimal), ``"1GiB"`` (binary) or a whole number of bytes."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and (match := _SIZE.fullmatch(value.strip().lower())):
+        number, unit = match.groups()
+        if unit in _SIZE_UNITS:
+            return round(float(number) * _SIZE_UNITS[unit])
+    raise ValueError(f'{value!r} is not a size (e.g. "50MB", "1GiB", or bytes)')
+
+
+@dataclass(frozen=True)
+class _Table:
+    """One TOML table, with the file and dotted prefix every message must name."""
+
+    source: str
+    name: str
+    data: Mapping[str, object]
+
+    def key(self, key: str | int) -> str:
+        if isinstance(key, int):
+            return f"{self.name}[{key}]"
+        return f"{self.name}.{key}" if self.name else key
+
+    def fail(self, key: str | int, problem: str) -> NoReturn:
+        raise ConfigError(f"{self.source}: {self.key(key)}: {problem}")
+
+    def typed(self, key: str, kind: type[T], default: T) -> T:
+        value = self.data.get(key, default)
+        # bool is an int to Python, but `concurrency = true` is a mistake, not 1.
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            self.fail(key, f"expected {_TOML_TYPES.get(kind, kind.__name__)}, got {_type(value)}")
+        return value
+
+    def strings(self, key: str) -> tuple[_Table, list[str]]:
+        items = self.typed(key, list, [])
+        array = _Table(self.source, self.key(key), {})
+        for i, item in enumerate(items):
+            if not isinstance(item, str):
+                array.fail(i, f"expected a string, got {_type(item)}")
+        return array, items
+
+    def convert(self, key: str, parse: Callable[[object], T], default: T) -> T:
+        if key not in self.data:
+            return default
+        try:
+            return parse(self.data[key])
+        except ValueError as exc:
+            self.fail(key, str(exc))
+
+
+def _type(value: object) -> str:
+    return _TOML_TYPES.get(type(value), type(value).__name__)
+
+
+def _table(source: str, raw: Mapping[str, object], name: str) -> _Table:
+    data = raw.get(name, {}) if name else raw
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: {name}: expected a table ([{name}]), got {_type(data)}")
+    known = _SCHEMA[name] + (tuple(k for k in _SCHEMA if k) if not name else ())
+    table = _Table(source, name, data)
+    for key in data:
+        if key not in known:
+            table.fail(key, f"unknown key{_suggest(name, key, known)}")
+    return table
+
+
+def _suggest(name: str, key: str, known: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    if close:
+        return f" (did you mean {_Table('', name, {}).key(close[0])}?)"
+    # Right key, wrong table: `interval` at the top level instead of under [schedule].
+    elsewhere = [f"{t}.{key}" if t else key for t, keys in _SCHEMA.items() if key in keys]
+    return f" (did you mean {elsewhere[0]}?)" if elsewhere else ""
+
+
+def load_config(path: Path) -> AgentConfig:
+    """Read and validate one TOML file; relative paths in it are relative to its directory."""
+    try:
+        with path.open("rb") as fh:
+            raw = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read configuration: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(raw, str(path))
+
+
+def parse_config(raw: Mapping[str, object], source: str) -> AgentConfig:
+    """Validate an already-parsed file; ``source`` names it in messages and anchors its paths."""
+    base = Path(source).parent
+    top = _table(source, raw, "")
+    tables = {name: _table(source, raw, name) for name in _SCHEMA if name}
+    collector = _collector(tables["collector"])
+    testlist = _testlist(tables["testlist"], base)
+    if not testlist.files and not testlist.from_collector:
+        raise ConfigError(
+            f"{source}: testlist: no test list source; set testlist.files or "
+            "testlist.from_collector = true"
+        )
+    ca_file = top.typed("ca_file", str, "")
+    state_dir = top.typed("state_dir", str, str(DEFAULT_STATE_DIR))
+    if not state_dir.strip():
+        top.fail("state_dir", "must not be empty")
+    return AgentConfig(
+        collector=collector,
+        source=source,
+        state_dir=base / state_dir,
+        ca_file=_readable(top, "ca_file", base / ca_file) if ca_file else None,
+        testlist=testlist,
+        schedule=_schedule(tables["schedule"]),
+        probe=_probe(tables["probe"], base),
+        limits=_limits(tables["limits"]),
+    )
+
+
+def _http_url(table: _Table, key: str | int, text: str) -> str:
+    try:
+        parts = urlsplit(text.strip())
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises ValueError on a bad port, which is the check
+    except ValueError:
+        ok = False
+    if not ok:
+        table.fail(key, f"{text!r} is not an http(s) URL")
+    return text.strip().rstrip("/")
+
+
+def _collector(table: _Table) -> CollectorConfig:
+    array, urls = table.strings("urls")
+    if not urls:
+        table.fail("urls", "at least one collector URL is required (results are uploaded there)")
+    checked = [_http_url(array, i, url) for i, url in enumerate(urls)]
+    proxy = table.typed("proxy", str, "")
+    return CollectorConfig(
+        urls=tuple(dict.fromkeys(checked)),
+        proxy=_http_url(table, "proxy", proxy) if proxy else None,
+    )
+
+
+def _readable(table: _Table, key: str | int, path: Path) -> Path:
+    # Checked now, not at the first run hours later; the files' contents are read by their users.
+    if not path.is_file() or not os.access(path, os.R_OK):
+        table.fail(key, f"{str(path)!r} is not a readable file")
+    return path
+
+
+def _files(table: _Table, key: str, base: Path) -> tuple[Path, ...]:
+    array, names = table.strings(key)
+    return tuple(_readable(array, i, base / name) for i, name in enumerate(names))
+
+
+def _testlist(table: _Table, base: Path) -> TestListConfig:
+    return TestListConfig(
+        files=_files(table, "files", base),
+        from_collector=table.typed("from_collector", bool, True),
+        refresh=table.convert("refresh", parse_duration, TestListConfig.refresh),
+    )
+
+
+def _jitter(value: object) -> float:
+    # Only "N%": a bare 0.1 could mean 10% or 0.1%, and guessing wrong skews every schedule.
+    match = _PERCENT.fullmatch(value.strip()) if isinstance(value, str) else None
+    percent = float(match.group(1)) if match else math.nan
+    if not 0 <= percent <= 100:  # NaN fails too
+        raise ValueError(f'{value!r} is not a percentage from "0%" to "100%" of the interval')
+    return percent / 100
+
+
+def _schedule(table: _Table) -> ScheduleConfig:
+    d = ScheduleConfig()
+    return ScheduleConfig(
+        interval=table.convert("interval", parse_duration, d.interval),
+        jitter=table.convert("jitter", _jitter, d.jitter),
+        connectivity_check=table.convert(
+            "connectivity_check", parse_duration, d.connectivity_check
+        ),
+        upload=table.convert("upload", parse_duration, d.upload),
+    )
+
+
+def _bounded(table: _Table, key: str, default: int, high: int) -> int:
+    value = table.typed(key, int, default)
+    if not 1 <= value <= high:
+        table.fail(key, f"must be from 1 to {high}, not {value}")
+    return value
+
+
+def _probe(table: _Table, base: Path) -> ProbeSettings:
+    d = ProbeSettings()
+    array, resolvers = table.strings("resolvers")
+    checked = []
+    for i, resolver in enumerate(resolvers):
+        try:
+            checked.append(str(ipaddress.ip_address(resolver.strip())))
+        except ValueError:
+            array.fail(i, f"{resolver!r} is not an IP address")
+    sni = table.typed("benign_sni", str, d.benign_sni).strip().lower().rstrip(".")
+    if "." not in sni or len(sni) > 253 or not all(map(_HOST_LABEL.match, sni.split("."))):
+        table.fail("benign_sni", f"{sni!r} is not a fully qualified host name")
+    return ProbeSettings(
+        concurrency=_bounded(table, "concurrency", d.concurrency, 1024),
+        timeout=table.convert("timeout", parse_duration, d.timeout),
+        dns_timeout=table.convert("dns_timeout", parse_duration, d.dns_timeout),
+        max_endpoints=_bounded(table, "max_endpoints", d.max_endpoints, 16),
+        resolvers=tuple(dict.fromkeys(checked)),
+        benign_sni=sni,
+        fingerprints=_files(table, "fingerprints", base),
+    )
+
+
+def _limits(table: _Table) -> LimitsConfig:
+    spool = table.convert("spool_size", parse_size, LimitsConfig.spool_size)
+    # So small a spool would evict results during any short outage: most likely "kB" for "MB".
+    if spool < 10**6:
+        table.fail("spool_size", f"must be at least 1MB, not {spool} bytes")
+    budget = table.convert("daily_bandwidth", parse_size, 0)
+    return LimitsConfig(spool_size=spool, daily_bandwidth=budget or None)

@@ -1,0 +1,339 @@
+"""Agent daemon: uploads the spool to the collector as signed batches.
+
+:class:`Uploader` peeks records from the spool, signs them into a batch (``agent.batch``) and
+POSTs it to one of the collector URLs, through the proxy if one is configured. A record leaves
+the spool only once the collector has acknowledged it (stored or duplicate), so an upload can
+fail at any point and simply be repeated. Failures are short strings, never exceptions, and
+move on to the next collector URL; :meth:`Uploader.drain` retries with :class:`Backoff`.
+Measuring runs in its own jobs and only writes the spool, so it never waits for any of this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import ssl
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Protocol
+
+import aiohttp
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from agent import __version__
+from agent.batch import MAX_MEASUREMENTS, BatchError, encode_batch
+from agent.control import MSGPACK
+from agent.measurement import SiteMeasurement
+from agent.wire import WireError, decode_measurement
+
+MEASUREMENTS_PATH = "/api/v1/measurements"
+
+UNREACHABLE = "upload_unreachable"
+TIMEOUT = "upload_timeout"
+TLS_ERROR = "upload_tls_error"
+BAD_RESPONSE = "upload_bad_response"
+RATE_LIMITED = "upload_rate_limited"
+UNAUTHORIZED = "upload_unauthorized"  # 401: the collector does not know this agent
+REVOKED = "upload_revoked"  # 403
+HTTP_PREFIX = "upload_http_"  # followed by the status
+# Failures no other URL or quick retry can fix: the operator has to act.
+AUTH_FAILURES = frozenset({UNAUTHORIZED, REVOKED})
+
+# 400 reasons that can only be a record's fault. "signature" and "agent" are the agent's key
+# or id: dropping records for those would empty the spool over a configuration mistake.
+_RECORD_REASONS = frozenset({"schema", "size", "timestamp", "duplicate_id"})
+# What the network or the collector can do to a request; anything else is a bug and raises.
+_REQUEST_FAILURES = (aiohttp.ClientError, TimeoutError, OSError)
+
+
+class SpoolEntry(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def record(self) -> bytes: ...  # agent.wire.encode_measurement
+
+
+class Spool(Protocol):
+    """What the uploader needs from ``agent.spool``."""
+
+    async def peek_async(self, limit: int) -> Sequence[SpoolEntry]: ...
+    async def ack_async(self, ids: Sequence[str]) -> object: ...  # the count, if any
+    async def evictions_async(self) -> int: ...
+
+
+class Backoff:
+    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**n)] for the
+    n-th consecutive failure, so agents that lost the collector together do not return in
+    lockstep when it comes back."""
+
+    def __init__(
+        self, base: float = 1.0, cap: float = 900.0, rng: random.Random | None = None
+    ) -> None:
+        self.base, self.cap = base, cap
+        self.rng = rng if rng is not None else random.Random()
+        self.attempts = 0
+
+    def next_delay(self) -> float:
+        # The exponent is bounded so a week of failures cannot overflow the float.
+        ceiling = min(self.cap, self.base * 2 ** min(self.attempts, 64))
+        self.attempts += 1
+        return self.rng.uniform(0.0, ceiling)
+
+    def reset(self) -> None:
+        self.attempts = 0
+
+
+@dataclass
+class UploadResult:
+    sent: int = 0  # records POSTed, counting each again when a refused batch is split
+    acknowledged: int = 0  # stored or duplicate, now deleted from the spool
+    dropped: list[str] = field(default_factory=list)  # spool ids refused for good, deleted
+    failure: str | None = None
+    retry_after: float = 0.0  # the collector's Retry-After, with RATE_LIMITED
+
+
+def parse_retry_after(value: str | None) -> float:
+    """Seconds from a Retry-After header; the HTTP-date form (never sent by our collector)
+    and garbage count as 0, so the ordinary backoff applies."""
+    try:
+        seconds = float(value) if value is not None else 0.0
+    except ValueError:
+        return 0.0
+    return seconds if 0.0 <= seconds < 86_400.0 else 0.0
+
+
+def _decode_entries(
+    entries: Sequence[SpoolEntry], dropped: list[str]
+) -> list[tuple[str, SiteMeasurement]]:
+    batch: list[tuple[str, SiteMeasurement]] = []
+    seen: set[str] = set()
+    for entry in entries:
+        try:
+            m = decode_measurement(entry.record)
+        except WireError:
+            dropped.append(entry.id)  # corrupt on disk: no upload can ever fix it
+            continue
+        # A measurement id twice would make the whole batch refused; the later copy waits
+        # for the next peek and is then acknowledged as a duplicate.
+        if m.id not in seen:
+            seen.add(m.id)
+            batch.append((entry.id, m))
+    return batch
+
+
+class Uploader:
+    """Uploads to ``collector_urls`` in turn over one aiohttp session (``async with``)."""
+
+    def __init__(
+        self,
+        collector_urls: Sequence[str],
+        agent_id: str,
+        key: Ed25519PrivateKey,
+        *,
+        next_seq: Callable[[], int],
+        proxy: str | None = None,
+        ca_file: str | None = None,
+        timeout: float = 60.0,
+        batch_size: int = 500,
+        backoff: Backoff | None = None,
+    ) -> None:
+        if not collector_urls:
+            raise ValueError("at least one collector URL is needed")
+        self.urls = [url.rstrip("/") for url in collector_urls]
+        self.agent_id, self.key, self.next_seq = agent_id, key, next_seq
+        self.proxy, self.timeout = proxy, timeout
+        self.batch_size = max(1, min(batch_size, MAX_MEASUREMENTS))
+        self.backoff = backoff if backoff is not None else Backoff()
+        self._current = 0
+        # The system store plus the operator's CA: a self-hosted collector may use a private CA.
+        self._ssl = ssl.create_default_context()
+        if ca_file is not None:
+            self._ssl.load_verify_locations(cafile=ca_file)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Uploader:
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=self._ssl),
+            timeout=aiohttp.ClientTimeout(total=self.timeout),
+            headers={"User-Agent": f"netsonde-agent/{__version__}"},
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def current_url(self) -> str:
+        return self.urls[self._current]
+
+    def rotate(self) -> str:
+        """Moves on to the next collector URL, wrapping around, and returns it."""
+        self._current = (self._current + 1) % len(self.urls)
+        return self.current_url
+
+    async def upload_once(self, spool: Spool) -> UploadResult:
+        """One batch of the oldest records, with any refused record isolated and dropped."""
+        result = UploadResult()
+        entries = await spool.peek_async(self.batch_size)
+        # Decoding a few hundred records is CPU work: off the event loop, so measuring goes on.
+        batch = await asyncio.to_thread(_decode_entries, entries, result.dropped)
+        if batch:
+            await self._send(spool, batch, result)
+        if result.dropped:
+            await spool.ack_async(result.dropped)
+        if result.failure is None and result.sent and not (result.acknowledged or result.dropped):
+            # The collector answered 200 but acknowledged none of it: retrying at once would
+            # loop on the same records forever.
+            result.failure = BAD_RESPONSE
+        return result
+
+    async def _send(
+        self, spool: Spool, batch: list[tuple[str, SiteMeasurement]], result: UploadResult
+    ) -> None:
+        """POSTs ``batch``; a batch refused for its content is split in halves until the bad
+        records are alone, and those are dropped. Dropping loses data, but one record the
+        collector will never take (too old, too big, unreadable by it) would otherwise sit at
+        the head of the spool and block every record behind it forever."""
+        evictions = await spool.evictions_async()
+        try:
+            data = await asyncio.to_thread(
+                encode_batch,
+                self.agent_id,
+                self.next_seq(),
+                [m for _, m in batch],
+                self.key,
+                evictions=evictions,
+            )
+        except BatchError:
+            refused = True  # what the collector would refuse too; no need to ask it
+        else:
+            result.sent += len(batch)
+            refused = await self._post(spool, data, batch, result)
+        if not refused:
+            return
+        if len(batch) == 1:
+            result.dropped.append(batch[0][0])
+            return
+        half = len(batch) // 2
+        for part in (batch[:half], batch[half:]):
+            await self._send(spool, part, result)
+            if result.failure is not None:
+                return
+
+    async def _post(
+        self,
+        spool: Spool,
+        data: bytes,
+        batch: list[tuple[str, SiteMeasurement]],
+        result: UploadResult,
+    ) -> bool:
+        """Whether the collector refused the batch for its records; other failures are set
+        on ``result`` (and rotate to the next URL when another collector might do better)."""
+        url = self.current_url + MEASUREMENTS_PATH
+        try:
+            async with self._session_or_raise().post(
+                url, data=data, headers={"Content-Type": MSGPACK}, proxy=self.proxy
+            ) as resp:
+                status = resp.status
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                body: Any = await resp.json(content_type=None) if status in (200, 400) else None
+        except _REQUEST_FAILURES as exc:
+            result.failure = _classify(exc)
+            self.rotate()
+            return False
+        except ValueError:  # JSON that is not: a proxy's or a load balancer's page
+            body, retry_after = None, 0.0
+        if status == 200:
+            ids = _acknowledged(body)
+            if ids is None:
+                result.failure = BAD_RESPONSE
+                self.rotate()
+                return False
+            acked = [spool_id for spool_id, m in batch if m.id in ids]
+            if acked:
+                await spool.ack_async(acked)
+            result.acknowledged += len(acked)
+            return False
+        if status == 400 and isinstance(body, dict) and body.get("reason") in _RECORD_REASONS:
+            return True
+        if status == 413:  # over this collector's body limit: smaller batches will fit
+            return True
+        if status == 401:
+            result.failure = UNAUTHORIZED
+        elif status == 403:
+            result.failure = REVOKED
+        elif status == 429:
+            result.failure, result.retry_after = RATE_LIMITED, retry_after
+            self.rotate()
+        else:
+            result.failure = f"{HTTP_PREFIX}{status}"
+            self.rotate()
+        return False
+
+    def _session_or_raise(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("Uploader is used outside 'async with'")
+        return self._session
+
+    async def drain(self, spool: Spool, stop: asyncio.Event) -> UploadResult:
+        """Uploads until the spool is empty or ``stop`` is set, backing off between failures.
+
+        Returns the totals and the last failure. Every URL is tried once before sleeping, so a
+        dead first collector costs no delay; a 401 or 403 sleeps the full cap, since only the
+        operator can fix it; a 429 sleeps at least its Retry-After.
+        """
+        total = UploadResult()
+        streak = 0
+        while not stop.is_set():
+            result = await self.upload_once(spool)
+            total.sent += result.sent
+            total.acknowledged += result.acknowledged
+            total.dropped += result.dropped
+            total.failure = result.failure
+            if result.failure is None:
+                streak = 0
+                self.backoff.reset()
+                if not (result.acknowledged or result.dropped):
+                    break  # nothing was left to send
+                continue
+            streak += 1
+            if result.failure in AUTH_FAILURES:
+                delay = self.backoff.cap
+            elif streak % len(self.urls) == 0:
+                delay = self.backoff.next_delay()
+            else:
+                delay = 0.0
+            delay = max(delay, min(result.retry_after, self.backoff.cap))
+            if delay:
+                with contextlib.suppress(TimeoutError):  # the delay ran out: try again
+                    await asyncio.wait_for(stop.wait(), delay)
+        return total
+
+
+def _acknowledged(body: Any) -> set[str] | None:
+    if not isinstance(body, dict):
+        return None
+    stored, duplicates = body.get("stored"), body.get("duplicates")
+    if not isinstance(stored, list) or not isinstance(duplicates, list):
+        return None
+    return {i for i in stored + duplicates if isinstance(i, str)}
+
+
+def _classify(exc: BaseException) -> str:
+    # Timeouts first: aiohttp's ServerTimeoutError is also a ClientError.
+    if isinstance(exc, TimeoutError):
+        return TIMEOUT
+    if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
+        return TLS_ERROR
+    if isinstance(exc, aiohttp.ClientResponseError | aiohttp.ClientPayloadError):
+        return BAD_RESPONSE
+    return UNREACHABLE

@@ -1,0 +1,169 @@
+"""The agent's uploader against the real collector app on SQLite: everything acknowledged
+is stored, nothing is deleted unacknowledged, dead URLs are skipped, a poison record is
+isolated and dropped, and ``stop`` ends a drain in backoff."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import random
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from agent.upload import REVOKED, UNAUTHORIZED, UNREACHABLE, Backoff, Uploader
+from agent.wire import encode_measurement
+from collector.app import STORAGE
+from collector.config import Settings
+from tests.collector.test_ingest_api import enrolled, recent, running
+
+
+@dataclass(frozen=True)
+class Entry:
+    seq: int
+    id: str
+    record: bytes
+
+
+class FakeSpool:
+    """An in-memory stand-in for ``agent.spool``, oldest first, that remembers every ack."""
+
+    def __init__(self, records: Sequence[bytes], evicted: int = 0) -> None:
+        self.entries = [Entry(i, f"r{i}", rec) for i, rec in enumerate(records)]
+        self.acked: list[str] = []
+        self.evicted = evicted
+
+    async def peek_async(self, limit: int) -> list[Entry]:
+        return self.entries[:limit]
+
+    async def ack_async(self, ids: Sequence[str]) -> None:
+        gone = set(ids)
+        self.acked += ids
+        self.entries = [e for e in self.entries if e.id not in gone]
+
+    async def evictions_async(self) -> int:
+        return self.evicted
+
+
+def spool_of(n: int) -> FakeSpool:
+    return FakeSpool([encode_measurement(m) for m in recent(n)])
+
+
+def dead_url() -> str:
+    """A port on 127.0.0.1 that nothing listens on: bound, then closed."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def uploader(urls: list[str], agent_id: str, key: Ed25519PrivateKey, **kw: object) -> Uploader:
+    seq = itertools.count(1)
+    backoff = Backoff(base=0.01, cap=0.05, rng=random.Random(0))
+    return Uploader(urls, agent_id, key, next_seq=lambda: next(seq), backoff=backoff, timeout=5,
+                    **kw)  # type: ignore[arg-type]  # fmt: skip
+
+
+@pytest.mark.asyncio
+async def test_drain_uploads_everything_and_repeats_are_duplicates(tmp_path: Path) -> None:
+    async with running(Settings(db_url=f"sqlite:///{tmp_path}/c.db")) as client:
+        agent_id, key = await enrolled(client)
+        url = str(client.server.make_url(""))
+        spool = spool_of(25)
+        records = [e.record for e in spool.entries]
+        async with uploader([url], agent_id, key, batch_size=10) as up:
+            total = await up.drain(spool, asyncio.Event())
+            assert (total.acknowledged, total.dropped, total.failure) == (25, [], None)
+            assert (spool.entries, len(spool.acked)) == ([], 25)
+            assert client.app[STORAGE].count_measurements() == 25
+
+            again = FakeSpool(records)  # e.g. a crash between the upload and the ack
+            result = await up.upload_once(again)
+            assert (result.sent, result.acknowledged, result.failure) == (10, 10, None)
+            total = await up.drain(again, asyncio.Event())
+            assert (again.entries, total.acknowledged) == ([], 15)
+        assert client.app[STORAGE].count_measurements() == 25
+
+
+@pytest.mark.asyncio
+async def test_a_dead_first_url_rotates_to_the_second(tmp_path: Path) -> None:
+    async with running(Settings(db_url=f"sqlite:///{tmp_path}/c.db")) as client:
+        agent_id, key = await enrolled(client)
+        good = str(client.server.make_url(""))
+        spool = spool_of(5)
+        async with uploader([dead_url(), good], agent_id, key) as up:
+            first = await up.upload_once(spool)
+            assert (first.failure, first.acknowledged, len(spool.entries)) == (UNREACHABLE, 0, 5)
+            assert up.current_url == good.rstrip("/")
+            total = await up.drain(spool, asyncio.Event())
+        assert (total.failure, total.acknowledged, spool.entries) == (None, 5, [])
+        assert client.app[STORAGE].count_measurements() == 5
+
+
+@pytest.mark.asyncio
+async def test_revoked_and_unknown_agents_ack_nothing(tmp_path: Path) -> None:
+    async with running(Settings(db_url=f"sqlite:///{tmp_path}/c.db")) as client:
+        agent_id, key = await enrolled(client)
+        url = str(client.server.make_url(""))
+        spool = spool_of(3)
+        async with uploader([url], "ag-000000000000", key) as up:
+            result = await up.upload_once(spool)
+            assert (result.failure, result.acknowledged) == (UNAUTHORIZED, 0)
+        assert client.app[STORAGE].revoke_agent(agent_id, int(time.time() * 1000))
+        async with uploader([url], agent_id, key) as up:
+            result = await up.upload_once(spool)
+            assert (result.failure, result.acknowledged, result.dropped) == (REVOKED, 0, [])
+        assert (len(spool.entries), spool.acked) == (3, [])
+        assert client.app[STORAGE].count_measurements() == 0
+
+
+@pytest.mark.asyncio
+async def test_a_poison_record_is_isolated_and_dropped(tmp_path: Path) -> None:
+    async with running(Settings(db_url=f"sqlite:///{tmp_path}/c.db")) as client:
+        agent_id, key = await enrolled(client)
+        url = str(client.server.make_url(""))
+        measurements = recent(12)
+        old = int(time.time() * 1000) - 40 * 86_400_000  # past the collector's 30 days
+        measurements[7] = dataclasses.replace(measurements[7], started_ms=old)
+        spool = FakeSpool([encode_measurement(m) for m in measurements], evicted=4)
+        async with uploader([url], agent_id, key) as up:
+            total = await up.drain(spool, asyncio.Event())
+        assert (total.failure, total.acknowledged, total.dropped) == (None, 11, ["r7"])
+        assert spool.entries == []
+        assert client.app[STORAGE].count_measurements() == 11
+
+
+@pytest.mark.asyncio
+async def test_a_wrong_key_never_drops_records(tmp_path: Path) -> None:
+    async with running(Settings(db_url=f"sqlite:///{tmp_path}/c.db")) as client:
+        agent_id, _ = await enrolled(client)
+        url = str(client.server.make_url(""))
+        spool = spool_of(4)
+        async with uploader([url], agent_id, Ed25519PrivateKey.generate()) as up:
+            result = await up.upload_once(spool)
+        assert (result.failure, result.dropped) == ("upload_http_400", [])
+        assert len(spool.entries) == 4
+
+
+@pytest.mark.asyncio
+async def test_stop_ends_drain_promptly_during_backoff() -> None:
+    spool = spool_of(3)
+    up = Uploader([dead_url()], "ag-test", Ed25519PrivateKey.generate(), next_seq=lambda: 1,
+                  backoff=Backoff(base=60.0, cap=60.0, rng=random.Random(0)))  # fmt: skip
+    up.backoff.next_delay = lambda: 60.0  # type: ignore[method-assign]  # never a lucky 0
+    stop = asyncio.Event()
+    async with up:
+        task = asyncio.create_task(up.drain(spool, stop))
+        await asyncio.sleep(0.3)
+        assert not task.done()
+        started = time.monotonic()
+        stop.set()
+        total = await asyncio.wait_for(task, 2.0)
+    assert time.monotonic() - started < 1.0
+    assert (total.failure, len(spool.entries)) == (UNREACHABLE, 3)
