@@ -17,7 +17,7 @@ from types import TracebackType
 
 import aiohttp
 
-from agent import __version__
+from agent.collector_http import open_session, trust
 from agent.measurement import Target, Vantage
 from agent.net import failures
 from agent.wire import WireError, decode_vantage
@@ -52,18 +52,11 @@ class HTTPControl:
     ) -> None:
         self.collector_url = collector_url.rstrip("/")
         self.timeout = timeout
-        # The system store plus the operator's CA: a self-hosted collector may use a private CA.
-        self._ssl = ssl.create_default_context()
-        if ca_file is not None:
-            self._ssl.load_verify_locations(cafile=ca_file)
+        self._ssl = trust(ca_file)
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> HTTPControl:
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=self._ssl),
-            timeout=aiohttp.ClientTimeout(total=self.timeout),
-            headers={"User-Agent": f"netsonde-agent/{__version__}"},
-        )
+        self._session = open_session(self._ssl, self.timeout)
         return self
 
     async def __aexit__(

@@ -22,8 +22,8 @@ from typing import Any, Protocol
 import aiohttp
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent import __version__
 from agent.batch import MAX_MEASUREMENTS, BatchError, encode_batch
+from agent.collector_http import open_session, trust
 from agent.control import MSGPACK
 from agent.measurement import SiteMeasurement
 from agent.wire import WireError, decode_measurement
@@ -147,18 +147,11 @@ class Uploader:
         self.batch_size = max(1, min(batch_size, MAX_MEASUREMENTS))
         self.backoff = backoff if backoff is not None else Backoff()
         self._current = 0
-        # The system store plus the operator's CA: a self-hosted collector may use a private CA.
-        self._ssl = ssl.create_default_context()
-        if ca_file is not None:
-            self._ssl.load_verify_locations(cafile=ca_file)
+        self._ssl = trust(ca_file)
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Uploader:
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=self._ssl),
-            timeout=aiohttp.ClientTimeout(total=self.timeout),
-            headers={"User-Agent": f"netsonde-agent/{__version__}"},
-        )
+        self._session = open_session(self._ssl, self.timeout)
         return self
 
     async def __aexit__(
