@@ -8,6 +8,7 @@ is what exposes on-path injection.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,6 +26,14 @@ class DNSObservation:
         return self.system.addresses
 
 
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 async def measure(
     host: str,
     resolvers: Sequence[str],
@@ -33,6 +42,20 @@ async def measure(
     window: float = 0.3,
     resolv_conf: str = "/etc/resolv.conf",
 ) -> DNSObservation:
+    if _is_address(host):
+        # An address needs no resolving; asking a resolver about it would only leak the target.
+        literal = SystemResolution(
+            name=host,
+            qtype="A",
+            nameservers=(),
+            server=None,
+            rcode=None,
+            addresses=(host,),
+            answer_ttl=None,
+            ms=0.0,
+            failure=None,
+        )
+        return DNSObservation(system=literal, public=())
     system, *public = await asyncio.gather(
         system_resolve(host, timeout=timeout, resolv_conf=resolv_conf),
         *(udp_exchange(server, host, timeout=timeout, window=window) for server in resolvers),
