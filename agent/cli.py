@@ -154,6 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, options, text in _PROBE_OPTIONS:
         probe.add_argument(flag, **options, help=text)
     probe.set_defaults(func=cmd_probe, parser=probe)
+    # The daemon's commands live in their own module, which is standard library only too.
+    from agent.daemon_cli import add_commands
+
+    add_commands(commands, _collector_url)
     return parser
 
 

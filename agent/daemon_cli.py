@@ -1,0 +1,218 @@
+"""Agent daemon: the ``enroll``, ``run`` and ``status`` subcommands of ``netsonde-agent``.
+
+Standard library only at module level, like ``agent.cli``: the daemon's dependencies load
+inside the command that needs them, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agent.config import AgentConfig
+
+PROG = "netsonde-agent"
+
+
+def add_commands(
+    commands: argparse._SubParsersAction[Any], collector_url: Callable[[str], str]
+) -> None:
+    """Registers the daemon's subcommands; ``collector_url`` validates a URL option."""
+    from agent.config import DEFAULT_PATH
+
+    config_help = f"agent configuration file (default: {DEFAULT_PATH})"
+    enroll = commands.add_parser(
+        "enroll",
+        help="register this agent with a collector, once",
+        description="Create the agent's key and register it with the collector using an "
+        "enrolment token. Exit status: 0 enrolled, 1 failed, 2 usage error.",
+    )
+    enroll.add_argument(
+        "--collector",
+        metavar="URL",
+        type=collector_url,
+        help="collector base URL (default: the first of the configuration)",
+    )
+    enroll.add_argument("--token", metavar="T", required=True, help="enrolment token")
+    enroll.add_argument("--config", metavar="PATH", type=Path, help=config_help)
+    enroll.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        type=Path,
+        help="where the key and agent id go (default: the configuration's)",
+    )
+    enroll.set_defaults(func=cmd_enroll, parser=enroll)
+
+    run = commands.add_parser(
+        "run",
+        help="run the daemon: measure, spool and upload on a schedule",
+        description="Run until SIGTERM or SIGINT. Exit status: 0 stopped, 1 failed, "
+        "2 configuration error.",
+    )
+    run.add_argument("--config", metavar="PATH", type=Path, default=DEFAULT_PATH, help=config_help)
+    run.set_defaults(func=cmd_run, parser=run)
+
+    status = commands.add_parser(
+        "status",
+        help="show enrolment, spool and upload state (the daemon need not run)",
+    )
+    status.add_argument(
+        "--config", metavar="PATH", type=Path, default=DEFAULT_PATH, help=config_help
+    )
+    status.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        type=Path,
+        help="state directory (default: the configuration's)",
+    )
+    status.set_defaults(func=cmd_status, parser=status)  # fmt: skip
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return code
+
+
+def _load(path: Path) -> AgentConfig:
+    from agent.config import load_config
+
+    return load_config(path)
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from agent.config import DEFAULT_PATH, DEFAULT_STATE_DIR, ConfigError
+    from agent.daemon import DaemonError, enroll
+
+    config = None
+    # The default file is read only if it exists: enrolment may come before configuration.
+    path = args.config if args.config is not None else DEFAULT_PATH
+    if args.config is not None or DEFAULT_PATH.exists():
+        try:
+            config = _load(path)
+        except ConfigError as exc:
+            return _fail(str(exc), 2)
+    collector = args.collector or (config.collector.urls[0] if config else None)
+    if collector is None:
+        return _fail("no collector: give --collector URL or --config PATH", 2)
+    state_dir = args.state_dir or (config.state_dir if config else DEFAULT_STATE_DIR)
+    ca_file = str(config.ca_file) if config and config.ca_file else None
+    try:
+        state = asyncio.run(enroll(collector, args.token, state_dir, ca_file=ca_file))
+    except DaemonError as exc:
+        return _fail(str(exc))
+    print(f"enrolled as {state.agent_id} with {state.collector}; state in {state_dir}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+    import signal
+
+    from agent.config import ConfigError
+    from agent.daemon import DaemonError, run_daemon
+
+    try:
+        config = _load(args.config)
+    except ConfigError as exc:
+        return _fail(str(exc), 2)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await run_daemon(config, stop=stop)
+
+    try:
+        asyncio.run(main())
+    except DaemonError as exc:
+        return _fail(str(exc))
+    return 0
+
+
+def _when(ms: object) -> str:
+    if not isinstance(ms, int) or ms <= 0:
+        return "never"
+    ago = max(0, int(time.time() - ms / 1000))
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ms / 1000))
+    return f"{stamp} ({ago} s ago)"
+
+
+def status_lines(config: AgentConfig | None, state_dir: Path) -> list[str]:
+    """What ``status`` prints, read from the state directory alone."""
+    from agent import daemon
+    from agent.spool import Spool
+
+    lines: list[str] = []
+    try:
+        state = daemon.read_state(state_dir)
+        lines += [f"agent id:      {state.agent_id}", f"collector:     {state.collector}"]
+    except daemon.DaemonError as exc:
+        lines += [f"agent id:      not enrolled ({exc})"]
+        if config is not None:
+            lines += [f"collector:     {config.collector.urls[0]}"]
+    spool_path = state_dir / daemon.SPOOL_FILE
+    if not spool_path.exists():
+        return [*lines, "spool:         not created yet (the daemon has not run)"]
+    max_bytes = config.limits.spool_size if config is not None else 1
+    with Spool.open(spool_path, max_bytes=max_bytes) as spool:
+        count, size = spool.depth()
+        evictions = spool.evictions()
+        meta = {
+            key: spool.get_meta(key)
+            for key in (
+                daemon.META_LAST_RUN, daemon.META_LAST_RUN_RESULTS, daemon.META_LAST_RUN_FAILED,
+                daemon.META_LAST_UPLOAD, daemon.META_UPLOAD_FAILURE, daemon.META_CONNECTIVITY,
+                daemon.META_CONNECTIVITY_AT,
+            )
+        }  # fmt: skip
+    last_run = _when(meta[daemon.META_LAST_RUN])
+    if meta[daemon.META_LAST_RUN] is not None:
+        last_run += (
+            f", {meta[daemon.META_LAST_RUN_RESULTS]} results,"
+            f" {meta[daemon.META_LAST_RUN_FAILED]} failed"
+        )
+    upload = _when(meta[daemon.META_LAST_UPLOAD])
+    if meta[daemon.META_UPLOAD_FAILURE]:
+        upload += f"; last attempt failed: {meta[daemon.META_UPLOAD_FAILURE]}"
+    connectivity = meta[daemon.META_CONNECTIVITY] or "unknown"
+    if meta[daemon.META_CONNECTIVITY_AT] is not None:
+        connectivity = f"{connectivity}, checked {_when(meta[daemon.META_CONNECTIVITY_AT])}"
+    return [
+        *lines,
+        f"spool:         {count} records, {size} bytes waiting",
+        f"evictions:     {evictions}",
+        f"last run:      {last_run}",
+        f"last upload:   {upload}",
+        f"connectivity:  {connectivity}",
+    ]
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from agent.config import DEFAULT_STATE_DIR, ConfigError
+    from agent.spool import SpoolError
+
+    config = None
+    try:
+        config = _load(args.config)
+    except ConfigError as exc:
+        if args.state_dir is None:
+            return _fail(str(exc), 2)
+        # With --state-dir the state can still be shown; the file's problem is worth a line.
+        print(f"{PROG}: warning: {exc}", file=sys.stderr)
+    state_dir = args.state_dir or (config.state_dir if config else DEFAULT_STATE_DIR)
+    try:
+        lines = status_lines(config, state_dir)
+    except SpoolError as exc:
+        return _fail(str(exc))
+    print("\n".join(lines))
+    return 0
