@@ -8,6 +8,8 @@ themselves the same way, so that setup lives here once.
 from __future__ import annotations
 
 import ssl
+from types import TracebackType
+from typing import Self
 
 import aiohttp
 
@@ -29,3 +31,35 @@ def open_session(context: ssl.SSLContext, timeout: float) -> aiohttp.ClientSessi
         timeout=aiohttp.ClientTimeout(total=timeout),
         headers={"User-Agent": USER_AGENT},
     )
+
+
+class CollectorClient:
+    """One aiohttp session to a collector, open between ``async with`` and its end."""
+
+    def __init__(self, *, timeout: float, ca_file: str | None) -> None:
+        self.timeout = timeout
+        self._ssl = trust(ca_file)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Self:
+        self._session = open_session(self._ssl, self.timeout)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError(f"{type(self).__name__} is used outside 'async with'")
+        return self._session

@@ -13,11 +13,10 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Sequence
-from types import TracebackType
 
 import aiohttp
 
-from agent.collector_http import open_session, trust
+from agent.collector_http import CollectorClient
 from agent.measurement import Target, Vantage
 from agent.net import failures
 from agent.wire import WireError, decode_vantage
@@ -44,39 +43,14 @@ def http_failure(status: int) -> str:
     return f"{failures.CONTROL_HTTP_PREFIX}{status}"
 
 
-class HTTPControl:
+class HTTPControl(CollectorClient):
     """The collector's control endpoint, over one aiohttp session (``async with``)."""
 
     def __init__(
         self, collector_url: str, *, timeout: float = 10.0, ca_file: str | None = None
     ) -> None:
+        super().__init__(timeout=timeout, ca_file=ca_file)
         self.collector_url = collector_url.rstrip("/")
-        self.timeout = timeout
-        self._ssl = trust(ca_file)
-        self._session: aiohttp.ClientSession | None = None
-
-    async def __aenter__(self) -> HTTPControl:
-        self._session = open_session(self._ssl, self.timeout)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            raise RuntimeError("HTTPControl is used outside 'async with'")
-        return self._session
 
     async def fetch(self, target: Target, addresses: Sequence[str]) -> Vantage | str:
         """The control's view of ``target`` (also measuring ``addresses``), or a failure."""

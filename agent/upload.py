@@ -16,14 +16,13 @@ import random
 import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, Protocol
 
 import aiohttp
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.batch import MAX_MEASUREMENTS, BatchError, encode_batch
-from agent.collector_http import open_session, trust
+from agent.collector_http import CollectorClient
 from agent.control import MSGPACK
 from agent.measurement import SiteMeasurement
 from agent.wire import WireError, decode_measurement
@@ -123,7 +122,7 @@ def _decode_entries(
     return batch
 
 
-class Uploader:
+class Uploader(CollectorClient):
     """Uploads to ``collector_urls`` in turn over one aiohttp session (``async with``)."""
 
     def __init__(
@@ -143,26 +142,11 @@ class Uploader:
             raise ValueError("at least one collector URL is needed")
         self.urls = [url.rstrip("/") for url in collector_urls]
         self.agent_id, self.key, self.next_seq = agent_id, key, next_seq
-        self.proxy, self.timeout = proxy, timeout
+        super().__init__(timeout=timeout, ca_file=ca_file)
+        self.proxy = proxy
         self.batch_size = max(1, min(batch_size, MAX_MEASUREMENTS))
         self.backoff = backoff if backoff is not None else Backoff()
         self._current = 0
-        self._ssl = trust(ca_file)
-        self._session: aiohttp.ClientSession | None = None
-
-    async def __aenter__(self) -> Uploader:
-        self._session = open_session(self._ssl, self.timeout)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
 
     @property
     def current_url(self) -> str:
@@ -233,7 +217,7 @@ class Uploader:
         on ``result`` (and rotate to the next URL when another collector might do better)."""
         url = self.current_url + MEASUREMENTS_PATH
         try:
-            async with self._session_or_raise().post(
+            async with self.session.post(
                 url, data=data, headers={"Content-Type": MSGPACK}, proxy=self.proxy
             ) as resp:
                 status = resp.status
@@ -271,11 +255,6 @@ class Uploader:
             result.failure = f"{HTTP_PREFIX}{status}"
             self.rotate()
         return False
-
-    def _session_or_raise(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            raise RuntimeError("Uploader is used outside 'async with'")
-        return self._session
 
     async def drain(self, spool: Spool, stop: asyncio.Event) -> UploadResult:
         """Uploads until the spool is empty or ``stop`` is set, backing off between failures.
