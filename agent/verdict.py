@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from agent.fingerprints import FingerprintSet
-from agent.measurement import Target, Vantage, Verdict
+from agent.measurement import SiteMeasurement, Target, Vantage, Verdict
 from agent.net import failures as f
 from agent.net.bogons import is_bogon
 from agent.net.dns import DNSReply, SystemResolution
@@ -117,6 +117,13 @@ def decide(
 
 
 # DNS
+
+
+def redecide(m: SiteMeasurement, fingerprints: FingerprintSet | None = None) -> Verdict:
+    """The verdict of a stored measurement under the current rules: what reclassification runs."""
+    return decide(
+        Target.parse(m.url), m.agent, m.control, online=m.online, fingerprints=fingerprints
+    )
 
 
 def _injection(agent: Vantage, control: Vantage | None) -> Verdict | None:

@@ -154,8 +154,8 @@ def run_reclassify(db: str, fingerprint_paths: list[str]) -> int:
 
     from agent.fingerprints import FingerprintFileError
     from agent.fingerprints import load as load_fingerprints
-    from agent.measurement import SiteMeasurement, Target
-    from agent.verdict import decide
+    from agent.measurement import SiteMeasurement
+    from agent.verdict import redecide
     from collector.storage import open_storage
 
     try:
@@ -166,10 +166,7 @@ def run_reclassify(db: str, fingerprint_paths: list[str]) -> int:
         return 2
 
     def verdict_of(m: SiteMeasurement) -> str:
-        target = Target.parse(m.url)
-        return decide(
-            target, m.agent, m.control, online=m.online, fingerprints=fingerprints
-        ).verdict
+        return redecide(m, fingerprints).verdict
 
     storage = open_storage(url)
     try:

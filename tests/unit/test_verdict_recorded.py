@@ -16,7 +16,7 @@ import pytest
 
 from agent.fingerprints import FingerprintSet, load
 from agent.measurement import SiteMeasurement, Target
-from agent.verdict import decide
+from agent.verdict import redecide
 from agent.wire import measurement_from_obj
 from tests.lab.scenarios import load as load_table
 from tests.shared_data import shared_file
@@ -38,10 +38,8 @@ def fingerprints() -> FingerprintSet:
     return load([shared_file("fingerprints-http.csv"), shared_file("fingerprints-dns.csv")])
 
 
-def redecide(m: SiteMeasurement, fingerprints: FingerprintSet) -> str:
-    verdict = decide(
-        Target.parse(m.url), m.agent, m.control, online=m.online, fingerprints=fingerprints
-    )
+def decide_again(m: SiteMeasurement, fingerprints: FingerprintSet) -> str:
+    verdict = redecide(m, fingerprints)
     assert verdict == m.verdict, f"{m.url}: recorded {m.verdict}, decided again {verdict}"
     return verdict.verdict
 
@@ -50,7 +48,7 @@ def test_with_control_every_row_has_its_expected_verdict(fingerprints: Fingerpri
     seen = {}
     for m in records("with-control.msgpack"):
         row = TABLE.domain(Target.parse(m.url).host)
-        seen[row.domain] = redecide(m, fingerprints)
+        seen[row.domain] = decide_again(m, fingerprints)
         assert m.control is not None or row.technique == "shutdown"
         assert seen[row.domain] == row.expected, f"{row.domain} ({row.technique})"
     assert set(seen) == {r.domain for r in TABLE.rows if r.technique != "throttle"}
@@ -62,7 +60,7 @@ def test_without_control_local_evidence_decides_or_says_inconclusive(
     count = 0
     for m in records("without-control.msgpack"):
         row = TABLE.domain(Target.parse(m.url).host)
-        verdict = redecide(m, fingerprints)
+        verdict = decide_again(m, fingerprints)
         assert m.control is None
         if row.technique in LOCAL or row.technique == "shutdown":
             assert verdict == row.expected, f"{row.domain} ({row.technique})"
