@@ -10,8 +10,6 @@ what the collector must do before it stores anything.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import itertools
 import statistics
 import sys
 import time
@@ -19,14 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import msgpack
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.batch import encode_batch, read_batch_envelope, verify_batch
-from agent.measurement import new_measurement_id
-from agent.wire import measurement_from_obj
-
-RECORDED = Path(__file__).resolve().parents[1] / "tests" / "unit" / "recorded"
+from tests.storage.records import clones
 
 
 def main() -> int:
@@ -34,13 +28,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--size", type=int, default=500)
     args = parser.parse_args()
-    with (RECORDED / "with-control.msgpack").open("rb") as handle:
-        recorded = [measurement_from_obj(o) for o in msgpack.Unpacker(handle, raw=False)]
     now = int(time.time() * 1000)
-    measurements = [
-        dataclasses.replace(m, id=new_measurement_id(now - i), started_ms=now - i)
-        for i, m in enumerate(itertools.islice(itertools.cycle(recorded), args.size))
-    ]
+    measurements = clones(args.size, start_ms=now - args.size * 1000)
     key = Ed25519PrivateKey.generate()
     signs, verifies = [], []
     for _ in range(args.runs):

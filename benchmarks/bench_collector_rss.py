@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import dataclasses
-import itertools
 import json
 import signal
 import socket
@@ -26,16 +24,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import msgpack
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.batch import encode_batch
 from agent.identity import public_key_bytes
-from agent.measurement import new_measurement_id
-from agent.wire import measurement_from_obj
+from tests.storage.records import clones
 
 REPO = Path(__file__).resolve().parents[1]
-RECORDED = REPO / "tests" / "unit" / "recorded" / "with-control.msgpack"
 
 
 def rss_kb(pid: int) -> tuple[int, int]:
@@ -84,17 +79,12 @@ def main() -> int:
             enrol = {"token": token, "public_key": public_key}
             answer = post(f"{base}/api/v1/enroll", json.dumps(enrol).encode(), "application/json")
             agent_id = str(answer["agent_id"])
-            with RECORDED.open("rb") as handle:
-                recorded = [measurement_from_obj(o) for o in msgpack.Unpacker(handle, raw=False)]
-            cycle = itertools.cycle(recorded)
             now = int(time.time() * 1000)
-            batches = []
-            for seq in range(args.batches):
-                chunk = [
-                    dataclasses.replace(m, id=new_measurement_id(now - seq * 1000 - i))
-                    for i, m in zip(range(500), cycle, strict=False)
-                ]
-                batches.append(encode_batch(agent_id, seq, chunk, key, created_ms=now))
+            measurements = clones(args.batches * 500, start_ms=now - args.batches * 500_000)
+            batches = [
+                encode_batch(agent_id, seq, measurements[seq * 500 : (seq + 1) * 500], key)
+                for seq in range(args.batches)
+            ]
             started = time.perf_counter()
             stored = 0
             for batch in batches:
