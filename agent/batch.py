@@ -2,10 +2,11 @@
 
 A batch is ``{"b": body, "g": signature}``, where the body is the packed map
 ``{"v": 1, "a": agent id, "s": sequence, "t": created ms, "m": [measurement, ...], "e":
-evictions}``, each measurement the map of ``agent.wire.measurement_to_obj``. The signature
-is Ed25519 by the agent's key (``agent.identity``) over a domain prefix and the body bytes,
-so the collector verifies exactly the bytes it then decodes. docs/wire-format.md, "Batches",
-lists the fields and limits.
+evictions, "c": [[ms, online], ...]}``, each measurement the map of
+``agent.wire.measurement_to_obj`` and each ``c`` entry a connectivity check (a heartbeat).
+The signature is Ed25519 by the agent's key (``agent.identity``) over a domain prefix and the
+body bytes, so the collector verifies exactly the bytes it then decodes.
+docs/wire-format.md, "Batches", lists the fields and limits.
 
 The collector reads a batch in two steps: :func:`read_batch_envelope` gives the claimed agent
 id, to look up its key, without trusting or allocating anything; :func:`verify_batch` checks
@@ -15,6 +16,7 @@ the signature before anything else and only then decodes and validates. Both rai
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,12 +29,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from agent.measurement import SiteMeasurement
 from agent.wire import (
     MAX_RECORD,
+    RecordColumns,
     WireError,
-    encode_measurement,
-    measurement_from_obj,
+    check_measurement,
+    decode_measurement,
     measurement_to_obj,
 )
-from agent.wire_codec import LONG
 
 __all__ = [
     "Batch",
@@ -56,13 +58,30 @@ VERSION = 1
 SIGNATURE_DOMAIN = b"netsonde-batch-v1\0"
 SIGNATURE_SIZE = 64
 MAX_MEASUREMENTS = 1000
+# A week of checks at the default 5-minute interval: a shutdown's backlog in one batch.
+MAX_CHECKS = 2016
 MAX_BATCH_BYTES = 4 * 1024 * 1024
 MAX_AGENT_ID = 64
 DEFAULT_MAX_SKEW_MS = 5 * 60 * 1000
 # A week-long shutdown, then a backlog drained at the agent's pace, must still get in.
 DEFAULT_MAX_AGE_MS = 30 * 24 * 3600 * 1000
 _UINT_MAX = (1 << 63) - 1
-_BODY_KEYS = frozenset("vastme")
+_BODY_KEYS = frozenset("vastmec")
+_NONE: Any = object()  # an absent key (an explicit nil is then refused like any wrong type)
+
+
+@functools.cache
+def _body_decoder() -> Any:
+    # Built on first use: only the collector verifies batches, and msgspec is in its extra.
+    import msgspec
+
+    body = msgspec.defstruct(
+        "BatchBody",
+        [(key, list[msgspec.Raw] if key == "m" else object, _NONE) for key in sorted(_BODY_KEYS)],
+        kw_only=True,
+        forbid_unknown_fields=True,
+    )
+    return msgspec.msgpack.Decoder(body)
 
 
 class BatchError(WireError):
@@ -112,8 +131,15 @@ class Batch:
     seq: int
     created_ms: int
     evictions: int  # running total of records the agent's spool dropped unsent
-    measurements: list[SiteMeasurement]
-    records: list[bytes]  # encode_measurement of each, the canonical form to store
+    records: list[bytes]  # each measurement's wire record, the bytes the agent signed
+    columns: list[RecordColumns]  # what the collector indexes each record by
+    # Connectivity checks (ms, online), in the order sent: the agent's heartbeats.
+    checks: list[tuple[int, bool]] = field(default_factory=list)
+
+    @property
+    def measurements(self) -> list[SiteMeasurement]:
+        """The records decoded: for tools and tests; ingest needs only the columns."""
+        return [decode_measurement(record) for record in self.records]
 
 
 def _uint(value: Any, name: str) -> int:
@@ -145,6 +171,7 @@ def encode_batch(
     *,
     created_ms: int | None = None,
     evictions: int = 0,
+    checks: Sequence[tuple[int, bool]] = (),
 ) -> bytes:
     """Refuses what the collector would refuse (bar the clock), so the uploader learns to
     split or fix a batch here rather than from a 4xx it would otherwise retry forever."""
@@ -177,6 +204,8 @@ def encode_batch(
     }
     if _uint(evictions, "e"):
         body["e"] = evictions  # absent means 0, as in the measurement schema
+    if checks:
+        body["c"] = _checks_to_obj(checks)  # absent means none
     packed: bytes = msgpack.packb(body, use_bin_type=True)
     data: bytes = msgpack.packb(
         {"b": packed, "g": key.sign(SIGNATURE_DOMAIN + packed)}, use_bin_type=True
@@ -286,6 +315,45 @@ def _check_time(value: int, name: str, now_ms: int, max_skew_ms: int, max_age_ms
         )
 
 
+def _checks_to_obj(checks: Sequence[tuple[int, bool]]) -> list[list[Any]]:
+    if len(checks) > MAX_CHECKS:
+        raise BatchSizeError(f"batch.c: {len(checks)} checks, at most {MAX_CHECKS} per batch")
+    objs: list[list[Any]] = []
+    seen: set[int] = set()
+    for index, (ms, online) in enumerate(checks):
+        if _uint(ms, f"c[{index}][0]") in seen:
+            raise BatchDuplicateIdError(f"batch.c[{index}]: check time {ms} repeated")
+        if not isinstance(online, bool):
+            raise BatchSchemaError(f"batch.c[{index}][1]: expected a bool (online)")
+        seen.add(ms)
+        objs.append([ms, online])
+    return objs
+
+
+def _parse_checks(
+    value: Any, now_ms: int, max_skew_ms: int, max_age_ms: int
+) -> list[tuple[int, bool]]:
+    """The connectivity checks ``[[ms, online], ...]``: unique by time, each as sane in time
+    as a measurement, since the collector dates outages by them."""
+    if not isinstance(value, list):
+        raise BatchSchemaError("batch.c: expected an array of [ms, online] checks")
+    if len(value) > MAX_CHECKS:
+        raise BatchSizeError(f"batch.c: {len(value)} checks, at most {MAX_CHECKS} per batch")
+    checks: list[tuple[int, bool]] = []
+    seen: set[int] = set()
+    for index, item in enumerate(value):
+        where = f"batch.c[{index}]"
+        if not isinstance(item, list) or len(item) != 2 or not isinstance(item[1], bool):
+            raise BatchSchemaError(f"{where}: expected [ms, online] (uint, bool)")
+        ms = _uint(item[0], f"c[{index}][0]")
+        _check_time(ms, f"{where} (checked)", now_ms, max_skew_ms, max_age_ms)
+        if ms in seen:
+            raise BatchDuplicateIdError(f"{where}: check time {ms} repeated in the batch")
+        seen.add(ms)
+        checks.append((ms, item[1]))
+    return checks
+
+
 def check_signature(envelope: Envelope, public_key: Ed25519PublicKey) -> None:
     """The signature alone: cheap (no decoding), so a collector can refuse forgeries before
     they count against the agent's rate limit or cost it a decode."""
@@ -316,16 +384,14 @@ def verify_batch(
     """The batch, checked: the signature first, so nothing unauthenticated is decoded, then
     the schema, sizes, timestamps and unique ids. All or nothing, as ingest stores it."""
     check_signature(envelope, public_key)
-    body = envelope.body
     try:
-        # The limits bound what even a validly signed batch can make the collector allocate.
-        obj = msgpack.unpackb(
-            body, raw=False, strict_map_key=True, use_list=True,
-            max_str_len=LONG * 4, max_bin_len=32, max_array_len=MAX_MEASUREMENTS,
-            max_map_len=32, max_ext_len=0,
-        )  # fmt: skip
-    except (ValueError, TypeError, msgpack.UnpackException) as exc:
-        raise BatchSchemaError(f"batch body: not valid msgpack: {exc}") from None
+        # Measurements stay undecoded here (msgspec.Raw, slices of the body): each is
+        # checked, and stored, as the bytes the agent signed. The other fields are small;
+        # a signed body is at most MAX_BATCH_BYTES, which bounds what they can allocate.
+        decoded = _body_decoder().decode(envelope.body)
+    except ValueError as exc:  # msgspec's ValidationError and DecodeError
+        raise BatchSchemaError(f"batch body: {exc}") from None
+    obj = {key: getattr(decoded, key) for key in _BODY_KEYS if getattr(decoded, key) is not _NONE}
     if not isinstance(obj, dict):
         raise BatchSchemaError("batch body: expected a map")
     if missing := [key for key in "vstm" if key not in obj]:
@@ -334,29 +400,30 @@ def verify_batch(
         raise BatchSchemaError(f"batch.v: unsupported version {obj['v']!r:.40} (expected 1)")
     seq, created_ms = _uint(obj["s"], "s"), _uint(obj["t"], "t")
     evictions = _uint(obj.get("e", 0), "e")
+    checks = _parse_checks(obj.get("c", []), now_ms, max_skew_ms, max_age_ms)
     if not isinstance(obj["m"], list):
         raise BatchSchemaError("batch.m: expected an array of measurements")
     _check_time(created_ms, "batch.t (created)", now_ms, max_skew_ms, max_age_ms)
 
-    measurements: list[SiteMeasurement] = []
     records: list[bytes] = []
-    seen: set[str] = set()
-    for index, item in enumerate(obj["m"]):
+    columns: list[RecordColumns] = []
+    seen: set[bytes] = set()
+    for index, raw in enumerate(obj["m"]):
         where = f"batch.m[{index}]"
+        record = bytes(raw)
         try:
-            m = measurement_from_obj(item)
+            record_columns = check_measurement(record)
         except WireError as exc:
-            raise BatchSchemaError(f"{where}: {exc}") from None
-        _check_time(m.started_ms, f"{where}.started_ms", now_ms, max_skew_ms, max_age_ms)
-        if m.id in seen:
-            raise BatchDuplicateIdError(f"{where}: measurement id {m.id} repeated in the batch")
-        seen.add(m.id)
-        try:
-            record = encode_measurement(m)
-        except WireError as exc:
-            # A record that decoded cleanly can only fail to re-encode by exceeding the
-            # record limit (the bin table may intern differently from the agent's).
-            raise BatchSizeError(f"{where}: {exc}") from None
-        measurements.append(m)
+            error = BatchSizeError if len(record) > MAX_RECORD else BatchSchemaError
+            raise error(f"{where}: {exc}") from None
+        _check_time(
+            record_columns.started_ms, f"{where}.started_ms", now_ms, max_skew_ms, max_age_ms
+        )
+        if record_columns.key in seen:
+            raise BatchDuplicateIdError(
+                f"{where}: measurement id {record_columns.id} repeated in the batch"
+            )
+        seen.add(record_columns.key)
         records.append(record)
-    return Batch(envelope.agent_id, seq, created_ms, evictions, measurements, records)
+        columns.append(record_columns)
+    return Batch(envelope.agent_id, seq, created_ms, evictions, records, columns, checks)

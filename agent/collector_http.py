@@ -2,20 +2,36 @@
 
 The control client and the uploader trust the same anchors (the system store plus
 the operator's CA, since a self-hosted collector may use a private CA) and announce
-themselves the same way, so that setup lives here once.
+themselves the same way, so that setup lives here once, with what a failed request
+looks like to all of them.
 """
 
 from __future__ import annotations
 
+import json
 import ssl
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import aiohttp
 
 from agent import __version__
 
 USER_AGENT = f"netsonde-agent/{__version__}"
+# What the network or the collector can do to a request; anything else is a bug and raises.
+REQUEST_FAILURES = (aiohttp.ClientError, TimeoutError, OSError)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One of ``REQUEST_FAILURES`` in a few words, for a log line or the status."""
+    return "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
+
+
+def json_or_none(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:  # a proxy's HTML page, say
+        return None
 
 
 def trust(ca_file: str | None) -> ssl.SSLContext:

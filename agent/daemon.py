@@ -1,15 +1,20 @@
-"""Agent daemon: enrolment and the long-running scheduler that measures, spools and uploads.
+"""Agent daemon: the long-running scheduler that measures, spools and uploads.
 
-:func:`enroll` creates the agent's key in the state directory and registers its public half
-with the collector; the agent id it gets back is saved next to the key in ``agent.json``.
-
-:func:`run_daemon` runs three apscheduler jobs on the caller's event loop until ``stop`` is set:
+:func:`run_daemon` runs these apscheduler jobs on the caller's event loop until ``stop`` is set:
 
 - ``measure``: the test list, every ``schedule.interval`` with jitter, first right at start;
   every result goes to the spool before anything else happens to it;
 - ``upload``: drains the spool to the collector (``agent.upload``), with backoff;
 - ``connectivity``: whether this network reaches the outside, kept in the spool's meta table
-  so ``netsonde-agent status`` can show it without talking to the daemon.
+  so ``netsonde-agent status`` can show it without talking to the daemon;
+- ``testlist`` (with ``testlist.from_collector``): refreshes the collector's test list
+  (``agent.collector_testlist``) every ``testlist.refresh``. The configuration file itself is
+  read once, at start.
+
+The agent must be enrolled first (``agent.enrollment``). With ``limits.daily_bandwidth`` set,
+measuring, uploading records and test-list fetches stop for the rest of the UTC day once the
+day's estimated traffic (``agent.budget``) reaches it; the connectivity checks, and the
+heartbeat-only batches that carry them to the collector, go on.
 
 Measuring never waits for the collector: the jobs share nothing but the spool.
 """
@@ -17,54 +22,36 @@ Measuring never waits for the collector: the jobs share nothing but the spool.
 from __future__ import annotations
 
 import asyncio
-import base64
-import contextlib
 import dataclasses
-import json
 import logging
-import os
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
 
-from agent import __version__
+from agent.budget import BUDGET_SPENT, PAUSED, BudgetedUploader, DailyBudget
+from agent.collector_testlist import CollectorTestList, read_testlist_cache
 from agent.config import AgentConfig
 from agent.control import HTTPControl
+from agent.enrollment import KEY_FILE, DaemonError, read_state
 from agent.fingerprints import FingerprintFileError, FingerprintSet, load
-from agent.identity import IdentityError, create_key, load_key, public_key_bytes
+from agent.identity import IdentityError, load_key
 from agent.measurement import Target
 from agent.probes.connectivity import CachedCheck, check
 from agent.site import ProbeConfig, measure_site
 from agent.spool import Spool, SpoolError
 from agent.targets import read_test_list
-from agent.upload import Uploader
 from agent.wire import encode_measurement
 
-__all__ = [
-    "KEY_FILE",
-    "SPOOL_FILE",
-    "STATE_FILE",
-    "AgentState",
-    "DaemonError",
-    "enroll",
-    "read_state",
-    "run_daemon",
-]
+__all__ = ["SPOOL_FILE", "run_daemon"]
 
 log = logging.getLogger("netsonde.agent")
 
-ENROLL_PATH = "/api/v1/enroll"
-KEY_FILE = "agent.key"
-STATE_FILE = "agent.json"
 SPOOL_FILE = "spool.db"
 SHUTDOWN_GRACE = 5.0  # seconds for cancelled jobs to unwind; the whole stop must fit in 10
 
@@ -77,130 +64,18 @@ META_UPLOAD_FAILURE = "last_upload_failure"
 META_CONNECTIVITY = "connectivity"
 META_CONNECTIVITY_AT = "connectivity_checked_ms"
 META_BATCH_SEQ = "batch_seq"
+META_RUNS = "runs_total"  # measure runs started (skipped ones included)
+META_LAST_RUN_SKIPPED = "last_run_skipped"  # why the last run left targets out; "" if none
+META_REFUSED = "refused_total"  # records the collector refused for good (part of acked)
+META_UPLOADED_BYTES = "uploaded_body_bytes"  # signed batch bodies POSTed, since the spool began
+META_TESTLIST_FETCHED = "testlist_fetched_ms"  # last answer from the collector, 200 or 304
+META_TESTLIST_FAILURE = "testlist_failure"  # why the last fetch failed; "" if it did not
 
-_REQUEST_FAILURES = (aiohttp.ClientError, TimeoutError, OSError)
-
-
-class DaemonError(Exception):
-    """The daemon or enrolment cannot go on; the message says why and what to do."""
-
-
-@dataclass(frozen=True)
-class AgentState:
-    agent_id: str
-    collector: str  # the URL it enrolled with
+_PAUSED_JOBS = "measuring and uploading results paused (heartbeats go on)"
 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def read_state(state_dir: Path) -> AgentState:
-    path = Path(state_dir) / STATE_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DaemonError(
-            f"{path}: this agent is not enrolled; run: netsonde-agent enroll "
-            "--collector URL --token TOKEN"
-        ) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DaemonError(f"{path}: cannot read the agent state: {exc}") from None
-    agent_id = data.get("agent_id") if isinstance(data, dict) else None
-    collector = data.get("collector") if isinstance(data, dict) else None
-    if not isinstance(agent_id, str) or not agent_id or not isinstance(collector, str):
-        raise DaemonError(f"{path}: not an agent state file (no agent_id or collector)")
-    return AgentState(agent_id, collector)
-
-
-def _write_state(state_dir: Path, state: AgentState) -> None:
-    path = state_dir / STATE_FILE
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    body = json.dumps({"agent_id": state.agent_id, "collector": state.collector}, indent=2)
-    try:
-        # 0600 from creation, and renamed into place so a crash never leaves half a file.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(body + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise DaemonError(f"cannot write the agent state {path}: {exc}") from exc
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
-async def enroll(
-    collector_url: str,
-    token: str,
-    state_dir: Path,
-    *,
-    ca_file: str | None = None,
-    timeout: float = 30.0,
-) -> AgentState:
-    """Registers this agent with the collector and saves its id; returns the saved state.
-
-    An agent already enrolled is refused: enrolling again would orphan its spooled results
-    under the old id. A key left by an enrolment that failed half-way is reused, so retrying
-    with a fresh token just works.
-    """
-    state_dir = Path(state_dir)
-    if (state_dir / STATE_FILE).exists():
-        raise DaemonError(
-            f"already enrolled ({state_dir / STATE_FILE} exists); remove the state directory "
-            "to enrol this machine as a new agent"
-        )
-    key_path = state_dir / KEY_FILE
-    try:
-        key = load_key(key_path) if key_path.exists() else create_key(key_path)
-    except IdentityError as exc:
-        raise DaemonError(str(exc)) from exc
-    url = collector_url.rstrip("/")
-    payload = {"token": token, "public_key": base64.b64encode(public_key_bytes(key)).decode()}
-    connector = aiohttp.TCPConnector(ssl=_ssl_context(ca_file))
-    try:
-        async with (
-            aiohttp.ClientSession(
-                connector=connector,
-                timeout=aiohttp.ClientTimeout(total=timeout),
-                headers={"User-Agent": f"netsonde-agent/{__version__}"},
-            ) as session,
-            session.post(url + ENROLL_PATH, json=payload) as resp,
-        ):
-            status = resp.status
-            text = await resp.text()
-    except _REQUEST_FAILURES as exc:
-        reason = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
-        raise DaemonError(f"cannot reach the collector at {url}: {reason}") from None
-    body = _json_or_none(text)
-    if status != 201:
-        message = body.get("error") if isinstance(body, dict) else None
-        detail = message if isinstance(message, str) else f"HTTP {status}"
-        raise DaemonError(f"the collector at {url} refused the enrolment: {detail}")
-    agent_id = body.get("agent_id") if isinstance(body, dict) else None
-    if not isinstance(agent_id, str) or not agent_id:
-        raise DaemonError(f"the collector at {url} answered 201 without an agent_id")
-    state = AgentState(agent_id, url)
-    _write_state(state_dir, state)
-    return state
-
-
-def _json_or_none(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:  # a proxy's HTML page, say
-        return None
-
-
-def _ssl_context(ca_file: str | None) -> Any:
-    import ssl
-
-    context = ssl.create_default_context()
-    if ca_file is not None:
-        context.load_verify_locations(cafile=ca_file)
-    return context
 
 
 def _load_fingerprints(paths: tuple[Path, ...]) -> FingerprintSet | None:
@@ -223,12 +98,16 @@ class _Daemon:
         config: AgentConfig,
         spool: Spool,
         control: HTTPControl,
-        uploader: Uploader,
+        uploader: BudgetedUploader,
         probe: ProbeConfig,
         stop: asyncio.Event,
+        *,
+        budget: DailyBudget,
+        testlist: CollectorTestList,
     ) -> None:
         self.config, self.spool, self.control, self.uploader = config, spool, control, uploader
-        self.probe, self.stop = probe, stop
+        self.probe, self.stop, self.budget = probe, stop, budget
+        self.testlist = testlist
         self.is_online = CachedCheck(
             control,
             probe.resolvers,
@@ -247,6 +126,7 @@ class _Daemon:
             "measure": self.measure,
             "upload": self.upload,
             "connectivity": self.connectivity,
+            "testlist": self.refresh_testlist,
         }
         task = asyncio.current_task()
         if task is not None:
@@ -261,33 +141,57 @@ class _Daemon:
                 self._running.discard(task)
 
     def targets(self) -> list[Target]:
-        # Re-read each run, so an edited test list applies without a restart.
+        """The local files, re-read each run so an edited list applies without a restart,
+        then the collector's cached list; each URL once. Reads files: call in a thread."""
         targets: list[Target] = []
         seen: set[str] = set()
-        for path in self.config.testlist.files:
-            found, problems = read_test_list(path)
-            for problem in problems:
-                log.warning("test list: skipped %s", problem)
+
+        def add(found: list[Target]) -> None:
             for target in found:
                 if target.url not in seen:
                     seen.add(target.url)
                     targets.append(target)
+
+        for path in self.config.testlist.files:
+            found, problems = read_test_list(path)
+            for problem in problems:
+                log.warning("test list: skipped %s", problem)
+            add(found)
+        if self.config.testlist.from_collector:
+            add(self.testlist.targets())
         return targets
 
     async def measure(self) -> None:
-        targets = self.targets()
+        started = _now_ms()
+        if self.budget.spent():
+            self.budget.log_exhausted(_PAUSED_JOBS)
+            await asyncio.to_thread(self._record_run, started, 0, 0, f"all: {BUDGET_SPENT}")
+            return
+        if self.config.testlist.from_collector and not self.testlist.tried:
+            # The first run after start waits for the first fetch, so an agent without a
+            # cached list does not measure an empty one and then sit out a whole interval.
+            await self.refresh_testlist()
+        targets = await asyncio.to_thread(self.targets)
         if not targets:
             log.warning("measure: the test list is empty; nothing measured")
+            await asyncio.to_thread(self._record_run, started, 0, 0, "the test list is empty")
             return
         semaphore = asyncio.Semaphore(self.config.probe.concurrency)
+        skipped = 0
 
         async def one(target: Target) -> None:
+            nonlocal skipped
             async with semaphore:
+                # Checked per target: a run that spends the budget stops there.
+                if self.budget.spent():
+                    skipped += 1
+                    return
                 m = await measure_site(target, self.probe, self.control, is_online=self.is_online)
             # Spooled the moment it exists: a crash or shutdown later loses nothing measured.
-            await self.spool.add_async(encode_measurement(m), m.id, m.started_ms)
+            # Its traffic is counted in the same transaction, so a restart cannot forget it.
+            usage = self.budget.add_measurement(m)
+            await self.spool.add_async(encode_measurement(m), m.id, m.started_ms, usage=usage)
 
-        started = _now_ms()
         log.info("measure: %d targets", len(targets))
         # return_exceptions: one target's bug must not throw away the others' results.
         outcomes = await asyncio.gather(*(one(t) for t in targets), return_exceptions=True)
@@ -296,24 +200,61 @@ class _Daemon:
             if isinstance(outcome, BaseException):
                 failed += 1
                 log.error("measure: %s: not measured: %r", target.url, outcome, exc_info=outcome)
-        await asyncio.to_thread(self._record_run, started, len(targets) - failed, failed)
-        log.info("measure: done, %d spooled, %d failed", len(targets) - failed, failed)
+        spooled = len(targets) - failed - skipped
+        why = f"{skipped} targets: {BUDGET_SPENT}" if skipped else ""
+        await asyncio.to_thread(self._record_run, started, spooled, failed, why)
+        log.info("measure: done, %d spooled, %d failed, %d skipped", spooled, failed, skipped)
+        if skipped:
+            self.budget.log_exhausted(_PAUSED_JOBS)
         self.wake("upload")
 
-    def _record_run(self, started: int, results: int, failed: int) -> None:
+    def _record_run(self, started: int, results: int, failed: int, skipped: str) -> None:
         self.spool.set_meta(META_LAST_RUN, started)
         self.spool.set_meta(META_LAST_RUN_RESULTS, results)
         self.spool.set_meta(META_LAST_RUN_FAILED, failed)
+        self.spool.set_meta(META_LAST_RUN_SKIPPED, skipped)
+        self.spool.bump_meta(META_RUNS, 1)
 
     async def upload(self) -> None:
-        result = await self.uploader.drain(self.spool, self.stop)
-        if result.failure is None:
+        # Over budget too: the uploader then sends heartbeat-only batches, so the collector
+        # can tell an agent keeping to its budget from one silenced by a shutdown.
+        try:
+            result = await self.uploader.drain(self.spool, self.stop)
+        finally:
+            counted, self.uploader.counted = self.uploader.counted, 0
+            body, self.uploader.body_bytes = self.uploader.body_bytes, 0
+            await self.budget.spend(counted)
+            if body:
+                await asyncio.to_thread(self.spool.bump_meta, META_UPLOADED_BYTES, body)
+        if result.dropped:
+            await asyncio.to_thread(self.spool.bump_meta, META_REFUSED, len(result.dropped))
+        failure = result.failure
+        if failure is None and self.budget.spent():
+            failure = PAUSED
+        if failure == PAUSED:
+            self.budget.log_exhausted(_PAUSED_JOBS)
+        if failure is None:
             await asyncio.to_thread(self.spool.set_meta, META_LAST_UPLOAD, _now_ms())
-        else:
-            log.warning("upload: %s (%d acknowledged)", result.failure, result.acknowledged)
-        await asyncio.to_thread(self.spool.set_meta, META_UPLOAD_FAILURE, result.failure or "")
+        elif failure != PAUSED:
+            log.warning("upload: %s (%d acknowledged)", failure, result.acknowledged)
+        await asyncio.to_thread(self.spool.set_meta, META_UPLOAD_FAILURE, failure or "")
+
+    async def refresh_testlist(self) -> None:
+        """GET the collector's test list (conditionally) and cache it, budget allowing."""
+        async with self.testlist.lock:
+            self.testlist.tried = True
+            if self.budget.spent():
+                self.budget.log_exhausted("test list refresh paused")
+                return
+            failure = await self.testlist.refresh(self.uploader.session, self.budget.spend)
+            if failure is None:
+                await asyncio.to_thread(self.spool.set_meta, META_TESTLIST_FETCHED, _now_ms())
+            await asyncio.to_thread(self.spool.set_meta, META_TESTLIST_FAILURE, failure or "")
 
     async def connectivity(self) -> None:
+        # Dated by its start: an offline check lasts its timeouts, and the collector spaces
+        # heartbeats by these times, so they must keep the schedule's rhythm.
+        checked_ms = _now_ms()
         # The collector first, on its own: the resolver checks would send DNS traffic that
         # is only needed when the collector cannot be reached.
         online = await self.control.reachable()
@@ -326,6 +267,10 @@ class _Daemon:
                 resolv_conf=self.probe.resolv_conf,
             )
         self.is_online.remember(online)
+        # Every check, not just changes: the collector finds outages, and an agent's silences,
+        # from the whole series (a heartbeat uploaded with the next batch).
+        if evicted := await self.spool.add_check_async(checked_ms, online):
+            log.warning("connectivity: spool full, %d oldest checks dropped unsent", evicted)
         state = "online" if online else "offline"
         previous = await asyncio.to_thread(self.spool.get_meta, META_CONNECTIVITY)
         await asyncio.to_thread(self._record_connectivity, state)
@@ -356,11 +301,15 @@ class _Daemon:
         schedule = self.config.schedule
         scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop(), timezone=UTC)
         now = datetime.now(UTC)
-        for name, every, first in (
+        jobs: list[tuple[str, float, datetime | None]] = [
             ("measure", schedule.interval, now),
             ("connectivity", schedule.connectivity_check, now),
             ("upload", schedule.upload, None),
-        ):
+        ]
+        if self.config.testlist.from_collector:
+            # No first run here: the first measure run fetches before it starts.
+            jobs.append(("testlist", self.config.testlist.refresh, None))
+        for name, every, first in jobs:
             scheduler.add_job(
                 self.job,
                 IntervalTrigger(seconds=every, jitter=every * schedule.jitter, timezone=UTC),
@@ -425,17 +374,30 @@ async def run_daemon(
                 )
             )
             daemon: _Daemon
+            daily = await asyncio.to_thread(DailyBudget, config.limits.daily_bandwidth, spool)
             uploader = await stack.enter_async_context(
-                Uploader(
+                BudgetedUploader(
                     config.collector.urls,
                     state.agent_id,
                     key,
+                    budget=daily,
                     next_seq=lambda: daemon.next_seq(),
                     proxy=config.collector.proxy,
                     ca_file=ca_file,
                 )
             )
-            daemon = _Daemon(config, spool, control, uploader, probe, stop)
+            cached = None
+            if config.testlist.from_collector:
+                cached = await asyncio.to_thread(read_testlist_cache, config.state_dir)
+            testlist = CollectorTestList(
+                cached,
+                collector_urls=config.collector.urls,
+                proxy=config.collector.proxy,
+                state_dir=config.state_dir,
+            )
+            daemon = _Daemon(
+                config, spool, control, uploader, probe, stop, budget=daily, testlist=testlist
+            )
             log.info(
                 "agent %s started: %d collector URLs, every %.0f s",
                 state.agent_id,

@@ -70,6 +70,9 @@ def add_commands(
         type=Path,
         help="state directory (default: the configuration's)",
     )
+    status.add_argument(
+        "--json", action="store_true", help="print one JSON object instead (for scripts)"
+    )
     status.set_defaults(func=cmd_status, parser=status)  # fmt: skip
 
 
@@ -88,7 +91,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     import asyncio
 
     from agent.config import DEFAULT_PATH, DEFAULT_STATE_DIR, ConfigError
-    from agent.daemon import DaemonError, enroll
+    from agent.enrollment import DaemonError, enroll
 
     config = None
     # The default file is read only if it exists: enrolment may come before configuration.
@@ -117,7 +120,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     import signal
 
     from agent.config import ConfigError
-    from agent.daemon import DaemonError, run_daemon
+    from agent.daemon import run_daemon
+    from agent.enrollment import DaemonError
 
     try:
         config = _load(args.config)
@@ -147,54 +151,118 @@ def _when(ms: object) -> str:
     return f"{stamp} ({ago} s ago)"
 
 
-def status_lines(config: AgentConfig | None, state_dir: Path) -> list[str]:
-    """What ``status`` prints, read from the state directory alone."""
-    from agent import daemon
+def status_data(config: AgentConfig | None, state_dir: Path) -> dict[str, Any]:
+    """What ``status --json`` prints, read from the state directory alone: ``agent_id`` and
+    ``collector`` (None if not enrolled), and when the spool exists, ``spool`` (records and
+    bytes waiting), ``totals`` (``spooled``, ``acked``, ``evicted``, ``waiting``, ``refused``,
+    ``runs`` and ``uploaded_bytes`` since the spool was made), ``bandwidth`` (today's
+    ``used``, ``budget``) and ``meta`` (the daemon's last run, upload, connectivity and test
+    list state)."""
+    from agent import budget, daemon
+    from agent.enrollment import DaemonError, read_state
     from agent.spool import Spool
 
-    lines: list[str] = []
+    out: dict[str, Any] = {"agent_id": None, "collector": None, "state_dir": str(state_dir)}
     try:
-        state = daemon.read_state(state_dir)
-        lines += [f"agent id:      {state.agent_id}", f"collector:     {state.collector}"]
-    except daemon.DaemonError as exc:
-        lines += [f"agent id:      not enrolled ({exc})"]
+        state = read_state(state_dir)
+        out |= {"agent_id": state.agent_id, "collector": state.collector}
+    except DaemonError as exc:
+        out["not_enrolled"] = str(exc)
         if config is not None:
-            lines += [f"collector:     {config.collector.urls[0]}"]
+            out["collector"] = config.collector.urls[0]
     spool_path = state_dir / daemon.SPOOL_FILE
     if not spool_path.exists():
-        return [*lines, "spool:         not created yet (the daemon has not run)"]
+        return out
     max_bytes = config.limits.spool_size if config is not None else 1
     with Spool.open(spool_path, max_bytes=max_bytes) as spool:
         count, size = spool.depth()
-        evictions = spool.evictions()
+        totals = spool.totals()
         meta = {
             key: spool.get_meta(key)
             for key in (
                 daemon.META_LAST_RUN, daemon.META_LAST_RUN_RESULTS, daemon.META_LAST_RUN_FAILED,
-                daemon.META_LAST_UPLOAD, daemon.META_UPLOAD_FAILURE, daemon.META_CONNECTIVITY,
-                daemon.META_CONNECTIVITY_AT,
+                daemon.META_LAST_RUN_SKIPPED, daemon.META_LAST_UPLOAD, daemon.META_UPLOAD_FAILURE,
+                daemon.META_CONNECTIVITY, daemon.META_CONNECTIVITY_AT,
+                daemon.META_TESTLIST_FETCHED, daemon.META_TESTLIST_FAILURE,
             )
         }  # fmt: skip
+        extra = {
+            "refused": spool.get_meta(daemon.META_REFUSED),
+            "runs": spool.get_meta(daemon.META_RUNS),
+            "uploaded_bytes": spool.get_meta(daemon.META_UPLOADED_BYTES),
+        }
+        used = spool.get_meta(budget.day_key())
+    totals |= {key: value if isinstance(value, int) else 0 for key, value in extra.items()}
+    limit = config.limits.daily_bandwidth if config is not None else None
+    return out | {
+        "spool": {"records": count, "bytes": size},
+        "totals": totals,
+        "bandwidth": {"used": used if isinstance(used, int) else 0, "budget": limit},
+        "meta": meta,
+    }
+
+
+def status_lines(config: AgentConfig | None, state_dir: Path) -> list[str]:
+    """What ``status`` prints, read from the state directory alone."""
+    from agent import daemon
+
+    data = status_data(config, state_dir)
+    lines: list[str] = []
+    if data["agent_id"] is not None:
+        lines += [f"agent id:      {data['agent_id']}", f"collector:     {data['collector']}"]
+    else:
+        lines += [f"agent id:      not enrolled ({data['not_enrolled']})"]
+        if data["collector"] is not None:
+            lines += [f"collector:     {data['collector']}"]
+    if "spool" not in data:
+        return [*lines, "spool:         not created yet (the daemon has not run)"]
+    count, size = data["spool"]["records"], data["spool"]["bytes"]
+    totals, meta, bandwidth = data["totals"], data["meta"], data["bandwidth"]
+    evictions = totals["evicted"]
     last_run = _when(meta[daemon.META_LAST_RUN])
     if meta[daemon.META_LAST_RUN] is not None:
         last_run += (
             f", {meta[daemon.META_LAST_RUN_RESULTS]} results,"
             f" {meta[daemon.META_LAST_RUN_FAILED]} failed"
         )
+        if meta[daemon.META_LAST_RUN_SKIPPED]:
+            last_run += f"; skipped {meta[daemon.META_LAST_RUN_SKIPPED]}"
     upload = _when(meta[daemon.META_LAST_UPLOAD])
     if meta[daemon.META_UPLOAD_FAILURE]:
         upload += f"; last attempt failed: {meta[daemon.META_UPLOAD_FAILURE]}"
     connectivity = meta[daemon.META_CONNECTIVITY] or "unknown"
     if meta[daemon.META_CONNECTIVITY_AT] is not None:
         connectivity = f"{connectivity}, checked {_when(meta[daemon.META_CONNECTIVITY_AT])}"
+    used, limit = bandwidth["used"], bandwidth["budget"]
+    if limit is None:
+        usage = f"{_size(used)} today (UTC), no daily budget"
+    else:
+        usage = f"{_size(used)} of {_size(limit)} today (UTC)"
+        if used >= limit:
+            usage += ", spent: measuring and uploading results paused until 00:00 UTC"
+            usage += " (heartbeats go on)"
+    testlist = "local files only"
+    if config is None or config.testlist.from_collector:
+        testlist = f"collector list fetched {_when(meta[daemon.META_TESTLIST_FETCHED])}"
+        if meta[daemon.META_TESTLIST_FAILURE]:
+            testlist += f"; last attempt failed: {meta[daemon.META_TESTLIST_FAILURE]}"
     return [
         *lines,
         f"spool:         {count} records, {size} bytes waiting",
         f"evictions:     {evictions}",
+        f"measurements:  {totals['spooled']} made, {totals['acked']} acknowledged by the "
+        f"collector ({totals['refused']} of them refused), {evictions} evicted, "
+        f"{totals['runs']} runs",
+        f"bandwidth:     {usage}",
+        f"test list:     {testlist}",
         f"last run:      {last_run}",
         f"last upload:   {upload}",
         f"connectivity:  {connectivity}",
     ]
+
+
+def _size(n: int) -> str:
+    return f"{n / 10**6:.1f} MB" if n >= 10**5 else f"{n} B"
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -211,6 +279,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"{PROG}: warning: {exc}", file=sys.stderr)
     state_dir = args.state_dir or (config.state_dir if config else DEFAULT_STATE_DIR)
     try:
+        if args.json:
+            import json
+
+            print(json.dumps(status_data(config, state_dir)))
+            return 0
         lines = status_lines(config, state_dir)
     except SpoolError as exc:
         return _fail(str(exc))

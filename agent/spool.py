@@ -5,6 +5,10 @@ across kill -9 and power loss, and leaves only when :meth:`Spool.ack` is told th
 acknowledged it, or when the spool is full: then the oldest records go first and the
 running total of evictions, which travels in every batch, grows in the same transaction.
 
+Connectivity checks (the agent's heartbeats) wait in a table of their own, one row per check
+time, until a batch carrying them is accepted; beyond ``max_checks`` rows the oldest go, and
+a running total of those counts them the same way.
+
 Threading: one connection, opened with ``check_same_thread=False`` and used only under a
 lock, so the synchronous API works from any thread and the ``*_async`` wrappers can run it
 in ``asyncio.to_thread`` without blocking the event loop. The lock serialises what the
@@ -27,14 +31,22 @@ from typing import Any
 
 __all__ = ["AddResult", "MetaValue", "Spool", "SpoolError", "SpoolRecord", "SpoolRecordTooLarge"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the checks table
+DEFAULT_MAX_CHECKS = 10_000  # 35 days at the default 5-minute interval: past the collector's 30
 # Internal counters share the meta table with the daemon's state but must only change in the
 # transactions that keep them consistent with the records.
 _EVICTIONS = "evictions"
 _STORED_BYTES = "stored_bytes"
-_RESERVED = frozenset({_EVICTIONS, _STORED_BYTES})
+# The agent's own totals, bumped in the same transaction as the records they count, so kill -9
+# can never leave them out of step: records added, and records deleted by ack().
+_SPOOLED = "spooled_total"
+_ACKED = "acked_total"
+_RESERVED = frozenset({_EVICTIONS, _STORED_BYTES, _SPOOLED, _ACKED})
 # Far under SQLite's limit on bound parameters, whatever version the system has.
 _CHUNK = 500
+# Checks evicted unsent: a running total, kept like the records' one.
+_CHECK_EVICTIONS = "check_evictions"
+_RESERVED |= {_CHECK_EVICTIONS}
 
 MetaValue = int | str
 
@@ -47,6 +59,7 @@ CREATE TABLE IF NOT EXISTS records (
     record BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value ANY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checks (ms INTEGER PRIMARY KEY, online INTEGER NOT NULL);
 """
 
 
@@ -82,16 +95,27 @@ def _fsync_dir(path: Path) -> None:
 
 
 class Spool:
-    def __init__(self, conn: sqlite3.Connection, path: Path, max_bytes: int) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        path: Path,
+        max_bytes: int,
+        max_checks: int = DEFAULT_MAX_CHECKS,
+    ) -> None:
         self._conn = conn
         self.path = path
         self.max_bytes = max_bytes
+        self.max_checks = max_checks
         self._lock = threading.Lock()
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, max_bytes: int) -> Spool:
+    def open(
+        cls, path: str | os.PathLike[str], *, max_bytes: int, max_checks: int = DEFAULT_MAX_CHECKS
+    ) -> Spool:
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
             raise SpoolError(f"spool max_bytes must be a positive integer, got {max_bytes!r}")
+        if isinstance(max_checks, bool) or not isinstance(max_checks, int) or max_checks <= 0:
+            raise SpoolError(f"spool max_checks must be a positive integer, got {max_checks!r}")
         file = Path(path)
         # Created by hand with 0600 before SQLite sees it, so measurements are never readable by
         # others, even for an instant; SQLite gives the -wal and -shm files the same mode.
@@ -127,7 +151,7 @@ class Spool:
             # of the process but may vanish on power loss. FULL syncs the log on every commit,
             # which is what lets add() promise the record is durable when it returns.
             conn.execute("PRAGMA synchronous=FULL")
-            spool = cls(conn, file, max_bytes)
+            spool = cls(conn, file, max_bytes, max_checks)
             spool._migrate()
         except sqlite3.Error as exc:
             conn.close()
@@ -145,6 +169,9 @@ class Spool:
             row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
             if row[0] is None:
                 conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+            elif row[0] == 1:
+                # Version 1 lacked only the checks table, which the script above just made.
+                conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
             elif row[0] != SCHEMA_VERSION:
                 raise SpoolError(
                     f"spool {self.path} has schema version {row[0]}, this agent knows only "
@@ -174,9 +201,17 @@ class Spool:
 
     # -- records ---------------------------------------------------------------------------
 
-    def add(self, record_bytes: bytes, measurement_id: str, measured_ms: int) -> AddResult:
+    def add(
+        self,
+        record_bytes: bytes,
+        measurement_id: str,
+        measured_ms: int,
+        *,
+        usage: tuple[str, int] | None = None,
+    ) -> AddResult:
         """Stores one record, durably once this returns. Adding an id already spooled is a
-        no-op, so a daemon restarted mid-run can re-add without duplicating."""
+        no-op, so a daemon restarted mid-run can re-add without duplicating. ``usage`` is a
+        (meta key, bytes) the daemon's bandwidth count adds in the same transaction."""
         if not isinstance(record_bytes, bytes):
             raise TypeError("spool records are bytes (agent.wire.encode_measurement)")
         if not isinstance(measurement_id, str) or not measurement_id:
@@ -194,6 +229,9 @@ class Spool:
             )
             if cursor.rowcount == 0:
                 return AddResult(inserted=False, evicted=0)
+            self._bump(conn, _SPOOLED, 1)
+            if usage is not None and usage[0] not in _RESERVED:
+                self._add_meta(conn, *usage)
             total = self._bump(conn, _STORED_BYTES, size)
             evicted = self._evict(conn, total - self.max_bytes) if total > self.max_bytes else 0
         return AddResult(inserted=True, evicted=evicted)
@@ -240,6 +278,7 @@ class Spool:
                 ).fetchone()
                 conn.execute(f"DELETE FROM records WHERE id IN ({marks})", chunk)
                 self._bump(conn, _STORED_BYTES, -size)
+                self._bump(conn, _ACKED, count)
                 deleted += count
         return int(deleted)
 
@@ -255,6 +294,85 @@ class Spool:
         so the collector can tell how many it will never see."""
         with self._lock:
             return int(self._get(_EVICTIONS))
+
+    def totals(self) -> dict[str, int]:
+        """The running totals since the spool was created, read together: ``spooled`` (added),
+        ``acked`` (deleted by :meth:`ack`), ``evicted``; ``waiting`` is what is still here.
+        ``spooled == acked + evicted + waiting`` always holds."""
+        with self._lock:
+            count = self._conn.execute("SELECT count(*) FROM records").fetchone()[0]
+            return {
+                "spooled": int(self._get(_SPOOLED)),
+                "acked": int(self._get(_ACKED)),
+                "evicted": int(self._get(_EVICTIONS)),
+                "waiting": int(count),
+            }
+
+    # -- connectivity checks ---------------------------------------------------------------
+
+    def add_check(self, ms: int, online: bool) -> int:
+        """Stores one check, durably once this returns; returns how many of the oldest checks
+        were evicted to stay within ``max_checks``. A second check at the same ms replaces
+        the first: the wire format keys checks by time."""
+        if isinstance(ms, bool) or not isinstance(ms, int) or ms < 0:
+            raise SpoolError(f"a check time is Unix ms, got {ms!r}")
+        if not isinstance(online, bool):
+            raise TypeError("a check's state is a bool (online)")
+        with self._transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO checks VALUES (?, ?)", (ms, int(online)))
+            excess = conn.execute("SELECT count(*) FROM checks").fetchone()[0] - self.max_checks
+            if excess <= 0:
+                return 0
+            conn.execute(
+                "DELETE FROM checks WHERE ms IN (SELECT ms FROM checks ORDER BY ms LIMIT ?)",
+                (excess,),
+            )
+            self._bump(conn, _CHECK_EVICTIONS, excess)
+        return int(excess)
+
+    def peek_checks(self, limit: int) -> list[tuple[int, bool]]:
+        """Up to ``limit`` checks (ms, online), oldest first, left until acknowledged."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT ms, online FROM checks ORDER BY ms LIMIT ?", (max(limit, 0),)
+            ).fetchall()
+        return [(int(ms), bool(online)) for ms, online in rows]
+
+    def ack_checks(self, times: Iterable[int]) -> int:
+        """Deletes the checks at these times (the collector stored them, or they can never be
+        sent); returns how many went."""
+        unique = list(dict.fromkeys(times))
+        deleted = 0
+        with self._transaction() as conn:
+            for start in range(0, len(unique), _CHUNK):
+                chunk = unique[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                deleted += conn.execute(f"DELETE FROM checks WHERE ms IN ({marks})", chunk).rowcount
+        return deleted
+
+    def check_evictions(self) -> int:
+        """Checks dropped unsent since the spool was created, a running total."""
+        with self._lock:
+            return int(self._get(_CHECK_EVICTIONS))
+
+    def last_offline(self) -> tuple[int, int | None] | None:
+        """(first offline check, first online check after it or None) of the latest offline
+        run still spooled, for ``status``; None when no offline check waits for upload."""
+        with self._lock:
+            last = self._conn.execute("SELECT max(ms) FROM checks WHERE online = 0").fetchone()[0]
+            if last is None:
+                return None
+            before = self._conn.execute(
+                "SELECT max(ms) FROM checks WHERE online = 1 AND ms < ?", (last,)
+            ).fetchone()[0]
+            start = self._conn.execute(
+                "SELECT min(ms) FROM checks WHERE online = 0 AND ms > ?",
+                (-1 if before is None else before,),
+            ).fetchone()[0]
+            end = self._conn.execute(
+                "SELECT min(ms) FROM checks WHERE online = 1 AND ms > ?", (last,)
+            ).fetchone()[0]
+        return int(start), None if end is None else int(end)
 
     # -- small state -----------------------------------------------------------------------
 
@@ -276,12 +394,50 @@ class Spool:
         with self._transaction() as conn:
             conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
+    def bump_meta(self, key: str, delta: int) -> int:
+        """Adds ``delta`` to an integer meta value (missing counts as 0) in one transaction;
+        returns the new value. For daemon counters that must not lose a concurrent update."""
+        if key in _RESERVED:
+            raise SpoolError(f"spool meta key {key!r} is maintained by the spool itself")
+        with self._transaction() as conn:
+            return self._add_meta(conn, key, delta)
+
+    @staticmethod
+    def _add_meta(conn: sqlite3.Connection, key: str, delta: int) -> int:
+        conn.execute(
+            "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
+            "SET value = coalesce(value, 0) + excluded.value",
+            (key, delta),
+        )
+        value: int = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]
+        return int(value)
+
+    def delete_meta(self, key: str) -> None:
+        if key in _RESERVED:
+            raise SpoolError(f"spool meta key {key!r} is maintained by the spool itself")
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM meta WHERE key = ?", (key,))
+
+    def meta_keys(self, prefix: str) -> list[str]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT key FROM meta WHERE substr(key, 1, ?) = ?", (len(prefix), prefix)
+            ).fetchall()
+        return [str(key) for (key,) in rows]
+
     # -- asyncio ---------------------------------------------------------------------------
 
     async def add_async(
-        self, record_bytes: bytes, measurement_id: str, measured_ms: int
+        self,
+        record_bytes: bytes,
+        measurement_id: str,
+        measured_ms: int,
+        *,
+        usage: tuple[str, int] | None = None,
     ) -> AddResult:
-        return await asyncio.to_thread(self.add, record_bytes, measurement_id, measured_ms)
+        return await asyncio.to_thread(
+            self.add, record_bytes, measurement_id, measured_ms, usage=usage
+        )
 
     async def peek_async(self, limit: int) -> list[SpoolRecord]:
         return await asyncio.to_thread(self.peek, limit)
@@ -294,6 +450,15 @@ class Spool:
 
     async def evictions_async(self) -> int:
         return await asyncio.to_thread(self.evictions)
+
+    async def add_check_async(self, ms: int, online: bool) -> int:
+        return await asyncio.to_thread(self.add_check, ms, online)
+
+    async def peek_checks_async(self, limit: int) -> list[tuple[int, bool]]:
+        return await asyncio.to_thread(self.peek_checks, limit)
+
+    async def ack_checks_async(self, times: Iterable[int]) -> int:
+        return await asyncio.to_thread(self.ack_checks, list(times))
 
     # -- lifetime --------------------------------------------------------------------------
 

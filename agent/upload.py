@@ -6,6 +6,11 @@ the spool only once the collector has acknowledged it (stored or duplicate), so 
 fail at any point and simply be repeated. Failures are short strings, never exceptions, and
 move on to the next collector URL; :meth:`Uploader.drain` retries with :class:`Backoff`.
 Measuring runs in its own jobs and only writes the spool, so it never waits for any of this.
+
+The spool's connectivity checks ride in the same batches (``"c"``), and in a heartbeat-only
+batch when no record waits (or :attr:`Uploader.checks_only` holds the records back), so the
+collector hears from the agent at every upload. They leave the spool once the collector says
+it stored them all.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import asyncio
 import contextlib
 import random
 import ssl
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -21,8 +27,14 @@ from typing import Any, Protocol
 import aiohttp
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.batch import MAX_MEASUREMENTS, BatchError, encode_batch
-from agent.collector_http import CollectorClient
+from agent.batch import (
+    DEFAULT_MAX_AGE_MS,
+    MAX_CHECKS,
+    MAX_MEASUREMENTS,
+    BatchError,
+    encode_batch,
+)
+from agent.collector_http import REQUEST_FAILURES, CollectorClient
 from agent.control import MSGPACK
 from agent.measurement import SiteMeasurement
 from agent.wire import WireError, decode_measurement
@@ -43,8 +55,11 @@ AUTH_FAILURES = frozenset({UNAUTHORIZED, REVOKED})
 # 400 reasons that can only be a record's fault. "signature" and "agent" are the agent's key
 # or id: dropping records for those would empty the spool over a configuration mistake.
 _RECORD_REASONS = frozenset({"schema", "size", "timestamp", "duplicate_id"})
-# What the network or the collector can do to a request; anything else is a bug and raises.
-_REQUEST_FAILURES = (aiohttp.ClientError, TimeoutError, OSError)
+# Checks this close to the collector's age limit are dropped rather than sent: one of them
+# would get the whole batch refused, and the margin covers a batch delayed or a clock apart.
+_STALE_MARGIN_MS = 86_400_000
+
+Check = tuple[int, bool]  # (Unix ms, online), as agent.batch carries it
 
 
 class SpoolEntry(Protocol):
@@ -60,6 +75,8 @@ class Spool(Protocol):
     async def peek_async(self, limit: int) -> Sequence[SpoolEntry]: ...
     async def ack_async(self, ids: Sequence[str]) -> object: ...  # the count, if any
     async def evictions_async(self) -> int: ...
+    async def peek_checks_async(self, limit: int) -> Sequence[Check]: ...
+    async def ack_checks_async(self, times: Sequence[int]) -> object: ...
 
 
 class Backoff:
@@ -91,6 +108,18 @@ class UploadResult:
     dropped: list[str] = field(default_factory=list)  # spool ids refused for good, deleted
     failure: str | None = None
     retry_after: float = 0.0  # the collector's Retry-After, with RATE_LIMITED
+    checks_sent: int = 0  # connectivity checks POSTed, again when a refused batch is split
+    checks_acknowledged: int = 0  # the collector stored them; deleted from the spool
+    checks_dropped: int = 0  # too old, or refused for good; deleted unsent
+    # The "checks" count of the collector's last 200, to compare with what was sent.
+    stored_checks: object = None
+
+    @property
+    def progressed(self) -> bool:
+        """Whether anything left the spool: else draining on would only repeat this."""
+        return bool(
+            self.acknowledged or self.dropped or self.checks_acknowledged or self.checks_dropped
+        )
 
 
 def parse_retry_after(value: str | None) -> float:
@@ -146,6 +175,9 @@ class Uploader(CollectorClient):
         self.proxy = proxy
         self.batch_size = max(1, min(batch_size, MAX_MEASUREMENTS))
         self.backoff = backoff if backoff is not None else Backoff()
+        # Heartbeat-only batches: the records wait in the spool (``agent.budget``, when the
+        # day's bandwidth is spent), the checks still go.
+        self.checks_only = False
         self._current = 0
 
     @property
@@ -160,26 +192,44 @@ class Uploader(CollectorClient):
     async def upload_once(self, spool: Spool) -> UploadResult:
         """One batch of the oldest records, with any refused record isolated and dropped."""
         result = UploadResult()
-        entries = await spool.peek_async(self.batch_size)
+        entries = [] if self.checks_only else await spool.peek_async(self.batch_size)
+        checks = await self._fresh_checks(spool, result)
         # Decoding a few hundred records is CPU work: off the event loop, so measuring goes on.
         batch = await asyncio.to_thread(_decode_entries, entries, result.dropped)
-        if batch:
-            await self._send(spool, batch, result)
+        if batch or checks:
+            await self._send(spool, batch, result, checks)
         if result.dropped:
             await spool.ack_async(result.dropped)
-        if result.failure is None and result.sent and not (result.acknowledged or result.dropped):
+        sent = result.sent or result.checks_sent
+        if result.failure is None and sent and not result.progressed:
             # The collector answered 200 but acknowledged none of it: retrying at once would
             # loop on the same records forever.
             result.failure = BAD_RESPONSE
         return result
 
+    async def _fresh_checks(self, spool: Spool, result: UploadResult) -> list[Check]:
+        """The oldest spooled checks a batch can carry; those too old to be accepted are
+        deleted here (and counted as dropped) instead."""
+        checks = list(await spool.peek_checks_async(MAX_CHECKS))
+        oldest = int(time.time() * 1000) - DEFAULT_MAX_AGE_MS + _STALE_MARGIN_MS
+        stale = [ms for ms, _ in checks if ms < oldest]
+        if stale:
+            await spool.ack_checks_async(stale)
+            result.checks_dropped += len(stale)
+        return [check for check in checks if check[0] >= oldest]
+
     async def _send(
-        self, spool: Spool, batch: list[tuple[str, SiteMeasurement]], result: UploadResult
+        self,
+        spool: Spool,
+        batch: list[tuple[str, SiteMeasurement]],
+        result: UploadResult,
+        checks: Sequence[Check] = (),
     ) -> None:
-        """POSTs ``batch``; a batch refused for its content is split in halves until the bad
-        records are alone, and those are dropped. Dropping loses data, but one record the
-        collector will never take (too old, too big, unreadable by it) would otherwise sit at
-        the head of the spool and block every record behind it forever."""
+        """POSTs ``batch`` with ``checks``; a batch refused for its content is split in halves
+        until the bad records (or checks) are alone, and those are dropped. Dropping loses
+        data, but one record the collector will never take (too old, too big, unreadable by
+        it) would otherwise sit at the head of the spool and block every record behind it
+        forever."""
         evictions = await spool.evictions_async()
         try:
             data = await asyncio.to_thread(
@@ -189,22 +239,51 @@ class Uploader(CollectorClient):
                 [m for _, m in batch],
                 self.key,
                 evictions=evictions,
+                checks=checks,
             )
         except BatchError:
             refused = True  # what the collector would refuse too; no need to ask it
         else:
             result.sent += len(batch)
+            result.checks_sent += len(checks)
+            result.stored_checks = None
             refused = await self._post(spool, data, batch, result)
+            if not refused and result.failure is None and checks:
+                await self._ack_checks(spool, checks, result)
         if not refused:
             return
-        if len(batch) == 1:
+        parts: list[tuple[list[tuple[str, SiteMeasurement]], Sequence[Check]]]
+        if batch and checks:
+            # Either side may be what was refused: each goes on alone to find out.
+            parts = [([], checks), (batch, ())]
+        elif len(batch) == 1:
             result.dropped.append(batch[0][0])
             return
-        half = len(batch) // 2
-        for part in (batch[:half], batch[half:]):
-            await self._send(spool, part, result)
+        elif len(checks) == 1:
+            await spool.ack_checks_async([checks[0][0]])
+            result.checks_dropped += 1
+            return
+        else:
+            half, check_half = len(batch) // 2, len(checks) // 2
+            parts = [(batch[:half], checks[:check_half]), (batch[half:], checks[check_half:])]
+        for part, part_checks in parts:
+            await self._send(spool, part, result, part_checks)
             if result.failure is not None:
                 return
+
+    async def _ack_checks(
+        self, spool: Spool, checks: Sequence[Check], result: UploadResult
+    ) -> None:
+        """After a 200: the checks leave the spool if the collector says it stored them all."""
+        stored = result.stored_checks
+        if isinstance(stored, bool) or stored != len(checks):
+            # A collector that does not say so (an older one, a proxy's answer): keep them
+            # for one that does, rather than lose the evidence of an outage.
+            result.failure = BAD_RESPONSE
+            self.rotate()
+            return
+        await spool.ack_checks_async([ms for ms, _ in checks])
+        result.checks_acknowledged += len(checks)
 
     async def _post(
         self,
@@ -223,7 +302,7 @@ class Uploader(CollectorClient):
                 status = resp.status
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                 body: Any = await resp.json(content_type=None) if status in (200, 400) else None
-        except _REQUEST_FAILURES as exc:
+        except REQUEST_FAILURES as exc:
             result.failure = _classify(exc)
             self.rotate()
             return False
@@ -239,6 +318,7 @@ class Uploader(CollectorClient):
             if acked:
                 await spool.ack_async(acked)
             result.acknowledged += len(acked)
+            result.stored_checks = body.get("checks")
             return False
         if status == 400 and isinstance(body, dict) and body.get("reason") in _RECORD_REASONS:
             return True
@@ -270,11 +350,14 @@ class Uploader(CollectorClient):
             total.sent += result.sent
             total.acknowledged += result.acknowledged
             total.dropped += result.dropped
+            total.checks_sent += result.checks_sent
+            total.checks_acknowledged += result.checks_acknowledged
+            total.checks_dropped += result.checks_dropped
             total.failure = result.failure
             if result.failure is None:
                 streak = 0
                 self.backoff.reset()
-                if not (result.acknowledged or result.dropped):
+                if not result.progressed:
                     break  # nothing was left to send
                 continue
             streak += 1

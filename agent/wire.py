@@ -17,8 +17,10 @@ titles are cut to 128 characters. Decoding validates everything and raises only
 
 from __future__ import annotations
 
+import functools
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -58,13 +60,16 @@ from agent.wire_codec import (
 __all__ = [
     "FAILURE_CODES",
     "VERSION",
+    "RecordColumns",
     "WireError",
+    "check_measurement",
     "decode_measurement",
     "decode_vantage",
     "encode_measurement",
     "encode_vantage",
     "measurement_from_obj",
     "measurement_to_obj",
+    "record_check",
 ]
 
 VERSION = 1
@@ -123,18 +128,29 @@ CONTENT_TYPE_CODES: Mapping[int, str] = {
 def _record_context(attrs: dict[str, Any]) -> dict[str, Any]:
     """Names default to the URL's host, endpoint ports to its port, started_ms to the time
     inside the UUIDv7 id: each is then written only where it differs."""
-    context: dict[str, Any] = {}
-    url, ident = attrs.get("url"), attrs.get("id")
+    ident = attrs.get("id")
     try:
-        if isinstance(ident, str):
-            context["id_ms"] = uuid.UUID(ident).int >> 80
-        if isinstance(url, str):
-            parts = urlsplit(url)
-            context["host"] = (parts.hostname or "").rstrip(".")
-            context["target_port"] = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+        id_ms = uuid.UUID(ident).int >> 80 if isinstance(ident, str) else 0
     except ValueError:
-        pass  # a malformed url implies nothing; every field is then written out
+        id_ms = 0
+    url = attrs.get("url")
+    return _implied(id_ms, url if isinstance(url, str) else "")
+
+
+def _implied(id_ms: int, url: str) -> dict[str, Any]:
+    context: dict[str, Any] = {"id_ms": id_ms, **_url_context(url)}
     return {k: v for k, v in context.items() if v}
+
+
+@functools.lru_cache(maxsize=4096)
+def _url_context(url: str) -> dict[str, Any]:
+    # Cached: a test list is a few hundred URLs, measured again and again.
+    try:
+        parts = urlsplit(url)
+        port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+    except ValueError:
+        return {}  # a malformed url implies nothing; every field is then written out
+    return {"host": (parts.hostname or "").rstrip("."), "target_port": port}
 
 
 _FAILURE = Enum(FAILURE_CODES)
@@ -166,7 +182,8 @@ _ENDPOINT = Struct(EndpointObservation, (
     Field("ip", "a", Addr(), _R), Field("port", "p", UInt(65535), Ctxt("target_port")),
     Field("tcp", "t", _TCP, _R), Field("tls", "s", _TLS), Field("tls_benign", "S", _TLS),
     Field("http", "h", _HTTP), Field("http_benign", "H", _HTTP),
-), context=lambda a: {"ip": a.get("ip"), "port": a.get("port")})  # fmt: skip
+), context=lambda a: {"ip": a.get("ip"), "port": a.get("port")},
+   context_from=("ip", "port"))  # fmt: skip
 _REPLY = Struct(DNSReply, (
     Field("source", "s", Addr(), _R), Field("port", "p", UInt(65535), 53),
     Field("ms", "d", Ms(), _R),
@@ -201,7 +218,7 @@ _SCHEMA = Struct(SiteMeasurement, (
     Field("agent", "a", _VANTAGE, _R), Field("control", "c", _VANTAGE),
     Field("control_failure", "f", _FAILURE), Field("online", "o", Bool()),
     Field("verdict", "r", _VERDICT, _R),
-), context=_record_context)  # fmt: skip
+), context=_record_context, context_from=("id", "url"))  # fmt: skip
 
 
 def _versioned_to_obj(schema: Struct, value: Any, name: str) -> dict[str, Any]:
@@ -210,7 +227,8 @@ def _versioned_to_obj(schema: Struct, value: Any, name: str) -> dict[str, Any]:
     return {"v": VERSION, **({"b": list(bins)} if bins else {}), **body}
 
 
-def _versioned_from_obj(schema: Struct, obj: Any, name: str) -> Any:
+def _versioned(schema: Struct, obj: Any, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The record without its version and bin table, and the context holding the table."""
     if not isinstance(obj, dict):
         raise WireError(f"{name}: expected a map")
     version = obj.get("v")
@@ -218,13 +236,18 @@ def _versioned_from_obj(schema: Struct, obj: Any, name: str) -> Any:
         raise WireError(f"{name}.v: unsupported schema version {version!r} (expected {VERSION})")
     rest = {k: v for k, v in obj.items() if k not in ("v", "b")}
     if "b" not in obj:
-        return schema.dec(rest, name, {})
+        return rest, {}
     bins = obj["b"]
     if schema is not _SCHEMA or not isinstance(bins, list) or len(bins) > MAX_BINS:
         raise WireError(f"{name}.b: expected a bin table of at most {MAX_BINS} entries")
     for index, item in enumerate(bins):
         check_bin(item, f"{name}.b[{index}]", {}, (4, 16, 32), "bin")
-    return schema.dec(rest, name, {"bins": bins})
+    return rest, {"bins": bins}
+
+
+def _versioned_from_obj(schema: Struct, obj: Any, name: str) -> Any:
+    rest, ctx = _versioned(schema, obj, name)
+    return schema.dec(rest, name, ctx)
 
 
 def _pack(obj: dict[str, Any], name: str) -> bytes:
@@ -261,6 +284,49 @@ def measurement_to_obj(m: SiteMeasurement) -> dict[str, Any]:
 def measurement_from_obj(obj: Any) -> SiteMeasurement:
     result: SiteMeasurement = _versioned_from_obj(_SCHEMA, obj, "measurement")
     return result
+
+
+@dataclass(frozen=True)
+class RecordColumns:
+    """What the collector indexes a record by, from a record known to be valid."""
+
+    key: bytes  # the id's 16 bytes
+    started_ms: int
+    url: str
+    verdict: str
+
+    @property
+    def id(self) -> str:
+        # str(uuid.UUID(bytes=...)) at a quarter of the cost, once per ingested record.
+        h = self.key.hex()
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+@functools.cache
+def record_check() -> Callable[[bytes | memoryview], Any]:
+    """The compiled check (``agent.wire_check``), built on first use: only the collector
+    checks records, and msgspec is in its extra, not the agent's dependencies."""
+    from agent.wire_check import RecordCheck
+
+    return RecordCheck(
+        _SCHEMA, VERSION, lambda record: _implied(int.from_bytes(record.i[:6]), record.u)
+    )
+
+
+def check_measurement(data: bytes | memoryview) -> RecordColumns:
+    """Validates an encoded record exactly as :func:`decode_measurement` does (the same
+    :class:`WireError` for the same bytes), without building the measurement: the
+    collector's ingest path, ~50 times cheaper."""
+    if len(data) > MAX_RECORD:
+        raise WireError(
+            f"measurement: {len(data)} bytes exceeds the {MAX_RECORD}-byte record limit"
+        )
+    record = record_check()(data)
+    if record is None:
+        m = decode_measurement(bytes(data))  # raises the error; or the check was too strict
+        return RecordColumns(uuid.UUID(m.id).bytes, m.started_ms, m.url, m.verdict.verdict)
+    started = int.from_bytes(record.i[:6]) if record.t is None else record.t
+    return RecordColumns(record.i, started, record.u, record.r.v)
 
 
 def encode_measurement(m: SiteMeasurement) -> bytes:

@@ -4,12 +4,15 @@ Field codecs (text, integers, ms, addresses, hashes, enums, UUIDs, evidence, lis
 and ``Struct``, which maps a frozen dataclass to a msgpack map with short keys,
 omitting defaults. Every decoder validates and raises only :class:`WireError`. The
 schema itself, its code tables and the public API live in ``agent.wire``.
+``agent.wire_check`` compiles the same tables to msgspec types for the collector.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
+import socket
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -139,7 +142,14 @@ class Addr(Codec):
     def dec(self, obj: Any, path: str, ctx: Ctx) -> Any:
         if isinstance(obj, str):
             return _text(obj, path, SHORT)
-        return str(ipaddress.ip_address(check_bin(obj, path, ctx, (4, 16), "address")))
+        packed = check_bin(obj, path, ctx, (4, 16), "address")
+        # inet_ntop is ipaddress's dotted quad at a tenth of the cost; IPv6 text has
+        # compression rules worth leaving to ipaddress.
+        return (
+            socket.inet_ntop(socket.AF_INET, packed)
+            if len(packed) == 4
+            else str(ipaddress.IPv6Address(packed))
+        )
 
 
 class Sha256(Codec):
@@ -273,47 +283,71 @@ class Field:
 class Struct(Codec):
     cls: type[Any]
     fields: tuple[Field, ...]
-    # Context this record gives its children, from its own (earlier-declared) fields.
+    # Context this record gives its children (``Ctxt`` defaults, the bin table), computed
+    # from the fields named in ``context_from``. Those come first and are decoded with the
+    # enclosing context; every other field sees ``{**ctx, **context(their values)}``.
     context: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    context_from: tuple[str, ...] = ()
 
-    def _default(self, field: Field, ctx: Ctx) -> Any:
+    def __post_init__(self) -> None:
+        leading = tuple(fd.attr for fd in self.fields[: len(self.context_from)])
+        if leading != self.context_from or (self.context is None) != (not self.context_from):
+            raise TypeError(f"{self.cls.__name__}: context_from must name the leading fields")
+
+    def default(self, field: Field, ctx: Ctx) -> Any:
         if isinstance(field.default, Ctxt):
             return ctx.get(field.default.name, REQUIRED)
         # A fresh dict each time: decoded records must not share a mutable default.
         return dict(field.default) if isinstance(field.default, dict) else field.default
 
-    def _inner(self, ctx: Ctx, attrs: dict[str, Any]) -> Ctx:
+    def inner(self, ctx: Ctx, attrs: dict[str, Any]) -> Ctx:
         return {**ctx, **self.context(attrs)} if self.context else ctx
 
     def enc(self, value: Any, path: str, ctx: Ctx) -> Any:
         if not isinstance(value, self.cls):
             raise WireError(f"{path}: expected {self.cls.__name__}")
         attrs = {fd.attr: getattr(value, fd.attr) for fd in self.fields}
-        inner = self._inner(ctx, attrs)
+        inner = self.inner(ctx, attrs)
         out: dict[str, Any] = {}
-        for fd in self.fields:
+        for index, fd in enumerate(self.fields):
             item = attrs[fd.attr]
-            if item == self._default(fd, inner):
+            if item == self.default(fd, inner if index >= len(self.context_from) else ctx):
                 continue
             if item is None:
                 raise WireError(f"{path}.{fd.attr}: None is not allowed")
             out[fd.key] = fd.codec.enc(item, f"{path}.{fd.attr}", inner)
         return out
 
-    def dec(self, obj: Any, path: str, ctx: Ctx) -> Any:
+    def _keys_of(self, obj: Any, path: str) -> None:
         if not isinstance(obj, dict):
             raise WireError(f"{path}: expected a map")
-        extra = set(obj) - {fd.key for fd in self.fields}
-        if extra:
+        if not obj.keys() <= self.keys:
+            extra = set(obj) - self.keys
             raise WireError(f"{path}: unexpected key(s) {sorted(map(repr, extra))}")
-        attrs: dict[str, Any] = {}
-        for fd in self.fields:
-            where = f"{path}.{fd.attr}"
-            inner = self._inner(ctx, attrs)
-            if fd.key in obj:
-                attrs[fd.attr] = fd.codec.dec(obj[fd.key], where, inner)
-            elif (default := self._default(fd, inner)) is REQUIRED:
-                raise WireError(f"{where}: missing (key {fd.key!r})")
-            else:
-                attrs[fd.attr] = default
+
+    def _field(self, fd: Field, obj: dict[Any, Any], path: str, ctx: Ctx) -> Any:
+        where = f"{path}.{fd.attr}"
+        if fd.key in obj:
+            return fd.codec.dec(obj[fd.key], where, ctx)
+        if (default := self.default(fd, ctx)) is REQUIRED:
+            raise WireError(f"{where}: missing (key {fd.key!r})")
+        return default
+
+    def decode_context(
+        self, obj: dict[Any, Any], path: str, ctx: Ctx
+    ) -> tuple[dict[str, Any], Ctx]:
+        """The context fields' values, and the context the other fields see."""
+        lead = self.fields[: len(self.context_from)]
+        attrs = {fd.attr: self._field(fd, obj, path, ctx) for fd in lead}
+        return attrs, self.inner(ctx, attrs)
+
+    def dec(self, obj: Any, path: str, ctx: Ctx) -> Any:
+        self._keys_of(obj, path)
+        attrs, inner = self.decode_context(obj, path, ctx)
+        for fd in self.fields[len(self.context_from) :]:
+            attrs[fd.attr] = self._field(fd, obj, path, inner)
         return self.cls(**attrs)
+
+    @functools.cached_property
+    def keys(self) -> frozenset[str]:
+        return frozenset(fd.key for fd in self.fields)

@@ -1,6 +1,7 @@
 """Benchmark: the collector's ``/api/v1/blocking`` query over 1,000,000 stored measurements.
 
-    .venv/bin/python benchmarks/bench_blocking.py [--measurements 1000000] [--pg] [--db PATH]
+    .venv/bin/python benchmarks/bench_blocking.py [--measurements 1000000] [--db PATH]
+        [--pg | --pg-db NAME] [--no-sqlite]
 
 The data is really ingested through ``Storage.ingest`` in signed-batch-sized chunks of
 500, so the rollups are exactly what ingest produces: 30 days, 600 domains, 20 ASNs in 4
@@ -12,14 +13,14 @@ rollup rows as measurements: the hardest case for the rollups, not a flattering 
 
 Times the storage query (``Storage.blocking``) and the HTTP round trip (the real app on
 a local socket, JSON included) for a few filter combinations: median and p95 of 20 runs.
-Target: at most 100 ms. ``--db`` keeps the SQLite file, so a rerun skips the fill.
+Target: at most 100 ms. ``--db`` keeps the SQLite file and ``--pg-db NAME`` the PostgreSQL
+database, so a rerun skips the fill (an older store is migrated first).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import secrets
 import statistics
 import sys
@@ -75,14 +76,15 @@ def batches(total: int) -> Iterator[tuple[str, int, str, list[IngestRecord]]]:
         for i in range(BATCH):
             domain = (first + i) % DOMAINS
             at = start + i * 1000
+            # Built afresh rather than replaced from the template, whose id key it would keep.
             records.append(
-                dataclasses.replace(
-                    template,
+                IngestRecord(
                     id=new_measurement_id(at),
                     measured_ms=at,
                     domain=f"site{domain:03}.example",
                     url=f"https://site{domain:03}.example/",
                     verdict=verdict(domain, asn_index, b),
+                    record=template.record,
                 )
             )
         yield f"agent-{agent:02}", asn, cc, records
@@ -150,8 +152,14 @@ def report(name: str, url: str, total: int) -> None:
         fill(store, total)
     n = store.count_measurements()
     with store.engine.connect() as conn:
-        rollup_rows = conn.execute(text("SELECT count(*) FROM rollups")).scalar_one()
-    print(f"{name}: {n:,} measurements, {rollup_rows:,} rollup rows; ms, median / p95 of {RUNS}")
+        sizes = [
+            conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+            for table in ("rollups", "daily_rollups", "rollup_totals")
+        ]
+    print(
+        f"{name}: {n:,} measurements; rollup rows: {sizes[0]:,} hourly, {sizes[1]:,} daily,"
+        f" {sizes[2]:,} totals; ms, median / p95 of {RUNS}"
+    )
     storage_figures = [
         (label, len(store.blocking(**f)), timed(lambda f=f: store.blocking(**f)))
         for label, f in CASES
@@ -171,26 +179,36 @@ def main() -> int:
     parser.add_argument("--db", type=Path, help="SQLite file to fill or reuse")
     parser.add_argument("--pg", action="store_true", help="also PostgreSQL (a throwaway db)")
     parser.add_argument("--pg-url", help="an admin URL; default as bench_ingest.py")
+    parser.add_argument(
+        "--pg-db", help="a PostgreSQL database to fill or reuse (kept), as --db for SQLite"
+    )
+    parser.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        path = args.db or Path(tmp) / "blocking.db"
-        report("SQLite", f"sqlite:///{path}", args.measurements)
-    if not args.pg:
+    if not args.no_sqlite:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = args.db or Path(tmp) / "blocking.db"
+            report("SQLite", f"sqlite:///{path}", args.measurements)
+    if not (args.pg or args.pg_db):
         return 0
     admin_url = pg_admin_url(args.pg_url)
     if admin_url is None:
         return 0
     admin = make_url(admin_url).set(drivername="postgresql+psycopg")
-    name = f"netsonde_bench_{secrets.token_hex(4)}"
+    name = args.pg_db or f"netsonde_bench_{secrets.token_hex(4)}"
     engine = create_engine(admin, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        exists = conn.execute(
+            text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+        ).first()
+        if exists is None:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
     try:
         url = admin.set(database=name).render_as_string(hide_password=False)
         report("PostgreSQL", url, args.measurements)
     finally:
-        with engine.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        if not args.pg_db:
+            with engine.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         engine.dispose()
     return 0
 

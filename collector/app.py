@@ -27,7 +27,7 @@ from collector.control import ControlCache, measurable
 from collector.enrich import ENRICHER, client_address, enricher_context
 from collector.ingest import ApiError, RateLimiter, enroll, ingest, read_body
 from collector.metrics import METRICS, METRICS_PATH, Metrics, note_reject, serve_metrics
-from collector.queries import query_routes
+from collector.queries import outage_route, query_routes
 from collector.storage import Storage, open_storage
 from collector.testlist import TESTLIST_PATH, get_testlist, testlist_context
 
@@ -156,7 +156,8 @@ async def enroll_agent(request: web.Request) -> web.Response:
 
 
 async def upload_measurements(request: web.Request) -> web.Response:
-    """A signed msgpack batch -> 200 ``{"stored": [id...], "duplicates": [id...]}``."""
+    """A signed msgpack batch -> 200 ``{"stored": [id...], "duplicates": [id...], "checks": n}``
+    (``n``: the batch's connectivity checks, all stored now, whether new or not)."""
     if request.content_type != MSGPACK:
         return error_response(415, f"the body must be a signed batch, {MSGPACK}")
     try:
@@ -173,7 +174,10 @@ async def upload_measurements(request: web.Request) -> web.Response:
         note_reject(request, exc.reason)
         return exc.response()
     request.app[METRICS].count_measurements(len(result.stored), len(result.duplicates))
-    return web.json_response({"stored": result.stored, "duplicates": result.duplicates})
+    request.app[METRICS].checks.inc(result.checks)
+    return web.json_response(
+        {"stored": result.stored, "duplicates": result.duplicates, "checks": result.checks}
+    )
 
 
 def _storage(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -223,5 +227,6 @@ def create_app(settings: Settings, *, measure: Measure | None = None) -> web.App
     app.router.add_post(ENROLL_PATH, enroll_agent)
     app.router.add_post(MEASUREMENTS_PATH, upload_measurements)
     app.router.add_routes(query_routes(STORAGE))  # GET blocking, timeline, measurements, agents
+    app.router.add_routes([outage_route(STORAGE)])  # GET outages
     app.router.add_get(METRICS_PATH, serve_metrics)
     return app

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import logging
 import signal
 import sys
@@ -222,12 +223,27 @@ async def serve(settings: Settings) -> None:
         await runner.cleanup()
 
 
+# The collector extra (pyproject.toml): an agent-only install has the command but not these.
+_EXTRA_MODULES = ("msgspec", "sqlalchemy", "alembic", "psycopg", "maxminddb", "prometheus_client")
+
+
+def _missing_extra() -> str | None:
+    return next((m for m in _EXTRA_MODULES if importlib.util.find_spec(m) is None), None)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.command is None:
         parser.print_help()
         return 0
+    if missing := _missing_extra():
+        print(
+            f"{PROG}: error: the collector needs netsonde's collector extra ({missing} is "
+            "not installed): pip install 'netsonde[collector]'",
+            file=sys.stderr,
+        )
+        return 1
     if args.command == "reclassify":
         return run_reclassify(args.db, args.fingerprints)
     if args.command in ("enroll", "agents"):

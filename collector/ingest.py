@@ -170,14 +170,14 @@ async def ingest(
     try:
         batch = await asyncio.to_thread(verify_batch, envelope, key, now_ms=received)
         records = [
-            IngestRecord.from_measurement(m, record=rec)
-            for m, rec in zip(batch.measurements, batch.records, strict=True)
+            IngestRecord.from_columns(columns, record)
+            for columns, record in zip(batch.columns, batch.records, strict=True)
         ]
     except BatchError as exc:
         raise ApiError(400, str(exc), exc.reason) from None
     except (IdentityError, ValueError) as exc:  # a record's URL or id the store cannot key
         raise ApiError(400, f"batch: {exc}", "schema") from None
     try:
-        return await storage.ingest_async(agent.id, records, asn, cc, received)
+        return await storage.ingest_async(agent.id, records, asn, cc, received, batch.checks)
     except RejectedBatch as exc:
         raise ApiError(400, str(exc), "schema") from None

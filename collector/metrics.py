@@ -81,6 +81,11 @@ class Metrics:
             "Time to answer a batch upload, the whole request, whatever the outcome.",
             registry=self.registry,
         )
+        self.checks = Counter(
+            "netsonde_ingest_checks",
+            "Connectivity checks (heartbeats) in accepted batches, new or already stored.",
+            registry=self.registry,
+        )
         self.controls = Counter(
             "netsonde_control_requests",
             "Control requests by cache result: hit, shared, miss; none when refused.",

@@ -1,8 +1,9 @@
 """Collector, storage: engines for SQLite and PostgreSQL, and the schema migrations.
 
-SQLite runs in WAL mode with ``synchronous=NORMAL`` (a crash may lose the last
-transactions but never corrupts the file) and takes its write lock when a transaction
-begins, so two writers never both hold a read snapshot and then fail to upgrade it.
+SQLite runs in WAL mode with ``synchronous=FULL``: a committed batch survives a power
+loss, which matters because the agent deletes what the collector acknowledged. It takes
+its write lock when a transaction begins, so two writers never both hold a read snapshot
+and then fail to upgrade it.
 Opening a store always runs ``alembic upgrade head``; concurrent openers are serialized
 by the SQLite write lock or a PostgreSQL advisory lock.
 """
@@ -52,7 +53,7 @@ def _sqlite_engine(url: URL) -> Engine:
     def _connect(dbapi_connection: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:
         # Let SQLAlchemy's begin event below, not the sqlite3 module, start transactions.
         dbapi_connection.isolation_level = None
-        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
+        for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON"):
             dbapi_connection.execute(f"PRAGMA {pragma}")
 
     @event.listens_for(engine, "begin")

@@ -1,8 +1,10 @@
 """Collector, storage queries: the read side behind the JSON query API, as a part of Storage.
 
-``blocking`` and ``timeline`` read only the hourly ``rollups`` (never ``measurements``):
-their cost grows with the number of (hour, domain, network, verdict) cells in the window,
-not with the number of measurements. ``measurements_page`` pages the raw records by keyset
+``blocking`` and ``timeline`` read only the rollups (never ``measurements``): their cost
+grows with the number of (hour, domain, network, verdict) cells in the window, not with
+the number of measurements. ``blocking`` reads the coarsest rollups that answer exactly:
+``rollup_totals`` for all time, whole days from ``daily_rollups`` plus the partial days'
+hours from ``rollups`` for a window. ``measurements_page`` pages the raw records by keyset
 on (measured_ms, id), newest first, so a page costs the same however deep it is and rows
 inserted meanwhile neither repeat nor shift a walk. SQLAlchemy Core only: the same
 statements run on SQLite and PostgreSQL.
@@ -19,15 +21,25 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, true
+from sqlalchemy import ColumnElement, Select, Table, and_, func, or_, select, true, union_all
 from sqlalchemy.engine import Connection, Engine
 
+from collector.outages import Check, Outage, find_outages
 from collector.storage.engine import READ_ONLY
-from collector.storage.schema import HOUR_MS, UNKNOWN_ASN, agents, measurements, rollups
+from collector.storage.schema import (
+    DAY_MS,
+    HOUR_MS,
+    UNKNOWN_ASN,
+    agents,
+    connectivity,
+    daily_rollups,
+    measurements,
+    rollup_totals,
+    rollups,
+)
 
-DAY_MS = 24 * HOUR_MS
 MAX_PAGE = 1000
 # Verdicts that say nothing about interference: the dominant technique is chosen among
 # the others, so a mostly reachable site still shows how it is blocked where it is.
@@ -39,9 +51,12 @@ class BadCursor(ValueError):
     """A pagination cursor this collector did not hand out (or a mangled one)."""
 
 
-@dataclass(frozen=True)
-class BlockingRow:
-    """One cell of the domain-by-network matrix; ``asn`` 0 and ``cc`` "" are unknown."""
+class BlockingRow(NamedTuple):
+    """One cell of the domain-by-network matrix; ``asn`` 0 and ``cc`` "" are unknown.
+
+    A named tuple rather than a frozen dataclass: the whole matrix is 10,000s of these, and
+    a frozen dataclass's ``__init__`` (one ``object.__setattr__`` per field) cost half of
+    building it."""
 
     domain: str
     asn: int
@@ -128,6 +143,64 @@ def _rollup_window(
     return where
 
 
+# A window is answered either directly (its whole days, plus its partial days' hours) or
+# as the all-time totals minus what lies outside it, whichever reads fewer rows. Costs are
+# in days of data; the totals weigh about as much as a few days (one row per cell and
+# verdict, where a day has one per cell and verdict measured that day).
+_TOTALS_COST_DAYS = 3
+
+# [lo, hi) in Unix ms, None where unbounded.
+_Span = tuple[int | None, int | None]
+
+
+def _days_and_hours(lo: int | None, hi: int | None) -> tuple[_Span | None, list[_Span]]:
+    """The hour-aligned window [lo, hi) as whole UTC days, and the hours on either side."""
+    day_lo = None if lo is None else -(-lo // DAY_MS) * DAY_MS
+    day_hi = None if hi is None else hi - hi % DAY_MS
+    if day_lo is not None and day_hi is not None and day_lo >= day_hi:
+        return None, [(lo, hi)]
+    hours: list[_Span] = []
+    if lo is not None and day_lo is not None and lo < day_lo:
+        hours.append((lo, day_lo))
+    if hi is not None and day_hi is not None and day_hi < hi:
+        hours.append((day_hi, hi))
+    return (day_lo, day_hi), hours
+
+
+def _span_days(span: _Span, first: int, end: int) -> float:
+    """How many days of data [first, end) the span covers."""
+    lo = first if span[0] is None else max(span[0], first)
+    hi = end if span[1] is None else min(span[1], end)
+    return max(hi - lo, 0) / DAY_MS
+
+
+def _part(
+    table: Table, start: str | None, span: _Span, sign: int, where: list[ColumnElement[bool]]
+) -> Select[Any]:
+    """The rows of ``table`` whose ``start`` column lies in ``span``, counts times ``sign``."""
+    c = table.c
+    bounds = list(where)
+    if start is not None and span[0] is not None:
+        bounds.append(c[start] >= span[0])
+    if start is not None and span[1] is not None:
+        bounds.append(c[start] < span[1])
+    count = c.count if sign > 0 else -c.count
+    return select(c.domain, c.asn, c.cc, c.verdict, count.label("n")).where(*bounds)
+
+
+def _network(table: Table, cc: str | None, asn: int | None) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = []
+    if asn is not None:
+        where.append(table.c.asn == asn)
+    if cc is not None:
+        where.append(table.c.cc == cc)
+    return where
+
+
+# Checks read before an outage query's window: 72 at the default 5-minute interval.
+_OUTAGE_CONTEXT_MS = 6 * HOUR_MS
+
+
 class QueryStore:
     """The query methods of :class:`collector.storage.Storage`."""
 
@@ -148,24 +221,119 @@ class QueryStore:
         since_ms: int | None = None,
         until_ms: int | None = None,
     ) -> list[BlockingRow]:
-        """Verdict counts per (domain, asn, cc), sorted by domain then network."""
-        r = rollups.c
-        query = (
-            select(r.domain, r.asn, r.cc, r.verdict, func.sum(r.count))
-            .where(*_rollup_window(cc, asn, domain, since_ms, until_ms))
-            .group_by(r.domain, r.asn, r.cc, r.verdict)
-            # The group-by order in full: SQLite then streams groups out of the covering
-            # index; ordering by a prefix alone makes it sort the result once more.
-            .order_by(r.domain, r.asn, r.cc, r.verdict)
-        )
-        cells: dict[tuple[str, int, str], dict[str, int]] = {}
+        """Verdict counts per (domain, asn, cc), sorted by domain then network.
+
+        A window counts every hour that overlaps it (the rollups are hourly); the result is
+        exactly the sum of those hourly rows, whichever rollup table it is read from."""
+        # Rows arrive sorted by cell then verdict: one pass and no dictionary of cells, since
+        # with 10,000s of cells this loop costs as much as the SQL. The rows are consumed as
+        # they come rather than listed first, and no per-cell key tuple is built: fewer
+        # objects outliving the young GC generations, which made a full collection (~50 ms
+        # with a server's heap) nearly every call.
+        out: list[BlockingRow] = []
+        counts: dict[str, int] = {}
+        cell_domain, cell_asn, cell_cc, total = "", -1, "", 0
         with self._query() as conn:
+            query = self._blocking_query(conn, cc, asn, domain, since_ms, until_ms)
+            if query is None:
+                return out
             for d, a, c, verdict, n in conn.execute(query):
-                cells.setdefault((d, int(a), c), {})[verdict] = int(n)
-        return [
-            BlockingRow(d, a, c, counts, sum(counts.values()), dominant(counts))
-            for (d, a, c), counts in cells.items()
-        ]
+                if d != cell_domain or a != cell_asn or c != cell_cc:
+                    if counts:
+                        out.append(
+                            BlockingRow(
+                                cell_domain, cell_asn, cell_cc, counts, total, dominant(counts)
+                            )
+                        )
+                    cell_domain, cell_asn, cell_cc, counts, total = d, int(a), c, {}, 0
+                counts[verdict] = n = int(n)
+                total += n
+        if counts:
+            out.append(BlockingRow(cell_domain, cell_asn, cell_cc, counts, total, dominant(counts)))
+        return out
+
+    def _blocking_query(
+        self,
+        conn: Connection,
+        cc: str | None,
+        asn: int | None,
+        domain: str | None,
+        since_ms: int | None,
+        until_ms: int | None,
+    ) -> Select[Any] | None:
+        """The statement behind ``blocking``, rows sorted by (domain, asn, cc, verdict);
+        None when it can only be empty."""
+        if since_ms is None and until_ms is None:
+            t = rollup_totals.c
+            where = _network(rollup_totals, cc, asn)
+            if domain is not None:
+                where.append(t.domain == domain)
+            # Already one row per cell and verdict, in primary-key order: no grouping.
+            return (
+                select(t.domain, t.asn, t.cc, t.verdict, t["count"])
+                .where(*where)
+                .order_by(t.domain, t.asn, t.cc, t.verdict)
+            )
+        if domain is not None:
+            # One domain's hours are few, and the (domain, ..., hour_ms, count) index yields
+            # them grouped: the hourly table alone is the cheapest here.
+            r = rollups.c
+            return (
+                select(r.domain, r.asn, r.cc, r.verdict, func.sum(r.count))
+                .where(*_rollup_window(cc, asn, domain, since_ms, until_ms))
+                .group_by(r.domain, r.asn, r.cc, r.verdict)
+                # The group-by order in full: SQLite then streams groups out of the covering
+                # index; ordering by a prefix alone makes it sort the result once more.
+                .order_by(r.domain, r.asn, r.cc, r.verdict)
+            )
+        # The hours the hourly query counted: from the hour holding since_ms, up to and
+        # including the hour holding until_ms - 1.
+        lo = None if since_ms is None else since_ms - since_ms % HOUR_MS
+        hi = None if until_ms is None else -(-until_ms // HOUR_MS) * HOUR_MS
+        if lo is not None and hi is not None and lo >= hi:
+            return None
+        d = daily_rollups.c
+        # Two subqueries: SQLite answers a lone min() or max() from the index, but scans the
+        # whole table for both in one select.
+        first, last = conn.execute(
+            select(
+                select(func.min(d.day_ms)).scalar_subquery(),
+                select(func.max(d.day_ms)).scalar_subquery(),
+            )
+        ).one()
+        if first is None:
+            return None
+        end = int(last) + DAY_MS
+        inside: list[_Span] = [(lo, hi)]
+        outside: list[_Span] = [] if lo is None else [(None, lo)]
+        if hi is not None:
+            outside.append((hi, None))
+        direct = sum(_span_days(span, int(first), end) for span in inside)
+        rest = _TOTALS_COST_DAYS + sum(_span_days(span, int(first), end) for span in outside)
+        parts: list[Select[Any]] = []
+        sign = 1
+        if rest < direct:
+            parts.append(
+                _part(rollup_totals, None, (None, None), 1, _network(rollup_totals, cc, asn))
+            )
+            inside, sign = outside, -1
+        for span_lo, span_hi in inside:
+            days, hours = _days_and_hours(span_lo, span_hi)
+            if days is not None:
+                where = _network(daily_rollups, cc, asn)
+                parts.append(_part(daily_rollups, "day_ms", days, sign, where))
+            for span in hours:
+                parts.append(_part(rollups, "hour_ms", span, sign, _network(rollups, cc, asn)))
+        u = union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
+        total = func.sum(u.c.n)
+        return (
+            select(u.c.domain, u.c.asn, u.c.cc, u.c.verdict, total)
+            .group_by(u.c.domain, u.c.asn, u.c.cc, u.c.verdict)
+            # Subtracting the outside leaves zeros where a verdict occurred only there; the
+            # hourly sum never lists a verdict with no measurement, so neither does this.
+            .having(total != 0)
+            .order_by(u.c.domain, u.c.asn, u.c.cc, u.c.verdict)
+        )
 
     def timeline(
         self,
@@ -258,6 +426,88 @@ class QueryStore:
 
     async def agent_summaries_async(self) -> list[AgentSummary]:
         return await asyncio.to_thread(self.agent_summaries)
+
+    def connectivity_checks(
+        self,
+        cc: str | None = None,
+        asn: int | None = None,
+        agent: str | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+    ) -> list[Check]:
+        """The checks ``collector.outages`` needs for outages overlapping [since, until), by
+        agent then time: those in the window, and per agent the last online check before it
+        (so an outage already going at ``since`` starts where it began) and the first check
+        and first online check at or after ``until`` (so one going on then gets its end)."""
+        c = connectivity.c
+        where: list[ColumnElement[bool]] = []
+        if agent is not None:
+            where.append(c.agent_id == agent)
+        if asn is not None:
+            where.append(c.asn.is_(None) if asn == UNKNOWN_ASN else c.asn == asn)
+        if cc is not None:
+            where.append(c.cc == cc)
+        per_agent = [agents.c.id == agent] if agent is not None else []
+
+        def edge(*condition: ColumnElement[bool], newest: bool = False) -> Any:
+            # One seek per agent down the (agent_id, ms) primary key.
+            order = c.ms.desc() if newest else c.ms
+            return (
+                select(c.ms)
+                .where(c.agent_id == agents.c.id, *where, *condition)
+                .order_by(order)
+                .limit(1)
+                .scalar_subquery()
+            )
+
+        columns = (c.agent_id, c.ms, c.online, c.asn, c.cc)
+        with self._query() as conn:
+            lower = since_ms
+            if since_ms is not None:
+                before = select(edge(c.online.is_(True), c.ms < since_ms, newest=True))
+                before = before.select_from(agents).where(*per_agent)
+                found = [ms for ms in conn.execute(before).scalars() if ms is not None]
+                # Some hours more, so an agent's rhythm (the median spacing that tells a
+                # silence from jitter) is known even for a short window.
+                lower = min([since_ms, *found]) - _OUTAGE_CONTEXT_MS
+            window = list(where)
+            if lower is not None:
+                window.append(c.ms >= lower)
+            if until_ms is not None:
+                window.append(c.ms < until_ms)
+            rows = list(conn.execute(select(*columns).where(and_(true(), *window))))
+            if until_ms is not None:
+                for condition in ((), (c.online.is_(True),)):
+                    first = select(agents.c.id, edge(c.ms >= until_ms, *condition).label("ms"))
+                    after = first.where(*per_agent).subquery()
+                    rows += conn.execute(
+                        select(*columns)
+                        .join(after, and_(c.agent_id == after.c.id, c.ms == after.c.ms))
+                        .where(*where)
+                    ).all()
+        unique = {(row.agent_id, int(row.ms)): row for row in rows}
+        return [
+            Check(
+                agent_id=row.agent_id,
+                ms=int(row.ms),
+                online=bool(row.online),
+                asn=None if row.asn is None else int(row.asn),
+                cc=row.cc,
+            )
+            for _, row in sorted(unique.items())
+        ]
+
+    async def outages_async(
+        self, *, now_ms: int, since_ms: int | None = None, until_ms: int | None = None,
+        **filters: Any,
+    ) -> list[Outage]:  # fmt: skip
+        """The outage events (``collector.outages``), newest first, off the event loop."""
+
+        def run() -> list[Outage]:
+            checks = self.connectivity_checks(since_ms=since_ms, until_ms=until_ms, **filters)
+            return find_outages(checks, now_ms=now_ms, since_ms=since_ms, until_ms=until_ms)
+
+        return await asyncio.to_thread(run)
 
 
 def _stored(row: Any) -> StoredMeasurement:

@@ -6,16 +6,24 @@ queries filter on, extracted once at ingest, next to the msgpack record itself.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass, field
 
 from agent.measurement import SiteMeasurement, Target
-from agent.wire import encode_measurement
+from agent.wire import RecordColumns, encode_measurement
 
 
 class RejectedBatch(ValueError):
     """The database refused a batch (unknown agent, a value over a column's limit): nothing
     of it was stored."""
+
+
+@functools.lru_cache(maxsize=65536)
+def _domain(url: str) -> str:
+    # Cached: parsing a URL costs more than the rest of a record's ingest, and agents
+    # measure the same few thousand URLs over and over.
+    return Target.parse(url).host
 
 
 @dataclass(frozen=True)
@@ -31,6 +39,18 @@ class IngestRecord:
     def __post_init__(self) -> None:
         # ValueError for an id that is not a UUID, before any database work starts.
         object.__setattr__(self, "key", uuid.UUID(self.id).bytes)
+
+    @classmethod
+    def from_columns(cls, columns: RecordColumns, record: bytes) -> IngestRecord:
+        """From a record checked by ``agent.wire.check_measurement``, stored as received."""
+        return cls(
+            id=columns.id,
+            measured_ms=columns.started_ms,
+            domain=_domain(columns.url),
+            url=columns.url,
+            verdict=columns.verdict,
+            record=record,
+        )
 
     @classmethod
     def from_measurement(cls, m: SiteMeasurement, record: bytes | None = None) -> IngestRecord:
@@ -53,6 +73,7 @@ class IngestResult:
 
     stored: list[str]
     duplicates: list[str]
+    checks: int = 0  # connectivity checks of the batch now stored, new or not
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,15 @@ The migrations in ``collector/storage/migrations`` create exactly these tables; 
 compares the two, so a change here needs a new revision there.
 
 ``measurements`` is append-only: ingest only inserts, and only ``verdict`` is ever
-rewritten (by reclassification). ``rollups`` is derived from it and can be rebuilt.
+rewritten (by reclassification). ``rollups``, ``daily_rollups`` and ``rollup_totals`` are
+derived from it and can be rebuilt.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     ForeignKey,
@@ -30,6 +32,7 @@ from sqlalchemy import (
 UNKNOWN_ASN = 0
 UNKNOWN_CC = ""
 HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
 MAX_DOMAIN = 253  # the longest DNS name
 MAX_VERDICT = 64
 MAX_AGENT_ID = 64
@@ -111,4 +114,54 @@ rollups = Table(
     Index(None, "domain", "hour_ms"),
     # Migration 0003: the blocking matrix, grouped and answered from this index alone.
     Index(None, "domain", "asn", "cc", "verdict", "hour_ms", "count"),
+)
+
+# Migration 0005: the agents' connectivity checks (heartbeats), one row per agent and check
+# time, so a batch uploaded twice adds nothing. ``asn`` and ``cc`` are the network of the
+# upload that carried the check (NULL when unknown), as for measurements. Outages are derived
+# from it at query time (``collector.outages``); reclassification never touches it.
+connectivity = Table(
+    "connectivity",
+    metadata,
+    Column("agent_id", String(MAX_AGENT_ID), ForeignKey("agents.id"), nullable=False),
+    Column("ms", BigInteger, nullable=False),
+    Column("online", Boolean(create_constraint=False), nullable=False),
+    Column("asn", BigInteger, nullable=True),
+    Column("cc", String(2), nullable=True),
+    Column("received_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("agent_id", "ms"),
+    CheckConstraint("ms >= 0", name="checked_after_epoch"),
+    CheckConstraint("length(cc) = 2", name="cc_length"),
+    # /api/v1/outages reads a time window across agents; the primary key serves one agent.
+    Index(None, "ms"),
+)
+
+# Migration 0004: coarser copies of ``rollups``, kept in the same ingest transaction, so the
+# blocking matrix over weeks or all time reads one row per day or one per cell instead of
+# one per hour. On SQLite both are WITHOUT ROWID: the primary key is then the table, and a
+# range of days is one contiguous covering scan with no lookups. docs/design/003-storage.md.
+daily_rollups = Table(
+    "daily_rollups",
+    metadata,
+    Column("day_ms", BigInteger, nullable=False),  # start of the UTC day, Unix ms
+    Column("domain", String(MAX_DOMAIN), nullable=False),
+    Column("asn", BigInteger, nullable=False),
+    Column("cc", String(2), nullable=False),
+    Column("verdict", String(MAX_VERDICT), nullable=False),
+    Column("count", BigInteger, nullable=False),
+    PrimaryKeyConstraint("day_ms", "domain", "asn", "cc", "verdict"),
+    sqlite_with_rowid=False,
+)
+
+# All time: already the blocking matrix's rows, in its order.
+rollup_totals = Table(
+    "rollup_totals",
+    metadata,
+    Column("domain", String(MAX_DOMAIN), nullable=False),
+    Column("asn", BigInteger, nullable=False),
+    Column("cc", String(2), nullable=False),
+    Column("verdict", String(MAX_VERDICT), nullable=False),
+    Column("count", BigInteger, nullable=False),
+    PrimaryKeyConstraint("domain", "asn", "cc", "verdict"),
+    sqlite_with_rowid=False,
 )

@@ -7,13 +7,15 @@ calls the ``*_async`` wrappers, which run them on a worker thread.
 Ingest is one transaction: insert the measurements that are new (``ON CONFLICT DO
 NOTHING ... RETURNING id`` says which ones *this* transaction inserted, even with other
 collectors inserting the same ids at once), then add exactly those to the hourly
-rollups. docs/design/003-storage.md has the argument.
+rollups. docs/design/003-storage.md has the argument. The batch's connectivity checks go in
+the same transaction, keyed by (agent, time), so a repeated upload adds none of them twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -32,11 +34,15 @@ from collector.storage.engine import READ_ONLY, make_engine, sqlstate, upgrade
 from collector.storage.queries import QueryStore
 from collector.storage.records import IngestRecord, IngestResult, ReclassifyResult, RejectedBatch
 from collector.storage.schema import (
+    DAY_MS,
     HOUR_MS,
     UNKNOWN_ASN,
     UNKNOWN_CC,
     agents,
+    connectivity,
+    daily_rollups,
     measurements,
+    rollup_totals,
     rollups,
 )
 
@@ -65,7 +71,65 @@ _PG_NEW_MEASUREMENTS = """
     RETURNING id
 """
 _PG_ARRAYS = ("id", "measured_ms", "domain", "url", "verdict", "record")
+# SQLite gets one multi-row INSERT through the driver as well: building SQLAlchemy's bound
+# parameters, row by row, cost more than SQLite's own insert. 500 rows of 10 columns stay
+# well under SQLite's 32,766 variables.
+_SQLITE_COLUMNS = (
+    "id", "measured_ms", "received_ms", "agent_id", "asn", "cc", "domain", "url", "verdict",
+    "record",
+)  # fmt: skip
+_SQLITE_CHUNK = 500
+_SQLITE_ROW = "(" + ", ".join("?" * len(_SQLITE_COLUMNS)) + ")"
+
+
+def _sqlite_new_measurements(conn: Connection, rows: Sequence[dict[str, Any]]) -> set[bytes]:
+    """Inserts the rows whose id is new; the ids this statement inserted."""
+    driver = cast("sqlite3.Connection", conn.connection.driver_connection)
+    inserted: set[bytes] = set()
+    for start in range(0, len(rows), _SQLITE_CHUNK):
+        chunk = rows[start : start + _SQLITE_CHUNK]
+        statement = (
+            f"INSERT INTO measurements ({', '.join(_SQLITE_COLUMNS)}) VALUES "
+            f"{', '.join([_SQLITE_ROW] * len(chunk))} ON CONFLICT DO NOTHING RETURNING id"
+        )
+        values = [row[column] for row in chunk for column in _SQLITE_COLUMNS]
+        inserted.update(row[0] for row in driver.execute(statement, values).fetchall())
+    return inserted
+
+
+# The three rollup upserts of a batch as one statement, arrays in binary as above: three
+# SQLAlchemy statements cost PostgreSQL ingest a tenth of its throughput. A batch has one
+# network, so asn and cc are scalars. Rows go in array order (Python's sorted keys), and
+# every ingest runs this same statement, so all take rollup row locks in one order.
+_PG_ADD_ROLLUPS = """
+    WITH hourly AS (
+        INSERT INTO rollups AS r (hour_ms, domain, asn, cc, verdict, count)
+        SELECT start, domain, %(asn)s::bigint, %(cc)s::text, verdict, n
+        FROM unnest(%(h_start)s::bigint[], %(h_domain)s::text[], %(h_verdict)s::text[],
+                    %(h_n)s::bigint[]) WITH ORDINALITY AS b (start, domain, verdict, n, i)
+        ORDER BY i
+        ON CONFLICT (hour_ms, domain, asn, cc, verdict)
+            DO UPDATE SET count = r.count + excluded.count
+    ), daily AS (
+        INSERT INTO daily_rollups AS r (day_ms, domain, asn, cc, verdict, count)
+        SELECT start, domain, %(asn)s::bigint, %(cc)s::text, verdict, n
+        FROM unnest(%(d_start)s::bigint[], %(d_domain)s::text[], %(d_verdict)s::text[],
+                    %(d_n)s::bigint[]) WITH ORDINALITY AS b (start, domain, verdict, n, i)
+        ORDER BY i
+        ON CONFLICT (day_ms, domain, asn, cc, verdict)
+            DO UPDATE SET count = r.count + excluded.count
+    )
+    INSERT INTO rollup_totals AS r (domain, asn, cc, verdict, count)
+    SELECT domain, %(asn)s::bigint, %(cc)s::text, verdict, n
+    FROM unnest(%(t_domain)s::text[], %(t_verdict)s::text[], %(t_n)s::bigint[])
+         WITH ORDINALITY AS b (domain, verdict, n, i)
+    ORDER BY i
+    ON CONFLICT (domain, asn, cc, verdict)
+        DO UPDATE SET count = r.count + excluded.count
+"""
 _ROLLUP_DIMS = ("hour_ms", "domain", "asn", "cc", "verdict")
+_DAILY_DIMS = ("day_ms", "domain", "asn", "cc", "verdict")
+_TOTAL_DIMS = ("domain", "asn", "cc", "verdict")
 
 
 class Storage(AgentStore, QueryStore):
@@ -75,14 +139,23 @@ class Storage(AgentStore, QueryStore):
         self._insert: Callable[[Table], Any] = (
             postgresql.insert if self.backend == "postgresql" else sqlite.insert
         )
-        self._new_measurements: Insert = (
-            self._insert(measurements).on_conflict_do_nothing().returning(measurements.c.id)
+        # Hourly, daily, all-time: every ingest upserts the three in this order (and each
+        # by sorted key), so concurrent ingests lock rollup rows in one global order.
+        self._add_rollups: list[tuple[Insert, tuple[str, ...]]] = [
+            (self._counting_upsert(table, dims), dims)
+            for table, dims in (
+                (rollups, _ROLLUP_DIMS),
+                (daily_rollups, _DAILY_DIMS),
+                (rollup_totals, _TOTAL_DIMS),
+            )
+        ]
+
+    def _counting_upsert(self, table: Table, dims: tuple[str, ...]) -> Insert:
+        upsert = self._insert(table)
+        adding: Insert = upsert.on_conflict_do_update(
+            index_elements=list(dims), set_={"count": table.c.count + upsert.excluded["count"]}
         )
-        upsert = self._insert(rollups)
-        self._add_rollups: Insert = upsert.on_conflict_do_update(
-            index_elements=list(_ROLLUP_DIMS),
-            set_={"count": rollups.c.count + upsert.excluded["count"]},
-        )
+        return adding
 
     def close(self) -> None:
         self.engine.dispose()
@@ -103,8 +176,10 @@ class Storage(AgentStore, QueryStore):
         asn: int | None,
         cc: str | None,
         received_ms: int,
+        checks: Sequence[tuple[int, bool]] = (),
     ) -> IngestResult:
-        """Stores the new records of one batch, all or nothing (:class:`RejectedBatch`)."""
+        """Stores the new records of one batch, and its connectivity checks (ms, online), all
+        or nothing (:class:`RejectedBatch`)."""
         unique: dict[bytes, IngestRecord] = {}
         repeated: list[str] = []
         for record in records:
@@ -143,26 +218,21 @@ class Storage(AgentStore, QueryStore):
                     cursor.execute(_PG_NEW_MEASUREMENTS, {**columns, **scalars}, binary=True)
                     inserted = {bytes(row[0]) for row in cursor.fetchall()}
             elif rows:
-                inserted = set(conn.execute(self._new_measurements, rows).scalars())
+                inserted = _sqlite_new_measurements(conn, rows)
             counts = Counter(
                 (r.measured_ms - r.measured_ms % HOUR_MS, r.domain, *dims, r.verdict)
                 for key, r in unique.items()
                 if key in inserted
             )
             if counts:
-                conn.execute(
-                    self._add_rollups,
-                    [
-                        {**dict(zip(_ROLLUP_DIMS, key, strict=True)), "count": n}
-                        for key, n in sorted(counts.items())
-                    ],
-                )
+                self._count_rollups(conn, counts)
+            self._store_checks(conn, agent_id, checks, asn, cc, received_ms)
             return inserted
 
         inserted = self._write(write)
         stored = [r.id for key, r in unique.items() if key in inserted]
         duplicates = [r.id for key, r in unique.items() if key not in inserted] + repeated
-        return IngestResult(stored=stored, duplicates=duplicates)
+        return IngestResult(stored=stored, duplicates=duplicates, checks=len(dict(checks)))
 
     async def ingest_async(
         self,
@@ -171,8 +241,30 @@ class Storage(AgentStore, QueryStore):
         asn: int | None,
         cc: str | None,
         received_ms: int,
+        checks: Sequence[tuple[int, bool]] = (),
     ) -> IngestResult:
-        return await asyncio.to_thread(self.ingest, agent_id, records, asn, cc, received_ms)
+        return await asyncio.to_thread(self.ingest, agent_id, records, asn, cc, received_ms, checks)
+
+    def _store_checks(
+        self,
+        conn: Connection,
+        agent_id: str,
+        checks: Sequence[tuple[int, bool]],
+        asn: int | None,
+        cc: str | None,
+        received_ms: int,
+    ) -> None:
+        """Inserts the checks not stored yet; a check already there (a repeated upload)
+        keeps its first row, network and received time included."""
+        if not checks:
+            return
+        # Sorted, like the measurements: overlapping ingests lock rows in the same order.
+        rows = [
+            {"agent_id": agent_id, "ms": ms, "online": online, "asn": asn, "cc": cc,
+             "received_ms": received_ms}
+            for ms, online in sorted(dict(checks).items())
+        ]  # fmt: skip
+        conn.execute(self._insert(connectivity).on_conflict_do_nothing(), rows)
 
     def _write(self, body: Callable[[Connection], _T]) -> _T:
         """Runs ``body`` in a write transaction, again when PostgreSQL aborted it for a
@@ -181,7 +273,10 @@ class Storage(AgentStore, QueryStore):
             try:
                 with self.engine.begin() as conn:
                     return body(conn)
-            except (IntegrityError, DataError, psycopg.IntegrityError, psycopg.DataError) as exc:
+            except (
+                IntegrityError, DataError, psycopg.IntegrityError, psycopg.DataError,
+                sqlite3.IntegrityError, sqlite3.DataError,
+            ) as exc:  # fmt: skip
                 raise RejectedBatch(f"batch rejected by the database: {_message(exc)}") from exc
             except (DBAPIError, psycopg.Error) as exc:
                 if sqlstate(exc) not in _RETRYABLE or attempt == _ATTEMPTS:
@@ -236,11 +331,49 @@ class Storage(AgentStore, QueryStore):
     ) -> ReclassifyResult:
         return await asyncio.to_thread(self.reclassify, decide_fn)
 
+    def _count_rollups(self, conn: Connection, hourly: Counter[tuple[Any, ...]]) -> None:
+        """Adds the hourly counts of newly stored rows to the three rollup tables."""
+        daily: Counter[tuple[Any, ...]] = Counter()
+        totals: Counter[tuple[Any, ...]] = Counter()
+        for (hour, *cell), n in hourly.items():
+            daily[(hour - hour % DAY_MS, *cell)] += n
+            totals[tuple(cell)] += n
+        if self.backend == "postgresql":
+            self._pg_count_rollups(conn, hourly, daily, totals)
+            return
+        for (upsert, dims), counts in zip(self._add_rollups, (hourly, daily, totals), strict=True):
+            conn.execute(
+                upsert,
+                [
+                    {**dict(zip(dims, key, strict=True)), "count": n}
+                    for key, n in sorted(counts.items())
+                ],
+            )
+
+    @staticmethod
+    def _pg_count_rollups(conn: Connection, *tables: Counter[tuple[Any, ...]]) -> None:
+        hourly, daily, totals = (sorted(counts.items()) for counts in tables)
+        # Every key of a batch has the batch's network: (asn, cc) of the first will do.
+        asn, cc = hourly[0][0][2:4]
+        params: dict[str, Any] = {"asn": asn, "cc": cc}
+        for prefix, rows in (("h", hourly), ("d", daily)):
+            params[f"{prefix}_start"] = [key[0] for key, _ in rows]
+            params[f"{prefix}_domain"] = [key[1] for key, _ in rows]
+            params[f"{prefix}_verdict"] = [key[4] for key, _ in rows]
+            params[f"{prefix}_n"] = [n for _, n in rows]
+        params["t_domain"] = [key[0] for key, _ in totals]
+        params["t_verdict"] = [key[3] for key, _ in totals]
+        params["t_n"] = [n for _, n in totals]
+        driver = cast("psycopg.Connection[Any]", conn.connection.driver_connection)
+        with driver.cursor() as cursor:
+            cursor.execute(_PG_ADD_ROLLUPS, params, binary=True)
+
     def _rebuild_rollups(self, conn: Connection) -> None:
         if self.backend == "postgresql":
             # Blocks ingest's rollup upserts (not readers) until commit. Ingests that
             # committed earlier are in the rebuild; later ones add to the rebuilt rows.
-            conn.execute(text("LOCK TABLE rollups IN EXCLUSIVE MODE"))
+            # Listed in ingest's upsert order, so the two never wait on each other in a cycle.
+            conn.execute(text("LOCK TABLE rollups, daily_rollups, rollup_totals IN EXCLUSIVE MODE"))
         m = measurements.c
         hour = (m.measured_ms // HOUR_MS) * HOUR_MS
         asn = func.coalesce(m.asn, UNKNOWN_ASN)
@@ -251,6 +384,29 @@ class Storage(AgentStore, QueryStore):
                 [*_ROLLUP_DIMS, "count"],
                 select(hour, m.domain, asn, cc, m.verdict, func.count()).group_by(
                     hour, m.domain, asn, cc, m.verdict
+                ),
+            )
+        )
+        # The coarser tables from the rows just rebuilt, in this transaction: the same counts,
+        # from a table smaller than measurements.
+        r = rollups.c
+        day = (r.hour_ms // DAY_MS) * DAY_MS
+        conn.execute(delete(daily_rollups))
+        conn.execute(
+            daily_rollups.insert().from_select(
+                [*_DAILY_DIMS, "count"],
+                select(day, r.domain, r.asn, r.cc, r.verdict, func.sum(r.count)).group_by(
+                    day, r.domain, r.asn, r.cc, r.verdict
+                ),
+            )
+        )
+        d = daily_rollups.c
+        conn.execute(delete(rollup_totals))
+        conn.execute(
+            rollup_totals.insert().from_select(
+                [*_TOTAL_DIMS, "count"],
+                select(d.domain, d.asn, d.cc, d.verdict, func.sum(d.count)).group_by(
+                    d.domain, d.asn, d.cc, d.verdict
                 ),
             )
         )

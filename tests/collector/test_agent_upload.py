@@ -15,12 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import select
 
-from agent.upload import REVOKED, UNAUTHORIZED, UNREACHABLE, Backoff, Uploader
+from agent.upload import BAD_RESPONSE, REVOKED, UNAUTHORIZED, UNREACHABLE, Backoff, Uploader
 from agent.wire import encode_measurement
 from collector.app import STORAGE
 from collector.config import Settings
+from collector.storage.schema import connectivity
 from tests.collector.test_ingest_api import enrolled, recent, running
 
 
@@ -34,10 +38,14 @@ class Entry:
 class FakeSpool:
     """An in-memory stand-in for ``agent.spool``, oldest first, that remembers every ack."""
 
-    def __init__(self, records: Sequence[bytes], evicted: int = 0) -> None:
+    def __init__(
+        self, records: Sequence[bytes], evicted: int = 0, checks: Sequence[tuple[int, bool]] = ()
+    ) -> None:
         self.entries = [Entry(i, f"r{i}", rec) for i, rec in enumerate(records)]
         self.acked: list[str] = []
         self.evicted = evicted
+        self.checks = sorted(checks)
+        self.acked_checks: list[int] = []
 
     async def peek_async(self, limit: int) -> list[Entry]:
         return self.entries[:limit]
@@ -49,6 +57,14 @@ class FakeSpool:
 
     async def evictions_async(self) -> int:
         return self.evicted
+
+    async def peek_checks_async(self, limit: int) -> list[tuple[int, bool]]:
+        return self.checks[:limit]
+
+    async def ack_checks_async(self, times: Sequence[int]) -> None:
+        gone = set(times)
+        self.acked_checks += times
+        self.checks = [c for c in self.checks if c[0] not in gone]
 
 
 def spool_of(n: int) -> FakeSpool:
@@ -167,3 +183,107 @@ async def test_stop_ends_drain_promptly_during_backoff() -> None:
         total = await asyncio.wait_for(task, 2.0)
     assert time.monotonic() - started < 1.0
     assert (total.failure, len(spool.entries)) == (UNREACHABLE, 3)
+
+
+def stored_checks(client: object) -> list[tuple[str, int, bool]]:
+    storage = client.app[STORAGE]  # type: ignore[attr-defined]
+    with storage.engine.connect() as conn:
+        rows = conn.execute(
+            select(connectivity.c.agent_id, connectivity.c.ms, connectivity.c.online).order_by(
+                connectivity.c.ms
+            )
+        )
+        return [(a, int(ms), bool(online)) for a, ms, online in rows]
+
+
+@pytest.mark.asyncio
+async def test_checks_go_in_heartbeat_only_batches_and_with_records(tmp_path: Path) -> None:
+    async with running(Settings(db_url=f"sqlite:///{tmp_path}/c.db")) as client:
+        agent_id, key = await enrolled(client)
+        url = str(client.server.make_url(""))
+        now = int(time.time() * 1000)
+        checks = [(now - 600_000, True), (now - 300_000, False), (now - 1000, True)]
+        heartbeat = FakeSpool([], checks=checks)
+        async with uploader([url], agent_id, key) as up:
+            total = await up.drain(heartbeat, asyncio.Event())
+            assert (total.failure, total.sent, total.checks_acknowledged) == (None, 0, 3)
+            assert (heartbeat.checks, sorted(heartbeat.acked_checks)) == (
+                [],
+                [c[0] for c in checks],
+            )
+            assert stored_checks(client) == [(agent_id, ms, online) for ms, online in checks]
+
+            # With records: one batch carries both; a repeat (no ack reached the spool) is
+            # stored once, and acknowledged again.
+            later = [(now - 200_000, False), (now - 100_000, True)]
+            both = FakeSpool([encode_measurement(m) for m in recent(4)], checks=later)
+            again = FakeSpool([], checks=later)
+            total = await up.drain(both, asyncio.Event())
+            assert (total.acknowledged, total.checks_acknowledged, total.failure) == (4, 2, None)
+            assert total.checks_sent == 2  # in one batch with the records
+            result = await up.upload_once(again)
+            assert (result.checks_acknowledged, result.failure, again.checks) == (2, None, [])
+        assert len(stored_checks(client)) == 5
+        assert client.app[STORAGE].count_measurements() == 4
+
+
+@pytest.mark.asyncio
+async def test_checks_only_sends_heartbeats_and_keeps_the_records(tmp_path: Path) -> None:
+    """What the daemon does over its bandwidth budget: the checks go, the records wait."""
+    async with running(Settings(db_url=f"sqlite:///{tmp_path}/c.db")) as client:
+        agent_id, key = await enrolled(client)
+        url = str(client.server.make_url(""))
+        now = int(time.time() * 1000)
+        checks = [(now - 2000, False), (now - 1000, True)]
+        spool = FakeSpool([encode_measurement(m) for m in recent(3)], checks=checks)
+        async with uploader([url], agent_id, key) as up:
+            up.checks_only = True
+            total = await up.drain(spool, asyncio.Event())
+            assert (total.failure, total.sent, total.checks_acknowledged) == (None, 0, 2)
+            assert (len(spool.entries), spool.acked, spool.checks) == (3, [], [])
+            up.checks_only = False
+            total = await up.drain(spool, asyncio.Event())
+            assert (total.failure, total.acknowledged, spool.entries) == (None, 3, [])
+        assert stored_checks(client) == [(agent_id, ms, online) for ms, online in checks]
+        assert client.app[STORAGE].count_measurements() == 3
+
+
+@pytest.mark.asyncio
+async def test_bad_checks_are_dropped_without_losing_records(tmp_path: Path) -> None:
+    async with running(Settings(db_url=f"sqlite:///{tmp_path}/c.db")) as client:
+        agent_id, key = await enrolled(client)
+        url = str(client.server.make_url(""))
+        now = int(time.time() * 1000)
+        future = now + 3_600_000  # a clock that ran ahead: the collector refuses it
+        stale = now - 40 * 86_400_000  # past the collector's 30 days: dropped unsent
+        checks = [(stale, True), (now - 5000, False), (future, True)]
+        spool = FakeSpool([encode_measurement(m) for m in recent(3)], checks=checks)
+        async with uploader([url], agent_id, key) as up:
+            total = await up.drain(spool, asyncio.Event())
+        assert (total.failure, total.acknowledged, total.dropped) == (None, 3, [])
+        assert (total.checks_acknowledged, total.checks_dropped) == (1, 2)
+        assert (spool.entries, spool.checks) == ([], [])
+        assert stored_checks(client) == [(agent_id, now - 5000, False)]
+
+
+@pytest.mark.asyncio
+async def test_checks_stay_spooled_when_the_collector_does_not_confirm_them(
+    tmp_path: Path,
+) -> None:
+    """A 200 without a matching "checks" count (an older collector, a proxy) acks the
+    records it names but keeps the checks."""
+
+    async def old_collector(request: web.Request) -> web.Response:
+        return web.json_response({"stored": [], "duplicates": []})
+
+    app = web.Application()
+    app.router.add_post("/api/v1/measurements", old_collector)
+    async with TestServer(app) as server:
+        spool = FakeSpool([], checks=[(int(time.time() * 1000) - 1000, False)])
+        async with uploader(
+            [str(server.make_url(""))], "ag-test", Ed25519PrivateKey.generate()
+        ) as up:
+            result = await up.upload_once(spool)
+        assert (result.failure, result.checks_acknowledged, len(spool.checks)) == (
+            BAD_RESPONSE, 0, 1,
+        )  # fmt: skip

@@ -69,9 +69,9 @@ async def test_upload_is_idempotent_and_bad_batches_store_nothing(storage_url: s
 
         response = await client.post(MEASUREMENTS_PATH, data=batch, headers=MSGPACK)
         assert response.status == 200, await response.text()
-        assert await response.json() == {"stored": ids, "duplicates": []}
+        assert await response.json() == {"stored": ids, "duplicates": [], "checks": 0}
         again = await client.post(MEASUREMENTS_PATH, data=batch, headers=MSGPACK)
-        assert await again.json() == {"stored": [], "duplicates": ids}
+        assert await again.json() == {"stored": [], "duplicates": ids, "checks": 0}
         assert storage.count_measurements() == 20
 
         forged = encode_batch(agent_id, 2, recent(3), Ed25519PrivateKey.generate())

@@ -24,11 +24,13 @@ from aiohttp.test_utils import TestClient, TestServer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import func, select
 
-from agent.batch import SIGNATURE_DOMAIN, encode_batch
+from agent.batch import MAX_CHECKS, SIGNATURE_DOMAIN, encode_batch
 from agent.wire import measurement_to_obj
 from collector.app import MEASUREMENTS_PATH, STORAGE, create_app
 from collector.config import Settings
+from collector.storage.schema import connectivity
 from tests.collector.test_ingest_api import enrolled, recent
 
 _T = TypeVar("_T")
@@ -64,10 +66,12 @@ class Harness:
         self.storage = self.client.app[STORAGE]
         self.agent_id, self.key = self._run(enrolled(self.client))
         # Stored once, so the snapshot below has rows and rollups a bad request could touch.
-        first = encode_batch(self.agent_id, 0, recent(5), self.key)
+        now = int(time.time() * 1000)
+        first = encode_batch(self.agent_id, 0, recent(5), self.key, checks=[(now - 60_000, True)])
         assert self.post(Case("setup", first))[0] == 200
         # Never uploaded: a fuzzed copy that got in would show as a change.
-        self.valid = encode_batch(self.agent_id, 1, recent(3), self.key)
+        self.valid = encode_batch(self.agent_id, 1, recent(3), self.key,
+                                  checks=[(now - 30_000, False), (now - 20_000, True)])  # fmt: skip
         self.baseline = self.snapshot()
 
     def _run(self, coro: Coroutine[Any, Any, _T]) -> _T:
@@ -80,8 +84,10 @@ class Harness:
         await client.start_server()
         return client
 
-    def snapshot(self) -> tuple[int, dict[Any, int]]:
-        return self.storage.count_measurements(), self.storage.rollup_counts()
+    def snapshot(self) -> tuple[int, dict[Any, int], int]:
+        with self.storage.engine.connect() as conn:
+            checks = conn.execute(select(func.count()).select_from(connectivity)).scalar_one()
+        return self.storage.count_measurements(), self.storage.rollup_counts(), checks
 
     def post(self, case: Case) -> tuple[int, Any]:
         """The status and the JSON body (None when the body is not JSON)."""
@@ -112,7 +118,7 @@ class Harness:
             assert isinstance(body, dict), (case.kind, status, body)
             assert isinstance(body.get("error"), str), (case.kind, status, body)
         else:  # only an empty, validly signed batch can get through
-            assert body == {"stored": [], "duplicates": []}, (case.kind, body)
+            assert body == {"stored": [], "duplicates": [], "checks": 0}, (case.kind, body)
         assert self.snapshot() == self.baseline, case.kind
         return status, body
 
@@ -192,8 +198,15 @@ class Harness:
             ),
             st.fixed_dictionaries(
                 {"v": st.integers(0, 2) | junk, "a": st.just(self.agent_id), "s": junk},
-                optional={"t": junk, "m": st.lists(junk, max_size=3), "e": junk},
+                optional={"t": junk, "m": st.lists(junk, max_size=3), "e": junk, "c": junk},
             ).map(lambda body: Case("schema", self.signed(body))),
+            # Connectivity checks: each bad in its own way, next to a valid measurement.
+            st.one_of(
+                st.lists(junk, min_size=1, max_size=3),
+                bad_time.map(lambda t: [[t, False]]),
+                st.just([[now - 1000, True], [now - 1000, False]]),
+                st.just([[now - 1000 - i, True] for i in range(MAX_CHECKS + 1)]),
+            ).map(lambda c: Case("checks", self.signed(body(m=objs[:1], c=c)))),
         )
 
 

@@ -92,6 +92,15 @@ def test_kill_9_loses_nothing_add_returned_for(tmp_path: Path, max_bytes: int) -
             present = [r.id for r in spool.peek(1 << 30)]
             evictions = spool.evictions()
             assert spool.depth()[0] == len(present)
+            totals = spool.totals()
+        # The agent's own counters moved in the records' transactions: kill -9 cannot
+        # desynchronise them (nothing was acknowledged here).
+        assert totals == {
+            "spooled": evictions + len(present),
+            "acked": 0,
+            "evicted": evictions,
+            "waiting": len(present),
+        }
         # Insertion order is id order, and peek is oldest first.
         assert present == sorted(present)
         present_set = set(present)

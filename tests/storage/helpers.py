@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from typing import Any
+
+from sqlalchemy import Table, func, select
 
 from collector.storage import Storage
-from collector.storage.schema import measurements
+from collector.storage.schema import DAY_MS, measurements
 
 
 def counts_from_rows(store: Storage) -> dict[tuple[str, int, str, str], int]:
@@ -21,3 +23,20 @@ def stored_verdicts(store: Storage) -> dict[bytes, str]:
     with store.engine.connect() as conn:
         rows = conn.execute(select(measurements.c.id, measurements.c.verdict))
         return {bytes(row[0]): str(row[1]) for row in rows}
+
+
+def daily_counts_from_rows(store: Storage) -> dict[tuple[int, str, int, str, str], int]:
+    """What ``daily_rollups`` must say, counted straight from the measurements table."""
+    m = measurements.c
+    day = (m.measured_ms // DAY_MS) * DAY_MS
+    dims = (day, m.domain, func.coalesce(m.asn, 0), func.coalesce(m.cc, ""), m.verdict)
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(*dims, func.count()).group_by(*dims))
+        return {(int(t), d, a, c, v): n for t, d, a, c, v, n in rows}
+
+
+def table_counts(store: Storage, table: Table) -> dict[tuple[Any, ...], int]:
+    """A rollup table as {dimensions: count}."""
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(table)).all()
+    return {tuple(row[:-1]): int(row[-1]) for row in rows}

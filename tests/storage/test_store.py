@@ -24,14 +24,15 @@ ASN, CC, NOW = 64500, "PK", 1_700_000_100_000
 
 def test_migrations_build_the_schema_from_scratch(storage: Storage, storage_url: str) -> None:
     with storage.engine.connect() as conn:
-        assert MigrationContext.configure(conn).get_current_revision() == "0003"
+        assert MigrationContext.configure(conn).get_current_revision() == "0005"
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
         tables = set(inspect(conn).get_table_names())
     assert {"agents", "enroll_tokens", "measurements", "rollups", "alembic_version"} <= tables
+    assert "connectivity" in tables
     if storage.backend == "sqlite":
         with storage.engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
     storage.ingest(AGENT, batch(3), ASN, CC, NOW)
     again = open_storage(storage_url)  # a second open finds the schema current
     assert again.count_measurements() == 3

@@ -174,7 +174,7 @@ def test_durability_pragmas_and_schema(path: Path) -> None:
         conn = spool._conn
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
 
 
 def test_a_newer_schema_is_refused(path: Path) -> None:

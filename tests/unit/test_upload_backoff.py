@@ -101,6 +101,12 @@ class _Spool:
     async def evictions_async(self) -> int:
         return 0
 
+    async def peek_checks_async(self, limit: int) -> list[tuple[int, bool]]:
+        return []  # no connectivity checks: a heartbeat-only batch would be a request
+
+    async def ack_checks_async(self, times: Sequence[int]) -> None:
+        raise AssertionError("no checks to acknowledge")
+
 
 @pytest.mark.asyncio
 async def test_corrupt_records_are_dropped_without_a_request() -> None:

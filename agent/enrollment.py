@@ -1,0 +1,141 @@
+"""Agent daemon: enrolment and the agent state it leaves in the state directory.
+
+:func:`enroll` creates the agent's key (``agent.key``) and registers its public half with the
+collector; the agent id it gets back is saved next to the key in ``agent.json``, which
+:func:`read_state` reads back. Files here are written with mode 0600 and renamed into place
+(:func:`write_private`), the state directory's other private files included.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.collector_http import (
+    REQUEST_FAILURES,
+    failure_reason,
+    json_or_none,
+    open_session,
+    trust,
+)
+from agent.identity import IdentityError, create_key, load_key, public_key_bytes
+
+__all__ = [
+    "KEY_FILE",
+    "STATE_FILE",
+    "AgentState",
+    "DaemonError",
+    "enroll",
+    "read_state",
+    "write_private",
+]
+
+ENROLL_PATH = "/api/v1/enroll"
+KEY_FILE = "agent.key"
+STATE_FILE = "agent.json"
+
+
+class DaemonError(Exception):
+    """The daemon or enrolment cannot go on; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class AgentState:
+    agent_id: str
+    collector: str  # the URL it enrolled with
+
+
+def read_state(state_dir: Path) -> AgentState:
+    path = Path(state_dir) / STATE_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DaemonError(
+            f"{path}: this agent is not enrolled; run: netsonde-agent enroll "
+            "--collector URL --token TOKEN"
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DaemonError(f"{path}: cannot read the agent state: {exc}") from None
+    agent_id = data.get("agent_id") if isinstance(data, dict) else None
+    collector = data.get("collector") if isinstance(data, dict) else None
+    if not isinstance(agent_id, str) or not agent_id or not isinstance(collector, str):
+        raise DaemonError(f"{path}: not an agent state file (no agent_id or collector)")
+    return AgentState(agent_id, collector)
+
+
+def _write_state(state_dir: Path, state: AgentState) -> None:
+    body = json.dumps({"agent_id": state.agent_id, "collector": state.collector}, indent=2)
+    write_private(state_dir / STATE_FILE, body, "the agent state")
+
+
+def write_private(path: Path, body: str, what: str) -> None:
+    """Writes ``body`` and a newline to ``path``; raises :class:`DaemonError` naming ``what``."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    try:
+        # 0600 from creation, and renamed into place so a crash never leaves half a file.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(body + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise DaemonError(f"cannot write {what} {path}: {exc}") from exc
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+async def enroll(
+    collector_url: str,
+    token: str,
+    state_dir: Path,
+    *,
+    ca_file: str | None = None,
+    timeout: float = 30.0,
+) -> AgentState:
+    """Registers this agent with the collector and saves its id; returns the saved state.
+
+    An agent already enrolled is refused: enrolling again would orphan its spooled results
+    under the old id. A key left by an enrolment that failed half-way is reused, so retrying
+    with a fresh token just works.
+    """
+    state_dir = Path(state_dir)
+    if (state_dir / STATE_FILE).exists():
+        raise DaemonError(
+            f"already enrolled ({state_dir / STATE_FILE} exists); remove the state directory "
+            "to enrol this machine as a new agent"
+        )
+    key_path = state_dir / KEY_FILE
+    try:
+        key = load_key(key_path) if key_path.exists() else create_key(key_path)
+    except IdentityError as exc:
+        raise DaemonError(str(exc)) from exc
+    url = collector_url.rstrip("/")
+    payload = {"token": token, "public_key": base64.b64encode(public_key_bytes(key)).decode()}
+    context = trust(ca_file)  # outside the try: a bad CA file is not an unreachable collector
+    try:
+        async with (
+            open_session(context, timeout) as session,
+            session.post(url + ENROLL_PATH, json=payload) as resp,
+        ):
+            status = resp.status
+            text = await resp.text()
+    except REQUEST_FAILURES as exc:
+        raise DaemonError(f"cannot reach the collector at {url}: {failure_reason(exc)}") from None
+    body = json_or_none(text)
+    if status != 201:
+        message = body.get("error") if isinstance(body, dict) else None
+        detail = message if isinstance(message, str) else f"HTTP {status}"
+        raise DaemonError(f"the collector at {url} refused the enrolment: {detail}")
+    agent_id = body.get("agent_id") if isinstance(body, dict) else None
+    if not isinstance(agent_id, str) or not agent_id:
+        raise DaemonError(f"the collector at {url} answered 201 without an agent_id")
+    state = AgentState(agent_id, url)
+    _write_state(state_dir, state)
+    return state

@@ -1,0 +1,209 @@
+"""Agent layer 3, wire: the schema compiled to msgspec types, for the collector's ingest.
+
+The collector must validate every record it ingests, tens of thousands a second, and has
+no use for the decoded objects: it stores the bytes it received and indexes a few columns.
+Decoding through ``agent.wire_codec`` costs ~400 us a record in Python; msgspec validates
+the same msgpack in C in a few. :class:`RecordCheck` derives msgspec ``Struct`` types
+from ``agent.wire``'s own field tables (``defstruct``), so the schema is still written
+once (docs/design/004-ingest.md).
+
+What msgspec cannot say is checked around it: addresses and hashes go through a
+``dec_hook`` (text, inline bin, or an index into the record's bin table, resolved after
+the decode), and the defaults a record implies (``Ctxt``) must be present in its context.
+The result only has to be *sound*: a record :class:`RecordCheck` accepts is one
+``Struct.dec`` accepts. Anything it refuses goes to ``dec`` for the verdict and the
+message, so messages come from one place and a stricter check here costs only speed.
+tests/unit/test_wire_check.py holds the two to that on mutated records.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Literal, Union
+
+import msgspec
+
+from agent.wire_codec import (
+    MAX_BINS,
+    REQUIRED,
+    SHORT,
+    Addr,
+    Bool,
+    Codec,
+    Ctxt,
+    Enum,
+    Evidence,
+    List,
+    Ms,
+    Rcode,
+    Sha256,
+    Struct,
+    Text,
+    UInt,
+    Uuid,
+)
+
+__all__ = ["RecordCheck"]
+
+_INT64 = 1 << 63
+_ABSENT: Any = None  # msgspec does not type-check defaults; an explicit nil is still refused
+
+
+class _AddressRef:
+    """Stands for an address in the compiled types; the hook checks the value."""
+
+
+class _HashRef:
+    """Stands for a SHA-256 in the compiled types; the hook checks the value."""
+
+
+_ADDRESS, _HASH = _AddressRef(), _HashRef()
+_BIN_SIZES = frozenset((4, 16, 32))  # of bin-table entries: addresses and hashes
+
+
+# Types built at run time, from the schema: typed Any, as no checker can follow them.
+_UNION: Any = Union
+_LITERAL: Any = Literal
+_LIST: Any = list
+_DICT: Any = dict
+_REQUIRED: Any = msgspec.NODEFAULT
+
+
+def _meta(kind: Any, **constraints: Any) -> Any:
+    return _ANNOTATED[kind, msgspec.Meta(**constraints)]
+
+
+_ANNOTATED: Any = Annotated
+
+
+class _Compiler:
+    """One msgspec type per codec, named after the dataclass a Struct maps."""
+
+    def __init__(self) -> None:
+        self.types: dict[int, Any] = {}
+        self.needed: set[str] = set()  # Ctxt names a record must supply
+        self.provided: set[str] = set()  # ... and those a struct inside it always does
+
+    def type_of(self, codec: Codec) -> Any:
+        if isinstance(codec, Text):
+            return _meta(str, max_length=codec.limit)
+        if isinstance(codec, UInt):
+            return _meta(int, ge=0, le=codec.limit)
+        if isinstance(codec, Ms):
+            return _meta(int, ge=0, le=2**32 - 1)
+        if isinstance(codec, Bool):
+            return bool
+        if isinstance(codec, Uuid):
+            return _meta(bytes, min_length=16, max_length=16)
+        if isinstance(codec, Enum):
+            return _UNION[_meta(str, max_length=codec.limit), _LITERAL[tuple(codec.table)]]
+        if isinstance(codec, Rcode):
+            return _UNION[_meta(str, max_length=SHORT), _meta(int, ge=0, le=4095)]
+        if isinstance(codec, Addr):
+            return _AddressRef
+        if isinstance(codec, Sha256):
+            return _HashRef
+        if isinstance(codec, Evidence):
+            value = _UNION[
+                _meta(str, max_length=256), _meta(int, ge=-_INT64, le=_INT64 - 1), float, bool
+            ]
+            return _meta(_DICT[_meta(str, max_length=64), value], max_length=16)
+        if isinstance(codec, List):
+            return _meta(_LIST[self.type_of(codec.item)], max_length=codec.limit)
+        if isinstance(codec, Struct):
+            return self.struct(codec)
+        raise TypeError(f"no msgspec type for {type(codec).__name__}")
+
+    def struct(self, struct: Struct, extra: tuple[tuple[str, Any, Any], ...] = ()) -> Any:
+        if not extra and id(struct) in self.types:
+            return self.types[id(struct)]
+        if struct.context is not None:
+            # Keys a context gives whatever the values are (an endpoint's ip and port),
+            # as opposed to those it gives only when the record implies them (the host).
+            self.provided |= set(struct.context({}))
+        fields: list[tuple[str, Any, Any]] = list(extra)
+        for fd in struct.fields:
+            if isinstance(fd.default, Ctxt):
+                self.needed.add(fd.default.name)
+            default = _REQUIRED if fd.default is REQUIRED else _ABSENT
+            fields.append((fd.key, self.type_of(fd.codec), default))
+        compiled = msgspec.defstruct(
+            struct.cls.__name__, fields, kw_only=True, forbid_unknown_fields=True
+        )
+        self.types[id(struct)] = compiled
+        return compiled
+
+
+class RecordCheck:
+    """Validates encoded records of one schema. Thread-safe: each thread decodes with its
+    own decoder, since the hook collects bin-table references per record."""
+
+    def __init__(
+        self, schema: Struct, version: int, context: Callable[[Any], Mapping[str, Any]]
+    ) -> None:
+        compiler = _Compiler()
+        bins = _meta(_LIST[_meta(bytes, min_length=4, max_length=32)], max_length=MAX_BINS)
+        self._type = compiler.struct(
+            schema, (("v", _LITERAL[version], _REQUIRED), ("b", bins, _ABSENT))
+        )
+        self._needed = frozenset(compiler.needed - compiler.provided)
+        self._context = context
+        self._local = threading.local()
+
+    def _decoder(self) -> tuple[Any, list[int], list[int]]:
+        local = self._local
+        try:
+            return local.decoder, local.addresses, local.hashes
+        except AttributeError:
+            pass
+        # Bin-table indexes are checked once the table is known, after the decode.
+        addresses: list[int] = []
+        hashes: list[int] = []
+
+        def hook(kind: type, obj: Any) -> Any:
+            if kind is _AddressRef:
+                if type(obj) is int:
+                    addresses.append(obj)
+                elif type(obj) is bytes:
+                    if len(obj) not in (4, 16):
+                        raise ValueError("an address is 4 or 16 bytes")
+                elif type(obj) is not str or len(obj) > SHORT:
+                    raise TypeError("not an address")
+                return _ADDRESS
+            if kind is _HashRef:
+                if type(obj) is int:
+                    hashes.append(obj)
+                elif type(obj) is not bytes or len(obj) != 32:
+                    raise TypeError("not a SHA-256")
+                return _HASH
+            raise TypeError(f"unexpected {kind.__name__}")
+
+        local.decoder = msgspec.msgpack.Decoder(self._type, dec_hook=hook)
+        local.addresses, local.hashes = addresses, hashes
+        return local.decoder, addresses, hashes
+
+    def __call__(self, data: bytes | memoryview) -> Any:
+        """The record as msgspec structs (attributes named by the wire keys) if it is
+        valid; None if this check cannot tell, and then ``Struct.dec`` must."""
+        decoder, addresses, hashes = self._decoder()
+        addresses.clear()
+        hashes.clear()
+        try:
+            record = decoder.decode(data)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return None
+        sizes = [len(entry) for entry in record.b or ()]
+        if not set(sizes) <= _BIN_SIZES:
+            return None
+        # Set operations rather than a loop per reference: this runs for every record.
+        hash_at = {index for index, size in enumerate(sizes) if size == 32}
+        if not hash_at.issuperset(hashes):
+            return None
+        if addresses and (
+            min(addresses) < 0 or max(addresses) >= len(sizes) or not hash_at.isdisjoint(addresses)
+        ):
+            return None
+        if self._needed and not self._needed <= self._context(record).keys():
+            return None
+        return record

@@ -1,0 +1,135 @@
+"""Benchmark: the agent daemon (`netsonde-agent run`) idle and over the Pakistan test list.
+
+    sudo .venv/bin/python benchmarks/bench_agent.py [--testlist PATH] [--concurrency 32]
+
+Brings up the 670-URL lab of benchmarks/bench_probe.py (benchmarks/testlist_lab.py) with the
+collector in the net namespace, and runs two enrolled daemons in the agent namespace:
+
+- idle: an empty test list and nothing due (6 h interval, 5 min checks) - its RSS once
+  settled;
+- busy: the 670 URLs in one run, uploading every second - its peak RSS (VmHWM) until the
+  spool is drained, CPU seconds per target (utime + stime from /proc, minus what the idle
+  daemon spent starting), and the signed batch body bytes per measurement uploaded
+  (the daemon's own count, ``uploaded_bytes``, over the measurements acknowledged).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.testlist_lab import read_urls, table_for
+from tests.lab.agent import LabAgent
+from tests.lab.collector import COLLECTOR_URL, LabCollector
+from tests.lab.engine import SHARED_DATA
+from tests.lab.lab import Lab
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def memory_kb(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) in kB."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            fields[name] = int(value.split()[0])
+    return fields["VmRSS"], fields["VmHWM"]
+
+
+def cpu_seconds(pid: int) -> float:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--testlist", type=Path, default=SHARED_DATA / "testlist-pk.csv")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--settle", type=float, default=8.0, help="idle seconds before RSS")
+    args = parser.parse_args()
+    urls = read_urls(args.testlist)
+    table, urls = table_for(urls, args.testlist)
+    print(f"{len(urls)} URLs, {len(table.rows)} hosts; bringing the lab up ...", flush=True)
+    with Lab(table) as lab, tempfile.TemporaryDirectory() as tmp:
+        collector = LabCollector(lab, lab.state_dir / "collector").start()
+        idle = busy = None
+        try:
+            idle = LabAgent(
+                lab, Path(tmp) / "idle", collector_url=COLLECTOR_URL, urls=[],
+                schedule={"interval": "6h", "connectivity_check": "5m", "upload": "1m"},
+            )  # fmt: skip
+            idle.enroll(collector.db_url)
+            idle_process = idle.start()
+            time.sleep(args.settle)
+            idle_rss, idle_hwm = memory_kb(idle_process.pid)
+            idle_cpu = cpu_seconds(idle_process.pid)
+            print(
+                f"idle daemon: RSS {idle_rss / 1024:.1f} MB (peak {idle_hwm / 1024:.1f} MB) "
+                f"after {args.settle:.0f}s; {idle_cpu:.2f} CPU s to start (target RSS <= 40 MB)",
+                flush=True,
+            )
+
+            busy = LabAgent(
+                lab, Path(tmp) / "busy", collector_url=COLLECTOR_URL, urls=urls,
+                schedule={"interval": "6h", "connectivity_check": "5m", "upload": "1s"},
+                probe={"concurrency": args.concurrency},
+            )  # fmt: skip
+            busy.enroll(collector.db_url)
+            started = time.monotonic()
+            busy_process = busy.start()
+            peak = 0
+            while True:
+                _, peak = memory_kb(busy_process.pid)
+                status = busy.status()
+                totals = status.get("totals", {})
+                if totals.get("runs", 0) >= 1 and status["spool"]["records"] == 0:
+                    break
+                if busy_process.poll() is not None or time.monotonic() - started > 600:
+                    print(busy.log_text()[-3000:])
+                    return 1
+                time.sleep(0.5)
+            elapsed = time.monotonic() - started
+            cpu = cpu_seconds(busy_process.pid)
+            _, peak = memory_kb(busy_process.pid)
+            measured = totals["acked"]
+            per_target = (cpu - idle_cpu) / max(1, measured)
+            uploaded = totals["uploaded_bytes"]
+            used = status["bandwidth"]["used"]
+            print(
+                f"busy daemon: {measured} measurements made and acknowledged in {elapsed:.1f}s "
+                f"at concurrency {args.concurrency}"
+            )
+            print(f"busy daemon peak RSS (VmHWM): {peak / 1024:.1f} MB (target <= 80 MB)")
+            print(
+                f"CPU: {cpu:.2f} s in all, {per_target * 1000:.1f} ms per target "
+                f"(minus the {idle_cpu:.2f} s a start costs)"
+            )
+            print(
+                f"uploaded: {uploaded} B of signed batch bodies = "
+                f"{uploaded / max(1, measured):.0f} B per measurement"
+            )
+            print(
+                f"bandwidth estimate (limits.daily_bandwidth's count): {used / 1e6:.2f} MB = "
+                f"{used / max(1, measured):.0f} B per target, uploads included"
+            )
+            for agent in (idle, busy):
+                code, took = agent.terminate()
+                print(f"SIGTERM: exit {code} in {took:.2f}s")
+        finally:
+            for agent in (idle, busy):
+                if agent is not None and agent.process and agent.process.poll() is None:
+                    agent.process.kill()
+            collector.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

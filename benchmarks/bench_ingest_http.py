@@ -1,0 +1,166 @@
+"""Benchmark: end-to-end ingest of one collector process, batches of 500 realistic records.
+
+    .venv/bin/python benchmarks/bench_ingest_http.py [--batches 80] [--agents 20]
+        [--concurrency 4] [--pg-url URL] [--sqlite-only]
+
+Starts a real `netsonde-collector serve` on loopback (SQLite in a temporary directory,
+then a throwaway PostgreSQL database), with agents enrolled beforehand, and POSTs signed
+batches (the lab's recorded measurements cloned with fresh ids, built and signed before
+the clock starts) to /api/v1/measurements from `--concurrency` connections. Everything
+the collector does counts: HTTP, signature, the schema check of every record, storage,
+rollups. Prints measurements stored per second of wall time and the collector's CPU
+seconds per 1,000 measurements. The client is a separate process from the collector.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import aiohttp
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import create_engine, make_url, text
+
+from agent.batch import encode_batch
+from agent.identity import public_key_bytes
+from benchmarks.bench_ingest import pg_admin_url
+from collector.storage import open_storage
+from tests.storage.records import clones
+
+REPO = Path(__file__).resolve().parents[1]
+BATCH = 500
+COLLECTOR = str(Path(sys.executable).with_name("netsonde-collector"))
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / 100.0
+
+
+def prepare(db: str, agents: int, batches: int) -> list[bytes]:
+    """Enrols the agents straight into the store (as `enroll` + POST /enroll would) and
+    signs every batch, round-robin over the agents."""
+    store = open_storage(db)
+    keys = []
+    for index in range(agents):
+        key = Ed25519PrivateKey.generate()
+        store.add_agent(f"bench-{index}", "bench", public_key_bytes(key), 0)
+        keys.append(key)
+    store.close()
+    now = int(time.time() * 1000)
+    measurements = clones(batches * BATCH, start_ms=now - batches * BATCH * 1000)  # 1 s apart
+    return [
+        encode_batch(
+            f"bench-{n % agents}",
+            n // agents + 1,
+            measurements[n * BATCH : (n + 1) * BATCH],
+            keys[n % agents],
+            created_ms=now,
+        )
+        for n in range(batches)
+    ]
+
+
+async def upload(base: str, batches: list[bytes], concurrency: int) -> int:
+    queue = list(reversed(batches))
+    stored = 0
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal stored
+        while queue:
+            body = queue.pop()
+            async with session.post(
+                f"{base}/api/v1/measurements",
+                data=body,
+                headers={"Content-Type": "application/msgpack"},
+            ) as response:
+                answer = await response.json()
+                if response.status != 200:
+                    raise SystemExit(f"upload refused: {response.status} {answer}")
+                stored += len(answer["stored"])
+
+    timeout = aiohttp.ClientTimeout(total=600)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+    return stored
+
+
+def run(name: str, db: str, args: argparse.Namespace) -> None:
+    batches = prepare(db, args.agents, args.batches)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "serve.log"
+        with log.open("w") as out:
+            serve = subprocess.Popen(
+                [COLLECTOR, "serve", "--listen", f"127.0.0.1:{port}", "--db", db],
+                cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        try:
+            while "listening on" not in log.read_text():
+                if serve.poll() is not None:
+                    raise SystemExit(log.read_text())
+                time.sleep(0.05)
+            cpu_before = cpu_seconds(serve.pid)
+            started = time.perf_counter()
+            stored = asyncio.run(upload(f"http://127.0.0.1:{port}", batches, args.concurrency))
+            elapsed = time.perf_counter() - started
+            cpu = cpu_seconds(serve.pid) - cpu_before
+        finally:
+            serve.send_signal(signal.SIGTERM)
+            serve.wait(10)
+    if stored != args.batches * BATCH:
+        raise SystemExit(f"{name}: {stored} stored, expected {args.batches * BATCH}")
+    print(
+        f"{name}: {stored / elapsed:,.0f} measurements/s end to end "
+        f"({stored:,} in {elapsed:.2f} s; collector CPU {cpu / stored * 1000:.2f} s per 1k)"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, default=80)
+    parser.add_argument("--agents", type=int, default=20)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--pg-url", help="an admin URL; a throwaway database is made there")
+    parser.add_argument("--sqlite-only", action="store_true")
+    args = parser.parse_args()
+    print(
+        f"{args.batches} batches of {BATCH} from {args.agents} agents, "
+        f"{args.concurrency} connections"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        run("SQLite", f"sqlite:///{tmp}/bench.db", args)
+    if args.sqlite_only:
+        return 0
+    url = pg_admin_url(args.pg_url)
+    if url is None:
+        return 0
+    admin = make_url(url).set(drivername="postgresql+psycopg")
+    name = f"netsonde_bench_{secrets.token_hex(4)}"
+    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        run("PostgreSQL", admin.set(database=name).render_as_string(hide_password=False), args)
+    finally:
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        engine.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""The coarser rollups (``daily_rollups``, ``rollup_totals``) on SQLite and PostgreSQL: they
+equal a recount of the measurements after ingest, duplicates, reclassification and the
+0004 backfill, and the blocking matrix read from them equals the sum of the hourly rows
+for every kind of window."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import func, select
+
+from agent.measurement import SiteMeasurement, new_measurement_id
+from collector.storage import IngestRecord, Storage
+from collector.storage.engine import MIGRATIONS, make_engine, upgrade
+from collector.storage.queries import BlockingRow, dominant
+from collector.storage.schema import (
+    DAY_MS,
+    HOUR_MS,
+    agents,
+    daily_rollups,
+    measurements,
+    rollup_totals,
+    rollups,
+)
+from tests.storage.helpers import counts_from_rows, daily_counts_from_rows, table_counts
+from tests.storage.records import AGENT, batch
+
+START = 1_700_006_400_000 - 1_700_006_400_000 % DAY_MS  # a UTC midnight
+DAYS = 6
+NETWORKS = [(64500, "PK"), (64501, "IR"), (64502, "PK"), (None, None)]
+DOMAINS = [f"site{i}.example" for i in range(7)]
+VERDICTS = ["ok", "ok", "down", "dns.injected", "tls.reset"]
+
+
+def spread(n: int, seed: int) -> list[IngestRecord]:
+    """``n`` records at random times over DAYS days, domains and verdicts drawn from a few."""
+    rng = random.Random(seed)
+    template = batch(1)[0]
+    out = []
+    for _ in range(n):
+        at = START + rng.randrange(DAYS * DAY_MS)
+        domain = rng.choice(DOMAINS)
+        out.append(
+            IngestRecord(
+                id=new_measurement_id(at),
+                measured_ms=at,
+                domain=domain,
+                url=f"https://{domain}/",
+                verdict=rng.choice(VERDICTS),
+                record=template.record,
+            )
+        )
+    return out
+
+
+def fill(store: Storage, n: int = 600, seed: int = 1) -> None:
+    records = spread(n, seed)
+    for i, (asn, cc) in enumerate(NETWORKS):
+        store.ingest(AGENT, records[i :: len(NETWORKS)], asn, cc, 0)
+
+
+def assert_rollups_recount(store: Storage) -> None:
+    assert table_counts(store, daily_rollups) == daily_counts_from_rows(store)
+    assert table_counts(store, rollup_totals) == counts_from_rows(store)
+    assert store.rollup_counts() == counts_from_rows(store)
+
+
+def hourly_blocking(
+    store: Storage,
+    cc: str | None = None,
+    asn: int | None = None,
+    since_ms: int | None = None,
+    until_ms: int | None = None,
+) -> list[BlockingRow]:
+    """The matrix as the hourly-only implementation computed it: the reference."""
+    r = rollups.c
+    where = []
+    if asn is not None:
+        where.append(r.asn == asn)
+    if cc is not None:
+        where.append(r.cc == cc)
+    if since_ms is not None:
+        where.append(r.hour_ms >= since_ms - since_ms % HOUR_MS)
+    if until_ms is not None:
+        where.append(r.hour_ms < until_ms)
+    dims = (r.domain, r.asn, r.cc, r.verdict)
+    query = select(*dims, func.sum(r.count)).where(*where).group_by(*dims).order_by(*dims)
+    cells: dict[tuple[str, int, str], dict[str, int]] = {}
+    with store.engine.connect() as conn:
+        for d, a, c, v, n in conn.execute(query):
+            cells.setdefault((d, int(a), c), {})[v] = int(n)
+    return [
+        BlockingRow(d, a, c, counts, sum(counts.values()), dominant(counts))
+        for (d, a, c), counts in cells.items()
+    ]
+
+
+def test_ingest_keeps_daily_and_total_rollups_equal_to_a_recount(storage: Storage) -> None:
+    fill(storage)
+    assert_rollups_recount(storage)
+    days = {key[0] for key in table_counts(storage, daily_rollups)}
+    assert days == {START + i * DAY_MS for i in range(DAYS)}
+    # Unknown networks are counted as ASN 0 and country "" here too.
+    assert any(key[1:3] == (0, "") for key in table_counts(storage, rollup_totals))
+
+
+def test_duplicates_add_nothing_to_daily_and_total_rollups(storage: Storage) -> None:
+    records = spread(120, seed=2)
+    storage.ingest(AGENT, records[:50], 64500, "PK", 0)
+    daily, totals = table_counts(storage, daily_rollups), table_counts(storage, rollup_totals)
+    # All duplicates, from another network: nothing moves.
+    assert storage.ingest(AGENT, records[:50], 64501, "IR", 0).stored == []
+    assert table_counts(storage, daily_rollups) == daily
+    assert table_counts(storage, rollup_totals) == totals
+    # Half old, half new, one id twice within the batch: only the new ones count, once.
+    result = storage.ingest(AGENT, [*records[25:], records[60]], 64500, "PK", 0)
+    assert len(result.stored) == 70
+    assert sum(table_counts(storage, rollup_totals).values()) == 120
+    assert sum(table_counts(storage, daily_rollups).values()) == 120
+    assert_rollups_recount(storage)
+
+
+def test_reclassify_rebuilds_daily_and_total_rollups(storage: Storage) -> None:
+    fill(storage, 200, seed=3)
+
+    def everything_blocked(_m: SiteMeasurement) -> str:
+        return "blocked"
+
+    assert storage.reclassify(everything_blocked).changed == 200
+    assert_rollups_recount(storage)
+    assert {key[-1] for key in table_counts(storage, rollup_totals)} == {"blocked"}
+    assert {key[-1] for key in table_counts(storage, daily_rollups)} == {"blocked"}
+    # Ingest after the rebuild adds to the rebuilt rows.
+    fill(storage, 40, seed=4)
+    assert_rollups_recount(storage)
+
+
+def test_migration_0004_backfills_from_existing_measurements(storage_url: str) -> None:
+    engine = make_engine(storage_url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0003")
+    records = spread(300, seed=5)
+    rows = [
+        {
+            "id": r.key, "measured_ms": r.measured_ms, "received_ms": 0, "agent_id": AGENT,
+            "asn": asn, "cc": cc, "domain": r.domain, "url": r.url, "verdict": r.verdict,
+            "record": r.record,
+        }
+        for i, r in enumerate(records)
+        for asn, cc in [NETWORKS[i % len(NETWORKS)]]
+    ]  # fmt: skip
+    # Stored as a 0003 collector would have: measurements, and no daily or total rollups.
+    with engine.begin() as conn:
+        conn.execute(
+            agents.insert(), {"id": AGENT, "name": "a", "public_key": b"", "created_ms": 0}
+        )
+        conn.execute(measurements.insert(), rows)
+    upgrade(engine)
+    store = Storage(engine)
+    try:
+        assert sum(table_counts(store, daily_rollups).values()) == 300
+        assert table_counts(store, daily_rollups) == daily_counts_from_rows(store)
+        assert table_counts(store, rollup_totals) == counts_from_rows(store)
+        # Ingest goes on from the backfilled rows.
+        fill(store, 80, seed=6)
+        assert table_counts(store, daily_rollups) == daily_counts_from_rows(store)
+        assert table_counts(store, rollup_totals) == counts_from_rows(store)
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    ("cc", "asn"), [(None, None), ("PK", None), (None, 64501), ("", 0), ("RU", None)]
+)
+def test_blocking_over_any_window_equals_the_hourly_sum(
+    storage: Storage, cc: str | None, asn: int | None
+) -> None:
+    fill(storage, 900, seed=7)
+    end = START + DAYS * DAY_MS
+    bounds = [
+        None,
+        START - DAY_MS,  # before all data
+        START,
+        START + 1,
+        START + HOUR_MS,
+        START + DAY_MS,  # a midnight
+        START + DAY_MS + 5 * HOUR_MS + 17,
+        START + 3 * DAY_MS - 1,
+        START + 3 * DAY_MS,
+        end - DAY_MS + 23 * HOUR_MS,
+        end - 1,
+        end,
+        end + 7 * DAY_MS,  # after all data
+    ]
+    windows = [
+        (since, until)
+        for since in bounds
+        for until in bounds
+        if since is None or until is None or since <= until
+    ]
+    rng = random.Random(8)
+    for _ in range(40):
+        start = START + rng.randrange(-DAY_MS, (DAYS + 1) * DAY_MS)
+        windows.append((start, start + rng.randrange(3 * DAY_MS)))
+    nonempty = 0
+    for since, until in windows:
+        expected = hourly_blocking(storage, cc, asn, since, until)
+        got = storage.blocking(cc=cc, asn=asn, since_ms=since, until_ms=until)
+        assert got == expected, (since, until)
+        # The order matters too: the JSON lists counts in this order.
+        assert [list(row.counts) for row in got] == [list(row.counts) for row in expected]
+        nonempty += bool(expected)
+    if cc != "RU":  # no such network: every window is empty
+        assert nonempty > len(windows) // 2
