@@ -129,7 +129,7 @@ class _Compiler:
             default = _REQUIRED if fd.default is REQUIRED else _ABSENT
             fields.append((fd.key, self.type_of(fd.codec), default))
         compiled = msgspec.defstruct(
-            struct.cls.__name__, fields, kw_only=True, forbid_unknown_fields=True
+            struct.cls.__name__, fields, kw_only=True, forbid_unknown_fields=True, gc=False
         )
         self.types[id(struct)] = compiled
         return compiled

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +32,22 @@ from tests.lab.engine import SHARED_DATA
 from tests.lab.lab import Lab
 
 TICKS = os.sysconf("SC_CLK_TCK")
+# The libraries the agent is built on (the project's choices, DEVELOPERS.md), imported by a
+# bare interpreter and nothing else: the floor under any one-process daemon's idle RSS.
+FLOOR = """
+import asyncio, sqlite3, logging, tomllib, json
+import aiohttp
+import apscheduler.schedulers.asyncio, apscheduler.triggers.interval
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+import dns.message, dns.query, dns.rdatatype
+import msgpack
+print(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmRSS")))
+"""
+
+
+def floor_kb() -> int:
+    done = subprocess.run([sys.executable, "-c", FLOOR], capture_output=True, text=True, check=True)
+    return int(done.stdout)
 
 
 def memory_kb(pid: int) -> tuple[int, int]:
@@ -57,6 +74,10 @@ def main() -> int:
     args = parser.parse_args()
     urls = read_urls(args.testlist)
     table, urls = table_for(urls, args.testlist)
+    print(
+        f"floor: an interpreter importing asyncio, aiohttp, apscheduler, cryptography (Ed25519),"
+        f" dnspython, msgpack, sqlite3 and nothing else: RSS {floor_kb() / 1024:.1f} MB"
+    )
     print(f"{len(urls)} URLs, {len(table.rows)} hosts; bringing the lab up ...", flush=True)
     with Lab(table) as lab, tempfile.TemporaryDirectory() as tmp:
         collector = LabCollector(lab, lab.state_dir / "collector").start()

@@ -115,7 +115,14 @@ def run(name: str, db: str, args: argparse.Namespace) -> None:
                 time.sleep(0.05)
             cpu_before = cpu_seconds(serve.pid)
             started = time.perf_counter()
-            stored = asyncio.run(upload(f"http://127.0.0.1:{port}", batches, args.concurrency))
+            try:
+                stored = asyncio.run(upload(f"http://127.0.0.1:{port}", batches, args.concurrency))
+            except aiohttp.ClientError as exc:
+                state = "running" if serve.poll() is None else f"exited {serve.returncode}"
+                raise SystemExit(
+                    f"{name}: upload failed: {exc!r}; the collector: {state}\n"
+                    + log.read_text()[-3000:]
+                ) from None
             elapsed = time.perf_counter() - started
             cpu = cpu_seconds(serve.pid) - cpu_before
         finally:

@@ -19,6 +19,8 @@ from collector.config import (
     DEFAULT_BENIGN_SNI,
     DEFAULT_CONTROL_TTL,
     DEFAULT_DB,
+    DEFAULT_INGEST_BURST,
+    DEFAULT_INGEST_RATE,
     DEFAULT_LISTEN,
     DEFAULT_TIMEOUT,
     ConfigError,
@@ -114,6 +116,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="Citizen Lab test list CSV served at GET /api/v1/testlist (re-read when changed)",
     )
+    serve.add_argument(
+        "--ingest-rate",
+        type=float,
+        default=DEFAULT_INGEST_RATE,
+        metavar="N",
+        help=f"batches per second each agent may upload (default {DEFAULT_INGEST_RATE:g}); "
+        "more get 429 with Retry-After",
+    )
+    serve.add_argument(
+        "--ingest-burst",
+        type=int,
+        default=DEFAULT_INGEST_BURST,
+        metavar="N",
+        help=f"batches an agent may upload at once before the rate applies "
+        f"(default {DEFAULT_INGEST_BURST})",
+    )
     reclassify = commands.add_parser(
         "reclassify",
         help="recompute stored verdicts and rollups with the current rules",
@@ -193,6 +211,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         geoip=args.geoip,
         trusted_proxies=args.trusted_proxy,
         testlist=args.testlist,
+        ingest_rate=args.ingest_rate,
+        ingest_burst=args.ingest_burst,
     )
 
 

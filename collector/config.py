@@ -205,6 +205,8 @@ def make_settings(
     geoip: Sequence[str] = (),
     trusted_proxies: Sequence[str] = (),
     testlist: str | None = None,
+    ingest_rate: float = DEFAULT_INGEST_RATE,
+    ingest_burst: int = DEFAULT_INGEST_BURST,
 ) -> Settings:
     """Validate the command-line values and build :class:`Settings`, or raise ConfigError."""
     host, port = parse_listen(listen)
@@ -223,4 +225,6 @@ def make_settings(
         geoip=_check_geoip(geoip),
         trusted_proxies=_check_trusted_proxies(trusted_proxies),
         testlist=_check_testlist(testlist),
+        ingest_rate=_positive("--ingest-rate", ingest_rate),
+        ingest_burst=int(_positive("--ingest-burst", ingest_burst)),
     )

@@ -105,7 +105,10 @@ def test_other_options(tmp_path: Path) -> None:
         benign_sni="Example.COM.",
         control_ttl=0,
         timeout=2.5,
+        ingest_rate=0.5,
+        ingest_burst=3,
     )
+    assert (settings.ingest_rate, settings.ingest_burst) == (0.5, 3)
     assert settings.ca_file == str(ca)
     assert settings.resolvers == ("198.51.100.8", "2001:db8::53")
     assert settings.benign_sni == "example.com"
@@ -119,6 +122,8 @@ def test_other_options(tmp_path: Path) -> None:
         ({"control_ttl": float("nan")}, "--control-ttl"),
         ({"timeout": 0.0}, "--timeout"),
         ({"timeout": float("inf")}, "--timeout"),
+        ({"ingest_rate": 0.0}, "--ingest-rate"),
+        ({"ingest_burst": 0}, "--ingest-burst"),
     ]
     for kwargs, option in problems:
         with pytest.raises(ConfigError, match=option):
