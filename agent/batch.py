@@ -16,7 +16,6 @@ the signature before anything else and only then decodes and validates. Both rai
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from agent.wire import (
     check_measurement,
     decode_measurement,
     measurement_to_obj,
+    record_check,
 )
 
 __all__ = [
@@ -47,6 +47,7 @@ __all__ = [
     "BatchTimestampError",
     "Envelope",
     "encode_batch",
+    "prepare_verifier",
     "read_batch_envelope",
     "verify_batch",
 ]
@@ -70,18 +71,29 @@ _BODY_KEYS = frozenset("vastmec")
 _NONE: Any = object()  # an absent key (an explicit nil is then refused like any wrong type)
 
 
-@functools.cache
+def prepare_verifier() -> None:
+    """Builds what :func:`verify_batch` decodes with, now, in this thread: a collector calls
+    it once at start, so no worker thread ever builds a decoder (agent.wire_check)."""
+    _body_decoder()
+    record_check()
+
+
 def _body_decoder() -> Any:
     # Built on first use: only the collector verifies batches, and msgspec is in its extra.
     import msgspec
 
-    body = msgspec.defstruct(
-        "BatchBody",
-        [(key, list[msgspec.Raw] if key == "m" else object, _NONE) for key in sorted(_BODY_KEYS)],
-        kw_only=True,
-        forbid_unknown_fields=True,
-    )
-    return msgspec.msgpack.Decoder(body)
+    from agent.wire_check import build_once
+
+    def build() -> Any:
+        body = msgspec.defstruct(
+            "BatchBody",
+            [(k, list[msgspec.Raw] if k == "m" else object, _NONE) for k in sorted(_BODY_KEYS)],
+            kw_only=True,
+            forbid_unknown_fields=True,
+        )
+        return msgspec.msgpack.Decoder(body)
+
+    return build_once("batch body", build)
 
 
 class BatchError(WireError):

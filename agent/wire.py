@@ -302,14 +302,16 @@ class RecordColumns:
         return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-@functools.cache
 def record_check() -> Callable[[bytes | memoryview], Any]:
     """The compiled check (``agent.wire_check``), built on first use: only the collector
     checks records, and msgspec is in its extra, not the agent's dependencies."""
-    from agent.wire_check import RecordCheck
+    from agent.wire_check import RecordCheck, build_once
 
-    return RecordCheck(
-        _SCHEMA, VERSION, lambda record: _implied(int.from_bytes(record.i[:6]), record.u)
+    return build_once(
+        "measurement",
+        lambda: RecordCheck(
+            _SCHEMA, VERSION, lambda record: _implied(int.from_bytes(record.i[:6]), record.u)
+        ),
     )
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, TypeVar, Union
 
 import msgspec
 
@@ -44,7 +44,7 @@ from agent.wire_codec import (
     Uuid,
 )
 
-__all__ = ["RecordCheck"]
+__all__ = ["RecordCheck", "build_once"]
 
 _INT64 = 1 << 63
 _ABSENT: Any = None  # msgspec does not type-check defaults; an explicit nil is still refused
@@ -135,36 +135,54 @@ class _Compiler:
         return compiled
 
 
+# msgspec builds a type's decoding information when a decoder is made. Making decoders in
+# worker threads while other threads decoded crashed the collector (SIGSEGV under concurrent
+# uploads, inside msgspec's annotation handling). So each decoder is built once, under one
+# lock, and the collector builds them at start (agent.batch.prepare_verifier).
+_BUILD_LOCK = threading.Lock()
+_BUILT: dict[str, Any] = {}
+T = TypeVar("T")
+
+
+def build_once(name: str, factory: Callable[[], T]) -> T:
+    """``factory()``, called once whichever thread asks first, under the build lock."""
+    try:
+        return _BUILT[name]  # type: ignore[no-any-return]
+    except KeyError:
+        pass
+    with _BUILD_LOCK:
+        if name not in _BUILT:
+            _BUILT[name] = factory()
+        return _BUILT[name]  # type: ignore[no-any-return]
+
+
+class _Refs(threading.local):
+    """Bin-table indexes met while decoding one record, checked once the table is known.
+    Per thread: the decoder is shared, and decodes run in several threads at once."""
+
+    def __init__(self) -> None:
+        self.addresses: list[int] = []
+        self.hashes: list[int] = []
+
+
 class RecordCheck:
-    """Validates encoded records of one schema. Thread-safe: each thread decodes with its
-    own decoder, since the hook collects bin-table references per record."""
+    """Validates encoded records of one schema; thread-safe. Its one decoder is built when
+    the check is (msgspec builds type information then), never later in a worker thread."""
 
     def __init__(
         self, schema: Struct, version: int, context: Callable[[Any], Mapping[str, Any]]
     ) -> None:
         compiler = _Compiler()
         bins = _meta(_LIST[_meta(bytes, min_length=4, max_length=32)], max_length=MAX_BINS)
-        self._type = compiler.struct(
-            schema, (("v", _LITERAL[version], _REQUIRED), ("b", bins, _ABSENT))
-        )
+        kind = compiler.struct(schema, (("v", _LITERAL[version], _REQUIRED), ("b", bins, _ABSENT)))
         self._needed = frozenset(compiler.needed - compiler.provided)
         self._context = context
-        self._local = threading.local()
-
-    def _decoder(self) -> tuple[Any, list[int], list[int]]:
-        local = self._local
-        try:
-            return local.decoder, local.addresses, local.hashes
-        except AttributeError:
-            pass
-        # Bin-table indexes are checked once the table is known, after the decode.
-        addresses: list[int] = []
-        hashes: list[int] = []
+        self._refs = refs = _Refs()
 
         def hook(kind: type, obj: Any) -> Any:
             if kind is _AddressRef:
                 if type(obj) is int:
-                    addresses.append(obj)
+                    refs.addresses.append(obj)
                 elif type(obj) is bytes:
                     if len(obj) not in (4, 16):
                         raise ValueError("an address is 4 or 16 bytes")
@@ -173,24 +191,23 @@ class RecordCheck:
                 return _ADDRESS
             if kind is _HashRef:
                 if type(obj) is int:
-                    hashes.append(obj)
+                    refs.hashes.append(obj)
                 elif type(obj) is not bytes or len(obj) != 32:
                     raise TypeError("not a SHA-256")
                 return _HASH
             raise TypeError(f"unexpected {kind.__name__}")
 
-        local.decoder = msgspec.msgpack.Decoder(self._type, dec_hook=hook)
-        local.addresses, local.hashes = addresses, hashes
-        return local.decoder, addresses, hashes
+        self._decoder = msgspec.msgpack.Decoder(kind, dec_hook=hook)
 
     def __call__(self, data: bytes | memoryview) -> Any:
         """The record as msgspec structs (attributes named by the wire keys) if it is
         valid; None if this check cannot tell, and then ``Struct.dec`` must."""
-        decoder, addresses, hashes = self._decoder()
+        refs = self._refs
+        addresses, hashes = refs.addresses, refs.hashes
         addresses.clear()
         hashes.clear()
         try:
-            record = decoder.decode(data)
+            record = self._decoder.decode(data)
         except (msgspec.ValidationError, msgspec.DecodeError):
             return None
         sizes = [len(entry) for entry in record.b or ()]

@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from agent.batch import prepare_verifier
 from agent.control import CACHE_HEADER, CONTROL_PATH, HEALTH_PATH, MAX_ADDRESSES, MSGPACK
 from agent.measurement import Target, TargetError
 from agent.site import ProbeConfig, measure_vantage
@@ -210,6 +211,9 @@ def create_app(settings: Settings, *, measure: Measure | None = None) -> web.App
     ``client_max_size`` bounds the JSON routes (control, enroll); the measurements route
     reads its larger body itself, capped at ``settings.max_batch_request_bytes``.
     """
+    # The batch decoders are built here, in the starting thread, not by the first uploads'
+    # worker threads at once (agent.wire_check says why).
+    prepare_verifier()
     app = web.Application(client_max_size=settings.max_request_bytes, middlewares=[json_errors])
     app[SETTINGS] = settings
     app[MEASURE] = measure if measure is not None else control_measure(settings)
