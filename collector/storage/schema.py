@@ -6,8 +6,8 @@ The migrations in ``collector/storage/migrations`` create exactly these tables; 
 compares the two, so a change here needs a new revision there.
 
 ``measurements`` is append-only: ingest only inserts, and only ``verdict`` is ever
-rewritten (by reclassification). ``rollups``, ``daily_rollups`` and ``rollup_totals`` are
-derived from it and can be rebuilt.
+rewritten (by reclassification). ``rollups``, ``daily_rollups``, ``weekly_rollups`` and
+``rollup_totals`` are derived from it and can be rebuilt.
 """
 
 from __future__ import annotations
@@ -33,6 +33,10 @@ UNKNOWN_ASN = 0
 UNKNOWN_CC = ""
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
+WEEK_MS = 7 * DAY_MS
+# Weeks start on Monday 00:00 UTC (ISO weeks). The Unix epoch was a Thursday, so a week
+# starts at ms - (ms + WEEK_OFFSET_MS) % WEEK_MS.
+WEEK_OFFSET_MS = 3 * DAY_MS
 MAX_DOMAIN = 253  # the longest DNS name
 MAX_VERDICT = 64
 MAX_AGENT_ID = 64
@@ -152,6 +156,27 @@ daily_rollups = Table(
     PrimaryKeyConstraint("day_ms", "domain", "asn", "cc", "verdict"),
     sqlite_with_rowid=False,
 )
+
+# Migration 0006: the same counts per ISO week (Monday 00:00 UTC), so a window of a week or
+# more reads one row per cell, verdict and week instead of seven daily ones.
+weekly_rollups = Table(
+    "weekly_rollups",
+    metadata,
+    Column("week_ms", BigInteger, nullable=False),  # the Monday 00:00 UTC starting the week
+    Column("domain", String(MAX_DOMAIN), nullable=False),
+    Column("asn", BigInteger, nullable=False),
+    Column("cc", String(2), nullable=False),
+    Column("verdict", String(MAX_VERDICT), nullable=False),
+    Column("count", BigInteger, nullable=False),
+    PrimaryKeyConstraint("week_ms", "domain", "asn", "cc", "verdict"),
+    sqlite_with_rowid=False,
+)
+
+
+def week_start(ms: int) -> int:
+    """The start of the ISO week (Monday 00:00 UTC) holding ``ms``."""
+    return ms - (ms + WEEK_OFFSET_MS) % WEEK_MS
+
 
 # All time: already the blocking matrix's rows, in its order.
 rollup_totals = Table(

@@ -38,12 +38,16 @@ from collector.storage.schema import (
     HOUR_MS,
     UNKNOWN_ASN,
     UNKNOWN_CC,
+    WEEK_MS,
+    WEEK_OFFSET_MS,
     agents,
     connectivity,
     daily_rollups,
     measurements,
     rollup_totals,
     rollups,
+    week_start,
+    weekly_rollups,
 )
 
 log = logging.getLogger("netsonde.collector.storage")
@@ -97,7 +101,7 @@ def _sqlite_new_measurements(conn: Connection, rows: Sequence[dict[str, Any]]) -
     return inserted
 
 
-# The three rollup upserts of a batch as one statement, arrays in binary as above: three
+# The four rollup upserts of a batch as one statement, arrays in binary as above: separate
 # SQLAlchemy statements cost PostgreSQL ingest a tenth of its throughput. A batch has one
 # network, so asn and cc are scalars. Rows go in array order (Python's sorted keys), and
 # every ingest runs this same statement, so all take rollup row locks in one order.
@@ -118,6 +122,14 @@ _PG_ADD_ROLLUPS = """
         ORDER BY i
         ON CONFLICT (day_ms, domain, asn, cc, verdict)
             DO UPDATE SET count = r.count + excluded.count
+    ), weekly AS (
+        INSERT INTO weekly_rollups AS r (week_ms, domain, asn, cc, verdict, count)
+        SELECT start, domain, %(asn)s::bigint, %(cc)s::text, verdict, n
+        FROM unnest(%(w_start)s::bigint[], %(w_domain)s::text[], %(w_verdict)s::text[],
+                    %(w_n)s::bigint[]) WITH ORDINALITY AS b (start, domain, verdict, n, i)
+        ORDER BY i
+        ON CONFLICT (week_ms, domain, asn, cc, verdict)
+            DO UPDATE SET count = r.count + excluded.count
     )
     INSERT INTO rollup_totals AS r (domain, asn, cc, verdict, count)
     SELECT domain, %(asn)s::bigint, %(cc)s::text, verdict, n
@@ -129,6 +141,7 @@ _PG_ADD_ROLLUPS = """
 """
 _ROLLUP_DIMS = ("hour_ms", "domain", "asn", "cc", "verdict")
 _DAILY_DIMS = ("day_ms", "domain", "asn", "cc", "verdict")
+_WEEKLY_DIMS = ("week_ms", "domain", "asn", "cc", "verdict")
 _TOTAL_DIMS = ("domain", "asn", "cc", "verdict")
 
 
@@ -139,13 +152,14 @@ class Storage(AgentStore, QueryStore):
         self._insert: Callable[[Table], Any] = (
             postgresql.insert if self.backend == "postgresql" else sqlite.insert
         )
-        # Hourly, daily, all-time: every ingest upserts the three in this order (and each
-        # by sorted key), so concurrent ingests lock rollup rows in one global order.
+        # Hourly, daily, weekly, all-time: every ingest upserts the four in this order (and
+        # each by sorted key), so concurrent ingests lock rollup rows in one global order.
         self._add_rollups: list[tuple[Insert, tuple[str, ...]]] = [
             (self._counting_upsert(table, dims), dims)
             for table, dims in (
                 (rollups, _ROLLUP_DIMS),
                 (daily_rollups, _DAILY_DIMS),
+                (weekly_rollups, _WEEKLY_DIMS),
                 (rollup_totals, _TOTAL_DIMS),
             )
         ]
@@ -332,16 +346,21 @@ class Storage(AgentStore, QueryStore):
         return await asyncio.to_thread(self.reclassify, decide_fn)
 
     def _count_rollups(self, conn: Connection, hourly: Counter[tuple[Any, ...]]) -> None:
-        """Adds the hourly counts of newly stored rows to the three rollup tables."""
+        """Adds the hourly counts of newly stored rows to the four rollup tables."""
         daily: Counter[tuple[Any, ...]] = Counter()
+        weekly: Counter[tuple[Any, ...]] = Counter()
         totals: Counter[tuple[Any, ...]] = Counter()
         for (hour, *cell), n in hourly.items():
             daily[(hour - hour % DAY_MS, *cell)] += n
             totals[tuple(cell)] += n
+        # From the daily counts: fewer keys than the hourly ones, the same sums.
+        for (day, *cell), n in daily.items():
+            weekly[(week_start(day), *cell)] += n
+        tables = (hourly, daily, weekly, totals)
         if self.backend == "postgresql":
-            self._pg_count_rollups(conn, hourly, daily, totals)
+            self._pg_count_rollups(conn, *tables)
             return
-        for (upsert, dims), counts in zip(self._add_rollups, (hourly, daily, totals), strict=True):
+        for (upsert, dims), counts in zip(self._add_rollups, tables, strict=True):
             conn.execute(
                 upsert,
                 [
@@ -352,11 +371,11 @@ class Storage(AgentStore, QueryStore):
 
     @staticmethod
     def _pg_count_rollups(conn: Connection, *tables: Counter[tuple[Any, ...]]) -> None:
-        hourly, daily, totals = (sorted(counts.items()) for counts in tables)
+        hourly, daily, weekly, totals = (sorted(counts.items()) for counts in tables)
         # Every key of a batch has the batch's network: (asn, cc) of the first will do.
         asn, cc = hourly[0][0][2:4]
         params: dict[str, Any] = {"asn": asn, "cc": cc}
-        for prefix, rows in (("h", hourly), ("d", daily)):
+        for prefix, rows in (("h", hourly), ("d", daily), ("w", weekly)):
             params[f"{prefix}_start"] = [key[0] for key, _ in rows]
             params[f"{prefix}_domain"] = [key[1] for key, _ in rows]
             params[f"{prefix}_verdict"] = [key[4] for key, _ in rows]
@@ -373,7 +392,12 @@ class Storage(AgentStore, QueryStore):
             # Blocks ingest's rollup upserts (not readers) until commit. Ingests that
             # committed earlier are in the rebuild; later ones add to the rebuilt rows.
             # Listed in ingest's upsert order, so the two never wait on each other in a cycle.
-            conn.execute(text("LOCK TABLE rollups, daily_rollups, rollup_totals IN EXCLUSIVE MODE"))
+            conn.execute(
+                text(
+                    "LOCK TABLE rollups, daily_rollups, weekly_rollups, rollup_totals"
+                    " IN EXCLUSIVE MODE"
+                )
+            )
         m = measurements.c
         hour = (m.measured_ms // HOUR_MS) * HOUR_MS
         asn = func.coalesce(m.asn, UNKNOWN_ASN)
@@ -401,12 +425,24 @@ class Storage(AgentStore, QueryStore):
             )
         )
         d = daily_rollups.c
+        # Non-negative before the division, so "//" floors alike on both backends.
+        week = ((d.day_ms + WEEK_OFFSET_MS) // WEEK_MS) * WEEK_MS - WEEK_OFFSET_MS
+        conn.execute(delete(weekly_rollups))
+        conn.execute(
+            weekly_rollups.insert().from_select(
+                [*_WEEKLY_DIMS, "count"],
+                select(week, d.domain, d.asn, d.cc, d.verdict, func.sum(d.count)).group_by(
+                    week, d.domain, d.asn, d.cc, d.verdict
+                ),
+            )
+        )
+        w = weekly_rollups.c
         conn.execute(delete(rollup_totals))
         conn.execute(
             rollup_totals.insert().from_select(
                 [*_TOTAL_DIMS, "count"],
-                select(d.domain, d.asn, d.cc, d.verdict, func.sum(d.count)).group_by(
-                    d.domain, d.asn, d.cc, d.verdict
+                select(w.domain, w.asn, w.cc, w.verdict, func.sum(w.count)).group_by(
+                    w.domain, w.asn, w.cc, w.verdict
                 ),
             )
         )

@@ -1,7 +1,7 @@
-"""The coarser rollups (``daily_rollups``, ``rollup_totals``) on SQLite and PostgreSQL: they
-equal a recount of the measurements after ingest, duplicates, reclassification and the
-0004 backfill, and the blocking matrix read from them equals the sum of the hourly rows
-for every kind of window."""
+"""The coarser rollups (``daily_rollups``, ``weekly_rollups``, ``rollup_totals``) on SQLite
+and PostgreSQL: they equal a recount of the measurements after ingest, duplicates,
+reclassification and the 0004/0006 backfills, and the blocking matrix read from them equals
+the sum of the hourly rows for every kind of window."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import random
 import pytest
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, select
 
 from agent.measurement import SiteMeasurement, new_measurement_id
 from collector.storage import IngestRecord, Storage
@@ -19,17 +19,22 @@ from collector.storage.queries import BlockingRow, dominant
 from collector.storage.schema import (
     DAY_MS,
     HOUR_MS,
+    WEEK_MS,
     agents,
     daily_rollups,
     measurements,
     rollup_totals,
     rollups,
+    week_start,
+    weekly_rollups,
 )
 from tests.storage.helpers import counts_from_rows, daily_counts_from_rows, table_counts
 from tests.storage.records import AGENT, batch
 
-START = 1_700_006_400_000 - 1_700_006_400_000 % DAY_MS  # a UTC midnight
-DAYS = 6
+START = 1_700_006_400_000 - 1_700_006_400_000 % DAY_MS  # a UTC midnight (a Wednesday)
+# Over two weeks, so windows take whole ISO weeks, partial ones and the days around them.
+DAYS = 16
+MONDAY = week_start(START) + WEEK_MS  # the first week boundary inside the data
 NETWORKS = [(64500, "PK"), (64501, "IR"), (64502, "PK"), (None, None)]
 DOMAINS = [f"site{i}.example" for i in range(7)]
 VERDICTS = ["ok", "ok", "down", "dns.injected", "tls.reset"]
@@ -62,8 +67,23 @@ def fill(store: Storage, n: int = 600, seed: int = 1) -> None:
         store.ingest(AGENT, records[i :: len(NETWORKS)], asn, cc, 0)
 
 
+def weekly_counts_from_rows(store: Storage) -> dict[tuple[int, str, int, str, str], int]:
+    """What ``weekly_rollups`` must say, from the measurements (weeks computed in Python)."""
+    out: dict[tuple[int, str, int, str, str], int] = {}
+    m = measurements.c
+    query = select(
+        m.measured_ms, m.domain, func.coalesce(m.asn, 0), func.coalesce(m.cc, ""), m.verdict
+    )
+    with store.engine.connect() as conn:
+        for at, d, a, c, v in conn.execute(query):
+            key = (week_start(int(at)), d, int(a), c, v)
+            out[key] = out.get(key, 0) + 1
+    return out
+
+
 def assert_rollups_recount(store: Storage) -> None:
     assert table_counts(store, daily_rollups) == daily_counts_from_rows(store)
+    assert table_counts(store, weekly_rollups) == weekly_counts_from_rows(store)
     assert table_counts(store, rollup_totals) == counts_from_rows(store)
     assert store.rollup_counts() == counts_from_rows(store)
 
@@ -103,6 +123,8 @@ def test_ingest_keeps_daily_and_total_rollups_equal_to_a_recount(storage: Storag
     assert_rollups_recount(storage)
     days = {key[0] for key in table_counts(storage, daily_rollups)}
     assert days == {START + i * DAY_MS for i in range(DAYS)}
+    weeks = {key[0] for key in table_counts(storage, weekly_rollups)}
+    assert weeks == {MONDAY - WEEK_MS, MONDAY, MONDAY + WEEK_MS}
     # Unknown networks are counted as ASN 0 and country "" here too.
     assert any(key[1:3] == (0, "") for key in table_counts(storage, rollup_totals))
 
@@ -120,6 +142,7 @@ def test_duplicates_add_nothing_to_daily_and_total_rollups(storage: Storage) -> 
     assert len(result.stored) == 70
     assert sum(table_counts(storage, rollup_totals).values()) == 120
     assert sum(table_counts(storage, daily_rollups).values()) == 120
+    assert sum(table_counts(storage, weekly_rollups).values()) == 120
     assert_rollups_recount(storage)
 
 
@@ -132,13 +155,15 @@ def test_reclassify_rebuilds_daily_and_total_rollups(storage: Storage) -> None:
     assert storage.reclassify(everything_blocked).changed == 200
     assert_rollups_recount(storage)
     assert {key[-1] for key in table_counts(storage, rollup_totals)} == {"blocked"}
-    assert {key[-1] for key in table_counts(storage, daily_rollups)} == {"blocked"}
+    tables: list[Table] = [daily_rollups, weekly_rollups]
+    for table in tables:
+        assert {key[-1] for key in table_counts(storage, table)} == {"blocked"}
     # Ingest after the rebuild adds to the rebuilt rows.
     fill(storage, 40, seed=4)
     assert_rollups_recount(storage)
 
 
-def test_migration_0004_backfills_from_existing_measurements(storage_url: str) -> None:
+def test_migrations_0004_and_0006_backfill_from_existing_measurements(storage_url: str) -> None:
     engine = make_engine(storage_url)
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
@@ -167,9 +192,13 @@ def test_migration_0004_backfills_from_existing_measurements(storage_url: str) -
         assert sum(table_counts(store, daily_rollups).values()) == 300
         assert table_counts(store, daily_rollups) == daily_counts_from_rows(store)
         assert table_counts(store, rollup_totals) == counts_from_rows(store)
+        # 0006 filled the weekly table from those daily rows.
+        assert table_counts(store, weekly_rollups) == weekly_counts_from_rows(store)
         # Ingest goes on from the backfilled rows.
         fill(store, 80, seed=6)
+        # (Not the hourly table: the rows written behind ingest's back have no hourly rows.)
         assert table_counts(store, daily_rollups) == daily_counts_from_rows(store)
+        assert table_counts(store, weekly_rollups) == weekly_counts_from_rows(store)
         assert table_counts(store, rollup_totals) == counts_from_rows(store)
     finally:
         store.close()
@@ -193,6 +222,11 @@ def test_blocking_over_any_window_equals_the_hourly_sum(
         START + DAY_MS + 5 * HOUR_MS + 17,
         START + 3 * DAY_MS - 1,
         START + 3 * DAY_MS,
+        MONDAY - HOUR_MS,
+        MONDAY,  # a week boundary
+        MONDAY + 2 * HOUR_MS,
+        MONDAY + WEEK_MS,  # the next one: [MONDAY, this) is one whole week
+        MONDAY + WEEK_MS + DAY_MS + 3 * HOUR_MS + 1,
         end - DAY_MS + 23 * HOUR_MS,
         end - 1,
         end,
@@ -208,6 +242,8 @@ def test_blocking_over_any_window_equals_the_hourly_sum(
     for _ in range(40):
         start = START + rng.randrange(-DAY_MS, (DAYS + 1) * DAY_MS)
         windows.append((start, start + rng.randrange(3 * DAY_MS)))
+        # Week-long and longer: whole weeks plus edge days and hours.
+        windows.append((start, start + rng.randrange(6 * DAY_MS, 12 * DAY_MS)))
     nonempty = 0
     for since, until in windows:
         expected = hourly_blocking(storage, cc, asn, since, until)
