@@ -19,22 +19,25 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgpack  # type: ignore[import-untyped]  # no stubs or py.typed
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from agent.measurement import SiteMeasurement
-from agent.wire import (
-    MAX_RECORD,
-    RecordColumns,
-    WireError,
-    check_measurement,
-    decode_measurement,
-    measurement_to_obj,
-    record_check,
-)
+from agent.wire_errors import WireError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
+
+    from agent.measurement import SiteMeasurement
+    from agent.wire import RecordColumns
+
+# agent.wire (the record codec, and dnspython behind it) is imported inside the functions that
+# handle measurements: a heartbeat-only batch needs none of it, and the daemon's lean idle mode
+# signs those with this module while staying light (docs/design/005-lean-idle.md).
 
 __all__ = [
     "Batch",
@@ -74,6 +77,8 @@ _NONE: Any = object()  # an absent key (an explicit nil is then refused like any
 def prepare_verifier() -> None:
     """Builds what :func:`verify_batch` decodes with, now, in this thread: a collector calls
     it once at start, so no worker thread ever builds a decoder (agent.wire_check)."""
+    from agent.wire import record_check
+
     _body_decoder()
     record_check()
 
@@ -151,6 +156,8 @@ class Batch:
     @property
     def measurements(self) -> list[SiteMeasurement]:
         """The records decoded: for tools and tests; ingest needs only the columns."""
+        from agent.wire import decode_measurement
+
         return [decode_measurement(record) for record in self.records]
 
 
@@ -193,6 +200,8 @@ def encode_batch(
         )
     objs: list[dict[str, Any]] = []
     seen: set[str] = set()
+    if measurements:
+        from agent.wire import MAX_RECORD, measurement_to_obj
     for index, m in enumerate(measurements):
         if m.id in seen:
             raise BatchDuplicateIdError(f"batch.m[{index}]: measurement id {m.id} repeated")
@@ -395,6 +404,8 @@ def verify_batch(
 ) -> Batch:
     """The batch, checked: the signature first, so nothing unauthenticated is decoded, then
     the schema, sizes, timestamps and unique ids. All or nothing, as ingest stores it."""
+    from agent.wire import MAX_RECORD, check_measurement
+
     check_signature(envelope, public_key)
     try:
         # Measurements stay undecoded here (msgspec.Raw, slices of the body): each is

@@ -19,12 +19,15 @@ when the budget is spent, since they are what detects a shutdown), IP and TCP ov
 the allowances, retransmissions, and TLS records after the handshake. The estimate is meant
 to err a little low on a lossy link, never to be an order of magnitude off.
 
-Once the day's total reaches the budget, :class:`BudgetedUploader` sends heartbeat-only
+Once the day's total reaches the budget, ``agent.upload.BudgetedUploader`` sends heartbeat-only
 batches (the spooled checks, no records): an agent over budget must not look to the collector
 like one silenced by a shutdown. Their bytes still count.
 
 The day's usage lives in the spool's meta table under ``bandwidth_YYYY-MM-DD`` (UTC), so a
 restart keeps it; older days' keys are deleted when :class:`DailyBudget` starts.
+
+Standard library only at import: the daemon's lean idle mode counts its heartbeat batches
+here too (docs/design/005-lean-idle.md).
 """
 
 from __future__ import annotations
@@ -32,17 +35,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
-
-from agent.upload import Spool as UploadSpool
-from agent.upload import Uploader, UploadResult
-from agent.wire import encode_vantage
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
     from agent.measurement import SiteMeasurement, Vantage
     from agent.spool import Spool
 
@@ -51,7 +46,6 @@ __all__ = [
     "HTTP_OVERHEAD",
     "META_PREFIX",
     "PAUSED",
-    "BudgetedUploader",
     "DailyBudget",
     "day_key",
     "measurement_bytes",
@@ -158,6 +152,8 @@ class DailyBudget:
     def add_measurement(self, m: SiteMeasurement) -> tuple[str, int]:
         """Counts ``m``'s traffic in memory; returns the (day key, bytes) the spool must add
         in the transaction that stores ``m``."""
+        from agent.wire import encode_vantage  # only the full daemon measures
+
         cost = measurement_bytes(m, len(encode_vantage(m.control)) if m.control is not None else 0)
         day = self.roll()
         self.used += cost
@@ -168,39 +164,3 @@ class DailyBudget:
         day = self.roll()
         self.used += nbytes
         await asyncio.to_thread(self.spool.bump_meta, day, nbytes)
-
-
-class BudgetedUploader(Uploader):
-    """The uploader, counting every batch body it POSTs against ``budget``, and sending only
-    heartbeat-only batches once the budget is spent."""
-
-    def __init__(
-        self,
-        collector_urls: Sequence[str],
-        agent_id: str,
-        key: Ed25519PrivateKey,
-        *,
-        budget: DailyBudget,
-        **options: Any,
-    ) -> None:
-        super().__init__(collector_urls, agent_id, key, **options)
-        self.budget = budget
-        self.counted = 0  # bytes since the daemon last took them (budget.spend)
-        self.body_bytes = 0  # batch bodies alone, since the daemon last took them
-
-    async def upload_once(self, spool: UploadSpool) -> UploadResult:
-        # Checked before every batch, with what this drain already sent: records spooled
-        # while a drain runs would otherwise go out after the budget ran out.
-        self.checks_only = self.budget.spent(self.counted)
-        return await super().upload_once(spool)
-
-    async def _post(
-        self,
-        spool: UploadSpool,
-        data: bytes,
-        batch: list[tuple[str, SiteMeasurement]],
-        result: UploadResult,
-    ) -> bool:
-        self.counted += upload_bytes(len(data), len(batch))
-        self.body_bytes += len(data)
-        return await super()._post(spool, data, batch, result)

@@ -15,9 +15,8 @@ from typing import Any, Self
 
 import aiohttp
 
-from agent import __version__
+from agent.collector_api import USER_AGENT as USER_AGENT
 
-USER_AGENT = f"netsonde-agent/{__version__}"
 # What the network or the collector can do to a request; anything else is a bug and raises.
 REQUEST_FAILURES = (aiohttp.ClientError, TimeoutError, OSError)
 

@@ -16,14 +16,14 @@ from collections.abc import Sequence
 
 import aiohttp
 
+from agent.collector_api import CONTROL_PATH as CONTROL_PATH
+from agent.collector_api import HEALTH_PATH as HEALTH_PATH
+from agent.collector_api import MSGPACK as MSGPACK
 from agent.collector_http import CollectorClient
 from agent.measurement import Target, Vantage
 from agent.net import failures
 from agent.wire import WireError, decode_vantage
 
-CONTROL_PATH = "/api/v1/control"
-HEALTH_PATH = "/api/v1/health"
-MSGPACK = "application/msgpack"
 CACHE_HEADER = "X-Netsonde-Control-Cache"
 MAX_ADDRESSES = 16  # the collector refuses more
 # A control is a few hundred bytes; far more means something that is not our collector.

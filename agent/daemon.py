@@ -17,6 +17,10 @@ day's estimated traffic (``agent.budget``) reaches it; the connectivity checks, 
 heartbeat-only batches that carry them to the collector, go on.
 
 Measuring never waits for the collector: the jobs share nothing but the spool.
+
+Run by ``netsonde-agent run``, it also stops by itself once nothing is due for a while, and
+the process execs into lean idle mode (``agent.lean``, docs/design/005-lean-idle.md), which
+execs back into this when a run is due or the collector stops answering.
 """
 
 from __future__ import annotations
@@ -27,17 +31,43 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
 
-from agent.budget import BUDGET_SPENT, PAUSED, BudgetedUploader, DailyBudget
+from agent.budget import BUDGET_SPENT, PAUSED, DailyBudget
 from agent.collector_testlist import CollectorTestList, read_testlist_cache
 from agent.config import AgentConfig
 from agent.control import HTTPControl
+from agent.daemon_state import (
+    FULL,
+    LEAN,
+    META_BATCH_SEQ,
+    META_CONNECTIVITY,
+    META_CONNECTIVITY_AT,
+    META_LAST_RUN,
+    META_LAST_RUN_FAILED,
+    META_LAST_RUN_RESULTS,
+    META_LAST_RUN_SKIPPED,
+    META_LAST_UPLOAD,
+    META_MODE,
+    META_NEXT_RUN,
+    META_REFUSED,
+    META_RUNS,
+    META_TESTLIST_FAILURE,
+    META_TESTLIST_FETCHED,
+    META_TESTLIST_TRIED,
+    META_UPLOAD_FAILURE,
+    META_UPLOADED_BYTES,
+    SPOOL_FILE,
+    draw_next_run,
+    lean_threshold,
+    next_run_ms,
+    testlist_due_ms,
+)
 from agent.enrollment import KEY_FILE, DaemonError, read_state
 from agent.fingerprints import FingerprintFileError, FingerprintSet, load
 from agent.identity import IdentityError, load_key
@@ -46,30 +76,15 @@ from agent.probes.connectivity import CachedCheck, check
 from agent.site import ProbeConfig, measure_site
 from agent.spool import Spool, SpoolError
 from agent.targets import read_test_list
+from agent.upload import BudgetedUploader
 from agent.wire import encode_measurement
 
 __all__ = ["SPOOL_FILE", "run_daemon"]
 
 log = logging.getLogger("netsonde.agent")
 
-SPOOL_FILE = "spool.db"
 SHUTDOWN_GRACE = 5.0  # seconds for cancelled jobs to unwind; the whole stop must fit in 10
 
-# Spool meta keys, shared with ``netsonde-agent status``.
-META_LAST_RUN = "last_run_ms"
-META_LAST_RUN_RESULTS = "last_run_results"
-META_LAST_RUN_FAILED = "last_run_failed"
-META_LAST_UPLOAD = "last_upload_ms"
-META_UPLOAD_FAILURE = "last_upload_failure"
-META_CONNECTIVITY = "connectivity"
-META_CONNECTIVITY_AT = "connectivity_checked_ms"
-META_BATCH_SEQ = "batch_seq"
-META_RUNS = "runs_total"  # measure runs started (skipped ones included)
-META_LAST_RUN_SKIPPED = "last_run_skipped"  # why the last run left targets out; "" if none
-META_REFUSED = "refused_total"  # records the collector refused for good (part of acked)
-META_UPLOADED_BYTES = "uploaded_body_bytes"  # signed batch bodies POSTed, since the spool began
-META_TESTLIST_FETCHED = "testlist_fetched_ms"  # last answer from the collector, 200 or 304
-META_TESTLIST_FAILURE = "testlist_failure"  # why the last fetch failed; "" if it did not
 
 _PAUSED_JOBS = "measuring and uploading results paused (heartbeats go on)"
 
@@ -104,6 +119,8 @@ class _Daemon:
         *,
         budget: DailyBudget,
         testlist: CollectorTestList,
+        may_idle: bool = False,
+        resumed: bool = False,
     ) -> None:
         self.config, self.spool, self.control, self.uploader = config, spool, control, uploader
         self.probe, self.stop, self.budget = probe, stop, budget
@@ -117,6 +134,12 @@ class _Daemon:
         )
         self._running: set[asyncio.Task[Any]] = set()
         self.scheduler: AsyncIOScheduler | None = None
+        # Lean idle mode: whether this daemon may stop to exec into it, whether it was exec'd
+        # from it (so runs are scheduled from the spool, not at once), and the collector's
+        # last answer, since only a reachable collector lets lean mode's check stand alone.
+        self.may_idle, self.resumed = may_idle, resumed
+        self.collector_reachable = False
+        self.next_mode: str | None = None
 
     # -- jobs ------------------------------------------------------------------------------
 
@@ -133,12 +156,39 @@ class _Daemon:
             self._running.add(task)
         try:
             await jobs[name]()
+            if self.may_idle:
+                await self.maybe_idle(task)
         except SpoolError as exc:
             # A full disk or a broken spool: log it and let the next run try again.
             log.error("%s: %s", name, exc)
         finally:
             if task is not None:
                 self._running.discard(task)
+
+    async def maybe_idle(self, current: asyncio.Task[Any] | None) -> None:
+        """Stops the daemon to exec into lean mode (``run_daemon`` returns LEAN) when nothing
+        is due for a while: no other job running, the collector answering, no record
+        waiting that may be uploaded, no measure run or test list refresh within
+        ``agent.daemon_state.lean_threshold``."""
+        if self.stop.is_set() or self._running - {current} or not self.collector_reachable:
+            return
+        assert self.scheduler is not None
+        horizon = datetime.now(UTC) + timedelta(seconds=lean_threshold(self.config.schedule))
+        for name in ("measure", "testlist"):
+            job = self.scheduler.get_job(name)
+            if job is not None and job.next_run_time is not None and job.next_run_time < horizon:
+                return
+        records, _ = await self.spool.depth_async()
+        if records and not self.budget.spent():
+            return
+        if self.stop.is_set() or self._running - {current}:
+            return  # a job started while the spool was read
+        log.info(
+            "idle: nothing due within %.0f s; switching to lean mode",
+            (lean_threshold(self.config.schedule)),
+        )
+        self.next_mode = LEAN
+        self.stop.set()
 
     def targets(self) -> list[Target]:
         """The local files, re-read each run so an edited list applies without a restart,
@@ -210,6 +260,7 @@ class _Daemon:
 
     def _record_run(self, started: int, results: int, failed: int, skipped: str) -> None:
         self.spool.set_meta(META_LAST_RUN, started)
+        self.spool.set_meta(META_NEXT_RUN, draw_next_run(started, self.config.schedule))
         self.spool.set_meta(META_LAST_RUN_RESULTS, results)
         self.spool.set_meta(META_LAST_RUN_FAILED, failed)
         self.spool.set_meta(META_LAST_RUN_SKIPPED, skipped)
@@ -243,6 +294,7 @@ class _Daemon:
         """GET the collector's test list (conditionally) and cache it, budget allowing."""
         async with self.testlist.lock:
             self.testlist.tried = True
+            await asyncio.to_thread(self.spool.set_meta, META_TESTLIST_TRIED, _now_ms())
             if self.budget.spent():
                 self.budget.log_exhausted("test list refresh paused")
                 return
@@ -257,7 +309,7 @@ class _Daemon:
         checked_ms = _now_ms()
         # The collector first, on its own: the resolver checks would send DNS traffic that
         # is only needed when the collector cannot be reached.
-        online = await self.control.reachable()
+        online = self.collector_reachable = await self.control.reachable()
         if not online:
             online = await check(
                 None,
@@ -283,6 +335,11 @@ class _Daemon:
         self.spool.set_meta(META_CONNECTIVITY, state)
         self.spool.set_meta(META_CONNECTIVITY_AT, _now_ms())
 
+    def _due_from_spool(self) -> tuple[int | None, int | None]:
+        return next_run_ms(self.spool, self.config.schedule), testlist_due_ms(
+            self.spool, self.config
+        )
+
     def next_seq(self) -> int:
         # Persisted so batch numbers keep growing across restarts; a tiny write per batch.
         previous = self.spool.get_meta(META_BATCH_SEQ)
@@ -301,14 +358,23 @@ class _Daemon:
         schedule = self.config.schedule
         scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop(), timezone=UTC)
         now = datetime.now(UTC)
+        first_measure, first_testlist = now, None
+        if self.resumed:
+            # Exec'd from lean mode: the measure run and the test list refresh are due when
+            # the spool says, not now (lean mode hands over as soon as one is due).
+            due, refresh = await asyncio.to_thread(self._due_from_spool)
+            if due is not None:
+                first_measure = max(now, datetime.fromtimestamp(due / 1000, UTC))
+            if refresh is not None:
+                first_testlist = max(now, datetime.fromtimestamp(refresh / 1000, UTC))
         jobs: list[tuple[str, float, datetime | None]] = [
-            ("measure", schedule.interval, now),
+            ("measure", schedule.interval, first_measure),
             ("connectivity", schedule.connectivity_check, now),
             ("upload", schedule.upload, None),
         ]
         if self.config.testlist.from_collector:
-            # No first run here: the first measure run fetches before it starts.
-            jobs.append(("testlist", self.config.testlist.refresh, None))
+            # No first run at start: the first measure run fetches before it starts.
+            jobs.append(("testlist", self.config.testlist.refresh, first_testlist))
         for name, every, first in jobs:
             scheduler.add_job(
                 self.job,
@@ -341,9 +407,19 @@ class _Daemon:
 
 
 async def run_daemon(
-    config: AgentConfig, *, stop: asyncio.Event, resolv_conf: str | None = None
-) -> None:
+    config: AgentConfig,
+    *,
+    stop: asyncio.Event,
+    resolv_conf: str | None = None,
+    may_idle: bool = False,
+    resumed: bool = False,
+) -> str | None:
     """Agent daemon: measures, spools and uploads on a schedule until ``stop`` is set.
+
+    With ``may_idle``, it also stops by itself when nothing is due for a while and returns
+    ``LEAN``: the caller then execs into lean idle mode (``agent.lean``); otherwise it
+    returns None. ``resumed``: exec'd back from lean mode, so the first measure run waits
+    until it is due (the spool's meta says when) instead of starting at once.
 
     Raises :class:`DaemonError` before starting if the agent is not enrolled or its key or
     spool cannot be used. Returns within a few seconds of ``stop``, with the spool closed.
@@ -396,8 +472,10 @@ async def run_daemon(
                 state_dir=config.state_dir,
             )
             daemon = _Daemon(
-                config, spool, control, uploader, probe, stop, budget=daily, testlist=testlist
-            )
+                config, spool, control, uploader, probe, stop, budget=daily, testlist=testlist,
+                may_idle=may_idle, resumed=resumed,
+            )  # fmt: skip
+            await asyncio.to_thread(spool.set_meta, META_MODE, FULL)
             log.info(
                 "agent %s started: %d collector URLs, every %.0f s",
                 state.agent_id,
@@ -409,4 +487,6 @@ async def run_daemon(
         # close() takes the spool's lock, so a record being written in a worker thread is
         # finished (durably) before the file is closed.
         await asyncio.to_thread(spool.close)
-    log.info("agent stopped")
+    if daemon.next_mode is None:
+        log.info("agent stopped")
+    return daemon.next_mode

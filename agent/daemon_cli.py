@@ -55,6 +55,10 @@ def add_commands(
         "2 configuration error.",
     )
     run.add_argument("--config", metavar="PATH", type=Path, default=DEFAULT_PATH, help=config_help)
+    # Internal: the daemon re-execs itself with it to switch between full and lean idle mode
+    # (docs/design/005-lean-idle.md). Without it, the daemon starts in full mode and
+    # measures at once.
+    run.add_argument("--mode", choices=("full", "lean"), default=None, help=argparse.SUPPRESS)
     run.set_defaults(func=cmd_run, parser=run)
 
     status = commands.add_parser(
@@ -115,12 +119,21 @@ def cmd_enroll(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import asyncio
     import logging
+    import os
     import signal
 
+    # Caught from here on, not only once the event loop runs: a SIGTERM that arrives while the
+    # modules load (after each switch of mode, too) must still be a clean stop, exit 0.
+    stopping: list[int] = []
+
+    def early(signum: int, frame: object) -> None:
+        stopping.append(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, early)
+
     from agent.config import ConfigError
-    from agent.daemon import run_daemon
     from agent.enrollment import DaemonError
 
     try:
@@ -128,19 +141,49 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _fail(str(exc), 2)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        await run_daemon(config, stop=stop)
-
     try:
-        asyncio.run(main())
+        switch = _run_mode(args.mode, config, stopping)
     except DaemonError as exc:
         return _fail(str(exc))
-    return 0
+    if switch is None or stopping:
+        return 0
+    logging.getLogger("netsonde.agent").info("switching to %s mode (exec)", switch)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Same PID throughout, as systemd expects: the process replaces itself with the other mode.
+    argv = [sys.executable, "-m", "agent.cli", "run", "--config", str(args.config.resolve())]
+    os.execv(sys.executable, [*argv, "--mode", switch])
+    raise AssertionError("os.execv returned")
+
+
+def _run_mode(mode: str | None, config: AgentConfig, stopping: list[int]) -> str | None:
+    """Runs the daemon in ``mode`` until a signal, or until it asks to switch: then returns
+    the mode to exec into."""
+    import asyncio
+    import signal
+
+    async def main() -> str | None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def on_signal(signum: int) -> None:
+            stopping.append(signum)
+            stop.set()
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, on_signal, signum)
+        if stopping:
+            stop.set()
+        if mode == "lean":
+            from agent.lean import run_lean
+
+            return await run_lean(config, stop=stop)
+        from agent.daemon import run_daemon
+
+        return await run_daemon(config, stop=stop, may_idle=True, resumed=mode == "full")
+
+    return asyncio.run(main())
 
 
 def _when(ms: object) -> str:
@@ -158,7 +201,8 @@ def status_data(config: AgentConfig | None, state_dir: Path) -> dict[str, Any]:
     ``runs`` and ``uploaded_bytes`` since the spool was made), ``bandwidth`` (today's
     ``used``, ``budget``) and ``meta`` (the daemon's last run, upload, connectivity and test
     list state)."""
-    from agent import budget, daemon
+    from agent import budget
+    from agent import daemon_state as daemon
     from agent.enrollment import DaemonError, read_state
     from agent.spool import Spool
 
@@ -183,7 +227,7 @@ def status_data(config: AgentConfig | None, state_dir: Path) -> dict[str, Any]:
                 daemon.META_LAST_RUN, daemon.META_LAST_RUN_RESULTS, daemon.META_LAST_RUN_FAILED,
                 daemon.META_LAST_RUN_SKIPPED, daemon.META_LAST_UPLOAD, daemon.META_UPLOAD_FAILURE,
                 daemon.META_CONNECTIVITY, daemon.META_CONNECTIVITY_AT,
-                daemon.META_TESTLIST_FETCHED, daemon.META_TESTLIST_FAILURE,
+                daemon.META_TESTLIST_FETCHED, daemon.META_TESTLIST_FAILURE, daemon.META_MODE,
             )
         }  # fmt: skip
         extra = {
@@ -204,7 +248,7 @@ def status_data(config: AgentConfig | None, state_dir: Path) -> dict[str, Any]:
 
 def status_lines(config: AgentConfig | None, state_dir: Path) -> list[str]:
     """What ``status`` prints, read from the state directory alone."""
-    from agent import daemon
+    from agent import daemon_state as daemon
 
     data = status_data(config, state_dir)
     lines: list[str] = []

@@ -16,13 +16,6 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.collector_http import (
-    REQUEST_FAILURES,
-    failure_reason,
-    json_or_none,
-    open_session,
-    trust,
-)
 from agent.identity import IdentityError, create_key, load_key, public_key_bytes
 
 __all__ = [
@@ -105,6 +98,15 @@ async def enroll(
     under the old id. A key left by an enrolment that failed half-way is reused, so retrying
     with a fresh token just works.
     """
+    # Here, not at the top: read_state serves the daemon's lean idle mode, which has no aiohttp.
+    from agent.collector_http import (
+        REQUEST_FAILURES,
+        failure_reason,
+        json_or_none,
+        open_session,
+        trust,
+    )
+
     state_dir = Path(state_dir)
     if (state_dir / STATE_FILE).exists():
         raise DaemonError(

@@ -34,12 +34,12 @@ from agent.batch import (
     BatchError,
     encode_batch,
 )
+from agent.budget import DailyBudget, upload_bytes
+from agent.collector_api import MEASUREMENTS_PATH as MEASUREMENTS_PATH
+from agent.collector_api import MSGPACK
 from agent.collector_http import REQUEST_FAILURES, CollectorClient
-from agent.control import MSGPACK
 from agent.measurement import SiteMeasurement
 from agent.wire import WireError, decode_measurement
-
-MEASUREMENTS_PATH = "/api/v1/measurements"
 
 UNREACHABLE = "upload_unreachable"
 TIMEOUT = "upload_timeout"
@@ -392,3 +392,39 @@ def _classify(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.ClientResponseError | aiohttp.ClientPayloadError):
         return BAD_RESPONSE
     return UNREACHABLE
+
+
+class BudgetedUploader(Uploader):
+    """The uploader, counting every batch body it POSTs against ``budget``, and sending only
+    heartbeat-only batches once the budget is spent."""
+
+    def __init__(
+        self,
+        collector_urls: Sequence[str],
+        agent_id: str,
+        key: Ed25519PrivateKey,
+        *,
+        budget: DailyBudget,
+        **options: Any,
+    ) -> None:
+        super().__init__(collector_urls, agent_id, key, **options)
+        self.budget = budget
+        self.counted = 0  # bytes since the daemon last took them (budget.spend)
+        self.body_bytes = 0  # batch bodies alone, since the daemon last took them
+
+    async def upload_once(self, spool: Spool) -> UploadResult:
+        # Checked before every batch, with what this drain already sent: records spooled
+        # while a drain runs would otherwise go out after the budget ran out.
+        self.checks_only = self.budget.spent(self.counted)
+        return await super().upload_once(spool)
+
+    async def _post(
+        self,
+        spool: Spool,
+        data: bytes,
+        batch: list[tuple[str, SiteMeasurement]],
+        result: UploadResult,
+    ) -> bool:
+        self.counted += upload_bytes(len(data), len(batch))
+        self.body_bytes += len(data)
+        return await super()._post(spool, data, batch, result)

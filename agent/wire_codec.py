@@ -20,16 +20,15 @@ from typing import Any
 
 import dns.rcode
 
+# Re-exported: the codec's callers catch it from here and from agent.wire.
+from agent.wire_errors import WireError as WireError
+
 MAX_BINS = 64
 SHORT = 256  # names, versions, header values
 LONG = 4096  # URLs, Location, unknown_failure details
 _INT64 = 1 << 63
 
 Ctx = Mapping[str, Any]
-
-
-class WireError(ValueError):
-    """A record that is not valid schema v1; the message names the offending field."""
 
 
 def _text(value: Any, path: str, limit: int) -> str:

@@ -5,8 +5,8 @@
 Brings up the 670-URL lab of benchmarks/bench_probe.py (benchmarks/testlist_lab.py) with the
 collector in the net namespace, and runs two enrolled daemons in the agent namespace:
 
-- idle: an empty test list and nothing due (6 h interval, 5 min checks) - its RSS once
-  settled;
+- idle: an empty test list and nothing due (6 h interval, 5 min checks) - its RSS once it
+  has exec'd into lean idle mode (docs/design/005-lean-idle.md) and settled;
 - busy: the 670 URLs in one run, uploading every second - its peak RSS (VmHWM) until the
   spool is drained, CPU seconds per target (utime + stime from /proc, minus what the idle
   daemon spent starting), and the signed batch body bytes per measurement uploaded
@@ -34,6 +34,13 @@ from tests.lab.lab import Lab
 TICKS = os.sysconf("SC_CLK_TCK")
 # The libraries the agent is built on (the project's choices, DEVELOPERS.md), imported by a
 # bare interpreter and nothing else: the floor under any one-process daemon's idle RSS.
+LEAN_FLOOR = """
+import asyncio, sqlite3, logging, tomllib, json, http.client, ssl
+import apscheduler.schedulers.asyncio, apscheduler.triggers.interval
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+import msgpack
+print(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmRSS")))
+"""
 FLOOR = """
 import asyncio, sqlite3, logging, tomllib, json
 import aiohttp
@@ -45,8 +52,8 @@ print(next(line.split()[1] for line in open("/proc/self/status") if line.startsw
 """
 
 
-def floor_kb() -> int:
-    done = subprocess.run([sys.executable, "-c", FLOOR], capture_output=True, text=True, check=True)
+def floor_kb(code: str = FLOOR) -> int:
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return int(done.stdout)
 
 
@@ -78,6 +85,10 @@ def main() -> int:
         f"floor: an interpreter importing asyncio, aiohttp, apscheduler, cryptography (Ed25519),"
         f" dnspython, msgpack, sqlite3 and nothing else: RSS {floor_kb() / 1024:.1f} MB"
     )
+    print(
+        f"lean floor: the same without aiohttp and dnspython, with http.client and ssl: RSS "
+        f"{floor_kb(LEAN_FLOOR) / 1024:.1f} MB"
+    )
     print(f"{len(urls)} URLs, {len(table.rows)} hosts; bringing the lab up ...", flush=True)
     with Lab(table) as lab, tempfile.TemporaryDirectory() as tmp:
         collector = LabCollector(lab, lab.state_dir / "collector").start()
@@ -89,12 +100,21 @@ def main() -> int:
             )  # fmt: skip
             idle.enroll(collector.db_url)
             idle_process = idle.start()
+            started = time.monotonic()
+            while idle.status().get("meta", {}).get("mode") != "lean":
+                if idle_process.poll() is not None or time.monotonic() - started > 120:
+                    print(idle.log_text()[-3000:])
+                    return 1
+                time.sleep(0.5)
+            lean_after = time.monotonic() - started
             time.sleep(args.settle)
             idle_rss, idle_hwm = memory_kb(idle_process.pid)
             idle_cpu = cpu_seconds(idle_process.pid)
             print(
-                f"idle daemon: RSS {idle_rss / 1024:.1f} MB (peak {idle_hwm / 1024:.1f} MB) "
-                f"after {args.settle:.0f}s; {idle_cpu:.2f} CPU s to start (target RSS <= 40 MB)",
+                f"idle daemon (lean): RSS {idle_rss / 1024:.1f} MB (peak since the exec "
+                f"{idle_hwm / 1024:.1f} MB), lean {lean_after:.1f}s after start, measured "
+                f"{args.settle:.0f}s later; {idle_cpu:.2f} CPU s to start and switch "
+                "(target RSS <= 40 MB)",
                 flush=True,
             )
 
@@ -108,7 +128,9 @@ def main() -> int:
             busy_process = busy.start()
             peak = 0
             while True:
-                _, peak = memory_kb(busy_process.pid)
+                # The most seen: once drained, the daemon execs into lean mode, which starts
+                # a fresh VmHWM.
+                peak = max(peak, memory_kb(busy_process.pid)[1])
                 status = busy.status()
                 totals = status.get("totals", {})
                 if totals.get("runs", 0) >= 1 and status["spool"]["records"] == 0:
@@ -119,7 +141,7 @@ def main() -> int:
                 time.sleep(0.5)
             elapsed = time.monotonic() - started
             cpu = cpu_seconds(busy_process.pid)
-            _, peak = memory_kb(busy_process.pid)
+            peak = max(peak, memory_kb(busy_process.pid)[1])
             measured = totals["acked"]
             per_target = (cpu - idle_cpu) / max(1, measured)
             uploaded = totals["uploaded_bytes"]
