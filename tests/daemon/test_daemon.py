@@ -168,7 +168,15 @@ async def test_enroll_run_upload_and_stop(tmp_path: Path) -> None:
         stop = asyncio.Event()
         daemon = asyncio.create_task(run_daemon(config, stop=stop, resolv_conf=resolv_conf))
         deadline = time.monotonic() + 20
-        while storage.count_measurements() < 2 and time.monotonic() < deadline:
+
+        def uploaded() -> bool:
+            # Stored at the collector, and the daemon has seen the answer and noted it.
+            return storage.count_measurements() == 2 and not any(
+                line.startswith("last upload:   never")
+                for line in status_lines(config, config.state_dir)
+            )
+
+        while not await asyncio.to_thread(uploaded) and time.monotonic() < deadline:
             assert not daemon.done(), daemon
             await asyncio.sleep(0.2)
         assert storage.count_measurements() == 2
