@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar, cast
 
 import psycopg
-from sqlalchemy import Insert, Table, bindparam, delete, func, select, text, update
+from sqlalchemy import Table, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
@@ -145,6 +145,28 @@ _WEEKLY_DIMS = ("week_ms", "domain", "asn", "cc", "verdict")
 _TOTAL_DIMS = ("domain", "asn", "cc", "verdict")
 
 
+def _sqlite_counting_upsert(table: Table, dims: tuple[str, ...]) -> str:
+    columns = ", ".join(dims)
+    return (
+        f"INSERT INTO {table.name} ({columns}, count) VALUES ({', '.join('?' * (len(dims) + 1))})"
+        f" ON CONFLICT ({columns}) DO UPDATE SET count = count + excluded.count"
+    )
+
+
+# Hourly, daily, weekly, all-time: every ingest upserts the four in this order (and each by
+# sorted key), so concurrent ingests lock rollup rows in one global order. PostgreSQL does
+# the same in one statement (_PG_ADD_ROLLUPS).
+_SQLITE_ADD_ROLLUPS = tuple(
+    _sqlite_counting_upsert(table, dims)
+    for table, dims in (
+        (rollups, _ROLLUP_DIMS),
+        (daily_rollups, _DAILY_DIMS),
+        (weekly_rollups, _WEEKLY_DIMS),
+        (rollup_totals, _TOTAL_DIMS),
+    )
+)
+
+
 class Storage(AgentStore, QueryStore):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -152,24 +174,6 @@ class Storage(AgentStore, QueryStore):
         self._insert: Callable[[Table], Any] = (
             postgresql.insert if self.backend == "postgresql" else sqlite.insert
         )
-        # Hourly, daily, weekly, all-time: every ingest upserts the four in this order (and
-        # each by sorted key), so concurrent ingests lock rollup rows in one global order.
-        self._add_rollups: list[tuple[Insert, tuple[str, ...]]] = [
-            (self._counting_upsert(table, dims), dims)
-            for table, dims in (
-                (rollups, _ROLLUP_DIMS),
-                (daily_rollups, _DAILY_DIMS),
-                (weekly_rollups, _WEEKLY_DIMS),
-                (rollup_totals, _TOTAL_DIMS),
-            )
-        ]
-
-    def _counting_upsert(self, table: Table, dims: tuple[str, ...]) -> Insert:
-        upsert = self._insert(table)
-        adding: Insert = upsert.on_conflict_do_update(
-            index_elements=list(dims), set_={"count": table.c.count + upsert.excluded["count"]}
-        )
-        return adding
 
     def close(self) -> None:
         self.engine.dispose()
@@ -360,14 +364,11 @@ class Storage(AgentStore, QueryStore):
         if self.backend == "postgresql":
             self._pg_count_rollups(conn, *tables)
             return
-        for (upsert, dims), counts in zip(self._add_rollups, tables, strict=True):
-            conn.execute(
-                upsert,
-                [
-                    {**dict(zip(dims, key, strict=True)), "count": n}
-                    for key, n in sorted(counts.items())
-                ],
-            )
+        # Through the driver, as the measurements: SQLAlchemy's per-row parameter handling
+        # cost more than SQLite's upserts themselves.
+        driver = cast("sqlite3.Connection", conn.connection.driver_connection)
+        for statement, counts in zip(_SQLITE_ADD_ROLLUPS, tables, strict=True):
+            driver.executemany(statement, [(*key, n) for key, n in sorted(counts.items())])
 
     @staticmethod
     def _pg_count_rollups(conn: Connection, *tables: Counter[tuple[Any, ...]]) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -287,3 +288,45 @@ async def test_checks_stay_spooled_when_the_collector_does_not_confirm_them(
         assert (result.failure, result.checks_acknowledged, len(spool.checks)) == (
             BAD_RESPONSE, 0, 1,
         )  # fmt: skip
+
+
+@pytest.mark.asyncio
+async def test_uploads_go_through_the_configured_proxy(tmp_path: Path) -> None:
+    """A forward proxy on loopback in front of the collector: every batch reaches it, asked
+    for in the absolute form an HTTP proxy is sent, and is stored behind it."""
+    async with running(Settings(db_url=f"sqlite:///{tmp_path}/c.db")) as client:
+        agent_id, key = await enrolled(client)
+        collector_url = str(client.server.make_url("")).rstrip("/")
+        asked: list[str] = []
+
+        async def forward(request: web.Request) -> web.Response:
+            asked.append(request.raw_path)  # the request target, absolute for a proxy
+            async with (
+                aiohttp.ClientSession() as session,
+                session.request(
+                    request.method,
+                    collector_url + request.rel_url.path_qs,
+                    data=await request.read(),
+                    headers={"Content-Type": request.content_type},
+                ) as answer,
+            ):
+                return web.Response(
+                    status=answer.status, body=await answer.read(), content_type=answer.content_type
+                )
+
+        proxy_app = web.Application(client_max_size=8 * 1024 * 1024)
+        proxy_app.router.add_route("*", "/{tail:.*}", forward)
+        proxy = TestServer(proxy_app, host="127.0.0.1")
+        await proxy.start_server()
+        try:
+            spool = spool_of(12)
+            proxy_url = str(proxy.make_url("")).rstrip("/")
+            async with uploader(
+                [collector_url], agent_id, key, batch_size=5, proxy=proxy_url
+            ) as up:
+                total = await up.drain(spool, asyncio.Event())
+        finally:
+            await proxy.close()
+        assert (total.failure, total.acknowledged, spool.entries) == (None, 12, [])
+        assert client.app[STORAGE].count_measurements() == 12
+        assert asked == [f"{collector_url}/api/v1/measurements"] * 3
