@@ -68,9 +68,8 @@ from agent.daemon_state import (
     next_run_ms,
     testlist_due_ms,
 )
-from agent.enrollment import KEY_FILE, DaemonError, read_state
+from agent.enrollment import open_enrolled
 from agent.fingerprints import FingerprintFileError, FingerprintSet, load
-from agent.identity import IdentityError, load_key
 from agent.measurement import Target
 from agent.probes.connectivity import CachedCheck, check
 from agent.site import ProbeConfig, measure_site
@@ -426,15 +425,7 @@ async def run_daemon(
     ``resolv_conf`` replaces ``/etc/resolv.conf`` for the system resolver (tests point it at
     a loopback server).
     """
-    state = read_state(config.state_dir)
-    try:
-        key = load_key(config.state_dir / KEY_FILE)
-    except IdentityError as exc:
-        raise DaemonError(str(exc)) from exc
-    try:
-        spool = Spool.open(config.state_dir / SPOOL_FILE, max_bytes=config.limits.spool_size)
-    except SpoolError as exc:
-        raise DaemonError(str(exc)) from exc
+    state, key, spool = open_enrolled(config)
     try:
         probe = config.probe_config(_load_fingerprints(config.probe.fingerprints))
         if resolv_conf is not None:

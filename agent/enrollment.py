@@ -15,8 +15,15 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.identity import IdentityError, create_key, load_key, public_key_bytes
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from agent.config import AgentConfig
+    from agent.spool import Spool
 
 __all__ = [
     "KEY_FILE",
@@ -141,3 +148,21 @@ async def enroll(
     state = AgentState(agent_id, url)
     _write_state(state_dir, state)
     return state
+
+
+def open_enrolled(config: AgentConfig) -> tuple[AgentState, Ed25519PrivateKey, Spool]:
+    """The agent's state, key and spool, as either daemon mode starts with them. Raises
+    :class:`DaemonError` if the agent is not enrolled or its key or spool cannot be used."""
+    from agent.daemon_state import SPOOL_FILE
+    from agent.spool import Spool, SpoolError
+
+    state = read_state(config.state_dir)
+    try:
+        key = load_key(config.state_dir / KEY_FILE)
+    except IdentityError as exc:
+        raise DaemonError(str(exc)) from exc
+    try:
+        spool = Spool.open(config.state_dir / SPOOL_FILE, max_bytes=config.limits.spool_size)
+    except SpoolError as exc:
+        raise DaemonError(str(exc)) from exc
+    return state, key, spool

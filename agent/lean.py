@@ -53,12 +53,10 @@ from agent.daemon_state import (
     META_MODE,
     META_UPLOAD_FAILURE,
     META_UPLOADED_BYTES,
-    SPOOL_FILE,
     next_run_ms,
     testlist_due_ms,
 )
-from agent.enrollment import KEY_FILE, DaemonError, read_state
-from agent.identity import IdentityError, load_key
+from agent.enrollment import open_enrolled
 from agent.spool import Spool, SpoolError
 
 if TYPE_CHECKING:
@@ -365,15 +363,7 @@ async def run_lean(config: AgentConfig, *, stop: asyncio.Event) -> str | None:
     """Lean idle mode until ``stop`` is set (returns None) or full mode is needed (returns
     ``FULL``); the spool is closed either way. Raises :class:`DaemonError` before starting
     if the agent is not enrolled or its key or spool cannot be used."""
-    state = read_state(config.state_dir)
-    try:
-        key = load_key(config.state_dir / KEY_FILE)
-    except IdentityError as exc:
-        raise DaemonError(str(exc)) from exc
-    try:
-        spool = Spool.open(config.state_dir / SPOOL_FILE, max_bytes=config.limits.spool_size)
-    except SpoolError as exc:
-        raise DaemonError(str(exc)) from exc
+    state, key, spool = open_enrolled(config)
     try:
         budget = await asyncio.to_thread(DailyBudget, config.limits.daily_bandwidth, spool)
         await asyncio.to_thread(spool.set_meta, META_MODE, LEAN)

@@ -13,12 +13,14 @@ the same batches (all duplicates).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import secrets
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -70,17 +72,28 @@ def pg_admin_url(given: str | None) -> str | None:
     return done.stdout.strip()
 
 
-def bench_postgres(batches: list[list[IngestRecord]], given: str | None) -> None:
-    url = pg_admin_url(given)
-    if url is None:
-        return
-    admin = make_url(url).set(drivername="postgresql+psycopg")
+@contextlib.contextmanager
+def throwaway_database(admin_url: str) -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database, dropped afterwards."""
+    admin = make_url(admin_url).set(drivername="postgresql+psycopg")
     name = f"netsonde_bench_{secrets.token_hex(4)}"
     engine = create_engine(admin, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     try:
-        store = open_storage(admin.set(database=name).render_as_string(hide_password=False))
+        yield admin.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        engine.dispose()
+
+
+def bench_postgres(batches: list[list[IngestRecord]], given: str | None) -> None:
+    url = pg_admin_url(given)
+    if url is None:
+        return
+    with throwaway_database(url) as database:
+        store = open_storage(database)
         rate, again = run(store, batches)
         with store.engine.connect() as conn:
             size = conn.execute(text("SELECT pg_database_size(current_database())")).scalar_one()
@@ -88,10 +101,6 @@ def bench_postgres(batches: list[list[IngestRecord]], given: str | None) -> None
         n = sum(map(len, batches))
         print(f"PostgreSQL: {rate:,.0f} measurements/s; {size / n * 1000 / 1024:,.0f} KiB per 1k")
         print(f"  re-ingest of the same batches (all duplicates): {again:,.0f}/s")
-    finally:
-        with engine.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        engine.dispose()
 
 
 def main() -> int:

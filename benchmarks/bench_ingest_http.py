@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import secrets
 import signal
 import socket
 import subprocess
@@ -29,11 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import aiohttp
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import create_engine, make_url, text
 
 from agent.batch import encode_batch
 from agent.identity import public_key_bytes
-from benchmarks.bench_ingest import pg_admin_url
+from benchmarks.bench_ingest import pg_admin_url, throwaway_database
 from collector.storage import open_storage
 from tests.storage.records import clones
 
@@ -155,17 +153,8 @@ def main() -> int:
     url = pg_admin_url(args.pg_url)
     if url is None:
         return 0
-    admin = make_url(url).set(drivername="postgresql+psycopg")
-    name = f"netsonde_bench_{secrets.token_hex(4)}"
-    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        run("PostgreSQL", admin.set(database=name).render_as_string(hide_password=False), args)
-    finally:
-        with engine.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        engine.dispose()
+    with throwaway_database(url) as database:
+        run("PostgreSQL", database, args)
     return 0
 
 
