@@ -142,7 +142,17 @@ def cleanup_stale(state_root: Path = STATE_ROOT) -> list[str]:
         topology.destroy(prefix, namespaces.get(prefix, []))
         shutil.rmtree(state_root / prefix, ignore_errors=True)
         removed.append(prefix)
+    remove_holder_logs(state_root)
     return removed
+
+
+def remove_holder_logs(state_root: Path = STATE_ROOT) -> None:
+    """The background holder's log (`python -m tests.lab up`) outlives its lab, so `up` can
+    show why a lab failed; once the lab is gone and the log is not fresh, it goes too."""
+    for log in state_root.glob("*.holder.log") if state_root.is_dir() else ():
+        prefix = log.name.removesuffix(".holder.log")
+        if read_state(prefix, state_root) is None and not _younger_than(log, CREATION_GRACE):
+            log.unlink(missing_ok=True)
 
 
 class Lab:

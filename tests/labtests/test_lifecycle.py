@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_lab
-from tests.lab.lab import REPO_ROOT, read_state
+from tests.lab.lab import CREATION_GRACE, REPO_ROOT, read_state, remove_holder_logs
 from tests.lab.topology import NETNS_ETC, list_lab_namespaces
 
 pytestmark = pytest.mark.lab
@@ -104,3 +104,16 @@ def test_status_without_a_lab_says_how_to_start_one() -> None:
     done = lab_cli("status", "--prefix", "nsl000000", check=False)
     assert done.returncode == 2
     assert "python -m tests.lab up" in " ".join(done.stdout.split())
+
+
+def test_cleanup_removes_holder_logs_of_labs_that_are_gone(tmp_path: Path) -> None:
+    old = time.time() - 2 * CREATION_GRACE
+    gone, fresh, live = (tmp_path / f"nsl0000a{n}.holder.log" for n in (1, 2, 3))
+    for log in (gone, fresh, live):
+        log.write_text("lab nsl0000a0 ready\n")
+    for log in (gone, live):
+        os.utime(log, (old, old))
+    (tmp_path / "nsl0000a3").mkdir()  # a lab that still has its state
+    (tmp_path / "nsl0000a3" / "state.json").write_text(json.dumps({"prefix": "nsl0000a3"}))
+    remove_holder_logs(tmp_path)
+    assert (gone.exists(), fresh.exists(), live.exists()) == (False, True, True)
