@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
-from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
 
 from agent.budget import BUDGET_SPENT, PAUSED, DailyBudget
 from agent.collector_testlist import CollectorTestList, read_testlist_cache
@@ -70,6 +69,7 @@ from agent.daemon_state import (
 )
 from agent.enrollment import open_enrolled
 from agent.fingerprints import FingerprintFileError, FingerprintSet, load
+from agent.jobs import add_interval_job, stop_jobs
 from agent.measurement import Target
 from agent.probes.connectivity import CachedCheck, check
 from agent.site import ProbeConfig, measure_site
@@ -375,34 +375,14 @@ class _Daemon:
             # No first run at start: the first measure run fetches before it starts.
             jobs.append(("testlist", self.config.testlist.refresh, first_testlist))
         for name, every, first in jobs:
-            scheduler.add_job(
-                self.job,
-                IntervalTrigger(seconds=every, jitter=every * schedule.jitter, timezone=UTC),
-                args=(name,),
-                id=name,
-                name=name,
-                # One run at a time; runs missed while busy or asleep collapse into one, and
-                # a run late by up to half an interval is still worth doing.
-                max_instances=1,
-                coalesce=True,
-                misfire_grace_time=max(1, int(every / 2)),
-                **({"next_run_time": first} if first is not None else {}),
-            )
+            add_interval_job(scheduler, self.job, name, every, schedule.jitter, first)
         self.scheduler = scheduler
         scheduler.start()
         try:
             await self.stop.wait()
         finally:
-            # wait=False: a test list run can take many minutes; its results so far are
-            # already spooled, so cancelling it loses nothing.
-            scheduler.shutdown(wait=False)
-            running = list(self._running)
-            for task in running:
-                task.cancel()
-            if running:
-                _, pending = await asyncio.wait(running, timeout=SHUTDOWN_GRACE)
-                if pending:
-                    log.warning("shutdown: %d jobs did not stop in time", len(pending))
+            if pending := await stop_jobs(scheduler, self._running, SHUTDOWN_GRACE):
+                log.warning("shutdown: %d jobs did not stop in time", pending)
 
 
 async def run_daemon(

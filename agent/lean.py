@@ -38,7 +38,6 @@ from urllib.parse import urlsplit
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 from apscheduler.triggers.date import DateTrigger  # type: ignore[import-untyped]
-from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
 
 from agent.batch import DEFAULT_MAX_AGE_MS, MAX_CHECKS, BatchError, encode_batch
 from agent.budget import DailyBudget, upload_bytes
@@ -57,6 +56,7 @@ from agent.daemon_state import (
     testlist_due_ms,
 )
 from agent.enrollment import open_enrolled
+from agent.jobs import add_interval_job, stop_jobs
 from agent.spool import Spool, SpoolError
 
 if TYPE_CHECKING:
@@ -336,26 +336,16 @@ class _Lean:
             ("connectivity", schedule.connectivity_check, first_check),
             ("heartbeat", schedule.upload, now),
         ):
-            scheduler.add_job(
-                self.job,
-                IntervalTrigger(seconds=every, jitter=every * schedule.jitter, timezone=UTC),
-                args=(name,), id=name, name=name, max_instances=1, coalesce=True,
-                misfire_grace_time=max(1, int(every / 2)), next_run_time=first,
-            )  # fmt: skip
+            add_interval_job(scheduler, self.job, name, every, schedule.jitter, first)
         self.scheduler = scheduler
         scheduler.start()
         await self.due()  # at once, or scheduled for when it will be
         try:
             await self.stop.wait()
         finally:
-            scheduler.shutdown(wait=False)
-            running = list(self._running)
-            for task in running:
-                task.cancel()
-            if running:
-                # A request in a worker thread cannot be cancelled; its task can, and the
-                # thread's socket timeout bounds the rest.
-                await asyncio.wait(running, timeout=SHUTDOWN_GRACE)
+            # A request in a worker thread cannot be cancelled; its task can, and the
+            # thread's socket timeout bounds the rest.
+            await stop_jobs(scheduler, self._running, SHUTDOWN_GRACE)
         return self.next_mode
 
 

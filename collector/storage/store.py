@@ -105,32 +105,27 @@ def _sqlite_new_measurements(conn: Connection, rows: Sequence[dict[str, Any]]) -
 # SQLAlchemy statements cost PostgreSQL ingest a tenth of its throughput. A batch has one
 # network, so asn and cc are scalars. Rows go in array order (Python's sorted keys), and
 # every ingest runs this same statement, so all take rollup row locks in one order.
-_PG_ADD_ROLLUPS = """
-    WITH hourly AS (
-        INSERT INTO rollups AS r (hour_ms, domain, asn, cc, verdict, count)
+_PG_TIMED_ROLLUP = """
+    {cte} AS (
+        INSERT INTO {table} AS r ({start}, domain, asn, cc, verdict, count)
         SELECT start, domain, %(asn)s::bigint, %(cc)s::text, verdict, n
-        FROM unnest(%(h_start)s::bigint[], %(h_domain)s::text[], %(h_verdict)s::text[],
-                    %(h_n)s::bigint[]) WITH ORDINALITY AS b (start, domain, verdict, n, i)
+        FROM unnest(%({p}_start)s::bigint[], %({p}_domain)s::text[], %({p}_verdict)s::text[],
+                    %({p}_n)s::bigint[]) WITH ORDINALITY AS b (start, domain, verdict, n, i)
         ORDER BY i
-        ON CONFLICT (hour_ms, domain, asn, cc, verdict)
+        ON CONFLICT ({start}, domain, asn, cc, verdict)
             DO UPDATE SET count = r.count + excluded.count
-    ), daily AS (
-        INSERT INTO daily_rollups AS r (day_ms, domain, asn, cc, verdict, count)
-        SELECT start, domain, %(asn)s::bigint, %(cc)s::text, verdict, n
-        FROM unnest(%(d_start)s::bigint[], %(d_domain)s::text[], %(d_verdict)s::text[],
-                    %(d_n)s::bigint[]) WITH ORDINALITY AS b (start, domain, verdict, n, i)
-        ORDER BY i
-        ON CONFLICT (day_ms, domain, asn, cc, verdict)
-            DO UPDATE SET count = r.count + excluded.count
-    ), weekly AS (
-        INSERT INTO weekly_rollups AS r (week_ms, domain, asn, cc, verdict, count)
-        SELECT start, domain, %(asn)s::bigint, %(cc)s::text, verdict, n
-        FROM unnest(%(w_start)s::bigint[], %(w_domain)s::text[], %(w_verdict)s::text[],
-                    %(w_n)s::bigint[]) WITH ORDINALITY AS b (start, domain, verdict, n, i)
-        ORDER BY i
-        ON CONFLICT (week_ms, domain, asn, cc, verdict)
-            DO UPDATE SET count = r.count + excluded.count
+    )"""
+_PG_ADD_ROLLUPS = (
+    "WITH"
+    + ",".join(
+        _PG_TIMED_ROLLUP.format(cte=cte, table=table, start=start, p=prefix)
+        for cte, table, start, prefix in (
+            ("hourly", "rollups", "hour_ms", "h"),
+            ("daily", "daily_rollups", "day_ms", "d"),
+            ("weekly", "weekly_rollups", "week_ms", "w"),
+        )
     )
+    + """
     INSERT INTO rollup_totals AS r (domain, asn, cc, verdict, count)
     SELECT domain, %(asn)s::bigint, %(cc)s::text, verdict, n
     FROM unnest(%(t_domain)s::text[], %(t_verdict)s::text[], %(t_n)s::bigint[])
@@ -139,6 +134,7 @@ _PG_ADD_ROLLUPS = """
     ON CONFLICT (domain, asn, cc, verdict)
         DO UPDATE SET count = r.count + excluded.count
 """
+)
 _ROLLUP_DIMS = ("hour_ms", "domain", "asn", "cc", "verdict")
 _DAILY_DIMS = ("day_ms", "domain", "asn", "cc", "verdict")
 _WEEKLY_DIMS = ("week_ms", "domain", "asn", "cc", "verdict")
