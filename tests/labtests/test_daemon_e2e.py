@@ -140,6 +140,14 @@ def test_daemon_measures_survives_a_shutdown_and_a_kill_and_uploads_once(
             return status["spool"]["records"] == 0 and status["totals"]["acked"] > spooled_then
 
         wait_for("the spool drained after the outage", drained, 40, agent)
+
+        def outage_ended() -> bool:
+            # The first online check after the link came back travels in a later heartbeat
+            # than the records: the outage ends at the collector only once it has arrived.
+            found = served.get_json(f"/api/v1/outages?agent={agent_id}")["outages"]
+            return any(o["kind"] == "offline" and o["end_ms"] is not None for o in found)
+
+        wait_for("the end of the outage at the collector", outage_ended, 20, agent)
         code, took = agent.terminate()
         assert (code, took < 10) == (0, True), (code, took, agent.log_text()[-3000:])
 
