@@ -19,7 +19,8 @@ tests/unit/test_wire_check.py holds the two to that on mutated records.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from typing import Annotated, Any, Literal, TypeVar, Union
 
 import msgspec
@@ -170,13 +171,15 @@ class RecordCheck:
     the check is (msgspec builds type information then), never later in a worker thread."""
 
     def __init__(
-        self, schema: Struct, version: int, context: Callable[[Any], Mapping[str, Any]]
+        self, schema: Struct, version: int, implied: Callable[[Any], AbstractSet[str]]
     ) -> None:
+        """``implied(record)`` names the context a decoded record supplies (the URL's host
+        and port, the id's time): what ``Ctxt`` defaults may stand for."""
         compiler = _Compiler()
         bins = _meta(_LIST[_meta(bytes, min_length=4, max_length=32)], max_length=MAX_BINS)
         kind = compiler.struct(schema, (("v", _LITERAL[version], _REQUIRED), ("b", bins, _ABSENT)))
         self._needed = frozenset(compiler.needed - compiler.provided)
-        self._context = context
+        self._implied = implied
         self._refs = refs = _Refs()
 
         def hook(kind: type, obj: Any) -> Any:
@@ -210,17 +213,21 @@ class RecordCheck:
             record = self._decoder.decode(data)
         except (msgspec.ValidationError, msgspec.DecodeError):
             return None
-        sizes = [len(entry) for entry in record.b or ()]
-        if not set(sizes) <= _BIN_SIZES:
-            return None
-        # Set operations rather than a loop per reference: this runs for every record.
-        hash_at = {index for index, size in enumerate(sizes) if size == 32}
-        if not hash_at.issuperset(hashes):
+        bins = record.b
+        if bins:
+            sizes = list(map(len, bins))
+            if not _BIN_SIZES.issuperset(sizes):
+                return None
+            # Set operations rather than a loop per reference: this runs for every record.
+            hash_at = {index for index, size in enumerate(sizes) if size == 32}
+        else:
+            sizes, hash_at = [], set()
+        if hashes and not hash_at.issuperset(hashes):
             return None
         if addresses and (
             min(addresses) < 0 or max(addresses) >= len(sizes) or not hash_at.isdisjoint(addresses)
         ):
             return None
-        if self._needed and not self._needed <= self._context(record).keys():
+        if self._needed and not self._needed <= self._implied(record):
             return None
         return record

@@ -84,7 +84,7 @@ def batches(total: int) -> Iterator[tuple[str, int, str, list[IngestRecord]]]:
             at = start + i * 1000
             # Built afresh rather than replaced from the template, whose id key it would keep.
             records.append(
-                IngestRecord(
+                IngestRecord.make(
                     id=new_measurement_id(at),
                     measured_ms=at,
                     domain=f"site{domain:03}.example",

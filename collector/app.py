@@ -15,6 +15,7 @@ import ipaddress
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
 from agent.batch import prepare_verifier
@@ -176,9 +177,9 @@ async def upload_measurements(request: web.Request) -> web.Response:
         return exc.response()
     request.app[METRICS].count_measurements(len(result.stored), len(result.duplicates))
     request.app[METRICS].checks.inc(result.checks)
-    return web.json_response(
-        {"stored": result.stored, "duplicates": result.duplicates, "checks": result.checks}
-    )
+    # msgspec, as the query API: the stdlib encoder cost the event loop ~0.3 ms a batch.
+    body = {"stored": result.stored, "duplicates": result.duplicates, "checks": result.checks}
+    return web.Response(body=msgspec.json.encode(body), content_type="application/json")
 
 
 def _storage(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:

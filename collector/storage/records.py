@@ -6,13 +6,13 @@ queries filter on, extracted once at ingest, next to the msgpack record itself.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from agent.measurement import SiteMeasurement, Target
-from agent.wire import RecordColumns, encode_measurement
+from agent.wire import RecordColumns, encode_measurement, uuid_text
 
 
 class RejectedBatch(ValueError):
@@ -20,61 +20,51 @@ class RejectedBatch(ValueError):
     of it was stored."""
 
 
-def _uuid_bytes(text: str) -> bytes:
-    # The canonical form, which every record's id has, without building a UUID object (a
-    # few microseconds a record at ingest); anything else is left to uuid.UUID to judge.
-    if len(text) == 36 and text[8] == text[13] == text[18] == text[23] == "-":
-        with contextlib.suppress(ValueError):
-            packed = bytes.fromhex(text.replace("-", ""))
-            if len(packed) == 16:  # fromhex skips spaces: "1234 678-..." is not an id
-                return packed
-    return uuid.UUID(text).bytes
-
-
 @functools.lru_cache(maxsize=65536)
-def _domain(url: str) -> str:
-    # Cached: parsing a URL costs more than the rest of a record's ingest, and agents
-    # measure the same few thousand URLs over and over.
+def domain_of(url: str) -> str:
+    """The URL's host, as stored and queried. Cached: parsing a URL costs more than the
+    rest of a record's ingest, and agents measure the same few thousand URLs over and over."""
     return Target.parse(url).host
 
 
-@dataclass(frozen=True)
-class IngestRecord:
-    id: str  # the measurement's UUIDv7, as text
+class IngestRecord(NamedTuple):
+    """A tuple, ordered by id: ingest makes one per record, tens of thousands a second."""
+
+    key: bytes  # the measurement's UUIDv7, its 16 bytes
     measured_ms: int
     domain: str
     url: str
     verdict: str
     record: bytes  # the msgpack wire record, kept as received
-    key: bytes = field(init=False, repr=False, compare=False)  # the id's 16 bytes
 
-    def __post_init__(self) -> None:
-        # ValueError for an id that is not a UUID, before any database work starts.
-        object.__setattr__(self, "key", _uuid_bytes(self.id))
+    @property
+    def id(self) -> str:
+        """The id as text, as the API shows it."""
+        return uuid_text(self.key)
+
+    @classmethod
+    def make(
+        cls, id: str, measured_ms: int, domain: str, url: str, verdict: str, record: bytes
+    ) -> IngestRecord:
+        """From the id as text; ValueError if it is not a UUID."""
+        return cls(uuid.UUID(id).bytes, measured_ms, domain, url, verdict, record)
 
     @classmethod
     def from_columns(cls, columns: RecordColumns, record: bytes) -> IngestRecord:
-        """From a record checked by ``agent.wire.check_measurement``, stored as received."""
+        """From a record checked by ``agent.wire.check_measurement``, stored as received.
+        ValueError if its URL has no host the store can key it by."""
         return cls(
-            id=columns.id,
-            measured_ms=columns.started_ms,
-            domain=_domain(columns.url),
-            url=columns.url,
-            verdict=columns.verdict,
-            record=record,
-        )
+            columns.key, columns.started_ms, domain_of(columns.url), columns.url,
+            columns.verdict, record,
+        )  # fmt: skip
 
     @classmethod
     def from_measurement(cls, m: SiteMeasurement, record: bytes | None = None) -> IngestRecord:
         """``record`` is the wire record as received, when there is one; else it is encoded."""
-        return cls(
-            id=m.id,
-            measured_ms=m.started_ms,
-            domain=Target.parse(m.url).host,
-            url=m.url,
-            verdict=m.verdict.verdict,
-            record=encode_measurement(m) if record is None else record,
-        )
+        return cls.make(
+            m.id, m.started_ms, domain_of(m.url), m.url, m.verdict.verdict,
+            encode_measurement(m) if record is None else record,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)

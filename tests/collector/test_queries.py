@@ -3,7 +3,6 @@ real app fed by the agent's own batch encoder, and the OpenAPI file against the 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import uuid
 from collections.abc import Iterator
@@ -28,9 +27,7 @@ TEMPLATE = batch(1, T0)[0]
 
 
 def rec(domain: str, verdict: str, at: int) -> IngestRecord:
-    return dataclasses.replace(
-        TEMPLATE, id=str(uuid.uuid4()), measured_ms=at, domain=domain, verdict=verdict
-    )
+    return TEMPLATE._replace(key=uuid.uuid4().bytes, measured_ms=at, domain=domain, verdict=verdict)
 
 
 def many(domain: str, verdict: str, n: int, at: int) -> list[IngestRecord]:
@@ -95,9 +92,7 @@ def test_timeline_buckets(store: Storage) -> None:
 def test_pages_walk_every_row_once_newest_first(store: Storage) -> None:
     records = batch(57, T0)
     # Ties on measured_ms: the id must break them, or a page boundary would skip or repeat.
-    records = [
-        dataclasses.replace(r, measured_ms=T0 + (i // 4) * 1000) for i, r in enumerate(records)
-    ]
+    records = [r._replace(measured_ms=T0 + (i // 4) * 1000) for i, r in enumerate(records)]
     store.ingest(AGENT, records[:30], 1, "PK", T0)
     store.ingest(AGENT, records[30:], None, None, T0 + 5)
     for limit in (1, 7, 10, 57, 1000):

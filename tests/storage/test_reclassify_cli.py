@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import sys
 
@@ -15,7 +14,7 @@ from tests.storage.records import AGENT, batch
 def test_reclassify_command_restores_the_rules_verdicts(storage: Storage, storage_url: str) -> None:
     records = batch(40)
     # As if stored by an older, wrong verdict.py: everything claimed "ok".
-    stale = [dataclasses.replace(r, verdict="ok") for r in records]
+    stale = [r._replace(verdict="ok") for r in records]
     storage.ingest(AGENT, stale, 17557, "PK", 1_700_000_000_000)
     argv = [sys.executable, "-m", "collector.cli", "reclassify", "--db", storage_url]
     for name in ("fingerprints-http.csv", "fingerprints-dns.csv"):

@@ -49,7 +49,7 @@ def spread(n: int, seed: int) -> list[IngestRecord]:
         at = START + rng.randrange(DAYS * DAY_MS)
         domain = rng.choice(DOMAINS)
         out.append(
-            IngestRecord(
+            IngestRecord.make(
                 id=new_measurement_id(at),
                 measured_ms=at,
                 domain=domain,

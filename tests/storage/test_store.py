@@ -4,7 +4,6 @@ rejected batch, rollups and reclassification."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import uuid
 from collections import Counter
 
@@ -53,8 +52,8 @@ def test_ingest_stores_records_and_counts_rollups(storage: Storage) -> None:
 
 def test_rollups_are_per_hour_and_unknown_network_is_zero_and_empty(storage: Storage) -> None:
     first = batch(1, start_ms=5 * HOUR_MS + 10)
-    same_hour = [dataclasses.replace(first[0], id=str(uuid.uuid4()), measured_ms=6 * HOUR_MS - 1)]
-    next_hour = [dataclasses.replace(first[0], id=str(uuid.uuid4()), measured_ms=6 * HOUR_MS)]
+    same_hour = [first[0]._replace(key=uuid.uuid4().bytes, measured_ms=6 * HOUR_MS - 1)]
+    next_hour = [first[0]._replace(key=uuid.uuid4().bytes, measured_ms=6 * HOUR_MS)]
     for records in (first, same_hour, next_hour):
         storage.ingest(AGENT, records, None, None, NOW)
     key = (first[0].domain, 0, "", first[0].verdict)
@@ -96,9 +95,9 @@ def test_an_id_repeated_within_a_batch_is_stored_once(storage: Storage) -> None:
 @pytest.mark.parametrize(
     "spoil",
     [
-        pytest.param(lambda r: dataclasses.replace(r, domain="a" * 300), id="oversized-domain"),
-        pytest.param(lambda r: dataclasses.replace(r, verdict="v" * 65), id="oversized-verdict"),
-        pytest.param(lambda r: dataclasses.replace(r, measured_ms=-1), id="before-epoch"),
+        pytest.param(lambda r: r._replace(domain="a" * 300), id="oversized-domain"),
+        pytest.param(lambda r: r._replace(verdict="v" * 65), id="oversized-verdict"),
+        pytest.param(lambda r: r._replace(measured_ms=-1), id="before-epoch"),
     ],
 )
 def test_a_batch_failing_midway_leaves_nothing_stored(storage: Storage, spoil: object) -> None:
@@ -125,7 +124,7 @@ def test_a_batch_from_an_unknown_agent_is_rejected(storage: Storage) -> None:
 
 def test_an_id_that_is_not_a_uuid_is_refused_before_storage() -> None:
     with pytest.raises(ValueError, match="UUID"):
-        IngestRecord(
+        IngestRecord.make(
             id="not-a-uuid", measured_ms=0, domain="x.com", url="https://x.com/", verdict="ok",
             record=b"",
         )  # fmt: skip

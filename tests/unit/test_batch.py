@@ -201,6 +201,26 @@ def test_missing_keys_trailing_bytes_and_a_bad_measurement_are_schema_errors() -
         verify(signed(body(RECORDS[:1], m=[measurement_to_obj(RECORDS[1]), bad])))
 
 
+def packed_map(pairs: list[tuple[str, Any]]) -> bytes:
+    """A msgpack map of these entries in this order, repeats included."""
+    entries = (msgpack.packb(k) + msgpack.packb(v, use_bin_type=True) for k, v in pairs)
+    return bytes([0x80 | len(pairs)]) + b"".join(entries)
+
+
+@pytest.mark.parametrize(
+    "tail", [[("e", 0), ("e", 1)], [("z", 1)]], ids=["repeated-key", "unknown-key"]
+)
+def test_keys_after_the_measurements_are_checked_after_the_signature(
+    tail: list[tuple[str, Any]],
+) -> None:
+    # The walk before the signature stops at the measurements once it has the agent id.
+    data = signed(packed_map([*body(RECORDS[:1]).items(), *tail]))
+    assert read_batch_envelope(data).agent_id == AGENT
+    with pytest.raises(BatchError, match=r"repeated key|unknown field") as info:
+        verify(data)
+    assert info.value.reason == "schema"
+
+
 def test_envelope_agent_must_match_the_signed_body() -> None:
     envelope = read_batch_envelope(SMALL)
     forged = Envelope("someone-else", envelope.body, envelope.signature)
