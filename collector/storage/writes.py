@@ -1,0 +1,267 @@
+"""Collector, storage: ingest's writes, statements run straight through the database drivers.
+
+Ingest is the collector's hot path, and SQLAlchemy's per-row parameter handling cost more
+than the databases' own inserts, so a batch's rows and rollup counts go to the driver
+directly. Everything is prepared before the write transaction starts (:meth:`prepare`) and
+the transaction only runs it: SQLite has one writer at a time, so the time a transaction
+stays open bounds ingest, and each statement in it gives up the GIL while the database
+works and must win it back from the threads checking the next batches.
+
+Rows go in sorted by id and rollups by key: concurrent ingests that overlap (PostgreSQL)
+then take their row locks in the same order and cannot deadlock each other.
+docs/design/003-storage.md has the argument.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import psycopg
+
+from collector.storage.records import IngestRecord
+from collector.storage.schema import DAY_MS, HOUR_MS, UNKNOWN_ASN, UNKNOWN_CC, week_start
+
+# A batch's counts per rollup table, hourly, daily, weekly and all-time: each a sorted list
+# of (*key, n), the key being the table's primary key.
+RollupRows = tuple[list[tuple[Any, ...]], ...]
+
+
+def rollup_rows(records: Sequence[IngestRecord], asn: int, cc: str) -> RollupRows:
+    """The counts ``records`` add to the four rollup tables (one network: the batch's)."""
+    hourly = Counter(
+        (r.measured_ms - r.measured_ms % HOUR_MS, r.domain, asn, cc, r.verdict) for r in records
+    )
+    daily: Counter[tuple[Any, ...]] = Counter()
+    totals: Counter[tuple[Any, ...]] = Counter()
+    for (hour, *cell), n in hourly.items():
+        daily[(hour - hour % DAY_MS, *cell)] += n
+        totals[tuple(cell)] += n
+    # From the daily counts: fewer keys than the hourly ones, the same sums.
+    weekly: Counter[tuple[Any, ...]] = Counter()
+    for (day, *cell), n in daily.items():
+        weekly[(week_start(day), *cell)] += n
+    return tuple(
+        [(*key, n) for key, n in sorted(counts.items())]
+        for counts in (hourly, daily, weekly, totals)
+    )
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One batch's statements, ready to run: ``insert`` for its records, ``rollups`` for
+    their counts, on the assumption that every record is new (recomputed if not)."""
+
+    records: Sequence[IngestRecord]
+    insert: Any
+    rollups: Any
+
+
+class Writes:
+    """The ingest statements of one backend."""
+
+    def __init__(self, agent_id: str, asn: int | None, cc: str | None, received_ms: int) -> None:
+        self.agent_id, self.asn, self.cc, self.received_ms = agent_id, asn, cc, received_ms
+
+    def prepare(self, records: Sequence[IngestRecord]) -> Prepared:
+        """``records`` sorted by id and unique."""
+        return Prepared(records, self.prepare_insert(records), self.prepare_rollups(records))
+
+    def prepare_rollups(self, records: Sequence[IngestRecord]) -> Any:
+        raise NotImplementedError
+
+    def prepare_insert(self, records: Sequence[IngestRecord]) -> Any:
+        raise NotImplementedError
+
+    def run(self, driver: Any, prepared: Prepared) -> set[bytes]:
+        """Inserts the new records and adds them to the rollups; the ids it inserted."""
+        records = prepared.records
+        inserted = self.insert(driver, prepared) if records else set()
+        if len(inserted) == len(records):
+            rollups = prepared.rollups
+        else:  # some were stored already: count only the others
+            rollups = self.prepare_rollups([r for r in records if r.key in inserted])
+        if inserted:
+            self.add_rollups(driver, rollups)
+        return inserted
+
+    def insert(self, driver: Any, prepared: Prepared) -> set[bytes]:
+        raise NotImplementedError
+
+    def add_rollups(self, driver: Any, prepared: Any) -> None:
+        raise NotImplementedError
+
+    def _rollup_rows(self, records: Sequence[IngestRecord]) -> RollupRows:
+        return rollup_rows(records, *self._network)
+
+    @property
+    def _network(self) -> tuple[int, str]:
+        # Rollup dimensions cannot be NULL: an unknown network has its own stand-ins.
+        return (
+            UNKNOWN_ASN if self.asn is None else self.asn,
+            UNKNOWN_CC if self.cc is None else self.cc,
+        )
+
+
+# -- SQLite ------------------------------------------------------------------------------
+
+_MEASUREMENT_COLUMNS = (
+    "id", "measured_ms", "received_ms", "agent_id", "asn", "cc", "domain", "url", "verdict",
+    "record",
+)  # fmt: skip
+# Rows per statement: 500 rows of 10 columns stay well under SQLite's 32,766 variables.
+_SQLITE_CHUNK = 500
+_ROLLUP_TABLES = (
+    ("rollups", ("hour_ms", "domain", "asn", "cc", "verdict")),
+    ("daily_rollups", ("day_ms", "domain", "asn", "cc", "verdict")),
+    ("weekly_rollups", ("week_ms", "domain", "asn", "cc", "verdict")),
+    ("rollup_totals", ("domain", "asn", "cc", "verdict")),
+)
+
+
+def _multirow(head: str, tail: str, rows: Sequence[Sequence[Any]]) -> list[tuple[str, list[Any]]]:
+    """``head VALUES (?, ...), ... tail`` statements of at most _SQLITE_CHUNK rows each,
+    with their parameters flattened: one statement, and one trip into SQLite, per chunk."""
+    statements = []
+    for start in range(0, len(rows), _SQLITE_CHUNK):
+        chunk = rows[start : start + _SQLITE_CHUNK]
+        row = "(" + ", ".join("?" * len(chunk[0])) + ")"
+        values: list[Any] = []
+        for item in chunk:
+            values.extend(item)
+        statements.append((f"{head} VALUES {', '.join([row] * len(chunk))} {tail}", values))
+    return statements
+
+
+class SQLiteWrites(Writes):
+    def prepare_insert(self, records: Sequence[IngestRecord]) -> Any:
+        scalars = (self.received_ms, self.agent_id, self.asn, self.cc)
+        rows = [(r.key, r.measured_ms, *scalars, r.domain, r.url, r.verdict, r.record)
+                for r in records]  # fmt: skip
+        head = f"INSERT INTO measurements ({', '.join(_MEASUREMENT_COLUMNS)})"
+        return _multirow(head, "ON CONFLICT DO NOTHING", rows)
+
+    def insert(self, driver: Any, prepared: Prepared) -> set[bytes]:
+        """Without RETURNING, which cost a fifth of the insert: the row count says whether
+        all went in, as they nearly always do. When some were there already, the new ones
+        are those above the table's largest rowid from before: measurements are never
+        deleted, so SQLite gives new rows larger rowids, and the write lock (BEGIN
+        IMMEDIATE) keeps other writers out meanwhile."""
+        db = cast("sqlite3.Connection", driver)
+        (before,) = db.execute("SELECT coalesce(max(rowid), 0) FROM measurements").fetchone()
+        count = sum(db.execute(statement, values).rowcount for statement, values in prepared.insert)
+        if count == len(prepared.records):
+            return {r.key for r in prepared.records}
+        new = db.execute("SELECT id FROM measurements WHERE rowid > ?", (before,))
+        return {row[0] for row in new}
+
+    def prepare_rollups(self, records: Sequence[IngestRecord]) -> Any:
+        # Hourly, daily, weekly, all-time, in this order, as PostgreSQL's statement does.
+        statements = []
+        for (table, dims), rows in zip(_ROLLUP_TABLES, self._rollup_rows(records), strict=True):
+            columns = ", ".join(dims)
+            tail = f"ON CONFLICT ({columns}) DO UPDATE SET count = count + excluded.count"
+            statements += _multirow(f"INSERT INTO {table} ({columns}, count)", tail, rows)
+        return statements
+
+    def add_rollups(self, driver: Any, prepared: Any) -> None:
+        db = cast("sqlite3.Connection", driver)
+        for statement, values in prepared:
+            db.execute(statement, values)
+
+
+# -- PostgreSQL --------------------------------------------------------------------------
+
+# The batch as one array per column, in psycopg's binary format: one short statement
+# whatever the batch size, where a multi-row VALUES list (and bytea escaped as text) costs
+# the driver more than the server.
+_PG_NEW_MEASUREMENTS = """
+    INSERT INTO measurements
+        (id, measured_ms, received_ms, agent_id, asn, cc, domain, url, verdict, record)
+    SELECT id, measured_ms, %(received_ms)s::bigint, %(agent_id)s::text,
+           %(asn)s::bigint, %(cc)s::text, domain, url, verdict, record
+    FROM unnest(%(id)s::bytea[], %(measured_ms)s::bigint[], %(domain)s::text[],
+                %(url)s::text[], %(verdict)s::text[], %(record)s::bytea[])
+         AS batch (id, measured_ms, domain, url, verdict, record)
+    ORDER BY id
+    ON CONFLICT DO NOTHING
+    RETURNING id
+"""
+# The four rollup upserts of a batch as one statement, arrays in binary as above: separate
+# statements cost PostgreSQL ingest a tenth of its throughput. A batch has one network, so
+# asn and cc are scalars. Rows go in array order (Python's sorted keys), and every ingest
+# runs this same statement, so all take rollup row locks in one order.
+_PG_TIMED_ROLLUP = """
+    {cte} AS (
+        INSERT INTO {table} AS r ({start}, domain, asn, cc, verdict, count)
+        SELECT start, domain, %(asn)s::bigint, %(cc)s::text, verdict, n
+        FROM unnest(%({p}_start)s::bigint[], %({p}_domain)s::text[], %({p}_verdict)s::text[],
+                    %({p}_n)s::bigint[]) WITH ORDINALITY AS b (start, domain, verdict, n, i)
+        ORDER BY i
+        ON CONFLICT ({start}, domain, asn, cc, verdict)
+            DO UPDATE SET count = r.count + excluded.count
+    )"""
+_PG_ADD_ROLLUPS = (
+    "WITH"
+    + ",".join(
+        _PG_TIMED_ROLLUP.format(cte=cte, table=table, start=start, p=prefix)
+        for cte, table, start, prefix in (
+            ("hourly", "rollups", "hour_ms", "h"),
+            ("daily", "daily_rollups", "day_ms", "d"),
+            ("weekly", "weekly_rollups", "week_ms", "w"),
+        )
+    )
+    + """
+    INSERT INTO rollup_totals AS r (domain, asn, cc, verdict, count)
+    SELECT domain, %(asn)s::bigint, %(cc)s::text, verdict, n
+    FROM unnest(%(t_domain)s::text[], %(t_verdict)s::text[], %(t_n)s::bigint[])
+         WITH ORDINALITY AS b (domain, verdict, n, i)
+    ORDER BY i
+    ON CONFLICT (domain, asn, cc, verdict)
+        DO UPDATE SET count = r.count + excluded.count
+"""
+)
+
+
+class PostgresWrites(Writes):
+    def prepare_insert(self, records: Sequence[IngestRecord]) -> Any:
+        return {
+            "id": [r.key for r in records],
+            "measured_ms": [r.measured_ms for r in records],
+            "domain": [r.domain for r in records],
+            "url": [r.url for r in records],
+            "verdict": [r.verdict for r in records],
+            "record": [r.record for r in records],
+            "received_ms": self.received_ms,
+            "agent_id": self.agent_id,
+            "asn": self.asn,
+            "cc": self.cc,
+        }
+
+    def insert(self, driver: Any, prepared: Prepared) -> set[bytes]:
+        with cast("psycopg.Connection[Any]", driver).cursor() as cursor:
+            # The driver's own cursor, inside the same transaction: SQLAlchemy has no way
+            # to ask psycopg for binary parameters.
+            cursor.execute(_PG_NEW_MEASUREMENTS, prepared.insert, binary=True)
+            return {bytes(row[0]) for row in cursor.fetchall()}
+
+    def prepare_rollups(self, records: Sequence[IngestRecord]) -> Any:
+        hourly, daily, weekly, totals = self._rollup_rows(records)
+        asn, cc = self._network
+        params: dict[str, Any] = {"asn": asn, "cc": cc}
+        for prefix, rows in (("h", hourly), ("d", daily), ("w", weekly)):
+            params[f"{prefix}_start"] = [row[0] for row in rows]
+            params[f"{prefix}_domain"] = [row[1] for row in rows]
+            params[f"{prefix}_verdict"] = [row[4] for row in rows]
+            params[f"{prefix}_n"] = [row[5] for row in rows]
+        params["t_domain"] = [row[0] for row in totals]
+        params["t_verdict"] = [row[3] for row in totals]
+        params["t_n"] = [row[4] for row in totals]
+        return params
+
+    def add_rollups(self, driver: Any, prepared: Any) -> None:
+        with cast("psycopg.Connection[Any]", driver).cursor() as cursor:
+            cursor.execute(_PG_ADD_ROLLUPS, prepared, binary=True)
