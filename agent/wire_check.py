@@ -139,7 +139,7 @@ class _Compiler:
 # msgspec builds a type's decoding information when a decoder is made. Making decoders in
 # worker threads while other threads decoded crashed the collector (SIGSEGV under concurrent
 # uploads, inside msgspec's annotation handling). So each decoder is built once, under one
-# lock, and the collector builds them at start (agent.batch.prepare_verifier).
+# lock, and the collector builds them at start (agent.batch_verify.prepare_verifier).
 _BUILD_LOCK = threading.Lock()
 _BUILT: dict[str, Any] = {}
 T = TypeVar("T")

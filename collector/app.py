@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from agent.batch import prepare_verifier
+from agent.batch_verify import prepare_verifier
 from agent.control import CACHE_HEADER, CONTROL_PATH, HEALTH_PATH, MAX_ADDRESSES, MSGPACK
 from agent.measurement import Target, TargetError
 from agent.site import ProbeConfig, measure_vantage

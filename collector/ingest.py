@@ -19,13 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
-from agent.batch import (
-    BatchError,
-    Envelope,
-    check_signature,
-    read_batch_envelope,
-    read_signed_batch,
-)
+from agent.batch import BatchError, Envelope
+from agent.batch_verify import check_signature, read_batch_envelope, read_signed_batch
 from agent.identity import IdentityError, public_key_from_bytes
 from collector.storage import (
     EnrollError,

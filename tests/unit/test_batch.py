@@ -23,9 +23,8 @@ from agent.batch import (
     BatchError,
     Envelope,
     encode_batch,
-    read_batch_envelope,
-    verify_batch,
 )
+from agent.batch_verify import read_batch_envelope, verify_batch
 from agent.measurement import SiteMeasurement, Verdict, new_measurement_id
 from agent.wire import WireError, encode_measurement, measurement_from_obj, measurement_to_obj
 
