@@ -1,7 +1,7 @@
 """Benchmark: end-to-end ingest of one collector process, batches of 500 realistic records.
 
     .venv/bin/python benchmarks/bench_ingest_http.py [--batches 80] [--agents 20]
-        [--concurrency 4] [--pg-url URL] [--sqlite-only]
+        [--concurrency 4] [--pg-url URL] [--sqlite-only] [--runs N]
 
 Starts a real `netsonde-collector serve` on loopback (SQLite in a temporary directory,
 then a throwaway PostgreSQL database), with agents enrolled beforehand, and POSTs signed
@@ -10,6 +10,8 @@ the clock starts) to /api/v1/measurements from `--concurrency` connections. Ever
 the collector does counts: HTTP, signature, the schema check of every record, storage,
 rollups. Prints measurements stored per second of wall time and the collector's CPU
 seconds per 1,000 measurements. The client is a separate process from the collector.
+With ``--runs N``, the backends take turns, each run on a fresh store with the same batches
+(the machine's speed drifts between runs), and the median of each is printed.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import argparse
 import asyncio
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,19 +49,12 @@ def cpu_seconds(pid: int) -> float:
     return ticks / 100.0
 
 
-def prepare(db: str, agents: int, batches: int) -> list[bytes]:
-    """Enrols the agents straight into the store (as `enroll` + POST /enroll would) and
-    signs every batch, round-robin over the agents."""
-    store = open_storage(db)
-    keys = []
-    for index in range(agents):
-        key = Ed25519PrivateKey.generate()
-        store.add_agent(f"bench-{index}", "bench", public_key_bytes(key), 0)
-        keys.append(key)
-    store.close()
+def sign(agents: int, batches: int) -> tuple[list[Ed25519PrivateKey], list[bytes]]:
+    """The agents' keys, and every batch signed round-robin over them, 1 s apart."""
+    keys = [Ed25519PrivateKey.generate() for _ in range(agents)]
     now = int(time.time() * 1000)
-    measurements = clones(batches * BATCH, start_ms=now - batches * BATCH * 1000)  # 1 s apart
-    return [
+    measurements = clones(batches * BATCH, start_ms=now - batches * BATCH * 1000)
+    signed = [
         encode_batch(
             f"bench-{n % agents}",
             n // agents + 1,
@@ -68,6 +64,15 @@ def prepare(db: str, agents: int, batches: int) -> list[bytes]:
         )
         for n in range(batches)
     ]
+    return keys, signed
+
+
+def enroll(db: str, keys: list[Ed25519PrivateKey]) -> None:
+    """The agents straight into a fresh store, as `enroll` + POST /enroll would."""
+    store = open_storage(db)
+    for index, key in enumerate(keys):
+        store.add_agent(f"bench-{index}", "bench", public_key_bytes(key), 0)
+    store.close()
 
 
 async def upload(base: str, batches: list[bytes], concurrency: int) -> int:
@@ -94,8 +99,11 @@ async def upload(base: str, batches: list[bytes], concurrency: int) -> int:
     return stored
 
 
-def run(name: str, db: str, args: argparse.Namespace) -> None:
-    batches = prepare(db, args.agents, args.batches)
+def run(
+    name: str, db: str, keys: list[Ed25519PrivateKey], batches: list[bytes], concurrency: int
+) -> float:
+    """One run on the fresh store ``db``: measurements stored per second."""
+    enroll(db, keys)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -115,7 +123,7 @@ def run(name: str, db: str, args: argparse.Namespace) -> None:
             client_before = time.process_time()
             started = time.perf_counter()
             try:
-                stored = asyncio.run(upload(f"http://127.0.0.1:{port}", batches, args.concurrency))
+                stored = asyncio.run(upload(f"http://127.0.0.1:{port}", batches, concurrency))
             except aiohttp.ClientError as exc:
                 state = "running" if serve.poll() is None else f"exited {serve.returncode}"
                 raise SystemExit(
@@ -128,13 +136,14 @@ def run(name: str, db: str, args: argparse.Namespace) -> None:
         finally:
             serve.send_signal(signal.SIGTERM)
             serve.wait(10)
-    if stored != args.batches * BATCH:
-        raise SystemExit(f"{name}: {stored} stored, expected {args.batches * BATCH}")
+    if stored != len(batches) * BATCH:
+        raise SystemExit(f"{name}: {stored} stored, expected {len(batches) * BATCH}")
     print(
         f"{name}: {stored / elapsed:,.0f} measurements/s end to end "
         f"({stored:,} in {elapsed:.2f} s; CPU per 1k: collector {cpu / stored * 1000:.3f} s, "
         f"this client {client_cpu / stored * 1000:.3f} s)"
     )
+    return stored / elapsed
 
 
 def main() -> int:
@@ -144,20 +153,33 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--pg-url", help="an admin URL; a throwaway database is made there")
     parser.add_argument("--sqlite-only", action="store_true")
+    parser.add_argument("--runs", type=int, default=1, help="runs per backend; prints the median")
     args = parser.parse_args()
     print(
         f"{args.batches} batches of {BATCH} from {args.agents} agents, "
         f"{args.concurrency} connections"
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        run("SQLite", f"sqlite:///{tmp}/bench.db", args)
-    if args.sqlite_only:
-        return 0
-    url = pg_admin_url(args.pg_url)
-    if url is None:
-        return 0
-    with throwaway_database(url) as database:
-        run("PostgreSQL", database, args)
+    keys, batches = sign(args.agents, args.batches)
+    rates: dict[str, list[float]] = {}
+    url = None if args.sqlite_only else pg_admin_url(args.pg_url)
+    # Runs alternate between the backends, each on a fresh store with the same batches:
+    # the machine's speed drifts, and a median over interleaved runs is the fair figure.
+    for _ in range(args.runs):
+        with tempfile.TemporaryDirectory() as tmp:
+            db = f"sqlite:///{tmp}/bench.db"
+            rates.setdefault("SQLite", []).append(
+                run("SQLite", db, keys, batches, args.concurrency)
+            )
+        if url is not None:
+            with throwaway_database(url) as database:
+                rate = run("PostgreSQL", database, keys, batches, args.concurrency)
+                rates.setdefault("PostgreSQL", []).append(rate)
+    if args.runs > 1:
+        for name, values in rates.items():
+            print(
+                f"{name}: median {statistics.median(values):,.0f} measurements/s over "
+                f"{len(values)} runs (min {min(values):,.0f}, max {max(values):,.0f})"
+            )
     return 0
 
 
