@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,9 +26,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.batch import encode_batch
 from agent.identity import public_key_bytes
+from tests.collector_process import REPO, CollectorProcess, collector_cli
 from tests.storage.records import clones
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def rss_kb(pid: int) -> tuple[int, int]:
@@ -53,26 +50,14 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         db = args.db or f"sqlite:///{tmp}/netsonde.db"
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        collector = [sys.executable, "-m", "collector.cli"]
         token = subprocess.run(
-            [*collector, "enroll", "--name", "bench", "--db", db],
+            collector_cli("enroll", "--name", "bench", "--db", db),
             cwd=REPO, capture_output=True, text=True, check=True,
         ).stdout.split()[0]  # fmt: skip
-        log = Path(tmp) / "serve.log"
-        with log.open("w") as out:
-            serve = subprocess.Popen(
-                [*collector, "serve", "--listen", f"127.0.0.1:{port}", "--db", db],
-                cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+        serve = CollectorProcess(db, Path(tmp) / "serve.log")
         try:
-            while "listening on" not in log.read_text():
-                if serve.poll() is not None:
-                    raise SystemExit(log.read_text())
-                time.sleep(0.05)
-            base = f"http://127.0.0.1:{port}"
+            serve.wait_listening()
+            base = serve.url
             idle, _ = rss_kb(serve.pid)
             key = Ed25519PrivateKey.generate()
             public_key = base64.b64encode(public_key_bytes(key)).decode()
@@ -94,8 +79,7 @@ def main() -> int:
             elapsed = time.perf_counter() - started
             after, peak = rss_kb(serve.pid)
         finally:
-            serve.send_signal(signal.SIGTERM)
-            serve.wait(10)
+            serve.stop()
     rate = stored / elapsed
     print(
         f"{stored} measurements in {args.batches} batches of 500, {elapsed:.1f}s "

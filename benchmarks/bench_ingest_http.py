@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,11 +33,10 @@ from agent.batch import encode_batch
 from agent.identity import public_key_bytes
 from benchmarks.bench_ingest import pg_admin_url, throwaway_database
 from collector.storage import open_storage
+from tests.collector_process import CollectorProcess
 from tests.storage.records import clones
 
-REPO = Path(__file__).resolve().parents[1]
 BATCH = 500
-COLLECTOR = str(Path(sys.executable).with_name("netsonde-collector"))
 
 
 def cpu_seconds(pid: int) -> float:
@@ -104,38 +100,30 @@ def run(
 ) -> float:
     """One run on the fresh store ``db``: measurements stored per second."""
     enroll(db, keys)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     with tempfile.TemporaryDirectory() as tmp:
-        log = Path(tmp) / "serve.log"
-        with log.open("w") as out:
-            serve = subprocess.Popen(
-                [COLLECTOR, "serve", "--listen", f"127.0.0.1:{port}", "--db", db],
-                cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+        serve = CollectorProcess(db, Path(tmp) / "serve.log")
         try:
-            while "listening on" not in log.read_text():
-                if serve.poll() is not None:
-                    raise SystemExit(log.read_text())
-                time.sleep(0.05)
+            serve.wait_listening()
             cpu_before = cpu_seconds(serve.pid)
             client_before = time.process_time()
             started = time.perf_counter()
             try:
-                stored = asyncio.run(upload(f"http://127.0.0.1:{port}", batches, concurrency))
+                stored = asyncio.run(upload(serve.url, batches, concurrency))
             except aiohttp.ClientError as exc:
-                state = "running" if serve.poll() is None else f"exited {serve.returncode}"
+                state = (
+                    "running"
+                    if serve.process.poll() is None
+                    else f"exited {serve.process.returncode}"
+                )
                 raise SystemExit(
                     f"{name}: upload failed: {exc!r}; the collector: {state}\n"
-                    + log.read_text()[-3000:]
+                    + serve.log.read_text()[-3000:]
                 ) from None
             elapsed = time.perf_counter() - started
             cpu = cpu_seconds(serve.pid) - cpu_before
             client_cpu = time.process_time() - client_before
         finally:
-            serve.send_signal(signal.SIGTERM)
-            serve.wait(10)
+            serve.stop()
     if stored != len(batches) * BATCH:
         raise SystemExit(f"{name}: {stored} stored, expected {len(batches) * BATCH}")
     print(

@@ -11,12 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
-import signal
-import socket
 import subprocess
-import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,67 +27,22 @@ from agent.identity import public_key_bytes
 from collector.app import ENROLL_PATH, MEASUREMENTS_PATH
 from collector.storage import open_storage
 from tests.collector.test_ingest_api import MSGPACK, recent
+from tests.collector_process import REPO, CollectorProcess, collector_cli
 from tests.storage.helpers import counts_from_rows
 
-REPO = Path(__file__).resolve().parents[2]
 RECORDS = 50
-STARTUP_S = 60.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _cli(*args: str) -> list[str]:
-    # python -m runs the same main() as the installed netsonde-collector script.
-    return [sys.executable, "-m", "collector.cli", *args]
-
-
-class Collector:
-    """One ``serve`` process, its log in a file (a pipe nobody drains could block it)."""
-
-    def __init__(self, db: str, log: Path) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        with log.open("w") as out:
-            self.process = subprocess.Popen(
-                _cli("serve", "--listen", f"127.0.0.1:{self.port}", "--db", db),
-                cwd=REPO,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-
-    def wait_listening(self) -> None:
-        deadline = time.monotonic() + STARTUP_S
-        while "listening on" not in self.log.read_text():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"collector on {self.port} did not start:\n{self.log.read_text()}")
-            time.sleep(0.05)
-
-    def stop(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=30)
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=30)
 
 
 @pytest.fixture
-def collectors(pg_url: str, tmp_path: Path) -> Iterator[tuple[Collector, Collector]]:
+def collectors(pg_url: str, tmp_path: Path) -> Iterator[tuple[CollectorProcess, CollectorProcess]]:
     engine = create_engine(pg_url)
     with engine.begin() as conn:  # the session's database, shared with other tests: start empty
         conn.execute(text("DROP SCHEMA public CASCADE"))
         conn.execute(text("CREATE SCHEMA public"))
     engine.dispose()
-    started: list[Collector] = []
+    started: list[CollectorProcess] = []
     try:
-        started += [Collector(pg_url, tmp_path / f"collector-{n}.log") for n in "ab"]
+        started += [CollectorProcess(pg_url, tmp_path / f"collector-{n}.log") for n in "ab"]
         for collector in started:
             collector.wait_listening()
         yield started[0], started[1]
@@ -103,7 +53,7 @@ def collectors(pg_url: str, tmp_path: Path) -> Iterator[tuple[Collector, Collect
 
 def _enroll_token(db: str) -> str:
     done = subprocess.run(
-        _cli("enroll", "--name", "scale-out", "--db", db),
+        collector_cli("enroll", "--name", "scale-out", "--db", db),
         cwd=REPO, capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     return done.stdout.splitlines()[0]
@@ -135,7 +85,7 @@ async def _stored_metric(session: aiohttp.ClientSession, url: str) -> float:
 
 
 def test_two_processes_store_each_measurement_once(
-    pg_url: str, collectors: tuple[Collector, Collector]
+    pg_url: str, collectors: tuple[CollectorProcess, CollectorProcess]
 ) -> None:
     a, b = collectors
     key = Ed25519PrivateKey.generate()
