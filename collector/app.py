@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import msgspec
@@ -45,6 +46,7 @@ SETTINGS = web.AppKey("settings", Settings)
 MEASURE: web.AppKey[Measure] = web.AppKey("measure")
 CONTROLS: web.AppKey[ControlCache[ControlKey, bytes]] = web.AppKey("controls")
 STORAGE = web.AppKey("storage", Storage)
+INGEST_THREADS = web.AppKey("ingest_threads", ThreadPoolExecutor)
 LIMITER = web.AppKey("limiter", RateLimiter)
 
 ENROLL_PATH = "/api/v1/enroll"
@@ -170,7 +172,12 @@ async def upload_measurements(request: web.Request) -> web.Response:
             client_address(request, request.app[SETTINGS].trusted_proxies)
         )
         result = await ingest(
-            request.app[STORAGE], request.app[LIMITER], data, asn=network.asn, cc=network.cc
+            request.app[STORAGE],
+            request.app[LIMITER],
+            data,
+            asn=network.asn,
+            cc=network.cc,
+            executor=request.app[INGEST_THREADS],
         )
     except ApiError as exc:
         note_reject(request, exc.reason)
@@ -185,9 +192,14 @@ async def upload_measurements(request: web.Request) -> web.Response:
 def _storage(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
     async def context(app: web.Application) -> AsyncIterator[None]:
         # Opening runs the migrations; blocking, but once, before the first request.
-        app[STORAGE] = await asyncio.to_thread(open_storage, settings.db_url)
+        app[STORAGE] = storage = await asyncio.to_thread(open_storage, settings.db_url)
+        app[INGEST_THREADS] = threads = ThreadPoolExecutor(
+            storage.ingest_threads, thread_name_prefix="ingest"
+        )
         yield
-        app[STORAGE].close()
+        # Uploads still running finish their write before the store closes.
+        await asyncio.to_thread(threads.shutdown)
+        storage.close()
 
     return context
 
