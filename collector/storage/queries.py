@@ -18,6 +18,7 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import operator
 import struct
 import uuid
 from collections.abc import Iterator
@@ -42,6 +43,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 
 from collector.outages import Check, Outage, find_outages
+from collector.storage.cells import Cells
 from collector.storage.engine import READ_ONLY
 from collector.storage.schema import (
     DAY_MS,
@@ -49,6 +51,7 @@ from collector.storage.schema import (
     UNKNOWN_ASN,
     WEEK_MS,
     agents,
+    cells,
     connectivity,
     daily_rollups,
     measurements,
@@ -63,6 +66,7 @@ MAX_PAGE = 1000
 # the others, so a mostly reachable site still shows how it is blocked where it is.
 NOT_BLOCKING = frozenset({"ok", "down", "offline", "inconclusive"})
 _CURSOR = struct.Struct(">q16s")  # measured_ms, then the id's 16 bytes
+_CELL_NAME = operator.attrgetter("domain", "asn", "cc")  # the matrix's order
 
 
 class BadCursor(ValueError):
@@ -151,13 +155,7 @@ def _rollup_window(
     cc: str | None, asn: int | None, domain: str | None, since_ms: int | None, until_ms: int | None
 ) -> list[ColumnElement[bool]]:
     r = rollups.c
-    where: list[ColumnElement[bool]] = []
-    if domain is not None:
-        where.append(r.domain == domain)
-    if asn is not None:
-        where.append(r.asn == asn)
-    if cc is not None:
-        where.append(r.cc == cc)
+    where = _in_cells(rollups, cc, asn, domain)
     # Rollups are hourly: a bound inside an hour takes in that whole hour.
     if since_ms is not None:
         where.append(r.hour_ms >= since_ms - since_ms % HOUR_MS)
@@ -248,16 +246,22 @@ def _part(
     if start is not None and span[1] is not None:
         bounds.append(c[start] < span[1])
     count = c["count"] if sign > 0 else -c["count"]
-    return select(c.domain, c.asn, c.cc, c.verdict, count.label("n")).where(*bounds)
+    return select(c.cell, c.verdict, count.label("n")).where(*bounds)
 
 
-def _network(table: Table, cc: str | None, asn: int | None) -> list[ColumnElement[bool]]:
+def _in_cells(
+    table: Table, cc: str | None, asn: int | None, domain: str | None = None
+) -> list[ColumnElement[bool]]:
+    """A rollup table's rows in the cells that match the filters (none: every row)."""
+    c = cells.c
     where: list[ColumnElement[bool]] = []
+    if domain is not None:
+        where.append(c.domain == domain)
     if asn is not None:
-        where.append(table.c.asn == asn)
+        where.append(c.asn == asn)
     if cc is not None:
-        where.append(table.c.cc == cc)
-    return where
+        where.append(c.cc == cc)
+    return [table.c.cell.in_(select(c.id).where(*where))] if where else []
 
 
 # Checks read before an outage query's window: 72 at the default 5-minute interval.
@@ -268,6 +272,7 @@ class QueryStore:
     """The query methods of :class:`collector.storage.Storage`."""
 
     engine: Engine
+    cells: Cells
 
     @contextmanager
     def _query(self) -> Iterator[Connection]:
@@ -308,15 +313,14 @@ class QueryStore:
         since_ms: int | None,
         until_ms: int | None,
     ) -> list[BlockingRow]:
-        # Rows arrive sorted by cell then verdict: one pass and no dictionary of cells, since
-        # with 10,000s of cells this loop costs as much as the SQL. The rows come straight
-        # from the driver's cursor (plain tuples; SQLAlchemy's Row objects and result
-        # processing were a third of the fetch), fetched at once (iterating a psycopg cursor
-        # row by row cost ~30 ms more on 18,000 rows), and no per-cell key tuple is built.
+        # Rows arrive sorted by cell id then verdict: one pass and no dictionary of cells,
+        # since with 10,000s of cells this loop costs as much as the SQL. The rows come
+        # straight from the driver's cursor (plain tuples; SQLAlchemy's Row objects and
+        # result processing were a third of the fetch), fetched at once (iterating a psycopg
+        # cursor row by row cost ~30 ms more on 18,000 rows). The matrix is then sorted by
+        # the cells' names, which this process keeps in memory (collector.storage.cells).
         out: list[BlockingRow] = []
         append = out.append
-        counts: dict[str, int] = {}
-        cell_domain, cell_asn, cell_cc, total = "", -1, "", 0
         query = self._blocking_query(conn, cc, asn, domain, since_ms, until_ms)
         if query is None:
             return out
@@ -329,21 +333,22 @@ class QueryStore:
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
             cursor.execute(compiled.string, params)
-            for d, a, c, verdict, n in cursor.fetchall():
-                if d != cell_domain or a != cell_asn or c != cell_cc:
-                    if counts:
-                        append(
-                            BlockingRow(
-                                cell_domain, cell_asn, cell_cc, counts, total, dominant(counts)
-                            )
-                        )
-                    cell_domain, cell_asn, cell_cc, counts, total = d, a, c, {}, 0
-                counts[verdict] = n
-                total += n
+            rows = cursor.fetchall()
         finally:
             cursor.close()
+        names = self.cells.names(conn, {row[0] for row in rows})
+        counts: dict[str, int] = {}
+        current, total = -1, 0
+        for cell, verdict, n in rows:
+            if cell != current:
+                if counts:
+                    append(BlockingRow(*names[current], counts, total, dominant(counts)))
+                current, counts, total = cell, {}, 0
+            counts[verdict] = n
+            total += n
         if counts:
-            append(BlockingRow(cell_domain, cell_asn, cell_cc, counts, total, dominant(counts)))
+            append(BlockingRow(*names[current], counts, total, dominant(counts)))
+        out.sort(key=_CELL_NAME)
         return out
 
     def _blocking_query(
@@ -355,30 +360,27 @@ class QueryStore:
         since_ms: int | None,
         until_ms: int | None,
     ) -> Select[Any] | None:
-        """The statement behind ``blocking``, rows sorted by (domain, asn, cc, verdict);
-        None when it can only be empty."""
+        """The statement behind ``blocking``: (cell, verdict, count) rows sorted by cell id
+        then verdict; None when it can only be empty."""
         if since_ms is None and until_ms is None:
             t = rollup_totals.c
-            where = _network(rollup_totals, cc, asn)
-            if domain is not None:
-                where.append(t.domain == domain)
             # Already one row per cell and verdict, in primary-key order: no grouping.
             return (
-                select(t.domain, t.asn, t.cc, t.verdict, t["count"])
-                .where(*where)
-                .order_by(t.domain, t.asn, t.cc, t.verdict)
+                select(t.cell, t.verdict, t["count"])
+                .where(*_in_cells(rollup_totals, cc, asn, domain))
+                .order_by(t.cell, t.verdict)
             )
         if domain is not None:
-            # One domain's hours are few, and the (domain, ..., hour_ms, count) index yields
-            # them grouped: the hourly table alone is the cheapest here.
+            # One domain's hours are few, and the (cell, verdict, hour_ms, count) index
+            # yields them grouped: the hourly table alone is the cheapest here.
             r = rollups.c
             return (
-                select(r.domain, r.asn, r.cc, r.verdict, cast(func.sum(r.count), BigInteger))
+                select(r.cell, r.verdict, cast(func.sum(r.count), BigInteger))
                 .where(*_rollup_window(cc, asn, domain, since_ms, until_ms))
-                .group_by(r.domain, r.asn, r.cc, r.verdict)
+                .group_by(r.cell, r.verdict)
                 # The group-by order in full: SQLite then streams groups out of the covering
                 # index; ordering by a prefix alone makes it sort the result once more.
-                .order_by(r.domain, r.asn, r.cc, r.verdict)
+                .order_by(r.cell, r.verdict)
             )
         # The hours the hourly query counted: from the hour holding since_ms, up to and
         # including the hour holding until_ms - 1.
@@ -412,28 +414,28 @@ class QueryStore:
             # verdict, in primary-key order after the bucket start. No grouping, no sort.
             c = table.c
             return (
-                select(c.domain, c.asn, c.cc, c.verdict, c["count"])
-                .where(c[start] == first_start, *_network(table, cc, asn))
-                .order_by(c.domain, c.asn, c.cc, c.verdict)
+                select(c.cell, c.verdict, c["count"])
+                .where(c[start] == first_start, *_in_cells(table, cc, asn))
+                .order_by(c.cell, c.verdict)
             )
         parts: list[Select[Any]] = []
         sign = 1
         if _TOTALS_COST + _cost(without) < _cost(within):
             parts.append(
-                _part(rollup_totals, None, (None, None), 1, _network(rollup_totals, cc, asn))
+                _part(rollup_totals, None, (None, None), 1, _in_cells(rollup_totals, cc, asn))
             )
             within, sign = without, -1
         for table, start, span in within:
-            parts.append(_part(table, start, span, sign, _network(table, cc, asn)))
+            parts.append(_part(table, start, span, sign, _in_cells(table, cc, asn)))
         u = union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
         total = func.sum(u.c.n)
         return (
-            select(u.c.domain, u.c.asn, u.c.cc, u.c.verdict, cast(total, BigInteger))
-            .group_by(u.c.domain, u.c.asn, u.c.cc, u.c.verdict)
+            select(u.c.cell, u.c.verdict, cast(total, BigInteger))
+            .group_by(u.c.cell, u.c.verdict)
             # Subtracting the outside leaves zeros where a verdict occurred only there; the
             # hourly sum never lists a verdict with no measurement, so neither does this.
             .having(total != 0)
-            .order_by(u.c.domain, u.c.asn, u.c.cc, u.c.verdict)
+            .order_by(u.c.cell, u.c.verdict)
         )
 
     def timeline(

@@ -23,7 +23,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, TypeVar
 
 import psycopg
-from sqlalchemy import Table, bindparam, delete, func, select, text, update
+from sqlalchemy import Table, and_, bindparam, delete, func, select, text, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
@@ -31,6 +31,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from agent.measurement import SiteMeasurement
 from agent.wire import WireError, decode_measurement
 from collector.storage.agents import AgentStore
+from collector.storage.cells import Cells
 from collector.storage.engine import READ_ONLY, make_engine, sqlstate, upgrade
 from collector.storage.queries import QueryStore
 from collector.storage.records import IngestRecord, IngestResult, ReclassifyResult, RejectedBatch
@@ -42,6 +43,7 @@ from collector.storage.schema import (
     WEEK_MS,
     WEEK_OFFSET_MS,
     agents,
+    cells,
     connectivity,
     daily_rollups,
     measurements,
@@ -49,7 +51,7 @@ from collector.storage.schema import (
     rollups,
     weekly_rollups,
 )
-from collector.storage.writes import PostgresWrites, SQLiteWrites
+from collector.storage.writes import PostgresWrites, SQLiteWrites, cell_network
 
 log = logging.getLogger("netsonde.collector.storage")
 
@@ -60,10 +62,10 @@ _RETRYABLE = frozenset({"40P01", "40001"})
 _ATTEMPTS = 5
 RECLASSIFY_CHUNK = 1000
 _T = TypeVar("_T")
-_ROLLUP_DIMS = ("hour_ms", "domain", "asn", "cc", "verdict")
-_DAILY_DIMS = ("day_ms", "domain", "asn", "cc", "verdict")
-_WEEKLY_DIMS = ("week_ms", "domain", "asn", "cc", "verdict")
-_TOTAL_DIMS = ("domain", "asn", "cc", "verdict")
+_ROLLUP_DIMS = ("hour_ms", "cell", "verdict")
+_DAILY_DIMS = ("day_ms", "cell", "verdict")
+_WEEKLY_DIMS = ("week_ms", "cell", "verdict")
+_TOTAL_DIMS = ("cell", "verdict")
 
 
 class Storage(AgentStore, QueryStore):
@@ -84,6 +86,7 @@ class Storage(AgentStore, QueryStore):
         # GIL, while the other checks the next batch. More only contend for the GIL and
         # stretch the writer's turn (bench_ingest_http: 2 threads 19-21k/s, 6 threads
         # 13-17k/s, interleaved). PostgreSQL writes in parallel and gains from more.
+        self.cells = Cells()
         self.ingest_threads: int | None = None if self.backend == "postgresql" else 2
 
     def close(self) -> None:
@@ -116,8 +119,13 @@ class Storage(AgentStore, QueryStore):
                 repeated.append(record.id)
             else:
                 unique[record.key] = record
+        network = cell_network(asn, cc)
+        if missing := self.cells.unknown((r.domain, *network) for r in unique.values()):
+            # Before the batch's transaction, in one of their own: a cell is only a name, and
+            # one left behind by a batch refused later names nothing.
+            self._write(lambda conn: self.cells.create(conn, missing))
         writes = (PostgresWrites if self.backend == "postgresql" else SQLiteWrites)(
-            agent_id, asn, cc, received_ms
+            agent_id, asn, cc, received_ms, self.cells.ids()
         )
         # Prepared before the transaction, which then only runs statements (writes.py).
         prepared = writes.prepare(sorted(unique.values()))
@@ -239,16 +247,27 @@ class Storage(AgentStore, QueryStore):
                 )
             )
         m = measurements.c
+        c = cells.c
         hour = (m.measured_ms // HOUR_MS) * HOUR_MS
         asn = func.coalesce(m.asn, UNKNOWN_ASN)
         cc = func.coalesce(m.cc, UNKNOWN_CC)
+        # Cells for every (domain, network) measured; those there already keep their ids.
+        conn.execute(
+            self._insert(cells)
+            # WHERE: else SQLite reads ON CONFLICT as a join's ON.
+            .from_select(
+                ["domain", "asn", "cc"], select(m.domain, asn, cc).where(true()).distinct()
+            )
+            .on_conflict_do_nothing()
+        )
         conn.execute(delete(rollups))
+        on_cell = and_(c.domain == m.domain, c.asn == asn, c.cc == cc)
         conn.execute(
             rollups.insert().from_select(
                 [*_ROLLUP_DIMS, "count"],
-                select(hour, m.domain, asn, cc, m.verdict, func.count()).group_by(
-                    hour, m.domain, asn, cc, m.verdict
-                ),
+                select(hour, c.id, m.verdict, func.count())
+                .select_from(measurements.join(cells, on_cell))
+                .group_by(hour, c.id, m.verdict),
             )
         )
         # The coarser tables from the rows just rebuilt, in this transaction: the same counts,
@@ -259,9 +278,7 @@ class Storage(AgentStore, QueryStore):
         conn.execute(
             daily_rollups.insert().from_select(
                 [*_DAILY_DIMS, "count"],
-                select(day, r.domain, r.asn, r.cc, r.verdict, func.sum(r.count)).group_by(
-                    day, r.domain, r.asn, r.cc, r.verdict
-                ),
+                select(day, r.cell, r.verdict, func.sum(r.count)).group_by(day, r.cell, r.verdict),
             )
         )
         d = daily_rollups.c
@@ -271,8 +288,8 @@ class Storage(AgentStore, QueryStore):
         conn.execute(
             weekly_rollups.insert().from_select(
                 [*_WEEKLY_DIMS, "count"],
-                select(week, d.domain, d.asn, d.cc, d.verdict, func.sum(d.count)).group_by(
-                    week, d.domain, d.asn, d.cc, d.verdict
+                select(week, d.cell, d.verdict, func.sum(d.count)).group_by(
+                    week, d.cell, d.verdict
                 ),
             )
         )
@@ -281,20 +298,20 @@ class Storage(AgentStore, QueryStore):
         conn.execute(
             rollup_totals.insert().from_select(
                 [*_TOTAL_DIMS, "count"],
-                select(w.domain, w.asn, w.cc, w.verdict, func.sum(w.count)).group_by(
-                    w.domain, w.asn, w.cc, w.verdict
-                ),
+                select(w.cell, w.verdict, func.sum(w.count)).group_by(w.cell, w.verdict),
             )
         )
 
     def rollup_counts(self, domain: str | None = None) -> dict[RollupKey, int]:
         """Counts per (domain, asn, cc, verdict), summed over all hours."""
-        r = rollups.c
-        query = select(r.domain, r.asn, r.cc, r.verdict, func.sum(r.count)).group_by(
-            r.domain, r.asn, r.cc, r.verdict
+        r, c = rollups.c, cells.c
+        query = (
+            select(c.domain, c.asn, c.cc, r.verdict, func.sum(r.count))
+            .select_from(rollups.join(cells, c.id == r.cell))
+            .group_by(c.domain, c.asn, c.cc, r.verdict)
         )
         if domain is not None:
-            query = query.where(r.domain == domain)
+            query = query.where(c.domain == domain)
         with self._reading() as conn:
             return {(d, a, c, v): int(n) for d, a, c, v, n in conn.execute(query)}
 

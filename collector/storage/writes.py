@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 import psycopg
 
+from collector.storage.cells import CellKey
 from collector.storage.records import IngestRecord
 from collector.storage.schema import DAY_MS, HOUR_MS, UNKNOWN_ASN, UNKNOWN_CC, week_start
 
@@ -30,20 +31,21 @@ from collector.storage.schema import DAY_MS, HOUR_MS, UNKNOWN_ASN, UNKNOWN_CC, w
 RollupRows = tuple[list[tuple[Any, ...]], ...]
 
 
-def rollup_rows(records: Sequence[IngestRecord], asn: int, cc: str) -> RollupRows:
-    """The counts ``records`` add to the four rollup tables (one network: the batch's)."""
+def rollup_rows(records: Sequence[IngestRecord], cell_of: Mapping[str, int]) -> RollupRows:
+    """The counts ``records`` add to the four rollup tables; ``cell_of`` gives the cell id
+    of each record's domain in the batch's one network."""
     hourly = Counter(
-        (r.measured_ms - r.measured_ms % HOUR_MS, r.domain, asn, cc, r.verdict) for r in records
+        (r.measured_ms - r.measured_ms % HOUR_MS, cell_of[r.domain], r.verdict) for r in records
     )
     daily: Counter[tuple[Any, ...]] = Counter()
     totals: Counter[tuple[Any, ...]] = Counter()
-    for (hour, *cell), n in hourly.items():
-        daily[(hour - hour % DAY_MS, *cell)] += n
-        totals[tuple(cell)] += n
+    for (hour, cell, verdict), n in hourly.items():
+        daily[(hour - hour % DAY_MS, cell, verdict)] += n
+        totals[(cell, verdict)] += n
     # From the daily counts: fewer keys than the hourly ones, the same sums.
     weekly: Counter[tuple[Any, ...]] = Counter()
-    for (day, *cell), n in daily.items():
-        weekly[(week_start(day), *cell)] += n
+    for (day, cell, verdict), n in daily.items():
+        weekly[(week_start(day), cell, verdict)] += n
     return tuple(
         [(*key, n) for key, n in sorted(counts.items())]
         for counts in (hourly, daily, weekly, totals)
@@ -63,8 +65,17 @@ class Prepared:
 class Writes:
     """The ingest statements of one backend."""
 
-    def __init__(self, agent_id: str, asn: int | None, cc: str | None, received_ms: int) -> None:
+    def __init__(
+        self,
+        agent_id: str,
+        asn: int | None,
+        cc: str | None,
+        received_ms: int,
+        cell_ids: Mapping[CellKey, int],
+    ) -> None:
+        """``cell_ids`` must hold every cell the batch's records fall in (Cells.create)."""
         self.agent_id, self.asn, self.cc, self.received_ms = agent_id, asn, cc, received_ms
+        self.cell_ids = cell_ids
 
     def prepare(self, records: Sequence[IngestRecord]) -> Prepared:
         """``records`` sorted by id and unique."""
@@ -95,15 +106,15 @@ class Writes:
         raise NotImplementedError
 
     def _rollup_rows(self, records: Sequence[IngestRecord]) -> RollupRows:
-        return rollup_rows(records, *self._network)
+        asn, cc = cell_network(self.asn, self.cc)
+        ids = self.cell_ids
+        return rollup_rows(records, {d: ids[(d, asn, cc)] for d in {r.domain for r in records}})
 
-    @property
-    def _network(self) -> tuple[int, str]:
-        # Rollup dimensions cannot be NULL: an unknown network has its own stand-ins.
-        return (
-            UNKNOWN_ASN if self.asn is None else self.asn,
-            UNKNOWN_CC if self.cc is None else self.cc,
-        )
+
+def cell_network(asn: int | None, cc: str | None) -> tuple[int, str]:
+    """A network as a cell names it: cells cannot hold NULL, so an unknown network has its
+    own stand-ins."""
+    return (UNKNOWN_ASN if asn is None else asn, UNKNOWN_CC if cc is None else cc)
 
 
 # -- SQLite ------------------------------------------------------------------------------
@@ -115,10 +126,10 @@ _MEASUREMENT_COLUMNS = (
 # Rows per statement: 500 rows of 10 columns stay well under SQLite's 32,766 variables.
 _SQLITE_CHUNK = 500
 _ROLLUP_TABLES = (
-    ("rollups", ("hour_ms", "domain", "asn", "cc", "verdict")),
-    ("daily_rollups", ("day_ms", "domain", "asn", "cc", "verdict")),
-    ("weekly_rollups", ("week_ms", "domain", "asn", "cc", "verdict")),
-    ("rollup_totals", ("domain", "asn", "cc", "verdict")),
+    ("rollups", ("hour_ms", "cell", "verdict")),
+    ("daily_rollups", ("day_ms", "cell", "verdict")),
+    ("weekly_rollups", ("week_ms", "cell", "verdict")),
+    ("rollup_totals", ("cell", "verdict")),
 )
 
 
@@ -197,18 +208,17 @@ _PG_NEW_MEASUREMENTS = """
     RETURNING id
 """
 # The four rollup upserts of a batch as one statement, arrays in binary as above: separate
-# statements cost PostgreSQL ingest a tenth of its throughput. A batch has one network, so
-# asn and cc are scalars. Rows go in array order (Python's sorted keys), and every ingest
-# runs this same statement, so all take rollup row locks in one order.
+# statements cost PostgreSQL ingest a tenth of its throughput. Rows go in array order
+# (Python's sorted keys), and every ingest runs this same statement, so all take rollup row
+# locks in one order.
 _PG_TIMED_ROLLUP = """
     {cte} AS (
-        INSERT INTO {table} AS r ({start}, domain, asn, cc, verdict, count)
-        SELECT start, domain, %(asn)s::bigint, %(cc)s::text, verdict, n
-        FROM unnest(%({p}_start)s::bigint[], %({p}_domain)s::text[], %({p}_verdict)s::text[],
-                    %({p}_n)s::bigint[]) WITH ORDINALITY AS b (start, domain, verdict, n, i)
+        INSERT INTO {table} AS r ({start}, cell, verdict, count)
+        SELECT start, cell, verdict, n
+        FROM unnest(%({p}_start)s::bigint[], %({p}_cell)s::bigint[], %({p}_verdict)s::text[],
+                    %({p}_n)s::bigint[]) WITH ORDINALITY AS b (start, cell, verdict, n, i)
         ORDER BY i
-        ON CONFLICT ({start}, domain, asn, cc, verdict)
-            DO UPDATE SET count = r.count + excluded.count
+        ON CONFLICT ({start}, cell, verdict) DO UPDATE SET count = r.count + excluded.count
     )"""
 _PG_ADD_ROLLUPS = (
     "WITH"
@@ -221,13 +231,12 @@ _PG_ADD_ROLLUPS = (
         )
     )
     + """
-    INSERT INTO rollup_totals AS r (domain, asn, cc, verdict, count)
-    SELECT domain, %(asn)s::bigint, %(cc)s::text, verdict, n
-    FROM unnest(%(t_domain)s::text[], %(t_verdict)s::text[], %(t_n)s::bigint[])
-         WITH ORDINALITY AS b (domain, verdict, n, i)
+    INSERT INTO rollup_totals AS r (cell, verdict, count)
+    SELECT cell, verdict, n
+    FROM unnest(%(t_cell)s::bigint[], %(t_verdict)s::text[], %(t_n)s::bigint[])
+         WITH ORDINALITY AS b (cell, verdict, n, i)
     ORDER BY i
-    ON CONFLICT (domain, asn, cc, verdict)
-        DO UPDATE SET count = r.count + excluded.count
+    ON CONFLICT (cell, verdict) DO UPDATE SET count = r.count + excluded.count
 """
 )
 
@@ -256,16 +265,15 @@ class PostgresWrites(Writes):
 
     def prepare_rollups(self, records: Sequence[IngestRecord]) -> Any:
         hourly, daily, weekly, totals = self._rollup_rows(records)
-        asn, cc = self._network
-        params: dict[str, Any] = {"asn": asn, "cc": cc}
+        params: dict[str, Any] = {}
         for prefix, rows in (("h", hourly), ("d", daily), ("w", weekly)):
             params[f"{prefix}_start"] = [row[0] for row in rows]
-            params[f"{prefix}_domain"] = [row[1] for row in rows]
-            params[f"{prefix}_verdict"] = [row[4] for row in rows]
-            params[f"{prefix}_n"] = [row[5] for row in rows]
-        params["t_domain"] = [row[0] for row in totals]
-        params["t_verdict"] = [row[3] for row in totals]
-        params["t_n"] = [row[4] for row in totals]
+            params[f"{prefix}_cell"] = [row[1] for row in rows]
+            params[f"{prefix}_verdict"] = [row[2] for row in rows]
+            params[f"{prefix}_n"] = [row[3] for row in rows]
+        params["t_cell"] = [row[0] for row in totals]
+        params["t_verdict"] = [row[1] for row in totals]
+        params["t_n"] = [row[2] for row in totals]
         return params
 
     def add_rollups(self, driver: Any, prepared: Any) -> None:

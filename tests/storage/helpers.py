@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Table, func, select
 
 from collector.storage import Storage
-from collector.storage.schema import DAY_MS, measurements
+from collector.storage.schema import DAY_MS, cells, measurements
 
 
 def counts_from_rows(store: Storage) -> dict[tuple[str, int, str, str], int]:
@@ -36,7 +36,17 @@ def daily_counts_from_rows(store: Storage) -> dict[tuple[int, str, int, str, str
 
 
 def table_counts(store: Storage, table: Table) -> dict[tuple[Any, ...], int]:
-    """A rollup table as {dimensions: count}."""
+    """A rollup table as {dimensions: count}, its cell ids named: ([bucket,] domain, asn,
+    cc, verdict)."""
+    t, c = table.c, cells.c
+    bucket = [column for column in t if column.name not in ("cell", "verdict", "count")]
+    query = select(*bucket, c.domain, c.asn, c.cc, t.verdict, t["count"]).select_from(
+        table.join(cells, c.id == t.cell)
+    )
     with store.engine.connect() as conn:
-        rows = conn.execute(select(table)).all()
+        rows = conn.execute(query).all()
+        (unnamed,) = conn.execute(
+            select(func.count()).select_from(table).where(t.cell.not_in(select(c.id)))
+        ).one()
+    assert unnamed == 0, f"{table.name}: rows whose cell is not in cells"
     return {tuple(row[:-1]): int(row[-1]) for row in rows}

@@ -10,6 +10,7 @@ import random
 import pytest
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import MetaData as sa_metadata
 from sqlalchemy import Table, func, select
 
 from agent.measurement import SiteMeasurement, new_measurement_id
@@ -28,6 +29,7 @@ from collector.storage.schema import (
     week_start,
     weekly_rollups,
 )
+from collector.storage.schema import cells as cells_table
 from tests.storage.helpers import counts_from_rows, daily_counts_from_rows, table_counts
 from tests.storage.records import AGENT, batch
 
@@ -95,26 +97,33 @@ def hourly_blocking(
     since_ms: int | None = None,
     until_ms: int | None = None,
 ) -> list[BlockingRow]:
-    """The matrix as the hourly-only implementation computed it: the reference."""
-    r = rollups.c
+    """The matrix as the hourly-only implementation computed it: the reference, sorted by
+    the cells' names."""
+    r, c = rollups.c, cells_table.c
     where = []
     if asn is not None:
-        where.append(r.asn == asn)
+        where.append(c.asn == asn)
     if cc is not None:
-        where.append(r.cc == cc)
+        where.append(c.cc == cc)
     if since_ms is not None:
         where.append(r.hour_ms >= since_ms - since_ms % HOUR_MS)
     if until_ms is not None:
         where.append(r.hour_ms < until_ms)
-    dims = (r.domain, r.asn, r.cc, r.verdict)
-    query = select(*dims, func.sum(r.count)).where(*where).group_by(*dims).order_by(*dims)
+    dims = (c.domain, c.asn, c.cc, r.verdict)
+    query = (
+        select(*dims, func.sum(r.count))
+        .select_from(rollups.join(cells_table, c.id == r.cell))
+        .where(*where)
+        .group_by(*dims)
+        .order_by(r.verdict)
+    )
     cells: dict[tuple[str, int, str], dict[str, int]] = {}
     with store.engine.connect() as conn:
         for d, a, c, v, n in conn.execute(query):
             cells.setdefault((d, int(a), c), {})[v] = int(n)
     return [
         BlockingRow(d, a, c, counts, sum(counts.values()), dominant(counts))
-        for (d, a, c), counts in cells.items()
+        for (d, a, c), counts in sorted(cells.items())
     ]
 
 
@@ -254,3 +263,33 @@ def test_blocking_over_any_window_equals_the_hourly_sum(
         nonempty += bool(expected)
     if cc != "RU":  # no such network: every window is empty
         assert nonempty > len(windows) // 2
+
+
+def test_migration_0007_keys_rollups_by_cell_and_back(storage: Storage, storage_url: str) -> None:
+    fill(storage, 400, seed=9)
+    tables: list[Table] = [rollups, daily_rollups, weekly_rollups, rollup_totals]
+    before = {table.name: table_counts(storage, table) for table in tables}
+    with storage.engine.connect() as conn:
+        (cells_before,) = conn.execute(select(func.count()).select_from(cells_table)).one()
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with storage.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0006")
+        # 0006's tables: the names are back in every rollup row.
+        old = Table("rollup_totals", sa_metadata(), autoload_with=conn)
+        assert {column.name for column in old.c} == {"domain", "asn", "cc", "verdict", "count"}
+        assert int(conn.execute(select(func.sum(old.c["count"]))).scalar_one()) == 400
+    upgrade(storage.engine)  # 0007 again, from those rows
+    store = Storage(make_engine(storage_url))  # a new process: no cell ids in memory
+    try:
+        assert {table.name: table_counts(store, table) for table in tables} == before
+        with store.engine.connect() as conn:
+            (cells_after,) = conn.execute(select(func.count()).select_from(cells_table)).one()
+        assert cells_after == cells_before
+        # Ingest and the matrix go on from the migrated rows.
+        fill(store, 50, seed=10)
+        assert_rollups_recount(store)
+        assert store.blocking() == hourly_blocking(store)
+    finally:
+        store.close()
