@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -196,10 +197,16 @@ def _storage(settings: Settings) -> Callable[[web.Application], AsyncIterator[No
         app[INGEST_THREADS] = threads = ThreadPoolExecutor(
             storage.ingest_threads, thread_name_prefix="ingest"
         )
-        yield
-        # Uploads still running finish their write before the store closes.
-        await asyncio.to_thread(threads.shutdown)
-        storage.close()
+        interval = sys.getswitchinterval()
+        if storage.switch_interval_s is not None:
+            sys.setswitchinterval(storage.switch_interval_s)
+        try:
+            yield
+        finally:
+            sys.setswitchinterval(interval)
+            # Uploads still running finish their write before the store closes.
+            await asyncio.to_thread(threads.shutdown)
+            storage.close()
 
     return context
 

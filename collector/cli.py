@@ -216,20 +216,11 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     )
 
 
-# The interpreter's GIL switch interval while serving (Python's default: 5 ms). Ingest's
-# writer gives up the GIL for each SQLite statement and must win it back from the thread
-# checking the next batch, which keeps it up to this long each time while the writer holds
-# SQLite's only write lock. 1 ms: bench_ingest_http, docs/design/004-ingest.md.
-GIL_SWITCH_INTERVAL_S = 0.001
-
-
 async def serve(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then finish in-flight requests and clean up."""
     from aiohttp import web
 
     from collector.app import create_app
-
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
 
     runner = web.AppRunner(create_app(settings), access_log=None, shutdown_timeout=SHUTDOWN_GRACE)
     await runner.setup()

@@ -81,13 +81,18 @@ class Storage(AgentStore, QueryStore):
         self._writer: AbstractContextManager[Any] = (
             nullcontext() if self.backend == "postgresql" else threading.Lock()
         )
-        # How many threads are worth running ingest in at once (None: as many as asyncio's
-        # default). With one SQLite writer, two: one writes, its statements releasing the
-        # GIL, while the other checks the next batch. More only contend for the GIL and
-        # stretch the writer's turn (bench_ingest_http: 2 threads 19-21k/s, 6 threads
-        # 13-17k/s, interleaved). PostgreSQL writes in parallel and gains from more.
         self.cells = Cells()
-        self.ingest_threads: int | None = None if self.backend == "postgresql" else 2
+        # How many threads are worth running ingest in at once (None: as many as asyncio's
+        # default), and the GIL switch interval to serve with (None: Python's 5 ms). With
+        # one SQLite writer, two threads: one writes, its statements releasing the GIL,
+        # while the other checks the next batch; more only contend for the GIL. After each
+        # statement the writer must win the GIL back from that thread, which holds it up to
+        # the switch interval while the writer holds SQLite's only write lock: 1 ms, not 5.
+        # PostgreSQL writes in parallel and gains from more threads; for it neither setting
+        # measured better. docs/design/004-ingest.md, "Third pass".
+        sqlite_backend = self.backend != "postgresql"
+        self.ingest_threads: int | None = 2 if sqlite_backend else None
+        self.switch_interval_s: float | None = 0.001 if sqlite_backend else None
 
     def close(self) -> None:
         self.engine.dispose()

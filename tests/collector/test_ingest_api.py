@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import os
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from agent.batch import encode_batch
 from agent.identity import public_key_bytes
 from agent.measurement import SiteMeasurement, Target
-from collector.app import ENROLL_PATH, MEASUREMENTS_PATH, STORAGE, create_app
+from collector.app import ENROLL_PATH, INGEST_THREADS, MEASUREMENTS_PATH, STORAGE, create_app
 from collector.config import Settings
 from tests.storage.records import clones
 
@@ -192,3 +194,22 @@ async def test_forgeries_do_not_use_up_an_agents_allowance(tmp_path: Path) -> No
         for seq in range(2):
             batch = encode_batch(agent_id, 10 + seq, recent(1), key)
             assert (await client.post(MEASUREMENTS_PATH, data=batch, headers=MSGPACK)).status == 200
+
+
+@pytest.mark.asyncio
+async def test_ingest_runs_in_the_apps_own_threads_sized_for_the_backend(
+    storage_url: str,
+) -> None:
+    before = sys.getswitchinterval()
+    async with running(Settings(db_url=storage_url)) as client:
+        storage = client.app[STORAGE]
+        sqlite = storage.backend == "sqlite"
+        # One SQLite writer: two threads and a short GIL switch interval while serving.
+        default = min(32, (os.cpu_count() or 1) + 4)  # ThreadPoolExecutor's own default
+        assert client.app[INGEST_THREADS]._max_workers == (2 if sqlite else default)
+        assert sys.getswitchinterval() == (0.001 if sqlite else before)
+        agent_id, key = await enrolled(client)
+        batch = encode_batch(agent_id, 1, recent(5), key)
+        response = await client.post(MEASUREMENTS_PATH, data=batch, headers=MSGPACK)
+        assert response.status == 200, await response.text()
+    assert sys.getswitchinterval() == before  # restored at cleanup
