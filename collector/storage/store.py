@@ -125,7 +125,8 @@ class Storage(AgentStore, QueryStore):
             else:
                 unique[record.key] = record
         network = cell_network(asn, cc)
-        if missing := self.cells.unknown((r.domain, *network) for r in unique.values()):
+        domains = {r.domain for r in unique.values()}
+        if missing := self.cells.unknown((domain, *network) for domain in domains):
             # Before the batch's transaction, in one of their own: a cell is only a name, and
             # one left behind by a batch refused later names nothing.
             self._write(lambda conn: self.cells.create(conn, missing))
