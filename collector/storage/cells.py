@@ -65,7 +65,7 @@ class Cells:
             with self._lock:
                 # Ids grow as cells are added: those above the largest known are read in one
                 # range, and any still missing below it (PostgreSQL may commit a smaller id
-                # later) by name.
+                # later) by their ids.
                 newest = max(names, default=0)
                 self._remember(
                     conn.execute(select(c.id, c.domain, c.asn, c.cc).where(c.id > newest))
