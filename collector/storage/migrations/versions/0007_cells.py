@@ -52,21 +52,7 @@ def upgrade() -> None:
         "ORDER BY domain, asn, cc"
     )
     for table, start in _TABLES:
-        bucket = f"{start}, " if start else ""
-        # Through a plain copy: the new table takes the old one's name and constraint names.
-        op.execute(
-            f"CREATE TABLE {table}_0007 AS "
-            f"SELECT {f'r.{start}, ' if start else ''}c.id AS cell, r.verdict, r.count "
-            f"FROM {table} r "
-            "JOIN cells c ON c.domain = r.domain AND c.asn = r.asn AND c.cc = r.cc"
-        )
-        op.drop_table(table)
-        _create(table, start, by_cell=True)
-        op.execute(
-            f"INSERT INTO {table} ({bucket}cell, verdict, count) "
-            f"SELECT {bucket}cell, verdict, count FROM {table}_0007"
-        )
-        op.drop_table(f"{table}_0007")
+        _rekey(table, start, by_cell=True)
     op.create_index(
         "ix_rollups_cell_verdict_hour_ms_count", "rollups", ["cell", "verdict", "hour_ms", "count"]
     )
@@ -74,20 +60,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     for table, start in _TABLES:
-        bucket = f"{start}, " if start else ""
-        op.execute(
-            f"CREATE TABLE {table}_0007 AS "
-            f"SELECT {f'r.{start}, ' if start else ''}c.domain, c.asn, c.cc, r.verdict, "
-            f"r.count FROM {table} r "
-            "JOIN cells c ON c.id = r.cell"
-        )
-        op.drop_table(table)
-        _create(table, start, by_cell=False)
-        op.execute(
-            f"INSERT INTO {table} ({bucket}domain, asn, cc, verdict, count) "
-            f"SELECT {bucket}domain, asn, cc, verdict, count FROM {table}_0007"
-        )
-        op.drop_table(f"{table}_0007")
+        _rekey(table, start, by_cell=False)
     op.create_index("ix_rollups_domain_hour_ms", "rollups", ["domain", "hour_ms"])
     op.create_index(
         "ix_rollups_domain_asn_cc_verdict_hour_ms_count",
@@ -95,6 +68,33 @@ def downgrade() -> None:
         ["domain", "asn", "cc", "verdict", "hour_ms", "count"],
     )
     op.drop_table("cells")
+
+
+def _rekey(table: str, start: str | None, *, by_cell: bool) -> None:
+    """Rewrites ``table`` keyed by cell id (``by_cell``) or by name, its cells looked up in
+    ``cells``: through a plain copy, so the new table takes the old one's name and
+    constraint names."""
+    bucket = f"{start}, " if start else ""
+    if by_cell:
+        key, named, join = (
+            "cell",
+            "c.id AS cell",
+            "c.domain = r.domain AND c.asn = r.asn AND c.cc = r.cc",
+        )
+    else:
+        key, named, join = "domain, asn, cc", "c.domain, c.asn, c.cc", "c.id = r.cell"
+    op.execute(
+        f"CREATE TABLE {table}_0007 AS "
+        f"SELECT {f'r.{start}, ' if start else ''}{named}, r.verdict, r.count "
+        f"FROM {table} r JOIN cells c ON {join}"
+    )
+    op.drop_table(table)
+    _create(table, start, by_cell=by_cell)
+    op.execute(
+        f"INSERT INTO {table} ({bucket}{key}, verdict, count) "
+        f"SELECT {bucket}{key}, verdict, count FROM {table}_0007"
+    )
+    op.drop_table(f"{table}_0007")
 
 
 def _create(table: str, start: str | None, *, by_cell: bool) -> None:
