@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from agent.measurement import SiteMeasurement
-    from agent.wire import RecordColumns
+    from agent.wire_columns import RecordColumns
 
 # agent.wire (the record codec, and dnspython behind it) is imported inside the functions that
 # handle measurements: a heartbeat-only batch needs none of it, and the daemon's lean idle mode
@@ -114,10 +114,14 @@ class Batch:
     seq: int
     created_ms: int
     evictions: int  # running total of records the agent's spool dropped unsent
-    records: list[bytes]  # each measurement's wire record, the bytes the agent signed
-    columns: list[RecordColumns]  # what the collector indexes each record by
+    columns: list[RecordColumns]  # each record as the agent signed it, and its columns
     # Connectivity checks (ms, online), in the order sent: the agent's heartbeats.
     checks: list[tuple[int, bool]] = field(default_factory=list)
+
+    @property
+    def records(self) -> list[bytes]:
+        """Each measurement's wire record, the bytes the agent signed."""
+        return [columns.record for columns in self.columns]
 
     @property
     def measurements(self) -> list[SiteMeasurement]:

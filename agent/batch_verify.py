@@ -39,12 +39,10 @@ from agent.batch import (
     check_agent_id,
     check_uint,
 )
-from agent.wire_errors import WireError
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-    from agent.wire import RecordColumns
 
 __all__ = [
     "check_signature",
@@ -60,7 +58,7 @@ _NONE: Any = object()  # an absent key (an explicit nil is then refused like any
 def prepare_verifier() -> None:
     """Builds what :func:`verify_batch` decodes with, now, in this thread: a collector calls
     it once at start, so no worker thread ever builds a decoder (agent.wire_check)."""
-    from agent.wire import record_check
+    from agent.wire_columns import record_check
 
     _body_decoder()
     record_check()
@@ -281,7 +279,8 @@ def read_signed_batch(
     """:func:`verify_batch` after the signature: only for an envelope that
     :func:`check_signature` has just accepted. The collector checks signatures before its
     rate limit and this later, and need not hash the body twice (~1 ms a batch of 500)."""
-    from agent.wire import MAX_RECORD, check_measurement
+    from agent.wire import MAX_RECORD
+    from agent.wire_columns import RecordError, check_measurements
 
     try:
         # Measurements stay undecoded here (msgspec.Raw, slices of the body): each is
@@ -310,17 +309,14 @@ def read_signed_batch(
         raise BatchSchemaError("batch.m: expected an array of measurements")
     _check_time(created_ms, "batch.t (created)", now_ms, max_skew_ms, max_age_ms)
 
-    records: list[bytes] = []
-    columns: list[RecordColumns] = []
-    seen: set[bytes] = set()
+    records = [bytes(raw) for raw in obj["m"]]
+    try:
+        columns = check_measurements(records)
+    except RecordError as exc:
+        error = BatchSizeError if len(records[exc.index]) > MAX_RECORD else BatchSchemaError
+        raise error(f"batch.m[{exc.index}]: {exc}") from None
     earliest, latest = now_ms - max_age_ms, now_ms + max_skew_ms
-    for index, raw in enumerate(obj["m"]):
-        record = bytes(raw)
-        try:
-            record_columns = check_measurement(record)
-        except WireError as exc:
-            error = BatchSizeError if len(record) > MAX_RECORD else BatchSchemaError
-            raise error(f"batch.m[{index}]: {exc}") from None
+    for index, record_columns in enumerate(columns):
         if not earliest <= record_columns.started_ms <= latest:
             _check_time(
                 record_columns.started_ms,
@@ -329,11 +325,12 @@ def read_signed_batch(
                 max_skew_ms,
                 max_age_ms,
             )
-        if record_columns.key in seen:
-            raise BatchDuplicateIdError(
-                f"batch.m[{index}]: measurement id {record_columns.id} repeated in the batch"
-            )
-        seen.add(record_columns.key)
-        records.append(record)
-        columns.append(record_columns)
-    return Batch(envelope.agent_id, seq, created_ms, evictions, records, columns, checks)
+    if len({c.key for c in columns}) != len(columns):
+        seen: set[bytes] = set()
+        for index, record_columns in enumerate(columns):
+            if record_columns.key in seen:
+                raise BatchDuplicateIdError(
+                    f"batch.m[{index}]: measurement id {record_columns.id} repeated in the batch"
+                )
+            seen.add(record_columns.key)
+    return Batch(envelope.agent_id, seq, created_ms, evictions, columns, checks)

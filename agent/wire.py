@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import msgpack  # type: ignore[import-untyped]  # no stubs or py.typed
@@ -59,17 +59,13 @@ from agent.wire_codec import (
 __all__ = [
     "FAILURE_CODES",
     "VERSION",
-    "RecordColumns",
     "WireError",
-    "check_measurement",
     "decode_measurement",
     "decode_vantage",
     "encode_measurement",
     "encode_vantage",
     "measurement_from_obj",
     "measurement_to_obj",
-    "record_check",
-    "uuid_text",
 ]
 
 VERSION = 1
@@ -284,72 +280,6 @@ def measurement_to_obj(m: SiteMeasurement) -> dict[str, Any]:
 def measurement_from_obj(obj: Any) -> SiteMeasurement:
     result: SiteMeasurement = _versioned_from_obj(_SCHEMA, obj, "measurement")
     return result
-
-
-def uuid_text(key: bytes) -> str:
-    """A UUID's 16 bytes as its canonical text: str(uuid.UUID(bytes=...)) at a quarter of the
-    cost, for the collector's once-per-record uses."""
-    h = key.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-class RecordColumns(NamedTuple):
-    """What the collector indexes a record by, from a record known to be valid. A tuple:
-    one is made for every record ingested."""
-
-    key: bytes  # the id's 16 bytes
-    started_ms: int
-    url: str
-    verdict: str
-
-    @property
-    def id(self) -> str:
-        return uuid_text(self.key)
-
-
-@functools.lru_cache(maxsize=4096)
-def _url_implies(url: str) -> frozenset[str]:
-    return frozenset(name for name, value in _url_context(url).items() if value)
-
-
-_ID_MS = frozenset(("id_ms",))
-
-
-def _implied_names(record: Any) -> frozenset[str]:
-    """The context names a compiled-check record implies (as :func:`_implied` would give
-    them), from per-URL answers cached: this runs for every record ingested."""
-    names = _url_implies(record.u)
-    return names | _ID_MS if any(record.i[:6]) else names
-
-
-_CHECK: Callable[[bytes | memoryview], Any] | None = None
-
-
-def record_check() -> Callable[[bytes | memoryview], Any]:
-    """The compiled check (``agent.wire_check``), built on first use: only the collector
-    checks records, and msgspec is in its extra, not the agent's dependencies."""
-    global _CHECK
-    if _CHECK is None:
-        from agent.wire_check import RecordCheck, build_once
-
-        _CHECK = build_once("measurement", lambda: RecordCheck(_SCHEMA, VERSION, _implied_names))
-    return _CHECK
-
-
-def check_measurement(data: bytes | memoryview) -> RecordColumns:
-    """Validates an encoded record exactly as :func:`decode_measurement` does (the same
-    :class:`WireError` for the same bytes), without building the measurement: the
-    collector's ingest path, ~50 times cheaper."""
-    if len(data) > MAX_RECORD:
-        raise WireError(
-            f"measurement: {len(data)} bytes exceeds the {MAX_RECORD}-byte record limit"
-        )
-    record = (_CHECK or record_check())(data)
-    if record is None:
-        m = decode_measurement(bytes(data))  # raises the error; or the check was too strict
-        return RecordColumns(uuid.UUID(m.id).bytes, m.started_ms, m.url, m.verdict.verdict)
-    started = int.from_bytes(record.i[:6]) if record.t is None else record.t
-    return RecordColumns(record.i, started, record.u, record.r.v)
 
 
 def encode_measurement(m: SiteMeasurement) -> bytes:

@@ -18,9 +18,11 @@ tests/unit/test_wire_check.py holds the two to that on mutated records.
 
 from __future__ import annotations
 
+import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from collections.abc import Set as AbstractSet
+from contextlib import contextmanager
 from typing import Annotated, Any, Literal, TypeVar, Union
 
 import msgspec
@@ -157,35 +159,24 @@ def build_once(name: str, factory: Callable[[], T]) -> T:
         return _BUILT[name]  # type: ignore[no-any-return]
 
 
-class _Refs(threading.local):
-    """Bin-table indexes met while decoding one record, checked once the table is known.
-    Per thread: the decoder is shared, and decodes run in several threads at once."""
-
-    def __init__(self) -> None:
-        self.addresses: list[int] = []
-        self.hashes: list[int] = []
-
-
-class RecordCheck:
-    """Validates encoded records of one schema; thread-safe. Its one decoder is built when
-    the check is (msgspec builds type information then), never later in a worker thread."""
+class _Decoding:
+    """One decoder and the bin-table indexes its hook collects while decoding one record,
+    checked once the table is known. Used by one thread at a time (RecordCheck's pool): the
+    hook then appends to plain lists, where per-thread state would cost a lookup per call,
+    and a record has ~20 references."""
 
     def __init__(
-        self, schema: Struct, version: int, implied: Callable[[Any], AbstractSet[str]]
+        self, kind: Any, needed: frozenset[str], implied: Callable[[Any], AbstractSet[str]]
     ) -> None:
-        """``implied(record)`` names the context a decoded record supplies (the URL's host
-        and port, the id's time): what ``Ctxt`` defaults may stand for."""
-        compiler = _Compiler()
-        bins = _meta(_LIST[_meta(bytes, min_length=4, max_length=32)], max_length=MAX_BINS)
-        kind = compiler.struct(schema, (("v", _LITERAL[version], _REQUIRED), ("b", bins, _ABSENT)))
-        self._needed = frozenset(compiler.needed - compiler.provided)
-        self._implied = implied
-        self._refs = refs = _Refs()
+        self.needed, self.implied = needed, implied
+        self.addresses: list[int] = []
+        self.hashes: list[int] = []
+        add_address, add_hash = self.addresses.append, self.hashes.append
 
         def hook(kind: type, obj: Any) -> Any:
             if kind is _AddressRef:
                 if type(obj) is int:
-                    refs.addresses.append(obj)
+                    add_address(obj)
                 elif type(obj) is bytes:
                     if len(obj) not in (4, 16):
                         raise ValueError("an address is 4 or 16 bytes")
@@ -194,23 +185,21 @@ class RecordCheck:
                 return _ADDRESS
             if kind is _HashRef:
                 if type(obj) is int:
-                    refs.hashes.append(obj)
+                    add_hash(obj)
                 elif type(obj) is not bytes or len(obj) != 32:
                     raise TypeError("not a SHA-256")
                 return _HASH
             raise TypeError(f"unexpected {kind.__name__}")
 
-        self._decoder = msgspec.msgpack.Decoder(kind, dec_hook=hook)
+        self.decode = msgspec.msgpack.Decoder(kind, dec_hook=hook).decode
 
-    def __call__(self, data: bytes | memoryview) -> Any:
-        """The record as msgspec structs (attributes named by the wire keys) if it is
-        valid; None if this check cannot tell, and then ``Struct.dec`` must."""
-        refs = self._refs
-        addresses, hashes = refs.addresses, refs.hashes
+    def check(self, data: bytes | memoryview) -> Any:
+        """The record's structs, or None; only the bin table is left to check (below)."""
+        addresses, hashes = self.addresses, self.hashes
         addresses.clear()
         hashes.clear()
         try:
-            record = self._decoder.decode(data)
+            record = self.decode(data)
         except (msgspec.ValidationError, msgspec.DecodeError):
             return None
         bins = record.b
@@ -228,6 +217,46 @@ class RecordCheck:
             min(addresses) < 0 or max(addresses) >= len(sizes) or not hash_at.isdisjoint(addresses)
         ):
             return None
-        if self._needed and not self._needed <= self._implied(record):
+        if self.needed and not self.needed <= self.implied(record):
             return None
         return record
+
+
+# Decoders per RecordCheck: one for each thread checking at once. Checks hold the GIL, so
+# more threads than this only wait their turn for a decoder instead of for the GIL.
+DECODERS = 8
+
+
+class RecordCheck:
+    """Validates encoded records of one schema; thread-safe. Its decoders are built when
+    the check is (msgspec builds type information then), never later in a worker thread."""
+
+    def __init__(
+        self, schema: Struct, version: int, implied: Callable[[Any], AbstractSet[str]]
+    ) -> None:
+        """``implied(record)`` names the context a decoded record supplies (the URL's host
+        and port, the id's time): what ``Ctxt`` defaults may stand for."""
+        compiler = _Compiler()
+        bins = _meta(_LIST[_meta(bytes, min_length=4, max_length=32)], max_length=MAX_BINS)
+        kind = compiler.struct(schema, (("v", _LITERAL[version], _REQUIRED), ("b", bins, _ABSENT)))
+        needed = frozenset(compiler.needed - compiler.provided)
+        self._pool: queue.SimpleQueue[_Decoding] = queue.SimpleQueue()
+        for _ in range(DECODERS):
+            self._pool.put(_Decoding(kind, needed, implied))
+
+    def __call__(self, data: bytes | memoryview) -> Any:
+        """The record as msgspec structs (attributes named by the wire keys) if it is
+        valid; None if this check cannot tell, and then ``Struct.dec`` must."""
+        with self.checking() as check:
+            return check(data)
+
+    @contextmanager
+    def checking(self) -> Iterator[Callable[[bytes | memoryview], Any]]:
+        """:meth:`__call__` for many records in a row, on a decoder taken once for them all.
+        Each record's structs should be let go before the next is checked: a batch's worth
+        kept alive at once costs the garbage collector more than the check itself."""
+        decoding = self._pool.get()
+        try:
+            yield decoding.check
+        finally:
+            self._pool.put(decoding)

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from agent.measurement import SiteMeasurement, Target
-from agent.wire import RecordColumns, encode_measurement, uuid_text
+from agent.wire import encode_measurement
+from agent.wire_columns import RecordColumns, uuid_text
 
 
 class RejectedBatch(ValueError):
@@ -50,13 +51,11 @@ class IngestRecord(NamedTuple):
         return cls(uuid.UUID(id).bytes, measured_ms, domain, url, verdict, record)
 
     @classmethod
-    def from_columns(cls, columns: RecordColumns, record: bytes) -> IngestRecord:
-        """From a record checked by ``agent.wire.check_measurement``, stored as received.
-        ValueError if its URL has no host the store can key it by."""
-        return cls(
-            columns.key, columns.started_ms, domain_of(columns.url), columns.url,
-            columns.verdict, record,
-        )  # fmt: skip
+    def from_columns(cls, columns: RecordColumns) -> IngestRecord:
+        """From a record checked by ``agent.wire_columns``, stored as received. ValueError if
+        its URL has no host the store can key it by."""
+        key, started_ms, url, verdict, record = columns
+        return cls(key, started_ms, domain_of(url), url, verdict, record)
 
     @classmethod
     def from_measurement(cls, m: SiteMeasurement, record: bytes | None = None) -> IngestRecord:

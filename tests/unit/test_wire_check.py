@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +19,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.wire import (
-    MAX_RECORD,
-    WireError,
-    check_measurement,
-    decode_measurement,
-    record_check,
-)
+from agent.wire import MAX_RECORD, WireError, decode_measurement
+from agent.wire_check import DECODERS
+from agent.wire_columns import RecordError, check_measurement, check_measurements, record_check
 
 _CHECK = record_check()
 
@@ -166,3 +163,21 @@ def test_oversized_and_garbage() -> None:
     _same_as_decoder(RECORDS[0][:-3])
     with pytest.raises(WireError, match="record limit"):
         check_measurement(b"\x00" * (MAX_RECORD + 1))
+
+
+def test_a_batch_is_checked_in_one_pass_with_the_index_of_the_first_refused() -> None:
+    columns = check_measurements(RECORDS)
+    assert columns == [check_measurement(data) for data in RECORDS]
+    assert [c.record for c in columns] == RECORDS
+    broken = [*RECORDS[:5], b"\xc1", RECORDS[6], b"\x00" * (MAX_RECORD + 1)]
+    with pytest.raises(RecordError) as refused:
+        check_measurements(broken)
+    assert refused.value.index == 5
+    assert str(refused.value) == _outcome(decode_measurement, b"\xc1")[1]
+
+
+def test_more_threads_than_decoders_check_at_once() -> None:
+    # Each check takes one of the pool's decoders for its records; the rest wait for one.
+    with ThreadPoolExecutor(DECODERS + 4) as pool:
+        results = list(pool.map(check_measurements, [RECORDS] * (DECODERS * 3)))
+    assert all(result == results[0] for result in results)
