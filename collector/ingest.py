@@ -24,6 +24,7 @@ from agent.batch import BatchError, Envelope
 from agent.batch_verify import check_signature, read_batch_envelope, read_signed_batch
 from agent.identity import IdentityError, public_key_from_bytes
 from collector.storage import (
+    AgentRow,
     EnrollError,
     IngestRecord,
     IngestResult,
@@ -156,19 +157,8 @@ async def ingest(
         envelope = read_batch_envelope(data)
     except BatchError as exc:
         raise ApiError(400, str(exc), exc.reason) from None
-    agent = await loop.run_in_executor(executor, storage.get_agent, envelope.agent_id)
-    if agent is None:
-        raise ApiError(401, f"unknown agent {envelope.agent_id!r}: enrol first", "agent")
-    if agent.revoked_ms is not None:
-        raise ApiError(403, f"agent {agent.id!r} has been revoked", "revoked")
-    try:
-        key = public_key_from_bytes(agent.public_key)
-        # Before the rate limit: a forger who knows an agent's id must not use up its allowance.
-        await loop.run_in_executor(executor, check_signature, envelope, key)
-    except BatchError as exc:
-        raise ApiError(400, str(exc), exc.reason) from None
-    except IdentityError as exc:
-        raise ApiError(400, f"batch: {exc}", "schema") from None
+    # Before the rate limit: a forger who knows an agent's id must not use up its allowance.
+    agent = await loop.run_in_executor(executor, authenticate, storage, envelope)
     if wait := limiter.check(agent.id):
         raise ApiError(429, "too many batches from this agent; slow down", "rate", wait)
     received = now_ms()
@@ -184,6 +174,23 @@ async def ingest(
         raise ApiError(400, str(exc), "schema") from None
     except ValueError as exc:  # a record's URL the store cannot key by its host
         raise ApiError(400, f"batch: {exc}", "schema") from None
+
+
+def authenticate(storage: Storage, envelope: Envelope) -> AgentRow:
+    """The enrolled, unrevoked agent that signed the batch, else ApiError; blocks (one trip
+    to a worker thread for the lookup and the signature)."""
+    agent = storage.get_agent(envelope.agent_id)
+    if agent is None:
+        raise ApiError(401, f"unknown agent {envelope.agent_id!r}: enrol first", "agent")
+    if agent.revoked_ms is not None:
+        raise ApiError(403, f"agent {agent.id!r} has been revoked", "revoked")
+    try:
+        check_signature(envelope, public_key_from_bytes(agent.public_key))
+    except BatchError as exc:
+        raise ApiError(400, str(exc), exc.reason) from None
+    except IdentityError as exc:
+        raise ApiError(400, f"batch: {exc}", "schema") from None
+    return agent
 
 
 def store_signed_batch(
