@@ -20,6 +20,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from operator import attrgetter
 from typing import Any, TypeVar
 
 import psycopg
@@ -30,6 +31,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from agent.measurement import SiteMeasurement
 from agent.wire import WireError, decode_measurement
+from agent.wire_columns import uuid_text
 from collector.storage.agents import AgentStore
 from collector.storage.cells import Cells
 from collector.storage.engine import READ_ONLY, make_engine, sqlstate, upgrade
@@ -62,6 +64,7 @@ _RETRYABLE = frozenset({"40P01", "40001"})
 _ATTEMPTS = 5
 RECLASSIFY_CHUNK = 1000
 _T = TypeVar("_T")
+_KEY = attrgetter("key")
 _ROLLUP_DIMS = ("hour_ms", "cell", "verdict")
 _DAILY_DIMS = ("day_ms", "cell", "verdict")
 _WEEKLY_DIMS = ("week_ms", "cell", "verdict")
@@ -117,13 +120,15 @@ class Storage(AgentStore, QueryStore):
     ) -> IngestResult:
         """Stores the new records of one batch, and its connectivity checks (ms, online), all
         or nothing (:class:`RejectedBatch`)."""
-        unique: dict[bytes, IngestRecord] = {}
+        unique = dict(zip(map(_KEY, records), records, strict=True))
         repeated: list[str] = []
-        for record in records:
-            if record.key in unique:
-                repeated.append(record.id)
-            else:
-                unique[record.key] = record
+        if len(unique) < len(records):  # the first of repeated ids is the one stored
+            unique.clear()
+            for record in records:
+                if record.key in unique:
+                    repeated.append(record.id)
+                else:
+                    unique[record.key] = record
         network = cell_network(asn, cc)
         domains = {r.domain for r in unique.values()}
         if missing := self.cells.unknown((domain, *network) for domain in domains):
@@ -142,8 +147,11 @@ class Storage(AgentStore, QueryStore):
             return inserted
 
         inserted = self._write(write)
-        stored = [r.id for r in unique.values() if r.key in inserted]
-        duplicates = [r.id for r in unique.values() if r.key not in inserted] + repeated
+        if len(inserted) == len(unique):
+            stored, duplicates = list(map(uuid_text, unique)), repeated
+        else:
+            stored = [uuid_text(key) for key in unique if key in inserted]
+            duplicates = [uuid_text(key) for key in unique if key not in inserted] + repeated
         return IngestResult(stored=stored, duplicates=duplicates, checks=len(dict(checks)))
 
     async def ingest_async(

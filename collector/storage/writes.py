@@ -18,6 +18,7 @@ import sqlite3
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, cast
 
 import psycopg
@@ -140,9 +141,7 @@ def _multirow(head: str, tail: str, rows: Sequence[Sequence[Any]]) -> list[tuple
     for start in range(0, len(rows), _SQLITE_CHUNK):
         chunk = rows[start : start + _SQLITE_CHUNK]
         row = "(" + ", ".join("?" * len(chunk[0])) + ")"
-        values: list[Any] = []
-        for item in chunk:
-            values.extend(item)
+        values = list(chain.from_iterable(chunk))
         statements.append((f"{head} VALUES {', '.join([row] * len(chunk))} {tail}", values))
     return statements
 

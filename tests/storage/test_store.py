@@ -86,10 +86,13 @@ def test_mixed_batch_stores_only_the_new_records(storage: Storage) -> None:
 
 def test_an_id_repeated_within_a_batch_is_stored_once(storage: Storage) -> None:
     records = batch(3)
-    result = storage.ingest(AGENT, [*records, records[1]], ASN, CC, NOW)
+    again = records[1]._replace(verdict="other.verdict")
+    result = storage.ingest(AGENT, [*records, again], ASN, CC, NOW)
     assert result.stored == [r.id for r in records]
     assert result.duplicates == [records[1].id]
     assert sum(storage.rollup_counts().values()) == storage.count_measurements() == 3
+    # The first of the repeated records is the one stored.
+    assert "other.verdict" not in {key[-1] for key in storage.rollup_counts()}
 
 
 @pytest.mark.parametrize(
