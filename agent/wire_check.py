@@ -194,7 +194,7 @@ class _Decoding:
         self.decode = msgspec.msgpack.Decoder(kind, dec_hook=hook).decode
 
     def check(self, data: bytes | memoryview) -> Any:
-        """The record's structs, or None; only the bin table is left to check (below)."""
+        """The record's structs, or None (:meth:`RecordCheck.__call__`)."""
         addresses, hashes = self.addresses, self.hashes
         addresses.clear()
         hashes.clear()

@@ -110,10 +110,7 @@ def _decoded_columns(data: bytes) -> RecordColumns:
 def check_measurement(data: bytes) -> RecordColumns:
     """Validates an encoded record exactly as :func:`agent.wire.decode_measurement` does (the
     same :class:`WireError` for the same bytes), without building the measurement."""
-    try:
-        return check_measurements((data,))[0]
-    except RecordError as exc:
-        raise WireError(str(exc)) from None
+    return check_measurements((data,))[0]
 
 
 def check_measurements(records: Sequence[bytes]) -> list[RecordColumns]:
