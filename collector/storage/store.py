@@ -130,13 +130,14 @@ class Storage(AgentStore, QueryStore):
                 else:
                     unique[record.key] = record
         network = cell_network(asn, cc)
-        domains = {r.domain for r in unique.values()}
-        if missing := self.cells.unknown((domain, *network) for domain in domains):
+        keys = [(domain, *network) for domain in {r.domain for r in unique.values()}]
+        if missing := self.cells.unknown(keys):
             # Before the batch's transaction, in one of their own: a cell is only a name, and
             # one left behind by a batch refused later names nothing.
             self._write(lambda conn: self.cells.create(conn, missing))
+        ids = self.cells.ids()
         writes = (PostgresWrites if self.backend == "postgresql" else SQLiteWrites)(
-            agent_id, asn, cc, received_ms, self.cells.ids()
+            agent_id, asn, cc, received_ms, {key[0]: ids[key] for key in keys}
         )
         # Prepared before the transaction, which then only runs statements (writes.py).
         prepared = writes.prepare(sorted(unique.values()))

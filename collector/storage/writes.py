@@ -23,7 +23,6 @@ from typing import Any, cast
 
 import psycopg
 
-from collector.storage.cells import CellKey
 from collector.storage.records import IngestRecord
 from collector.storage.schema import DAY_MS, HOUR_MS, UNKNOWN_ASN, UNKNOWN_CC, week_start
 
@@ -72,11 +71,12 @@ class Writes:
         asn: int | None,
         cc: str | None,
         received_ms: int,
-        cell_ids: Mapping[CellKey, int],
+        cell_of: Mapping[str, int],
     ) -> None:
-        """``cell_ids`` must hold every cell the batch's records fall in (Cells.create)."""
+        """``cell_of`` gives the cell id of each domain of the batch in its one network
+        (Cells.create made any that were missing)."""
         self.agent_id, self.asn, self.cc, self.received_ms = agent_id, asn, cc, received_ms
-        self.cell_ids = cell_ids
+        self.cell_of = cell_of
 
     def prepare(self, records: Sequence[IngestRecord]) -> Prepared:
         """``records`` sorted by id and unique."""
@@ -107,9 +107,7 @@ class Writes:
         raise NotImplementedError
 
     def _rollup_rows(self, records: Sequence[IngestRecord]) -> RollupRows:
-        asn, cc = cell_network(self.asn, self.cc)
-        ids = self.cell_ids
-        return rollup_rows(records, {d: ids[(d, asn, cc)] for d in {r.domain for r in records}})
+        return rollup_rows(records, self.cell_of)
 
 
 def cell_network(asn: int | None, cc: str | None) -> tuple[int, str]:
