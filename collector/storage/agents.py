@@ -89,7 +89,9 @@ class AgentStore:
 
     def create_enroll_token(self, name: str, ttl_ms: int, now_ms: int) -> str:
         """A new one-time token for an agent called ``name``, valid ``ttl_ms`` from now."""
-        token = secrets.token_urlsafe(24)
+        # Hex, 128 bits: a URL-safe token starts with "-" one time in 64, and the agent's
+        # command line (`enroll --token TOKEN`) would take it for an option.
+        token = secrets.token_hex(16)
         with self.engine.begin() as conn:
             conn.execute(
                 enroll_tokens.insert(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from agent.cli import build_parser
 from collector.storage import ExpiredToken, Storage, UnknownToken, UsedToken
 from collector.storage.schema import enroll_tokens
 
@@ -71,3 +72,13 @@ def test_list_and_revoke(storage: Storage) -> None:
     assert other.revoked_ms is None
     assert not storage.revoke_agent("ag-000000000000", NOW)
     assert storage.get_agent("ag-000000000000") is None
+
+
+def test_tokens_go_through_the_agents_command_line(storage: Storage) -> None:
+    # A token starting with "-" would be read as an option by `enroll --token TOKEN`.
+    parser = build_parser()
+    for _ in range(300):
+        token = storage.create_enroll_token("any", HOUR, NOW)
+        assert len(token) == 32
+        args = parser.parse_args(["enroll", "--collector", "https://c.example", "--token", token])
+        assert args.token == token
