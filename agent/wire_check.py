@@ -171,6 +171,7 @@ class _Decoding:
         self.needed, self.implied = needed, implied
         self.addresses: list[int] = []
         self.hashes: list[int] = []
+        self.layouts: dict[tuple[bytes, tuple[int, ...], tuple[int, ...]], bool] = {}
         add_address, add_hash = self.addresses.append, self.hashes.append
 
         def hook(kind: type, obj: Any) -> Any:
@@ -203,23 +204,36 @@ class _Decoding:
         except (msgspec.ValidationError, msgspec.DecodeError):
             return None
         bins = record.b
-        if bins:
-            sizes = list(map(len, bins))
-            if not _BIN_SIZES.issuperset(sizes):
-                return None
-            # Set operations rather than a loop per reference: this runs for every record.
-            hash_at = {index for index, size in enumerate(sizes) if size == 32}
-        else:
-            sizes, hash_at = [], set()
-        if hashes and not hash_at.issuperset(hashes):
-            return None
-        if addresses and (
-            min(addresses) < 0 or max(addresses) >= len(sizes) or not hash_at.isdisjoint(addresses)
-        ):
+        # Whether the references fit the bin table depends only on the table's entry sizes
+        # and the indexes, and a stream of records repeats a few layouts of them: a lookup
+        # costs a third of working it out again for every record.
+        layout = (bytes(map(len, bins)) if bins else b"", tuple(addresses), tuple(hashes))
+        valid = self.layouts.get(layout)
+        if valid is None:
+            valid = _references_fit(*layout)
+            if len(self.layouts) >= _LAYOUTS:
+                self.layouts.clear()
+            self.layouts[layout] = valid
+        if not valid:
             return None
         if self.needed and not self.needed <= self.implied(record):
             return None
         return record
+
+
+# Reference layouts a decoder remembers, bounded for a sender that makes every one new.
+_LAYOUTS = 4096
+
+
+def _references_fit(sizes: bytes, addresses: tuple[int, ...], hashes: tuple[int, ...]) -> bool:
+    """Whether each index refers to an entry of its kind in a bin table of entries of
+    ``sizes`` bytes (msgspec bounded them to 4-32): 32 for a hash, 4 or 16 for an address."""
+    if not _BIN_SIZES.issuperset(sizes):
+        return False
+    hash_at = {index for index, size in enumerate(sizes) if size == 32}
+    return hash_at.issuperset(hashes) and all(
+        0 <= index < len(sizes) and index not in hash_at for index in addresses
+    )
 
 
 # Decoders per RecordCheck: one for each thread checking at once. Checks hold the GIL, so

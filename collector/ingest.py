@@ -199,5 +199,5 @@ def store_signed_batch(
     """Checks and stores a batch whose signature has been checked; blocks (a worker thread's
     job). BatchError, RejectedBatch or ValueError for a batch refused whole."""
     batch = read_signed_batch(envelope, now_ms=received_ms)
-    records = list(map(IngestRecord.from_columns, batch.columns))
+    records = IngestRecord.from_columns(batch.columns)
     return storage.ingest(envelope.agent_id, records, asn, cc, received_ms, batch.checks)

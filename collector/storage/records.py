@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -51,11 +52,14 @@ class IngestRecord(NamedTuple):
         return cls(uuid.UUID(id).bytes, measured_ms, domain, url, verdict, record)
 
     @classmethod
-    def from_columns(cls, columns: RecordColumns) -> IngestRecord:
-        """From a record checked by ``agent.wire_columns``, stored as received. ValueError if
-        its URL has no host the store can key it by."""
-        key, started_ms, url, verdict, record = columns
-        return cls(key, started_ms, domain_of(url), url, verdict, record)
+    def from_columns(cls, batch: Iterable[RecordColumns]) -> list[IngestRecord]:
+        """From records checked by ``agent.wire_columns``, stored as received. ValueError if
+        a URL has no host the store can key it by. A batch at a time: one loop, no call per
+        record."""
+        return [
+            cls(key, started_ms, domain_of(url), url, verdict, record)
+            for key, started_ms, url, verdict, record in batch
+        ]
 
     @classmethod
     def from_measurement(cls, m: SiteMeasurement, record: bytes | None = None) -> IngestRecord:
