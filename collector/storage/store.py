@@ -38,19 +38,18 @@ from collector.storage.engine import READ_ONLY, make_engine, sqlstate, upgrade
 from collector.storage.queries import QueryStore
 from collector.storage.records import IngestRecord, IngestResult, ReclassifyResult, RejectedBatch
 from collector.storage.schema import (
-    DAY_MS,
     HOUR_MS,
     UNKNOWN_ASN,
     UNKNOWN_CC,
-    WEEK_MS,
-    WEEK_OFFSET_MS,
     agents,
     cells,
     connectivity,
     daily_rollups,
+    day_start_sql,
     measurements,
     rollup_totals,
     rollups,
+    week_start_sql,
     weekly_rollups,
 )
 from collector.storage.writes import PostgresWrites, SQLiteWrites, cell_network
@@ -142,13 +141,13 @@ class Storage(AgentStore, QueryStore):
         # Prepared before the transaction, which then only runs statements (writes.py).
         prepared = writes.prepare(sorted(unique.values()))
 
-        def write(conn: Connection) -> set[bytes]:
+        def write(conn: Connection) -> set[bytes] | None:
             inserted = writes.run(conn.connection.driver_connection, prepared)
             self._store_checks(conn, agent_id, checks, asn, cc, received_ms)
             return inserted
 
         inserted = self._write(write)
-        if len(inserted) == len(unique):
+        if inserted is None:  # all of them
             stored, duplicates = list(map(uuid_text, unique)), repeated
         else:
             stored = [uuid_text(key) for key in unique if key in inserted]
@@ -288,7 +287,7 @@ class Storage(AgentStore, QueryStore):
         # The coarser tables from the rows just rebuilt, in this transaction: the same counts,
         # from a table smaller than measurements.
         r = rollups.c
-        day = (r.hour_ms // DAY_MS) * DAY_MS
+        day = day_start_sql(r.hour_ms)
         conn.execute(delete(daily_rollups))
         conn.execute(
             daily_rollups.insert().from_select(
@@ -297,8 +296,7 @@ class Storage(AgentStore, QueryStore):
             )
         )
         d = daily_rollups.c
-        # Non-negative before the division, so "//" floors alike on both backends.
-        week = ((d.day_ms + WEEK_OFFSET_MS) // WEEK_MS) * WEEK_MS - WEEK_OFFSET_MS
+        week = week_start_sql(d.day_ms)
         conn.execute(delete(weekly_rollups))
         conn.execute(
             weekly_rollups.insert().from_select(
