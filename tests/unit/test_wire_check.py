@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agent import wire_check
 from agent.wire import MAX_RECORD, WireError, decode_measurement
 from agent.wire_check import DECODERS
 from agent.wire_columns import RecordError, check_measurement, check_measurements, record_check
@@ -155,6 +156,41 @@ def test_what_the_compiled_check_leaves_to_the_decoder(mutate: Any, fast_path: b
     data = msgpack.packb(obj, use_bin_type=True)
     assert (_CHECK(data) is not None) is fast_path
     _same_as_decoder(data)
+
+
+def _with_tls() -> dict[str, Any]:
+    return copy.deepcopy(next(o for o in OBJS if "b" in o and "s" in o["a"].get("e", [{}])[0]))
+
+
+def _index(obj: dict[str, Any], hashes: bool) -> int:
+    return next(i for i, entry in enumerate(obj["b"]) if (len(entry) == 32) is hashes)
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda o: o["a"]["e"][0]["s"].update(l=_index(o, hashes=False)),  # a hash -> an address
+        lambda o: o["a"]["e"][0].update(a=_index(o, hashes=True)),  # an address -> a hash
+    ],
+)
+def test_a_remembered_reference_layout_gives_the_same_answer(
+    mutate: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The check remembers per decoder whether a layout (bin sizes, reference indexes)
+    # fits: a valid record's layout must not vouch for a misplaced reference, and the
+    # bound (small here, so it is reached) only makes it forget.
+    monkeypatch.setattr(wire_check, "_LAYOUTS", 2)
+    obj = _with_tls()
+    good = msgpack.packb(obj, use_bin_type=True)
+    mutate(obj)
+    bad = msgpack.packb(obj, use_bin_type=True)
+    with _CHECK.checking() as check:
+        for _ in range(3):
+            assert check(good) is not None
+            assert check(bad) is None
+            assert check(RECORDS[0]) is not None
+        assert len(check.__self__.layouts) <= 2  # type: ignore[attr-defined]
+    _same_as_decoder(bad)
 
 
 def test_oversized_and_garbage() -> None:
