@@ -138,11 +138,19 @@ def cell_network(asn: int | None, cc: str | None) -> tuple[int, str]:
 
 # -- SQLite ------------------------------------------------------------------------------
 
-_MEASUREMENT_COLUMNS = (
-    "id", "measured_ms", "received_ms", "agent_id", "asn", "cc", "domain", "url", "verdict",
-    "record",
-)  # fmt: skip
-# Rows per statement: 500 rows of 10 columns stay well under SQLite's 32,766 variables.
+# The batch's measurements as rows of IngestRecord's own fields, the batch's agent, network
+# and time bound once per statement: SQLite binds each parameter while holding the GIL and,
+# in the write transaction, the write lock, and IngestRecords flatten straight into rows.
+_RECORD_COLUMNS = tuple("id" if name == "key" else name for name in IngestRecord._fields)
+_BATCH_COLUMNS = ("received_ms", "agent_id", "asn", "cc")
+_INSERT_MEASUREMENTS = (
+    f"INSERT INTO measurements ({', '.join(_RECORD_COLUMNS + _BATCH_COLUMNS)}) "
+    f"SELECT {', '.join(f'column{n}' for n in range(1, len(_RECORD_COLUMNS) + 1))}, "
+    f"{', '.join('?' * len(_BATCH_COLUMNS))} FROM ("
+)
+# WHERE: else SQLite reads ON CONFLICT as a join's ON.
+_INSERT_MEASUREMENTS_TAIL = ") WHERE true ON CONFLICT DO NOTHING"
+# Rows per statement: 500 rows of 6 columns stay well under SQLite's 32,766 variables.
 _SQLITE_CHUNK = 500
 
 # A batch's four rollup upserts as one statement: inserting its hourly counts into this
@@ -184,25 +192,25 @@ _SQLITE = sqlite_dialect()
 SQLITE_ROLLUP_TRIGGER = _sqlite_rollup_trigger()
 
 
-def _multirow(head: str, tail: str, rows: Sequence[Sequence[Any]]) -> list[tuple[str, list[Any]]]:
+def _multirow(
+    head: str, tail: str, rows: Sequence[Sequence[Any]], first: Sequence[Any] = ()
+) -> list[tuple[str, list[Any]]]:
     """``head VALUES (?, ...), ... tail`` statements of at most _SQLITE_CHUNK rows each,
-    with their parameters flattened: one statement, and one trip into SQLite, per chunk."""
+    with their parameters flattened after ``first`` (those ``head`` takes): one statement,
+    and one trip into SQLite, per chunk."""
     statements = []
     for start in range(0, len(rows), _SQLITE_CHUNK):
         chunk = rows[start : start + _SQLITE_CHUNK]
         row = "(" + ", ".join("?" * len(chunk[0])) + ")"
-        values = list(chain.from_iterable(chunk))
+        values = [*first, *chain.from_iterable(chunk)]
         statements.append((f"{head} VALUES {', '.join([row] * len(chunk))} {tail}", values))
     return statements
 
 
 class SQLiteWrites(Writes):
     def prepare_insert(self, records: Sequence[IngestRecord]) -> Any:
-        scalars = (self.received_ms, self.agent_id, self.asn, self.cc)
-        rows = [(r.key, r.measured_ms, *scalars, r.domain, r.url, r.verdict, r.record)
-                for r in records]  # fmt: skip
-        head = f"INSERT INTO measurements ({', '.join(_MEASUREMENT_COLUMNS)})"
-        return _multirow(head, "ON CONFLICT DO NOTHING", rows)
+        batch = (self.received_ms, self.agent_id, self.asn, self.cc)
+        return _multirow(_INSERT_MEASUREMENTS, _INSERT_MEASUREMENTS_TAIL, records, batch)
 
     def insert(self, driver: Any, prepared: Prepared) -> set[bytes] | None:
         """Without RETURNING, which cost a fifth of the insert: the row count says whether
