@@ -28,7 +28,6 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.sql.elements import ColumnElement
 
 # Rollup dimensions cannot be NULL (they form the primary key), so an unknown ASN or
 # country is stored as these in rollups, and as NULL in measurements.
@@ -186,17 +185,6 @@ weekly_rollups = Table(
 def week_start(ms: int) -> int:
     """The start of the ISO week (Monday 00:00 UTC) holding ``ms``."""
     return ms - (ms + WEEK_OFFSET_MS) % WEEK_MS
-
-
-def day_start_sql(ms: ColumnElement[int]) -> ColumnElement[int]:
-    """The start of the UTC day holding ``ms``, in SQL. For ``ms >= 0``: "//" floors alike
-    on both backends only for non-negative operands."""
-    return (ms // DAY_MS) * DAY_MS
-
-
-def week_start_sql(ms: ColumnElement[int]) -> ColumnElement[int]:
-    """:func:`week_start` in SQL, for ``ms >= 0`` (:func:`day_start_sql`)."""
-    return ((ms + WEEK_OFFSET_MS) // WEEK_MS) * WEEK_MS - WEEK_OFFSET_MS
 
 
 # All time: already the blocking matrix's rows, one per cell and verdict.

@@ -38,18 +38,19 @@ from collector.storage.engine import READ_ONLY, make_engine, sqlstate, upgrade
 from collector.storage.queries import QueryStore
 from collector.storage.records import IngestRecord, IngestResult, ReclassifyResult, RejectedBatch
 from collector.storage.schema import (
+    DAY_MS,
     HOUR_MS,
     UNKNOWN_ASN,
     UNKNOWN_CC,
+    WEEK_MS,
+    WEEK_OFFSET_MS,
     agents,
     cells,
     connectivity,
     daily_rollups,
-    day_start_sql,
     measurements,
     rollup_totals,
     rollups,
-    week_start_sql,
     weekly_rollups,
 )
 from collector.storage.writes import PostgresWrites, SQLiteWrites, cell_network
@@ -287,7 +288,7 @@ class Storage(AgentStore, QueryStore):
         # The coarser tables from the rows just rebuilt, in this transaction: the same counts,
         # from a table smaller than measurements.
         r = rollups.c
-        day = day_start_sql(r.hour_ms)
+        day = (r.hour_ms // DAY_MS) * DAY_MS
         conn.execute(delete(daily_rollups))
         conn.execute(
             daily_rollups.insert().from_select(
@@ -296,7 +297,8 @@ class Storage(AgentStore, QueryStore):
             )
         )
         d = daily_rollups.c
-        week = week_start_sql(d.day_ms)
+        # Non-negative before the division, so "//" floors alike on both backends.
+        week = ((d.day_ms + WEEK_OFFSET_MS) // WEEK_MS) * WEEK_MS - WEEK_OFFSET_MS
         conn.execute(delete(weekly_rollups))
         conn.execute(
             weekly_rollups.insert().from_select(

@@ -24,32 +24,19 @@ from typing import Any, cast
 import psycopg
 
 from collector.storage.records import IngestRecord
-from collector.storage.schema import (
-    DAY_MS,
-    HOUR_MS,
-    UNKNOWN_ASN,
-    UNKNOWN_CC,
-    week_start,
-)
+from collector.storage.schema import DAY_MS, HOUR_MS, UNKNOWN_ASN, UNKNOWN_CC, week_start
 
 # A batch's counts per rollup table, hourly, daily, weekly and all-time: each a sorted list
 # of (*key, n), the key being the table's primary key.
 RollupRows = tuple[list[tuple[Any, ...]], ...]
 
 
-def hourly_counts(
-    records: Sequence[IngestRecord], cell_of: Mapping[str, int]
-) -> Counter[tuple[Any, ...]]:
-    """The counts ``records`` add to the hourly rollups, by (hour, cell, verdict); ``cell_of``
-    gives the cell id of each record's domain in the batch's one network."""
-    return Counter(
+def rollup_rows(records: Sequence[IngestRecord], cell_of: Mapping[str, int]) -> RollupRows:
+    """The counts ``records`` add to the four rollup tables; ``cell_of`` gives the cell id
+    of each record's domain in the batch's one network."""
+    hourly = Counter(
         (r.measured_ms - r.measured_ms % HOUR_MS, cell_of[r.domain], r.verdict) for r in records
     )
-
-
-def rollup_rows(records: Sequence[IngestRecord], cell_of: Mapping[str, int]) -> RollupRows:
-    """The counts ``records`` add to the four rollup tables (:func:`hourly_counts`)."""
-    hourly = hourly_counts(records, cell_of)
     daily: Counter[tuple[Any, ...]] = Counter()
     totals: Counter[tuple[Any, ...]] = Counter()
     for (hour, cell, verdict), n in hourly.items():
