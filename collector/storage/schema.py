@@ -121,12 +121,25 @@ cells = Table(
     UniqueConstraint("domain", "asn", "cc"),
 )
 
+# Migration 0008: verdict names as integer ids, which the rollup tables key their counts by
+# (as cells): SQLite groups and sorts a window's rollup rows by (cell, verdict), and two
+# integers cost it ~30% less than an integer and a text. An id never changes once given.
+# docs/design/003-storage.md.
+verdicts = Table(
+    "verdicts",
+    metadata,
+    # INTEGER on SQLite, where only that spelling makes the key the rowid.
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
+    Column("name", String(MAX_VERDICT), nullable=False),
+    UniqueConstraint("name"),
+)
+
 rollups = Table(
     "rollups",
     metadata,
     Column("hour_ms", BigInteger, nullable=False),  # start of the hour, Unix ms
     Column("cell", BigInteger, nullable=False),  # cells.id
-    Column("verdict", String(MAX_VERDICT), nullable=False),
+    Column("verdict", BigInteger, nullable=False),  # verdicts.id
     Column("count", BigInteger, nullable=False),
     PrimaryKeyConstraint("hour_ms", "cell", "verdict"),
     # A few cells (one domain's, one network's) across hours, answered from this index alone.
@@ -162,7 +175,7 @@ daily_rollups = Table(
     metadata,
     Column("day_ms", BigInteger, nullable=False),  # start of the UTC day, Unix ms
     Column("cell", BigInteger, nullable=False),
-    Column("verdict", String(MAX_VERDICT), nullable=False),
+    Column("verdict", BigInteger, nullable=False),  # verdicts.id
     Column("count", BigInteger, nullable=False),
     PrimaryKeyConstraint("day_ms", "cell", "verdict"),
     sqlite_with_rowid=False,
@@ -175,7 +188,7 @@ weekly_rollups = Table(
     metadata,
     Column("week_ms", BigInteger, nullable=False),  # the Monday 00:00 UTC starting the week
     Column("cell", BigInteger, nullable=False),
-    Column("verdict", String(MAX_VERDICT), nullable=False),
+    Column("verdict", BigInteger, nullable=False),  # verdicts.id
     Column("count", BigInteger, nullable=False),
     PrimaryKeyConstraint("week_ms", "cell", "verdict"),
     sqlite_with_rowid=False,
@@ -192,7 +205,7 @@ rollup_totals = Table(
     "rollup_totals",
     metadata,
     Column("cell", BigInteger, nullable=False),
-    Column("verdict", String(MAX_VERDICT), nullable=False),
+    Column("verdict", BigInteger, nullable=False),  # verdicts.id
     Column("count", BigInteger, nullable=False),
     PrimaryKeyConstraint("cell", "verdict"),
     sqlite_with_rowid=False,

@@ -33,8 +33,8 @@ from agent.measurement import SiteMeasurement
 from agent.wire import WireError, decode_measurement
 from agent.wire_columns import uuid_text
 from collector.storage.agents import AgentStore
-from collector.storage.cells import Cells
 from collector.storage.engine import READ_ONLY, make_engine, sqlstate, upgrade
+from collector.storage.idmap import cell_ids, verdict_ids
 from collector.storage.queries import QueryStore
 from collector.storage.records import IngestRecord, IngestResult, ReclassifyResult, RejectedBatch
 from collector.storage.schema import (
@@ -51,6 +51,7 @@ from collector.storage.schema import (
     measurements,
     rollup_totals,
     rollups,
+    verdicts,
     weekly_rollups,
 )
 from collector.storage.writes import PostgresWrites, SQLiteWrites, cell_network
@@ -84,7 +85,8 @@ class Storage(AgentStore, QueryStore):
         self._writer: AbstractContextManager[Any] = (
             nullcontext() if self.backend == "postgresql" else threading.Lock()
         )
-        self.cells = Cells()
+        self.cells = cell_ids()
+        self.verdicts = verdict_ids()
         # How many threads are worth running ingest in at once (None: as many as asyncio's
         # default), and the GIL switch interval to serve with (None: Python's 5 ms). With
         # one SQLite writer, two threads: one writes, its statements releasing the GIL,
@@ -131,13 +133,19 @@ class Storage(AgentStore, QueryStore):
                     unique[record.key] = record
         network = cell_network(asn, cc)
         keys = [(domain, *network) for domain in {r.domain for r in unique.values()}]
-        if missing := self.cells.unknown(keys):
-            # Before the batch's transaction, in one of their own: a cell is only a name, and
-            # one left behind by a batch refused later names nothing.
-            self._write(lambda conn: self.cells.create(conn, missing))
+        missing = self.cells.unknown(keys)
+        new_verdicts = self.verdicts.unknown({r.verdict for r in unique.values()})
+        if missing or new_verdicts:
+            # Before the batch's transaction, in one of their own: a cell or a verdict id is
+            # only a name, and one left behind by a batch refused later names nothing.
+            def create(conn: Connection) -> None:
+                self.cells.create(conn, missing)
+                self.verdicts.create(conn, new_verdicts)
+
+            self._write(create)
         ids = self.cells.ids()
         writes = (PostgresWrites if self.backend == "postgresql" else SQLiteWrites)(
-            agent_id, asn, cc, received_ms, {key[0]: ids[key] for key in keys}
+            agent_id, asn, cc, received_ms, {key[0]: ids[key] for key in keys}, self.verdicts.ids()
         )
         # Prepared before the transaction, which then only runs statements (writes.py).
         prepared = writes.prepare(sorted(unique.values()))
@@ -266,13 +274,19 @@ class Storage(AgentStore, QueryStore):
         hour = (m.measured_ms // HOUR_MS) * HOUR_MS
         asn = func.coalesce(m.asn, UNKNOWN_ASN)
         cc = func.coalesce(m.cc, UNKNOWN_CC)
-        # Cells for every (domain, network) measured; those there already keep their ids.
+        v = verdicts.c
+        # Cells for every (domain, network) measured, ids for every verdict; those there
+        # already keep their ids. WHERE: else SQLite reads ON CONFLICT as a join's ON.
         conn.execute(
             self._insert(cells)
-            # WHERE: else SQLite reads ON CONFLICT as a join's ON.
             .from_select(
                 ["domain", "asn", "cc"], select(m.domain, asn, cc).where(true()).distinct()
             )
+            .on_conflict_do_nothing()
+        )
+        conn.execute(
+            self._insert(verdicts)
+            .from_select(["name"], select(m.verdict).where(true()).distinct())
             .on_conflict_do_nothing()
         )
         conn.execute(delete(rollups))
@@ -280,9 +294,9 @@ class Storage(AgentStore, QueryStore):
         conn.execute(
             rollups.insert().from_select(
                 [*_ROLLUP_DIMS, "count"],
-                select(hour, c.id, m.verdict, func.count())
-                .select_from(measurements.join(cells, on_cell))
-                .group_by(hour, c.id, m.verdict),
+                select(hour, c.id, v.id, func.count())
+                .select_from(measurements.join(cells, on_cell).join(verdicts, v.name == m.verdict))
+                .group_by(hour, c.id, v.id),
             )
         )
         # The coarser tables from the rows just rebuilt, in this transaction: the same counts,
@@ -319,11 +333,11 @@ class Storage(AgentStore, QueryStore):
 
     def rollup_counts(self, domain: str | None = None) -> dict[RollupKey, int]:
         """Counts per (domain, asn, cc, verdict), summed over all hours."""
-        r, c = rollups.c, cells.c
+        r, c, v = rollups.c, cells.c, verdicts.c
         query = (
-            select(c.domain, c.asn, c.cc, r.verdict, func.sum(r.count))
-            .select_from(rollups.join(cells, c.id == r.cell))
-            .group_by(c.domain, c.asn, c.cc, r.verdict)
+            select(c.domain, c.asn, c.cc, v.name, func.sum(r.count))
+            .select_from(rollups.join(cells, c.id == r.cell).join(verdicts, v.id == r.verdict))
+            .group_by(c.domain, c.asn, c.cc, v.name)
         )
         if domain is not None:
             query = query.where(c.domain == domain)

@@ -31,11 +31,14 @@ from collector.storage.schema import DAY_MS, HOUR_MS, UNKNOWN_ASN, UNKNOWN_CC, w
 RollupRows = tuple[list[tuple[Any, ...]], ...]
 
 
-def rollup_rows(records: Sequence[IngestRecord], cell_of: Mapping[str, int]) -> RollupRows:
+def rollup_rows(
+    records: Sequence[IngestRecord], cell_of: Mapping[str, int], verdict_of: Mapping[str, int]
+) -> RollupRows:
     """The counts ``records`` add to the four rollup tables; ``cell_of`` gives the cell id
-    of each record's domain in the batch's one network."""
+    of each record's domain in the batch's one network, ``verdict_of`` each verdict's id."""
     hourly = Counter(
-        (r.measured_ms - r.measured_ms % HOUR_MS, cell_of[r.domain], r.verdict) for r in records
+        (r.measured_ms - r.measured_ms % HOUR_MS, cell_of[r.domain], verdict_of[r.verdict])
+        for r in records
     )
     daily: Counter[tuple[Any, ...]] = Counter()
     totals: Counter[tuple[Any, ...]] = Counter()
@@ -72,11 +75,12 @@ class Writes:
         cc: str | None,
         received_ms: int,
         cell_of: Mapping[str, int],
+        verdict_of: Mapping[str, int],
     ) -> None:
-        """``cell_of`` gives the cell id of each domain of the batch in its one network
-        (Cells.create made any that were missing)."""
+        """``cell_of`` gives the cell id of each domain of the batch in its one network,
+        ``verdict_of`` the id of each verdict (IdMap.create made any that were missing)."""
         self.agent_id, self.asn, self.cc, self.received_ms = agent_id, asn, cc, received_ms
-        self.cell_of = cell_of
+        self.cell_of, self.verdict_of = cell_of, verdict_of
 
     def prepare(self, records: Sequence[IngestRecord]) -> Prepared:
         """``records`` sorted by id and unique."""
@@ -168,7 +172,7 @@ def _sqlite_rollup_trigger() -> tuple[str, ...]:
         )
     return (
         f"CREATE TEMP VIEW IF NOT EXISTS {_ROLLUP_INPUT} AS "
-        "SELECT 0 AS kind, 0 AS start, 0 AS cell, '' AS verdict, 0 AS n WHERE 0",
+        "SELECT 0 AS kind, 0 AS start, 0 AS cell, 0 AS verdict, 0 AS n WHERE 0",
         f"CREATE TEMP TRIGGER IF NOT EXISTS {_ROLLUP_INPUT}_add "
         f"INSTEAD OF INSERT ON {_ROLLUP_INPUT} BEGIN {' '.join(upserts)} END",
     )
@@ -222,7 +226,7 @@ class SQLiteWrites(Writes):
         # all-time rows have no start.
         rows = [
             (kind, *row) if len(row) == 4 else (kind, None, *row)
-            for kind, table_rows in enumerate(rollup_rows(records, self.cell_of))
+            for kind, table_rows in enumerate(rollup_rows(records, self.cell_of, self.verdict_of))
             for row in table_rows
         ]
         head = f"INSERT INTO {_ROLLUP_INPUT} (kind, start, cell, verdict, n)"
@@ -259,7 +263,7 @@ _PG_TIMED_ROLLUP = """
     {cte} AS (
         INSERT INTO {table} AS r ({start}, cell, verdict, count)
         SELECT start, cell, verdict, n
-        FROM unnest(%({p}_start)s::bigint[], %({p}_cell)s::bigint[], %({p}_verdict)s::text[],
+        FROM unnest(%({p}_start)s::bigint[], %({p}_cell)s::bigint[], %({p}_verdict)s::bigint[],
                     %({p}_n)s::bigint[]) WITH ORDINALITY AS b (start, cell, verdict, n, i)
         ORDER BY i
         ON CONFLICT ({start}, cell, verdict) DO UPDATE SET count = r.count + excluded.count
@@ -277,7 +281,7 @@ _PG_ADD_ROLLUPS = (
     + """
     INSERT INTO rollup_totals AS r (cell, verdict, count)
     SELECT cell, verdict, n
-    FROM unnest(%(t_cell)s::bigint[], %(t_verdict)s::text[], %(t_n)s::bigint[])
+    FROM unnest(%(t_cell)s::bigint[], %(t_verdict)s::bigint[], %(t_n)s::bigint[])
          WITH ORDINALITY AS b (cell, verdict, n, i)
     ORDER BY i
     ON CONFLICT (cell, verdict) DO UPDATE SET count = r.count + excluded.count
@@ -311,7 +315,7 @@ class PostgresWrites(Writes):
         return {bytes(row[0]) for row in rows}
 
     def prepare_rollups(self, records: Sequence[IngestRecord]) -> Any:
-        hourly, daily, weekly, totals = rollup_rows(records, self.cell_of)
+        hourly, daily, weekly, totals = rollup_rows(records, self.cell_of, self.verdict_of)
         params: dict[str, Any] = {}
         for prefix, rows in (("h", hourly), ("d", daily), ("w", weekly)):
             params[f"{prefix}_start"] = [row[0] for row in rows]

@@ -74,6 +74,32 @@ def test_blocking_counts_dominant_and_filters(store: Storage) -> None:
     assert store.blocking(domain="nope.example") == []
 
 
+def test_counts_are_listed_by_verdict_name_whatever_order_ids_were_given_in(
+    store: Storage,
+) -> None:
+    # Ids go to verdicts as they are first met: tls.reset's is the smallest here, so each
+    # cell's rows come from the database in an order other than the names'.
+    store.ingest(AGENT, many("a.example", "tls.reset", 2, T0), 1, "PK", T0)
+    store.ingest(
+        AGENT, many("a.example", "ok", 3, T0) + many("b.example", "ok", 1, T0), 1, "PK", T0
+    )
+    store.ingest(AGENT, [rec("a.example", "dns.nxdomain", T0)], 1, "PK", T0)
+    by_name = ["dns.nxdomain", "ok", "tls.reset"]
+    windows: list[dict[str, Any]] = [
+        {},  # all time
+        {"since_ms": T0},  # one hour
+        {"since_ms": T0 - 3 * 24 * HOUR_MS, "until_ms": T0 + 24 * HOUR_MS},  # days
+        {"since_ms": T0 - 30 * 24 * HOUR_MS, "until_ms": T0 + 30 * 24 * HOUR_MS},  # weeks
+        {"domain": "a.example", "since_ms": T0},  # the hourly table
+    ]
+    for window in windows:
+        a_pk = store.blocking(**window)[0]
+        assert (a_pk.domain, list(a_pk.counts)) == ("a.example", by_name), window
+        assert a_pk.dominant == "tls.reset"
+    ((_, counts),) = store.timeline(domain="a.example")
+    assert list(counts) == by_name
+
+
 def test_timeline_buckets(store: Storage) -> None:
     fill(store)
     assert store.timeline(domain="a.example") == [

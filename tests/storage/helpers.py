@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Table, func, select
 
 from collector.storage import Storage
-from collector.storage.schema import DAY_MS, cells, measurements
+from collector.storage.schema import DAY_MS, cells, measurements, verdicts
 
 
 def counts_from_rows(store: Storage) -> dict[tuple[str, int, str, str], int]:
@@ -36,17 +36,19 @@ def daily_counts_from_rows(store: Storage) -> dict[tuple[int, str, int, str, str
 
 
 def table_counts(store: Storage, table: Table) -> dict[tuple[Any, ...], int]:
-    """A rollup table as {dimensions: count}, its cell ids named: ([bucket,] domain, asn,
-    cc, verdict)."""
-    t, c = table.c, cells.c
+    """A rollup table as {dimensions: count}, its cell and verdict ids named: ([bucket,]
+    domain, asn, cc, verdict)."""
+    t, c, v = table.c, cells.c, verdicts.c
     bucket = [column for column in t if column.name not in ("cell", "verdict", "count")]
-    query = select(*bucket, c.domain, c.asn, c.cc, t.verdict, t["count"]).select_from(
-        table.join(cells, c.id == t.cell)
+    query = select(*bucket, c.domain, c.asn, c.cc, v.name, t["count"]).select_from(
+        table.join(cells, c.id == t.cell).join(verdicts, v.id == t.verdict)
     )
     with store.engine.connect() as conn:
         rows = conn.execute(query).all()
         (unnamed,) = conn.execute(
-            select(func.count()).select_from(table).where(t.cell.not_in(select(c.id)))
+            select(func.count())
+            .select_from(table)
+            .where(t.cell.not_in(select(c.id)) | t.verdict.not_in(select(v.id)))
         ).one()
-    assert unnamed == 0, f"{table.name}: rows whose cell is not in cells"
+    assert unnamed == 0, f"{table.name}: rows whose cell or verdict has no name"
     return {tuple(row[:-1]): int(row[-1]) for row in rows}

@@ -26,6 +26,7 @@ from collector.storage.schema import (
     measurements,
     rollup_totals,
     rollups,
+    verdicts,
     week_start,
     weekly_rollups,
 )
@@ -109,13 +110,14 @@ def hourly_blocking(
         where.append(r.hour_ms >= since_ms - since_ms % HOUR_MS)
     if until_ms is not None:
         where.append(r.hour_ms < until_ms)
-    dims = (c.domain, c.asn, c.cc, r.verdict)
+    v = verdicts.c
+    dims = (c.domain, c.asn, c.cc, v.name)
     query = (
         select(*dims, func.sum(r.count))
-        .select_from(rollups.join(cells_table, c.id == r.cell))
+        .select_from(rollups.join(cells_table, c.id == r.cell).join(verdicts, v.id == r.verdict))
         .where(*where)
         .group_by(*dims)
-        .order_by(r.verdict)
+        .order_by(v.name)
     )
     cells: dict[tuple[str, int, str], dict[str, int]] = {}
     with store.engine.connect() as conn:
@@ -289,6 +291,40 @@ def test_migration_0007_keys_rollups_by_cell_and_back(storage: Storage, storage_
         assert cells_after == cells_before
         # Ingest and the matrix go on from the migrated rows.
         fill(store, 50, seed=10)
+        assert_rollups_recount(store)
+        assert store.blocking() == hourly_blocking(store)
+    finally:
+        store.close()
+
+
+def test_migration_0008_keys_rollups_by_verdict_id_and_back(
+    storage: Storage, storage_url: str
+) -> None:
+    fill(storage, 400, seed=11)
+    tables: list[Table] = [rollups, daily_rollups, weekly_rollups, rollup_totals]
+    before = {table.name: table_counts(storage, table) for table in tables}
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with storage.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0007")
+        # 0007's tables: the verdict names are back in every rollup row.
+        old = Table("rollup_totals", sa_metadata(), autoload_with=conn)
+        names = {str(name) for (name,) in conn.execute(select(old.c.verdict).distinct())}
+        assert names == set(VERDICTS)
+        assert int(conn.execute(select(func.sum(old.c["count"]))).scalar_one()) == 400
+    upgrade(storage.engine)  # 0008 again, from those rows
+    store = Storage(make_engine(storage_url))  # a new process: no ids in memory
+    try:
+        assert {table.name: table_counts(store, table) for table in tables} == before
+        with store.engine.connect() as conn:
+            named = conn.execute(select(verdicts.c.name).order_by(verdicts.c.id)).scalars().all()
+        # Numbered in name order, one id per verdict counted.
+        assert named == sorted(set(VERDICTS))
+        # Ingest, a verdict never seen before included, and the matrix go on from them.
+        fill(store, 50, seed=12)
+        new = [record._replace(verdict="http.blockpage") for record in batch(3)]
+        store.ingest(AGENT, new, 64500, "PK", START)
         assert_rollups_recount(store)
         assert store.blocking() == hourly_blocking(store)
     finally:
