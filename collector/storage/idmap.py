@@ -35,7 +35,8 @@ class IdMap(Generic[_Name]):
         self._columns = [table.c[name] for name in columns]
         self._ids: dict[_Name, int] = {}
         self._names: dict[int, _Name] = {}
-        self._places: dict[int, int] = {}
+        # Every id met so far in its name's order, and each id's place in that order.
+        self._order: tuple[list[int], dict[int, int]] = ([], {})
         self._lock = threading.Lock()
 
     def unknown(self, names: Iterable[_Name]) -> list[_Name]:
@@ -78,15 +79,22 @@ class IdMap(Generic[_Name]):
                     self._remember(conn.execute(self._select(table_id.in_(chunk))))
         return names
 
+    def in_name_order(self) -> list[int]:
+        """Every id met so far, sorted by name: ids are given as names are first met, not
+        in name order."""
+        return self._sorted()[0]
+
     def places(self) -> Mapping[int, int]:
-        """Each id met so far and its name's place in the sorted names: ids are given as
-        names are first met, not in name order."""
-        places = self._places
-        if len(places) != len(self._names):
+        """Every id met so far and its place in :meth:`in_name_order`."""
+        return self._sorted()[1]
+
+    def _sorted(self) -> tuple[list[int], dict[int, int]]:
+        order = self._order
+        if len(order[0]) != len(self._names):  # names were added since: sorted once more
             names = dict(self._names)  # a copy: another thread may add to it meanwhile
-            places = {id_: i for i, id_ in enumerate(sorted(names, key=names.__getitem__))}
-            self._places = places
-        return places
+            ids = sorted(names, key=names.__getitem__)
+            order = self._order = (ids, {id_: place for place, id_ in enumerate(ids)})
+        return order
 
     def _values(self, name: _Name) -> tuple[Any, ...]:
         return name if isinstance(name, tuple) else (name,)
