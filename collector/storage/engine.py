@@ -20,7 +20,7 @@ from sqlalchemy import create_engine, event, make_url, text
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from collector.storage.writes import SQLITE_ROLLUP_TRIGGER
+from collector.storage.writes import SQLITE_BATCH_TRIGGER, SQLITE_ROLLUP_TRIGGER
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # Execution option for transactions that only read: they need no SQLite write lock.
@@ -57,7 +57,8 @@ def _sqlite_engine(url: URL) -> Engine:
         dbapi_connection.isolation_level = None
         for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON"):
             dbapi_connection.execute(f"PRAGMA {pragma}")
-        for statement in SQLITE_ROLLUP_TRIGGER:  # ingest's, TEMP: one per connection
+        # Ingest's views and triggers, TEMP: each connection makes its own.
+        for statement in SQLITE_ROLLUP_TRIGGER + SQLITE_BATCH_TRIGGER:
             dbapi_connection.execute(statement)
 
     @event.listens_for(engine, "begin")

@@ -147,21 +147,58 @@ class Storage(AgentStore, QueryStore):
         writes = (PostgresWrites if self.backend == "postgresql" else SQLiteWrites)(
             agent_id, asn, cc, received_ms, {key[0]: ids[key] for key in keys}, self.verdicts.ids()
         )
-        # Prepared before the transaction, which then only runs statements (writes.py).
-        prepared = writes.prepare(sorted(unique.values()))
-
-        def write(conn: Connection) -> set[bytes] | None:
-            inserted = writes.run(conn.connection.driver_connection, prepared)
-            self._store_checks(conn, agent_id, checks, asn, cc, received_ms)
-            return inserted
-
-        inserted = self._write(write)
+        ordered = sorted(unique.values())
+        if isinstance(writes, SQLiteWrites) and self._write_batch(
+            writes, writes.prepare_batch(ordered, sorted(dict(checks).items()))
+        ):
+            inserted: set[bytes] | None = None
+        else:
+            inserted = self._write_transaction(
+                writes, ordered, agent_id, asn, cc, received_ms, checks
+            )
         if inserted is None:  # all of them
             stored, duplicates = list(map(uuid_text, unique)), repeated
         else:
             stored = [uuid_text(key) for key in unique if key in inserted]
             duplicates = [uuid_text(key) for key in unique if key not in inserted] + repeated
         return IngestResult(stored=stored, duplicates=duplicates, checks=len(dict(checks)))
+
+    def _write_batch(self, writes: SQLiteWrites, statement: tuple[str, list[Any]] | None) -> bool:
+        """SQLite: the batch in one statement, its own transaction (writes.py): True if
+        stored, False if not (some record was stored already, or the batch is too large
+        for one statement), and then nothing of it was. :class:`RejectedBatch` if the
+        database refused it."""
+        if statement is None:
+            return False
+        try:
+            with self._writer:
+                connection = self.engine.raw_connection()
+                try:
+                    return writes.run_batch(connection.driver_connection, statement)
+                finally:
+                    connection.close()
+        except _REFUSED as exc:
+            raise _refusal(exc) from exc
+
+    def _write_transaction(
+        self,
+        writes: PostgresWrites | SQLiteWrites,
+        ordered: Sequence[IngestRecord],
+        agent_id: str,
+        asn: int | None,
+        cc: str | None,
+        received_ms: int,
+        checks: Sequence[tuple[int, bool]],
+    ) -> set[bytes] | None:
+        # Prepared before the transaction, which then only runs statements (writes.py).
+        prepared = writes.prepare(ordered)
+
+        def write(conn: Connection) -> set[bytes] | None:
+            inserted = writes.run(conn.connection.driver_connection, prepared)
+            self._store_checks(conn, agent_id, checks, asn, cc, received_ms)
+            return inserted
+
+        return self._write(write)
 
     async def ingest_async(
         self,

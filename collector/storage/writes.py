@@ -5,7 +5,9 @@ than the databases' own inserts, so a batch's rows and rollup counts go to the d
 directly. Everything is prepared before the write transaction starts (:meth:`prepare`) and
 the transaction only runs it: SQLite has one writer at a time, so the time a transaction
 stays open bounds ingest, and each statement in it gives up the GIL while the database
-works and must win it back from the threads checking the next batches.
+works and must win it back from the threads checking the next batches. So on SQLite a
+batch is first tried as one statement that SQLite commits by itself
+(:meth:`SQLiteWrites.prepare_batch`), and takes the transaction only when that cannot be.
 
 Rows go in sorted by id and rollups by key: concurrent ingests that overlap (PostgreSQL)
 then take their row locks in the same order and cannot deadlock each other.
@@ -180,6 +182,94 @@ def _sqlite_rollup_trigger() -> tuple[str, ...]:
 
 SQLITE_ROLLUP_TRIGGER = _sqlite_rollup_trigger()
 
+# A whole batch as one statement, run outside any transaction: SQLite makes a lone statement
+# its own transaction, begun and committed inside the one call that runs it, so the write
+# turn gives up the GIL once (plus the statement's preparation when not cached) rather
+# than for BEGIN IMMEDIATE, each statement, and COMMIT, winning it back each time from the
+# threads checking the next batches while every other batch waits for the write lock. The
+# batch's measurements, rollup counts and connectivity checks go into this TEMP view, each
+# row tagged with its kind, and its triggers write each row to its table. The counts
+# assume every measurement is new: a measurement stored already makes the trigger abort
+# the statement, undoing all of it, and the batch is written again the long way
+# (``Writes.run``). The abort's message is how it is told apart from a refused batch.
+_BATCH_INPUT = "ingest_batch"
+_MEASUREMENT_KIND = len(_ROLLUP_TABLES)
+_CHECK_KIND = _MEASUREMENT_KIND + 1
+STORED_ALREADY = "netsonde: a measurement is stored already"
+_BATCH_VIEW_COLUMNS = ("kind", *_RECORD_COLUMNS, *_BATCH_COLUMNS, "start", "cell", "n")
+_MEASUREMENT_COLUMNS = _RECORD_COLUMNS + _BATCH_COLUMNS
+_CHECK_COLUMNS = ("ms", "online", *_BATCH_COLUMNS)
+
+
+def _sqlite_batch_trigger() -> tuple[str, ...]:
+    new = ", ".join(f"NEW.{column}" for column in _MEASUREMENT_COLUMNS)
+    upserts = []
+    for table_index, (table, dims) in enumerate(_ROLLUP_TABLES):
+        values = ["NEW.cell", "NEW.verdict", "NEW.n"]
+        if len(dims) == 3:
+            values.insert(0, "NEW.start")
+        keys = ", ".join(dims)
+        upserts.append(
+            f"INSERT INTO {table} ({keys}, count) SELECT {', '.join(values)} "
+            f"WHERE NEW.kind = {table_index} "
+            f"ON CONFLICT ({keys}) DO UPDATE SET count = count + excluded.count;"
+        )
+    # A check's time and state ride in measured_ms and n.
+    check = "NEW.measured_ms, NEW.n, " + ", ".join(f"NEW.{c}" for c in _BATCH_COLUMNS)
+    view = "TEMP VIEW IF NOT EXISTS"
+    trigger = f"TEMP TRIGGER IF NOT EXISTS {_BATCH_INPUT}"
+    return (
+        f"CREATE {view} {_BATCH_INPUT} AS SELECT "
+        + ", ".join(f"NULL AS {column}" for column in _BATCH_VIEW_COLUMNS)
+        + " WHERE 0",
+        f"CREATE {trigger}_measurement INSTEAD OF INSERT ON {_BATCH_INPUT} "
+        f"WHEN NEW.kind = {_MEASUREMENT_KIND} BEGIN "
+        f"INSERT INTO measurements ({', '.join(_MEASUREMENT_COLUMNS)}) VALUES ({new}) "
+        "ON CONFLICT DO NOTHING; "
+        f"SELECT RAISE(ABORT, '{STORED_ALREADY}') WHERE changes() = 0; END",
+        f"CREATE {trigger}_rollup INSTEAD OF INSERT ON {_BATCH_INPUT} "
+        f"WHEN NEW.kind < {_MEASUREMENT_KIND} BEGIN {' '.join(upserts)} END",
+        f"CREATE {trigger}_check INSTEAD OF INSERT ON {_BATCH_INPUT} "
+        f"WHEN NEW.kind = {_CHECK_KIND} BEGIN "
+        f"INSERT INTO connectivity ({', '.join(_CHECK_COLUMNS)}) VALUES ({check}) "
+        "ON CONFLICT DO NOTHING; END",
+    )
+
+
+SQLITE_BATCH_TRIGGER = _sqlite_batch_trigger()
+_BATCH_HEAD = f"INSERT INTO {_BATCH_INPUT} ({', '.join(_BATCH_VIEW_COLUMNS)}) "
+# SQLite's limit on a statement's parameters (SQLITE_MAX_VARIABLE_NUMBER, since 3.32).
+_SQLITE_MAX_PARAMETERS = 32_766
+
+
+def _select(fields: Mapping[str, str]) -> str:
+    """The view's columns, each from ``fields`` (a column of the rows, a parameter bound
+    once, a constant) or NULL."""
+    return ", ".join(fields.get(column, "NULL") for column in _BATCH_VIEW_COLUMNS)
+
+
+# Each kind's rows: the records as IngestRecord's fields (after the batch's own), the
+# rollup rows as (kind, start, cell, verdict, n), the checks as (ms, online), their batch's.
+_MEASUREMENT_SELECT = _select(
+    {
+        "kind": str(_MEASUREMENT_KIND),
+        **{column: f"column{n}" for n, column in enumerate(_RECORD_COLUMNS, 1)},
+        **dict.fromkeys(_BATCH_COLUMNS, "?"),
+    }
+)
+_ROLLUP_SELECT = _select(
+    {"kind": "column1", "start": "column2", "cell": "column3", "verdict": "column4", "n": "column5"}
+)
+_CHECK_SELECT = _select(
+    {"kind": str(_CHECK_KIND), "measured_ms": "column1", "n": "column2"}
+    | dict.fromkeys(_BATCH_COLUMNS, "?")
+)
+
+
+def _select_values(select: str, rows: Sequence[Sequence[Any]]) -> str:
+    row = "(" + ", ".join("?" * len(rows[0])) + ")"
+    return f"SELECT {select} FROM (VALUES {', '.join([row] * len(rows))})"
+
 
 def _multirow(
     head: str, tail: str, rows: Sequence[Sequence[Any]], first: Sequence[Any] = ()
@@ -222,20 +312,57 @@ class SQLiteWrites(Writes):
         return {row[0] for row in new}
 
     def prepare_rollups(self, records: Sequence[IngestRecord]) -> Any:
-        # Hourly, daily, weekly, all-time, in this order, as PostgreSQL's statement does;
-        # all-time rows have no start.
-        rows = [
+        head = f"INSERT INTO {_ROLLUP_INPUT} (kind, start, cell, verdict, n)"
+        return _multirow(head, "", self._rollup_rows(records))
+
+    def _rollup_rows(self, records: Sequence[IngestRecord]) -> list[tuple[Any, ...]]:
+        """(kind, start, cell, verdict, n): hourly, daily, weekly, all-time, in this order,
+        as PostgreSQL's statement does; all-time rows have no start."""
+        return [
             (kind, *row) if len(row) == 4 else (kind, None, *row)
             for kind, table_rows in enumerate(rollup_rows(records, self.cell_of, self.verdict_of))
             for row in table_rows
         ]
-        head = f"INSERT INTO {_ROLLUP_INPUT} (kind, start, cell, verdict, n)"
-        return _multirow(head, "", rows)
 
     def add_rollups(self, driver: Any, prepared: Any) -> None:
         db = cast("sqlite3.Connection", driver)
         for statement, values in prepared:
             db.execute(statement, values)
+
+    def prepare_batch(
+        self, records: Sequence[IngestRecord], checks: Sequence[tuple[int, bool]]
+    ) -> tuple[str, list[Any]] | None:
+        """The whole batch, ``records`` (sorted by id and unique) and ``checks`` (sorted by
+        time and unique), as one statement for :meth:`run_batch`; None if it would take
+        more parameters than a statement can."""
+        batch = (self.received_ms, self.agent_id, self.asn, self.cc)
+        rollups = self._rollup_rows(records)
+        parameters = len(records) * 6 + len(rollups) * 5 + len(checks) * 2 + 2 * len(batch)
+        if parameters > _SQLITE_MAX_PARAMETERS or not (records or checks):
+            return None
+        selects, values = [], []
+        if records:
+            selects.append(_select_values(_MEASUREMENT_SELECT, records))
+            values += [*batch, *chain.from_iterable(records)]
+        if rollups:
+            selects.append(_select_values(_ROLLUP_SELECT, rollups))
+            values += chain.from_iterable(rollups)
+        if checks:
+            selects.append(_select_values(_CHECK_SELECT, checks))
+            values += [*batch, *chain.from_iterable(checks)]
+        return _BATCH_HEAD + " UNION ALL ".join(selects), values
+
+    def run_batch(self, driver: Any, statement: tuple[str, list[Any]]) -> bool:
+        """Runs a :meth:`prepare_batch` statement outside any transaction: True if it
+        stored the batch, False if it stored nothing because some measurement was there
+        already."""
+        try:
+            cast("sqlite3.Connection", driver).execute(*statement)
+        except sqlite3.IntegrityError as exc:
+            if str(exc) == STORED_ALREADY:
+                return False
+            raise
+        return True
 
 
 # -- PostgreSQL --------------------------------------------------------------------------
