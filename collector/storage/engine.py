@@ -20,7 +20,7 @@ from sqlalchemy import create_engine, event, make_url, text
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from collector.storage.writes import SQLITE_BATCH_TRIGGER, SQLITE_ROLLUP_TRIGGER
+from collector.storage.writes_sqlite import SQLITE_BATCH_TRIGGER, SQLITE_ROLLUP_TRIGGER
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # Execution option for transactions that only read: they need no SQLite write lock.

@@ -54,7 +54,9 @@ from collector.storage.schema import (
     verdicts,
     weekly_rollups,
 )
-from collector.storage.writes import PostgresWrites, SQLiteWrites, cell_network
+from collector.storage.writes import cell_network
+from collector.storage.writes_postgres import PostgresWrites
+from collector.storage.writes_sqlite import SQLiteWrites
 
 log = logging.getLogger("netsonde.collector.storage")
 
@@ -164,7 +166,7 @@ class Storage(AgentStore, QueryStore):
         return IngestResult(stored=stored, duplicates=duplicates, checks=len(dict(checks)))
 
     def _write_batch(self, writes: SQLiteWrites, statement: tuple[str, list[Any]] | None) -> bool:
-        """SQLite: the batch in one statement, its own transaction (writes.py): True if
+        """SQLite: the batch in one statement, its own transaction (writes_sqlite.py): True if
         stored, False if not (some record was stored already, or the batch is too large
         for one statement), and then nothing of it was. :class:`RejectedBatch` if the
         database refused it."""

@@ -1,0 +1,250 @@
+"""Collector, storage: ingest's writes on SQLite, statements run straight through sqlite3.
+
+SQLite has one writer at a time, and each statement of a write transaction gives up the
+GIL while SQLite works and must win it back from the threads checking the next batches
+while every other batch waits for the write lock. So a batch is first tried as one
+statement that SQLite commits by itself (:meth:`SQLiteWrites.prepare_batch`), and takes
+a transaction (:meth:`Writes.run`) only when that cannot be. docs/design/004-ingest.md,
+fifth and sixth passes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping, Sequence
+from itertools import chain
+from typing import Any, cast
+
+from collector.storage.records import IngestRecord
+from collector.storage.writes import Prepared, Writes, rollup_rows
+
+# The batch's measurements as rows of IngestRecord's own fields, the batch's agent, network
+# and time bound once per statement: SQLite binds each parameter while holding the GIL and,
+# in the write transaction, the write lock, and IngestRecords flatten straight into rows.
+_RECORD_COLUMNS = tuple("id" if name == "key" else name for name in IngestRecord._fields)
+_BATCH_COLUMNS = ("received_ms", "agent_id", "asn", "cc")
+_INSERT_MEASUREMENTS = (
+    f"INSERT INTO measurements ({', '.join(_RECORD_COLUMNS + _BATCH_COLUMNS)}) "
+    f"SELECT {', '.join(f'column{n}' for n in range(1, len(_RECORD_COLUMNS) + 1))}, "
+    f"{', '.join('?' * len(_BATCH_COLUMNS))} FROM ("
+)
+# WHERE: else SQLite reads ON CONFLICT as a join's ON.
+_INSERT_MEASUREMENTS_TAIL = ") WHERE true ON CONFLICT DO NOTHING"
+# Rows per statement: 500 rows of 6 columns stay well under SQLite's 32,766 variables.
+_SQLITE_CHUNK = 500
+
+# A batch's four rollup upserts as one statement: its counts for all four tables (from
+# rollup_rows, as on PostgreSQL), tagged with their table, go into this view, whose trigger
+# upserts each row into its table. The write transaction holds SQLite's only write lock,
+# and each statement in it gives up the GIL and must win it back from the threads checking
+# the next batches (~1 ms each under load): one statement rather than four shortens every
+# batch's turn. The rows go table by table, so each table's new pages are still allocated
+# together (a trigger writing all four tables per hourly count scattered them, and the
+# 7-day blocking query over a table so filled was ~20 ms slower). TEMP, so every
+# connection makes its own (collector.storage.engine) and no migration is involved.
+_ROLLUP_INPUT = "ingest_rollups"
+_ROLLUP_TABLES = (
+    ("rollups", ("hour_ms", "cell", "verdict")),
+    ("daily_rollups", ("day_ms", "cell", "verdict")),
+    ("weekly_rollups", ("week_ms", "cell", "verdict")),
+    ("rollup_totals", ("cell", "verdict")),
+)
+
+
+def _rollup_upserts() -> str:
+    """A trigger body's four upserts, each taking the rows tagged with its table."""
+    upserts = []
+    for table_index, (table, dims) in enumerate(_ROLLUP_TABLES):
+        values = ["NEW.cell", "NEW.verdict", "NEW.n"]
+        if len(dims) == 3:
+            values.insert(0, "NEW.start")
+        keys = ", ".join(dims)
+        upserts.append(
+            f"INSERT INTO {table} ({keys}, count) SELECT {', '.join(values)} "
+            f"WHERE NEW.kind = {table_index} "
+            f"ON CONFLICT ({keys}) DO UPDATE SET count = count + excluded.count;"
+        )
+    return " ".join(upserts)
+
+
+def _sqlite_rollup_trigger() -> tuple[str, ...]:
+    return (
+        f"CREATE TEMP VIEW IF NOT EXISTS {_ROLLUP_INPUT} AS "
+        "SELECT 0 AS kind, 0 AS start, 0 AS cell, 0 AS verdict, 0 AS n WHERE 0",
+        f"CREATE TEMP TRIGGER IF NOT EXISTS {_ROLLUP_INPUT}_add "
+        f"INSTEAD OF INSERT ON {_ROLLUP_INPUT} BEGIN {_rollup_upserts()} END",
+    )
+
+
+SQLITE_ROLLUP_TRIGGER = _sqlite_rollup_trigger()
+
+# A whole batch as one statement, run outside any transaction: SQLite makes a lone statement
+# its own transaction, begun and committed inside the one call that runs it, so the write
+# turn gives up the GIL once (plus the statement's preparation when not cached) rather
+# than for BEGIN IMMEDIATE, each statement, and COMMIT, winning it back each time from the
+# threads checking the next batches while every other batch waits for the write lock. The
+# batch's measurements, rollup counts and connectivity checks go into this TEMP view, each
+# row tagged with its kind, and its triggers write each row to its table. The counts
+# assume every measurement is new: a measurement stored already makes the trigger abort
+# the statement, undoing all of it, and the batch is written again the long way
+# (``Writes.run``). The abort's message is how it is told apart from a refused batch.
+_BATCH_INPUT = "ingest_batch"
+_MEASUREMENT_KIND = len(_ROLLUP_TABLES)
+_CHECK_KIND = _MEASUREMENT_KIND + 1
+STORED_ALREADY = "netsonde: a measurement is stored already"
+_BATCH_VIEW_COLUMNS = ("kind", *_RECORD_COLUMNS, *_BATCH_COLUMNS, "start", "cell", "n")
+_MEASUREMENT_COLUMNS = _RECORD_COLUMNS + _BATCH_COLUMNS
+_CHECK_COLUMNS = ("ms", "online", *_BATCH_COLUMNS)
+
+
+def _sqlite_batch_trigger() -> tuple[str, ...]:
+    new = ", ".join(f"NEW.{column}" for column in _MEASUREMENT_COLUMNS)
+    # A check's time and state ride in measured_ms and n.
+    check = "NEW.measured_ms, NEW.n, " + ", ".join(f"NEW.{c}" for c in _BATCH_COLUMNS)
+    view = "TEMP VIEW IF NOT EXISTS"
+    trigger = f"TEMP TRIGGER IF NOT EXISTS {_BATCH_INPUT}"
+    return (
+        f"CREATE {view} {_BATCH_INPUT} AS SELECT "
+        + ", ".join(f"NULL AS {column}" for column in _BATCH_VIEW_COLUMNS)
+        + " WHERE 0",
+        f"CREATE {trigger}_measurement INSTEAD OF INSERT ON {_BATCH_INPUT} "
+        f"WHEN NEW.kind = {_MEASUREMENT_KIND} BEGIN "
+        f"INSERT INTO measurements ({', '.join(_MEASUREMENT_COLUMNS)}) VALUES ({new}) "
+        "ON CONFLICT DO NOTHING; "
+        f"SELECT RAISE(ABORT, '{STORED_ALREADY}') WHERE changes() = 0; END",
+        f"CREATE {trigger}_rollup INSTEAD OF INSERT ON {_BATCH_INPUT} "
+        f"WHEN NEW.kind < {_MEASUREMENT_KIND} BEGIN {_rollup_upserts()} END",
+        f"CREATE {trigger}_check INSTEAD OF INSERT ON {_BATCH_INPUT} "
+        f"WHEN NEW.kind = {_CHECK_KIND} BEGIN "
+        f"INSERT INTO connectivity ({', '.join(_CHECK_COLUMNS)}) VALUES ({check}) "
+        "ON CONFLICT DO NOTHING; END",
+    )
+
+
+SQLITE_BATCH_TRIGGER = _sqlite_batch_trigger()
+_BATCH_HEAD = f"INSERT INTO {_BATCH_INPUT} ({', '.join(_BATCH_VIEW_COLUMNS)}) "
+# SQLite's limit on a statement's parameters (SQLITE_MAX_VARIABLE_NUMBER, since 3.32).
+_SQLITE_MAX_PARAMETERS = 32_766
+
+
+def _select(fields: Mapping[str, str]) -> str:
+    """The view's columns, each from ``fields`` (a column of the rows, a parameter bound
+    once, a constant) or NULL."""
+    return ", ".join(fields.get(column, "NULL") for column in _BATCH_VIEW_COLUMNS)
+
+
+# Each kind's rows: the records as IngestRecord's fields (after the batch's own), the
+# rollup rows as (kind, start, cell, verdict, n), the checks as (ms, online), their batch's.
+_MEASUREMENT_SELECT = _select(
+    {
+        "kind": str(_MEASUREMENT_KIND),
+        **{column: f"column{n}" for n, column in enumerate(_RECORD_COLUMNS, 1)},
+        **dict.fromkeys(_BATCH_COLUMNS, "?"),
+    }
+)
+_ROLLUP_SELECT = _select(
+    {"kind": "column1", "start": "column2", "cell": "column3", "verdict": "column4", "n": "column5"}
+)
+_CHECK_SELECT = _select(
+    {"kind": str(_CHECK_KIND), "measured_ms": "column1", "n": "column2"}
+    | dict.fromkeys(_BATCH_COLUMNS, "?")
+)
+
+
+def _select_values(select: str, rows: Sequence[Sequence[Any]]) -> str:
+    row = "(" + ", ".join("?" * len(rows[0])) + ")"
+    return f"SELECT {select} FROM (VALUES {', '.join([row] * len(rows))})"
+
+
+def _multirow(
+    head: str, tail: str, rows: Sequence[Sequence[Any]], first: Sequence[Any] = ()
+) -> list[tuple[str, list[Any]]]:
+    """``head VALUES (?, ...), ... tail`` statements of at most _SQLITE_CHUNK rows each,
+    with their parameters flattened after ``first`` (those ``head`` takes): one statement,
+    and one trip into SQLite, per chunk."""
+    statements = []
+    for start in range(0, len(rows), _SQLITE_CHUNK):
+        chunk = rows[start : start + _SQLITE_CHUNK]
+        row = "(" + ", ".join("?" * len(chunk[0])) + ")"
+        values = [*first, *chain.from_iterable(chunk)]
+        statements.append((f"{head} VALUES {', '.join([row] * len(chunk))} {tail}", values))
+    return statements
+
+
+class SQLiteWrites(Writes):
+    def prepare_insert(self, records: Sequence[IngestRecord]) -> Any:
+        batch = (self.received_ms, self.agent_id, self.asn, self.cc)
+        return _multirow(_INSERT_MEASUREMENTS, _INSERT_MEASUREMENTS_TAIL, records, batch)
+
+    def insert(self, driver: Any, prepared: Prepared) -> set[bytes] | None:
+        """Without RETURNING, which cost a fifth of the insert: the row count says whether
+        all went in, as they nearly always do. When some were there already, the new ones
+        are the last rows inserted: measurements are never deleted, so SQLite gives each new
+        row the table's largest rowid plus one, and the write lock (BEGIN IMMEDIATE) keeps
+        other writers out meanwhile. No statement asks for the largest rowid beforehand:
+        each would be one more wait for the GIL while the write lock is held."""
+        db = cast("sqlite3.Connection", driver)
+        count, last = 0, 0
+        for statement, values in prepared.insert:
+            cursor = db.execute(statement, values)
+            if cursor.rowcount:
+                count, last = count + cursor.rowcount, cursor.lastrowid or 0
+        if count == len(prepared.records):
+            return None
+        if not count:
+            return set()
+        new = db.execute("SELECT id FROM measurements WHERE rowid > ?", (last - count,))
+        return {row[0] for row in new}
+
+    def prepare_rollups(self, records: Sequence[IngestRecord]) -> Any:
+        head = f"INSERT INTO {_ROLLUP_INPUT} (kind, start, cell, verdict, n)"
+        return _multirow(head, "", self._rollup_rows(records))
+
+    def _rollup_rows(self, records: Sequence[IngestRecord]) -> list[tuple[Any, ...]]:
+        """(kind, start, cell, verdict, n): hourly, daily, weekly, all-time, in this order,
+        as PostgreSQL's statement does; all-time rows have no start."""
+        return [
+            (kind, *row) if len(row) == 4 else (kind, None, *row)
+            for kind, table_rows in enumerate(rollup_rows(records, self.cell_of, self.verdict_of))
+            for row in table_rows
+        ]
+
+    def add_rollups(self, driver: Any, prepared: Any) -> None:
+        db = cast("sqlite3.Connection", driver)
+        for statement, values in prepared:
+            db.execute(statement, values)
+
+    def prepare_batch(
+        self, records: Sequence[IngestRecord], checks: Sequence[tuple[int, bool]]
+    ) -> tuple[str, list[Any]] | None:
+        """The whole batch, ``records`` (sorted by id and unique) and ``checks`` (sorted by
+        time and unique), as one statement for :meth:`run_batch`; None if it would take
+        more parameters than a statement can."""
+        batch = (self.received_ms, self.agent_id, self.asn, self.cc)
+        rollups = self._rollup_rows(records)
+        parameters = len(records) * 6 + len(rollups) * 5 + len(checks) * 2 + 2 * len(batch)
+        if parameters > _SQLITE_MAX_PARAMETERS or not (records or checks):
+            return None
+        selects, values = [], []
+        if records:
+            selects.append(_select_values(_MEASUREMENT_SELECT, records))
+            values += [*batch, *chain.from_iterable(records)]
+        if rollups:
+            selects.append(_select_values(_ROLLUP_SELECT, rollups))
+            values += chain.from_iterable(rollups)
+        if checks:
+            selects.append(_select_values(_CHECK_SELECT, checks))
+            values += [*batch, *chain.from_iterable(checks)]
+        return _BATCH_HEAD + " UNION ALL ".join(selects), values
+
+    def run_batch(self, driver: Any, statement: tuple[str, list[Any]]) -> bool:
+        """Runs a :meth:`prepare_batch` statement outside any transaction: True if it
+        stored the batch, False if it stored nothing because some measurement was there
+        already."""
+        try:
+            cast("sqlite3.Connection", driver).execute(*statement)
+        except sqlite3.IntegrityError as exc:
+            if str(exc) == STORED_ALREADY:
+                return False
+            raise
+        return True
