@@ -67,6 +67,7 @@ MAX_PAGE = 1000
 # the others, so a mostly reachable site still shows how it is blocked where it is.
 NOT_BLOCKING = frozenset({"ok", "down", "offline", "inconclusive"})
 _CURSOR = struct.Struct(">q16s")  # measured_ms, then the id's 16 bytes
+_CELL_NAME = operator.attrgetter("domain", "asn", "cc")  # the matrix's order
 # Of a (cell, verdict, count) row; the end marker follows the last row.
 _CELL, _VERDICT = operator.itemgetter(0), operator.itemgetter(1)
 _END = ((None, 0, 0),)
@@ -379,10 +380,16 @@ class QueryStore:
             last = place
             counts[verdict_names[verdict]] = n
             total += n
-        # Into the cells' name order: every cell id the id map knows, in that order, mapped
-        # to its row where it has one, all in C (sorting the rows by name cost ~5 ms).
+        # Into the cells' name order. A matrix of most cells: every cell id the id map
+        # knows, in that order, mapped to its row where it has one, all in C (sorting the
+        # rows by name cost ~5 ms of 12,000). A few cells (one domain's, one network's):
+        # sorted, rather than a pass over every cell there is.
+        order = self.cells.in_name_order()
+        if len(out) * 16 < len(order):
+            out.sort(key=_CELL_NAME)
+            return out
         row_of = dict(zip(present, out, strict=True))
-        return list(filter(None, map(row_of.get, self.cells.in_name_order())))
+        return list(filter(None, map(row_of.get, order)))
 
     def _blocking_query(
         self,

@@ -100,6 +100,26 @@ def test_counts_are_listed_by_verdict_name_whatever_order_ids_were_given_in(
     assert list(counts) == by_name
 
 
+def test_the_matrix_is_in_name_order_whatever_order_cells_were_given_ids_in(
+    store: Storage,
+) -> None:
+    # Cells get ids as first met: here in reverse name order, on two networks.
+    domains = [f"site{i:02}.example" for i in range(20)]
+    for domain in reversed(domains):
+        store.ingest(AGENT, [rec(domain, "ok", T0)], 2, "IR", T0)
+        store.ingest(AGENT, [rec(domain, "tls.reset", T0)], 1, "PK", T0)
+    every = [(d, asn) for d in domains for asn in (1, 2)]
+    names = [(row.domain, row.asn) for row in store.blocking()]
+    assert names == every  # most cells: mapped through the order of every cell
+    assert [(r.domain, r.asn) for r in store.blocking(cc="PK")] == [(d, 1) for d in domains]
+    # One domain's two cells of 40: sorted on their own.
+    assert [(r.domain, r.asn) for r in store.blocking(domain="site07.example")] == [
+        ("site07.example", 1),
+        ("site07.example", 2),
+    ]
+    assert [(r.domain, r.asn) for r in store.blocking(since_ms=T0)] == every
+
+
 def test_timeline_buckets(store: Storage) -> None:
     fill(store)
     assert store.timeline(domain="a.example") == [
