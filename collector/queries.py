@@ -1,7 +1,8 @@
 """Collector, queries: the JSON query API's handlers and their parameter parsing.
 
 ``GET /api/v1/blocking``, ``/timeline``, ``/measurements``, ``/agents`` and ``/outages``;
-the SQL is in ``collector.storage.queries`` (and the outage logic in ``collector.outages``).
+the SQL is in ``collector.storage.queries`` and ``collector.storage.blocking`` (and the outage
+logic in ``collector.outages``).
 Handlers only parse the query string (bad values are a 400 ``{"error": ...}``, never a 5xx),
 call the storage on a worker thread and shape the JSON.
 Times go out as Unix milliseconds and come in as those or as ISO 8601.

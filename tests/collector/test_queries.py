@@ -16,7 +16,8 @@ from collector.app import STORAGE
 from collector.config import Settings
 from collector.queries import AGENTS_PATH, BLOCKING_PATH, MEASUREMENTS_PATH, TIMELINE_PATH
 from collector.storage import IngestRecord, Storage, open_storage
-from collector.storage.queries import BadCursor, BlockingRow, MeasurementFilter, dominant
+from collector.storage.blocking import BlockingRow, dominant
+from collector.storage.queries import BadCursor, MeasurementFilter
 from collector.storage.schema import HOUR_MS
 from tests.collector.test_ingest_api import MSGPACK, enrolled, recent, running
 from tests.storage.records import AGENT, batch

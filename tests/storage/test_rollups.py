@@ -15,8 +15,8 @@ from sqlalchemy import Table, func, select
 
 from agent.measurement import SiteMeasurement, new_measurement_id
 from collector.storage import IngestRecord, Storage
+from collector.storage.blocking import BlockingRow, dominant
 from collector.storage.engine import MIGRATIONS, make_engine, upgrade
-from collector.storage.queries import BlockingRow, dominant
 from collector.storage.schema import (
     DAY_MS,
     HOUR_MS,
