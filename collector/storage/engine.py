@@ -20,7 +20,7 @@ from sqlalchemy import create_engine, event, make_url, text
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from collector.storage.writes_sqlite import SQLITE_BATCH_TRIGGER, SQLITE_ROLLUP_TRIGGER
+from collector.storage.writes_sqlite import SQLITE_BATCH_TRIGGER
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # Execution option for transactions that only read: they need no SQLite write lock.
@@ -58,7 +58,7 @@ def _sqlite_engine(url: URL) -> Engine:
         for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON"):
             dbapi_connection.execute(f"PRAGMA {pragma}")
         # Ingest's views and triggers, TEMP: each connection makes its own.
-        for statement in SQLITE_ROLLUP_TRIGGER + SQLITE_BATCH_TRIGGER:
+        for statement in SQLITE_BATCH_TRIGGER:
             dbapi_connection.execute(statement)
 
     @event.listens_for(engine, "begin")

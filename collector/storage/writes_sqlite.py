@@ -33,61 +33,27 @@ _INSERT_MEASUREMENTS_TAIL = ") WHERE true ON CONFLICT DO NOTHING"
 # Rows per statement: 500 rows of 6 columns stay well under SQLite's 32,766 variables.
 _SQLITE_CHUNK = 500
 
-# A batch's four rollup upserts as one statement: its counts for all four tables (from
-# rollup_rows, as on PostgreSQL), tagged with their table, go into this view, whose trigger
-# upserts each row into its table. The write transaction holds SQLite's only write lock,
-# and each statement in it gives up the GIL and must win it back from the threads checking
-# the next batches (~1 ms each under load): one statement rather than four shortens every
-# batch's turn. The rows go table by table, so each table's new pages are still allocated
-# together (a trigger writing all four tables per hourly count scattered them, and the
-# 7-day blocking query over a table so filled was ~20 ms slower). TEMP, so every
+# A whole batch as one statement, run outside any transaction: SQLite makes a lone statement
+# its own transaction, begun and committed inside the one call that runs it, so the write
+# turn gives up the GIL once (plus the statement's preparation when not cached) rather
+# than for BEGIN IMMEDIATE, each statement, and COMMIT, winning it back each time from the
+# threads checking the next batches while every other batch waits for the write lock. The
+# batch's measurements, rollup counts (from rollup_rows, as on PostgreSQL) and connectivity
+# checks go into this TEMP view, each row tagged with its kind, and its triggers write each
+# row to its table. The counts assume every measurement is new: a measurement stored
+# already makes the trigger abort the statement, undoing all of it, and the batch is
+# written again the long way (``Writes.run``), whose rollup counts go into the same view,
+# one statement rather than four. The rollup rows go table by table, so each table's new
+# pages are still allocated together (a trigger writing all four tables per hourly count
+# scattered them, and the 7-day blocking query over a table so filled was ~20 ms slower).
+# The abort's message is how it is told apart from a refused batch. TEMP, so every
 # connection makes its own (collector.storage.engine) and no migration is involved.
-_ROLLUP_INPUT = "ingest_rollups"
 _ROLLUP_TABLES = (
     ("rollups", ("hour_ms", "cell", "verdict")),
     ("daily_rollups", ("day_ms", "cell", "verdict")),
     ("weekly_rollups", ("week_ms", "cell", "verdict")),
     ("rollup_totals", ("cell", "verdict")),
 )
-
-
-def _rollup_upserts() -> str:
-    """A trigger body's four upserts, each taking the rows tagged with its table."""
-    upserts = []
-    for table_index, (table, dims) in enumerate(_ROLLUP_TABLES):
-        values = ["NEW.cell", "NEW.verdict", "NEW.n"]
-        if len(dims) == 3:
-            values.insert(0, "NEW.start")
-        keys = ", ".join(dims)
-        upserts.append(
-            f"INSERT INTO {table} ({keys}, count) SELECT {', '.join(values)} "
-            f"WHERE NEW.kind = {table_index} "
-            f"ON CONFLICT ({keys}) DO UPDATE SET count = count + excluded.count;"
-        )
-    return " ".join(upserts)
-
-
-def _sqlite_rollup_trigger() -> tuple[str, ...]:
-    return (
-        f"CREATE TEMP VIEW IF NOT EXISTS {_ROLLUP_INPUT} AS "
-        "SELECT 0 AS kind, 0 AS start, 0 AS cell, 0 AS verdict, 0 AS n WHERE 0",
-        f"CREATE TEMP TRIGGER IF NOT EXISTS {_ROLLUP_INPUT}_add "
-        f"INSTEAD OF INSERT ON {_ROLLUP_INPUT} BEGIN {_rollup_upserts()} END",
-    )
-
-
-SQLITE_ROLLUP_TRIGGER = _sqlite_rollup_trigger()
-
-# A whole batch as one statement, run outside any transaction: SQLite makes a lone statement
-# its own transaction, begun and committed inside the one call that runs it, so the write
-# turn gives up the GIL once (plus the statement's preparation when not cached) rather
-# than for BEGIN IMMEDIATE, each statement, and COMMIT, winning it back each time from the
-# threads checking the next batches while every other batch waits for the write lock. The
-# batch's measurements, rollup counts and connectivity checks go into this TEMP view, each
-# row tagged with its kind, and its triggers write each row to its table. The counts
-# assume every measurement is new: a measurement stored already makes the trigger abort
-# the statement, undoing all of it, and the batch is written again the long way
-# (``Writes.run``). The abort's message is how it is told apart from a refused batch.
 _BATCH_INPUT = "ingest_batch"
 _MEASUREMENT_KIND = len(_ROLLUP_TABLES)
 _CHECK_KIND = _MEASUREMENT_KIND + 1
@@ -99,6 +65,17 @@ _CHECK_COLUMNS = ("ms", "online", *_BATCH_COLUMNS)
 
 def _sqlite_batch_trigger() -> tuple[str, ...]:
     new = ", ".join(f"NEW.{column}" for column in _MEASUREMENT_COLUMNS)
+    upserts = []
+    for table_index, (table, dims) in enumerate(_ROLLUP_TABLES):
+        values = ["NEW.cell", "NEW.verdict", "NEW.n"]
+        if len(dims) == 3:
+            values.insert(0, "NEW.start")
+        keys = ", ".join(dims)
+        upserts.append(
+            f"INSERT INTO {table} ({keys}, count) SELECT {', '.join(values)} "
+            f"WHERE NEW.kind = {table_index} "
+            f"ON CONFLICT ({keys}) DO UPDATE SET count = count + excluded.count;"
+        )
     # A check's time and state ride in measured_ms and n.
     check = "NEW.measured_ms, NEW.n, " + ", ".join(f"NEW.{c}" for c in _BATCH_COLUMNS)
     view = "TEMP VIEW IF NOT EXISTS"
@@ -113,7 +90,7 @@ def _sqlite_batch_trigger() -> tuple[str, ...]:
         "ON CONFLICT DO NOTHING; "
         f"SELECT RAISE(ABORT, '{STORED_ALREADY}') WHERE changes() = 0; END",
         f"CREATE {trigger}_rollup INSTEAD OF INSERT ON {_BATCH_INPUT} "
-        f"WHEN NEW.kind < {_MEASUREMENT_KIND} BEGIN {_rollup_upserts()} END",
+        f"WHEN NEW.kind < {_MEASUREMENT_KIND} BEGIN {' '.join(upserts)} END",
         f"CREATE {trigger}_check INSTEAD OF INSERT ON {_BATCH_INPUT} "
         f"WHEN NEW.kind = {_CHECK_KIND} BEGIN "
         f"INSERT INTO connectivity ({', '.join(_CHECK_COLUMNS)}) VALUES ({check}) "
@@ -197,7 +174,7 @@ class SQLiteWrites(Writes):
         return {row[0] for row in new}
 
     def prepare_rollups(self, records: Sequence[IngestRecord]) -> Any:
-        head = f"INSERT INTO {_ROLLUP_INPUT} (kind, start, cell, verdict, n)"
+        head = f"INSERT INTO {_BATCH_INPUT} (kind, start, cell, verdict, n)"
         return _multirow(head, "", self._rollup_rows(records))
 
     def _rollup_rows(self, records: Sequence[IngestRecord]) -> list[tuple[Any, ...]]:
