@@ -1,46 +1,44 @@
 """Collector, storage: the blocking matrix, the read side behind ``/api/v1/blocking``.
 
-It reads only the rollups (never ``measurements``): its cost grows with the number of
-(bucket, cell, verdict) rows in the window, not with the number of measurements. It reads
-the coarsest rollups that answer exactly: ``rollup_totals`` for all time; for a window its
-whole weeks from ``weekly_rollups``, the whole days around them from ``daily_rollups`` and
-the hours around those from ``rollups``, or the totals minus what lies outside, whichever
-reads fewer rows. SQLAlchemy Core statements, run compiled on the driver's cursor for
-speed; the same on SQLite and PostgreSQL. docs/design/003-storage.md.
+Runs the statement ``collector.storage.windows`` builds, compiled, on the driver's cursor
+for speed, and builds the matrix's rows from its (cell, verdict, count) rows in one pass.
+On PostgreSQL a large matrix is read in slices of cells, pipelined, so that the server
+computes a slice while this process builds the rows of the one before.
+docs/design/003-storage.md.
 """
 
 from __future__ import annotations
 
 import operator
-from itertools import chain
+from collections.abc import Iterator, Sequence
+from itertools import chain, pairwise
 from typing import Any
 
 import msgspec
-from sqlalchemy import BigInteger, ColumnElement, Select, Table, cast, func, select, union_all
+from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection, Engine
 
 from collector.storage.engine import READ_ONLY
 from collector.storage.idmap import CellKey, IdMap
-from collector.storage.schema import (
-    DAY_MS,
-    HOUR_MS,
-    WEEK_MS,
-    cells,
-    daily_rollups,
-    rollup_totals,
-    rollups,
-    week_start,
-    weekly_rollups,
-)
+from collector.storage.windows import matrix_statement
 
 # Verdicts that say nothing about interference: the dominant technique is chosen among
 # the others, so a mostly reachable site still shows how it is blocked where it is.
 NOT_BLOCKING = frozenset({"ok", "down", "offline", "inconclusive"})
 
 _CELL_NAME = operator.attrgetter("domain", "asn", "cc")  # the matrix's order
-# Of a (cell, verdict, count) row; the end marker follows the last row.
-_CELL, _VERDICT = operator.itemgetter(0), operator.itemgetter(1)
+_DOMAIN, _ASN, _CC = (operator.itemgetter(i) for i in range(3))  # of a cell's name
+# The end marker after the last (cell, verdict, count) row.
 _END = ((None, 0, 0),)
+
+# PostgreSQL computes the matrix in slices of cell ids, pipelined: the server computes a
+# slice while this process builds the rows of the one before (both took ~35 ms of the 7-day
+# matrix one after the other). A slice of at least ~3,000 cells, at most 4 slices; smaller
+# or filtered matrices are one statement.
+_SLICE_CELLS = 3_000
+_MAX_SLICES = 4
+_LO, _HI = "cell_lo", "cell_hi"
+_EVERY_CELL = (0, 2**63 - 1)
 
 
 class BlockingRow(msgspec.Struct, frozen=True, gc=False):
@@ -76,117 +74,55 @@ def dominant(counts: dict[str, int]) -> str | None:
     return best
 
 
-def rollup_window(
-    cc: str | None, asn: int | None, domain: str | None, since_ms: int | None, until_ms: int | None
-) -> list[ColumnElement[bool]]:
-    r = rollups.c
-    where = _in_cells(rollups, cc, asn, domain)
-    # Rollups are hourly: a bound inside an hour takes in that whole hour.
-    if since_ms is not None:
-        where.append(r.hour_ms >= since_ms - since_ms % HOUR_MS)
-    if until_ms is not None:
-        where.append(r.hour_ms < until_ms)
-    return where
+def _cell_slices(newest: int) -> list[tuple[int, int]]:
+    """[lo, hi) ranges of cell ids covering every id; the last is open above, so cells
+    added since this process last met one are in it too."""
+    count = min(_MAX_SLICES, newest // _SLICE_CELLS)
+    if count < 2:
+        return [_EVERY_CELL]
+    bounds = [0, *(newest * i // count for i in range(1, count)), _EVERY_CELL[1]]
+    return list(pairwise(bounds))
 
 
-# A window is answered either directly (its whole weeks, days and hours) or as the all-time
-# totals minus what lies outside it, whichever reads fewer rows. Costs are in buckets of
-# data: in sparse data a week, a day and the totals each hold about one row per cell and
-# verdict (12.7k a day, 14.2k a week, 18.6k in all in the benchmark), so it is the number
-# of buckets that costs, not their width; an hour weighs 1/24 of a day. The totals count
-# as 3, as before the weekly level.
-_TOTALS_COST = 3.0
-
-# [lo, hi) in Unix ms, None where unbounded.
-_Span = tuple[int | None, int | None]
-# A part of a window: the rollup table, its bucket-start column, the bucket starts it takes.
-_Bucket = tuple[Table, str, _Span]
-# The same, bounded on both sides.
-_Clipped = tuple[Table, str, tuple[int, int]]
-_WIDTH = {"week_ms": WEEK_MS, "day_ms": DAY_MS, "hour_ms": HOUR_MS}
-
-
-def _buckets(lo: int | None, hi: int | None) -> list[_Bucket]:
-    """The hour-aligned window [lo, hi) as its whole ISO weeks, then the whole UTC days on
-    either side, then the hours on either side of those."""
-    week_lo = None if lo is None else week_start(lo + WEEK_MS - 1)
-    week_hi = None if hi is None else week_start(hi)
-    if week_lo is not None and week_hi is not None and week_lo >= week_hi:
-        return _days_and_hours(lo, hi)
-    out: list[_Bucket] = [(weekly_rollups, "week_ms", (week_lo, week_hi))]
-    if lo is not None and week_lo is not None and lo < week_lo:
-        out += _days_and_hours(lo, week_lo)
-    if hi is not None and week_hi is not None and week_hi < hi:
-        out += _days_and_hours(week_hi, hi)
-    return out
-
-
-def _days_and_hours(lo: int | None, hi: int | None) -> list[_Bucket]:
-    """The hour-aligned window [lo, hi) as whole UTC days, and the hours on either side."""
-    day_lo = None if lo is None else -(-lo // DAY_MS) * DAY_MS
-    day_hi = None if hi is None else hi - hi % DAY_MS
-    if day_lo is not None and day_hi is not None and day_lo >= day_hi:
-        return [(rollups, "hour_ms", (lo, hi))]
-    out: list[_Bucket] = [(daily_rollups, "day_ms", (day_lo, day_hi))]
-    if lo is not None and day_lo is not None and lo < day_lo:
-        out.append((rollups, "hour_ms", (lo, day_lo)))
-    if hi is not None and day_hi is not None and day_hi < hi:
-        out.append((rollups, "hour_ms", (day_hi, hi)))
-    return out
+def _fetched(
+    conn: Connection, sql: str, params: Any, slices: list[tuple[int, int]]
+) -> Iterator[Sequence[tuple[Any, ...]]]:
+    """The rows of ``sql`` on the driver's cursor, inside ``conn``'s transaction, one slice
+    of cells at a time. With several slices (PostgreSQL), in pipeline mode: the next slice's
+    statement is sent before a slice's rows are handed out, so the server computes it while
+    the caller builds those rows."""
+    driver: Any = conn.connection.driver_connection
+    if len(slices) == 1:
+        cursor = driver.cursor()
+        try:
+            if conn.dialect.name == "postgresql":
+                # Binary results: ~5 ms less of the server's formatting and of parsing ints
+                # from text, for the 7-day matrix's 14,500 rows.
+                cursor.execute(sql, params, binary=True)
+            else:
+                cursor.execute(sql, params)
+            yield cursor.fetchall()
+        finally:
+            cursor.close()
+        return
+    with driver.pipeline():
+        pending = _sent(driver, sql, params, slices[0])
+        for following in slices[1:]:
+            rows = pending.fetchall()
+            pending.close()
+            pending = _sent(driver, sql, params, following)
+            yield rows
+        rows = pending.fetchall()
+        pending.close()
+    yield rows
 
 
-def _clip(parts: list[_Bucket], data: tuple[int, int]) -> list[_Clipped]:
-    """The parts narrowed to the buckets that can hold data [first, end) (whole UTC days),
-    bounded on both sides; parts with none are left out."""
-    out: list[_Clipped] = []
-    for table, start, (lo, hi) in parts:
-        width = _WIDTH[start]
-        # The bucket holding the first day of data: buckets before it are empty.
-        floor = week_start(data[0]) if width == WEEK_MS else data[0] - data[0] % width
-        first = floor if lo is None else max(lo, floor)
-        end = data[1] if hi is None else min(hi, data[1])
-        if end > first:
-            out.append((table, start, (first, end)))
-    return out
-
-
-def _cost(parts: list[_Clipped]) -> float:
-    """How many buckets the clipped parts read; an hour counts as 1/24."""
-    cost = 0.0
-    for _table, start, (lo, hi) in parts:
-        width = _WIDTH[start]
-        buckets = -(-(hi - lo) // width)
-        cost += buckets / 24 if width == HOUR_MS else buckets
-    return cost
-
-
-def _part(
-    table: Table, start: str | None, span: _Span, sign: int, where: list[ColumnElement[bool]]
-) -> Select[Any]:
-    """The rows of ``table`` whose ``start`` column lies in ``span``, counts times ``sign``."""
-    c = table.c
-    bounds = list(where)
-    if start is not None and span[0] is not None:
-        bounds.append(c[start] >= span[0])
-    if start is not None and span[1] is not None:
-        bounds.append(c[start] < span[1])
-    count = c["count"] if sign > 0 else -c["count"]
-    return select(c.cell, c.verdict, count.label("n")).where(*bounds)
-
-
-def _in_cells(
-    table: Table, cc: str | None, asn: int | None, domain: str | None = None
-) -> list[ColumnElement[bool]]:
-    """A rollup table's rows in the cells that match the filters (none: every row)."""
-    c = cells.c
-    where: list[ColumnElement[bool]] = []
-    if domain is not None:
-        where.append(c.domain == domain)
-    if asn is not None:
-        where.append(c.asn == asn)
-    if cc is not None:
-        where.append(c.cc == cc)
-    return [table.c.cell.in_(select(c.id).where(*where))] if where else []
+def _sent(driver: Any, sql: str, params: dict[str, Any], cells: tuple[int, int]) -> Any:
+    # Never prepared: psycopg would prepare it after its fifth run, and PostgreSQL's generic
+    # plan for any slice ran ~6-11 ms slower per matrix than planning each one.
+    cursor = driver.cursor()
+    cursor.execute(sql, {**params, _LO: cells[0], _HI: cells[1]}, binary=True, prepare=False)
+    return cursor
 
 
 class BlockingQueries:
@@ -231,56 +167,57 @@ class BlockingQueries:
         # Rows arrive sorted by cell id then verdict: one pass and no dictionary of cells,
         # since with 10,000s of cells this loop costs as much as the SQL. The rows come
         # straight from the driver's cursor (plain tuples; SQLAlchemy's Row objects and
-        # result processing were a third of the fetch), fetched at once (iterating a psycopg
-        # cursor row by row cost ~30 ms more on 18,000 rows). The matrix is then put in the
-        # order of the cells' names, which this process keeps in memory
-        # (collector.storage.idmap).
-        out: list[BlockingRow] = []
-        append = out.append
-        query = self._blocking_query(conn, cc, asn, domain, since_ms, until_ms)
+        # result processing were a third of the fetch), a slice fetched at once (iterating a
+        # psycopg cursor row by row cost ~30 ms more on 18,000 rows). The cells' names are
+        # added after the last slice, and the matrix put in their order, which this process
+        # keeps in memory (collector.storage.idmap).
+        query = matrix_statement(conn, cc, asn, domain, since_ms, until_ms)
         if query is None:
-            return out
+            return []
+        slices = [_EVERY_CELL]
+        if conn.dialect.name == "postgresql" and cc is None and asn is None and domain is None:
+            slices = _cell_slices(self.cells.newest())
+        if len(slices) > 1:
+            whole = query.subquery("matrix")
+            query = (
+                select(whole)
+                .where(whole.c.cell >= bindparam(_LO), whole.c.cell < bindparam(_HI))
+                .order_by(whole.c.cell, whole.c.verdict)
+            )
         compiled = query.compile(dialect=conn.dialect)
         params: Any = compiled.params
         if compiled.positiontup is not None:  # SQLite's "?" placeholders
             params = [params[name] for name in compiled.positiontup]
-        # The driver's cursor, inside this transaction; every count column is a BIGINT
-        # (sums cast back), so both drivers hand out ints.
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
-            if conn.dialect.name == "postgresql":
-                # Binary results: ~5 ms less of the server's formatting and of parsing ints
-                # from text, for the 7-day matrix's 14,500 rows.
-                cursor.execute(compiled.string, params, binary=True)
-            else:
-                cursor.execute(compiled.string, params)
-            rows = cursor.fetchall()
-        finally:
-            cursor.close()
-        present = dict.fromkeys(map(_CELL, rows))  # the cells in row order, each once
-        names = self.cells.names(conn, present)
-        verdict_names = self.verdicts.names(conn, set(map(_VERDICT, rows)))
+        # Every verdict's name, read in this snapshot (a small table), before any slice: the
+        # loop below then runs no statement of its own while the next slice is computed.
+        verdict_names = self.verdicts.all_names(conn)
+        places = self.verdicts.places()
+        # Per cell, in row order: its id, counts, total and dominant verdict. Lists, not a
+        # tuple per cell: 12,000 more objects for the garbage collector to track made its
+        # full collections come every few calls (~60 ms each).
+        present: list[int] = []
+        all_counts: list[dict[str, int]] = []
+        totals: list[int] = []
+        dominants: list[str | None] = []
+        cell_done, counts_done = present.append, all_counts.append
+        total_done, dominant_done = totals.append, dominants.append
         # A cell's rows come in verdict id order; it is name order too unless a verdict's
         # place among the names falls below the one before it, and only then are its counts
-        # sorted (sorting every cell's cost ~9 ms of the 12,000-cell matrix). The row is
-        # built inline, and the ~80% of cells with no blocking verdict are told by one set
-        # comparison, not a call: per-cell calls cost ~5 ms.
-        places = self.verdicts.places()
+        # sorted (sorting every cell's cost ~9 ms of the 12,000-cell matrix). The ~80% of
+        # cells with no blocking verdict are told by one set comparison, not a call:
+        # per-cell calls cost ~5 ms.
         counts: dict[str, int] = {}
         current, total, last, by_name = -1, 0, -1, True
+        rows = chain.from_iterable(_fetched(conn, compiled.string, params, slices))
         for cell, verdict, n in chain(rows, _END):
             if cell != current:
                 if counts:
                     if not by_name:
                         counts = dict(sorted(counts.items()))
-                    append(
-                        BlockingRow(
-                            *names[current],
-                            counts,
-                            total,
-                            None if counts.keys() <= NOT_BLOCKING else dominant(counts),
-                        )
-                    )
+                    cell_done(current)
+                    counts_done(counts)
+                    total_done(total)
+                    dominant_done(None if counts.keys() <= NOT_BLOCKING else dominant(counts))
                 if cell is None:
                     break
                 current, counts, total, last, by_name = cell, {}, 0, -1, True
@@ -290,6 +227,22 @@ class BlockingQueries:
             last = place
             counts[verdict_names[verdict]] = n
             total += n
+        if not present:
+            return []
+        names = self.cells.names(conn, present)
+        # Column by column, in C; zip(*named) would make an iterator object per cell.
+        named = list(map(names.__getitem__, present))
+        out = list(
+            map(
+                BlockingRow,
+                map(_DOMAIN, named),
+                map(_ASN, named),
+                map(_CC, named),
+                all_counts,
+                totals,
+                dominants,
+            )
+        )
         # Into the cells' name order. A matrix of most cells: every cell id the id map
         # knows, in that order, mapped to its row where it has one, all in C (sorting the
         # rows by name cost ~5 ms of 12,000). A few cells (one domain's, one network's):
@@ -300,90 +253,3 @@ class BlockingQueries:
             return out
         row_of = dict(zip(present, out, strict=True))
         return list(filter(None, map(row_of.get, order)))
-
-    def _blocking_query(
-        self,
-        conn: Connection,
-        cc: str | None,
-        asn: int | None,
-        domain: str | None,
-        since_ms: int | None,
-        until_ms: int | None,
-    ) -> Select[Any] | None:
-        """The statement behind ``blocking``: (cell, verdict, count) rows sorted by cell id
-        then verdict; None when it can only be empty."""
-        if since_ms is None and until_ms is None:
-            t = rollup_totals.c
-            # Already one row per cell and verdict, in primary-key order: no grouping.
-            return (
-                select(t.cell, t.verdict, t["count"])
-                .where(*_in_cells(rollup_totals, cc, asn, domain))
-                .order_by(t.cell, t.verdict)
-            )
-        if domain is not None:
-            # One domain's hours are few, and the (cell, verdict, hour_ms, count) index
-            # yields them grouped: the hourly table alone is the cheapest here.
-            r = rollups.c
-            return (
-                select(r.cell, r.verdict, cast(func.sum(r.count), BigInteger))
-                .where(*rollup_window(cc, asn, domain, since_ms, until_ms))
-                .group_by(r.cell, r.verdict)
-                # The group-by order in full: SQLite then streams groups out of the covering
-                # index; ordering by a prefix alone makes it sort the result once more.
-                .order_by(r.cell, r.verdict)
-            )
-        # The hours the hourly query counted: from the hour holding since_ms, up to and
-        # including the hour holding until_ms - 1.
-        lo = None if since_ms is None else since_ms - since_ms % HOUR_MS
-        hi = None if until_ms is None else -(-until_ms // HOUR_MS) * HOUR_MS
-        if lo is not None and hi is not None and lo >= hi:
-            return None
-        d = daily_rollups.c
-        # Two subqueries: SQLite answers a lone min() or max() from the index, but scans the
-        # whole table for both in one select.
-        first, last = conn.execute(
-            select(
-                select(func.min(d.day_ms)).scalar_subquery(),
-                select(func.max(d.day_ms)).scalar_subquery(),
-            )
-        ).one()
-        if first is None:
-            return None
-        data = (int(first), int(last) + DAY_MS)
-        inside = _buckets(lo, hi)
-        outside = [] if lo is None else _buckets(None, lo)
-        if hi is not None:
-            outside += _buckets(hi, None)
-        # Only the buckets that hold data: the lookup above saw the same snapshot.
-        within, without = _clip(inside, data), _clip(outside, data)
-        if not within:
-            return None
-        table, start, (first_start, end) = within[0]
-        if len(within) == 1 and end - first_start <= _WIDTH[start]:
-            # One week, day or hour holding data: its rows are already one per cell and
-            # verdict, in primary-key order after the bucket start. No grouping, no sort.
-            c = table.c
-            return (
-                select(c.cell, c.verdict, c["count"])
-                .where(c[start] == first_start, *_in_cells(table, cc, asn))
-                .order_by(c.cell, c.verdict)
-            )
-        parts: list[Select[Any]] = []
-        sign = 1
-        if _TOTALS_COST + _cost(without) < _cost(within):
-            parts.append(
-                _part(rollup_totals, None, (None, None), 1, _in_cells(rollup_totals, cc, asn))
-            )
-            within, sign = without, -1
-        for table, start, span in within:
-            parts.append(_part(table, start, span, sign, _in_cells(table, cc, asn)))
-        u = union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
-        total = func.sum(u.c.n)
-        query = (
-            select(u.c.cell, u.c.verdict, cast(total, BigInteger))
-            .group_by(u.c.cell, u.c.verdict)
-            .order_by(u.c.cell, u.c.verdict)
-        )
-        # Subtracting the outside leaves zeros where a verdict occurred only there; the
-        # hourly sum never lists a verdict with no measurement, so neither does this.
-        return query.having(total != 0) if sign < 0 else query

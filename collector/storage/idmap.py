@@ -14,7 +14,7 @@ import threading
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Table, select, tuple_
+from sqlalchemy import ColumnElement, Table, select, true, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -35,6 +35,7 @@ class IdMap(Generic[_Name]):
         self._columns = [table.c[name] for name in columns]
         self._ids: dict[_Name, int] = {}
         self._names: dict[int, _Name] = {}
+        self._newest = 0  # the largest id met
         # Every id met so far in its name's order, and each id's place in that order.
         self._order: tuple[list[int], dict[int, int]] = ([], {})
         self._lock = threading.Lock()
@@ -64,20 +65,30 @@ class IdMap(Generic[_Name]):
     def names(self, conn: Connection, ids: Iterable[int]) -> Mapping[int, _Name]:
         """Every name met so far, by id: complete for ``ids``, which must exist."""
         names = self._names
-        missing = {id_ for id_ in ids if id_ not in names}
+        missing = set(ids).difference(names)
         if missing:
             table_id = self._table.c.id
             with self._lock:
                 # Ids grow as names are added: those above the largest known are read in one
                 # range, and any still missing below it (PostgreSQL may commit a smaller id
                 # later) by their ids.
-                newest = max(names, default=0)
-                self._remember(conn.execute(self._select(table_id > newest)))
+                self._remember(conn.execute(self._select(table_id > self._newest)))
                 rest = sorted(id_ for id_ in missing if id_ not in names)
                 for start in range(0, len(rest), _CHUNK):
                     chunk = rest[start : start + _CHUNK]
                     self._remember(conn.execute(self._select(table_id.in_(chunk))))
         return names
+
+    def all_names(self, conn: Connection) -> Mapping[int, _Name]:
+        """Every name in the table as ``conn`` sees it, read afresh: for a small table
+        (verdicts), so that no later statement in the same snapshot needs to ask."""
+        with self._lock:
+            self._remember(conn.execute(self._select(true())))
+        return self._names
+
+    def newest(self) -> int:
+        """The largest id met so far (0: none)."""
+        return self._newest
 
     def in_name_order(self) -> list[int]:
         """Every id met so far, sorted by name: ids are given as names are first met, not
@@ -111,8 +122,10 @@ class IdMap(Generic[_Name]):
         single = len(self._columns) == 1
         for row in rows:
             name: Any = row[1] if single else tuple(row[1:])
-            self._ids[name] = int(row[0])
-            self._names[int(row[0])] = name
+            id_ = int(row[0])
+            self._ids[name] = id_
+            self._names[id_] = name
+            self._newest = max(self._newest, id_)
 
 
 def cell_ids() -> IdMap[CellKey]:

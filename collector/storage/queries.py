@@ -31,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 
 from collector.outages import Check, Outage, find_outages
-from collector.storage.blocking import BlockingQueries, rollup_window
+from collector.storage.blocking import BlockingQueries
 from collector.storage.engine import READ_ONLY
 from collector.storage.idmap import CellKey, IdMap
 from collector.storage.schema import (
@@ -43,6 +43,7 @@ from collector.storage.schema import (
     measurements,
     rollups,
 )
+from collector.storage.windows import rollup_window
 
 MAX_PAGE = 1000
 _CURSOR = struct.Struct(">q16s")  # measured_ms, then the id's 16 bytes

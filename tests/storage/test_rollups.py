@@ -6,6 +6,7 @@ the sum of the hourly rows for every kind of window."""
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 from alembic import command
@@ -14,7 +15,7 @@ from sqlalchemy import MetaData as sa_metadata
 from sqlalchemy import Table, func, select
 
 from agent.measurement import SiteMeasurement, new_measurement_id
-from collector.storage import IngestRecord, Storage
+from collector.storage import IngestRecord, Storage, blocking
 from collector.storage.blocking import BlockingRow, dominant
 from collector.storage.engine import MIGRATIONS, make_engine, upgrade
 from collector.storage.schema import (
@@ -215,13 +216,9 @@ def test_migrations_0004_and_0006_backfill_from_existing_measurements(storage_ur
         store.close()
 
 
-@pytest.mark.parametrize(
-    ("cc", "asn"), [(None, None), ("PK", None), (None, 64501), ("", 0), ("RU", None)]
-)
-def test_blocking_over_any_window_equals_the_hourly_sum(
-    storage: Storage, cc: str | None, asn: int | None
-) -> None:
-    fill(storage, 900, seed=7)
+def windows() -> list[tuple[int | None, int | None]]:
+    """Windows of every shape over the data: unbounded, empty, within an hour, across
+    midnights and week boundaries, whole weeks with edge days and hours, and random ones."""
     end = START + DAYS * DAY_MS
     bounds = [
         None,
@@ -243,7 +240,7 @@ def test_blocking_over_any_window_equals_the_hourly_sum(
         end,
         end + 7 * DAY_MS,  # after all data
     ]
-    windows = [
+    out = [
         (since, until)
         for since in bounds
         for until in bounds
@@ -252,11 +249,21 @@ def test_blocking_over_any_window_equals_the_hourly_sum(
     rng = random.Random(8)
     for _ in range(40):
         start = START + rng.randrange(-DAY_MS, (DAYS + 1) * DAY_MS)
-        windows.append((start, start + rng.randrange(3 * DAY_MS)))
+        out.append((start, start + rng.randrange(3 * DAY_MS)))
         # Week-long and longer: whole weeks plus edge days and hours.
-        windows.append((start, start + rng.randrange(6 * DAY_MS, 12 * DAY_MS)))
+        out.append((start, start + rng.randrange(6 * DAY_MS, 12 * DAY_MS)))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("cc", "asn"), [(None, None), ("PK", None), (None, 64501), ("", 0), ("RU", None)]
+)
+def test_blocking_over_any_window_equals_the_hourly_sum(
+    storage: Storage, cc: str | None, asn: int | None
+) -> None:
+    fill(storage, 900, seed=7)
     nonempty = 0
-    for since, until in windows:
+    for since, until in windows():
         expected = hourly_blocking(storage, cc, asn, since, until)
         got = storage.blocking(cc=cc, asn=asn, since_ms=since, until_ms=until)
         assert got == expected, (since, until)
@@ -264,7 +271,35 @@ def test_blocking_over_any_window_equals_the_hourly_sum(
         assert [list(row.counts) for row in got] == [list(row.counts) for row in expected]
         nonempty += bool(expected)
     if cc != "RU":  # no such network: every window is empty
-        assert nonempty > len(windows) // 2
+        assert nonempty > len(windows()) // 2
+
+
+def test_blocking_in_pipelined_slices_of_cells_equals_the_hourly_sum(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL reads a large unfiltered matrix in slices of cell ids, each sent before
+    the rows of the one before are built; with slices of 2 cells the 28 cells here take 4."""
+    monkeypatch.setattr(blocking, "_SLICE_CELLS", 2)
+    slices_used: list[int] = []
+    fetched = blocking._fetched
+
+    def counting(*args: Any) -> Any:
+        slices_used.append(len(args[-1]))
+        return fetched(*args)
+
+    monkeypatch.setattr(blocking, "_fetched", counting)
+    fill(storage, 900, seed=7)
+    assert storage.blocking() == hourly_blocking(storage)  # the id map now knows every cell
+    slices_used.clear()
+    for since, until in windows():
+        expected = hourly_blocking(storage, since_ms=since, until_ms=until)
+        got = storage.blocking(since_ms=since, until_ms=until)
+        assert got == expected, (since, until)
+        assert [list(row.counts) for row in got] == [list(row.counts) for row in expected]
+    postgres = storage.engine.dialect.name == "postgresql"
+    # Every statement that ran was sliced on PostgreSQL, and none on SQLite.
+    assert slices_used
+    assert set(slices_used) == ({4} if postgres else {1})
 
 
 def test_migration_0007_keys_rollups_by_cell_and_back(storage: Storage, storage_url: str) -> None:
