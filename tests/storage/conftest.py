@@ -92,7 +92,18 @@ def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def storage(storage_url: str) -> Iterator[Storage]:
-    store = open_storage(storage_url)
+    yield from _opened(storage_url)
+
+
+@pytest.fixture
+def pg_storage(pg_url: str) -> Iterator[Storage]:
+    """On PostgreSQL alone, for what only PostgreSQL does."""
+    _empty_schema(pg_url)
+    yield from _opened(pg_url)
+
+
+def _opened(url: str) -> Iterator[Storage]:
+    store = open_storage(url)
     store.add_agent(AGENT, "test agent", b"\x01" * 32, 0)
     try:
         yield store

@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import psycopg
 import pytest
 from alembic import command
 from alembic.config import Config
@@ -300,6 +301,40 @@ def test_blocking_in_pipelined_slices_of_cells_equals_the_hourly_sum(
     # Every statement that ran was sliced on PostgreSQL, and none on SQLite.
     assert slices_used
     assert set(slices_used) == ({4} if postgres else {1})
+
+
+def test_a_slice_that_fails_leaves_the_store_usable(
+    pg_storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slice's statement failing in the pipeline, or the row loop failing while the next
+    slice is queued: the error reaches the caller, and the connection goes back to the
+    pool fit for the next call."""
+    storage = pg_storage
+    monkeypatch.setattr(blocking, "_SLICE_CELLS", 2)
+    fill(storage, 300, seed=3)
+    expected = storage.blocking()  # the id map now knows every cell
+    sent = blocking._sent
+    calls: list[tuple[int, int]] = []
+
+    def failing_third(driver: Any, sql: str, params: Any, cells: tuple[int, int]) -> Any:
+        calls.append(cells)
+        return sent(driver, "SELECT 1/0" if len(calls) == 3 else sql, params, cells)
+
+    monkeypatch.setattr(blocking, "_sent", failing_third)
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        storage.blocking(since_ms=START)
+    monkeypatch.setattr(blocking, "_sent", sent)
+    assert storage.blocking() == expected
+
+    def broken(counts: dict[str, int]) -> str | None:
+        raise RuntimeError("the loop failed")
+
+    monkeypatch.setattr(blocking, "dominant", broken)  # called in the first slice's loop
+    with pytest.raises(RuntimeError, match="the loop failed"):
+        storage.blocking(since_ms=START)
+    monkeypatch.setattr(blocking, "dominant", dominant)
+    assert storage.blocking() == expected
+    assert storage.blocking(since_ms=START) == hourly_blocking(storage, since_ms=START)
 
 
 def test_migration_0007_keys_rollups_by_cell_and_back(storage: Storage, storage_url: str) -> None:
