@@ -15,7 +15,7 @@ from itertools import chain, pairwise
 from typing import Any
 
 import msgspec
-from sqlalchemy import bindparam, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.engine import Connection, Engine
 
 from collector.storage.engine import READ_ONLY
@@ -153,16 +153,14 @@ class BlockingQueries:
                 options["isolation_level"] = "REPEATABLE READ"
             conn = conn.execution_options(**options)
             with conn.begin():
-                return self._blocking_rows(conn, cc, asn, domain, since_ms, until_ms)
+                query = matrix_statement(conn, cc, asn, domain, since_ms, until_ms)
+                if query is None:
+                    return []
+                every_cell = cc is None and asn is None and domain is None
+                return self._matrix_rows(conn, query, every_cell)
 
-    def _blocking_rows(
-        self,
-        conn: Connection,
-        cc: str | None,
-        asn: int | None,
-        domain: str | None,
-        since_ms: int | None,
-        until_ms: int | None,
+    def _matrix_rows(
+        self, conn: Connection, query: Select[Any], every_cell: bool
     ) -> list[BlockingRow]:
         # Rows arrive sorted by cell id then verdict: one pass and no dictionary of cells,
         # since with 10,000s of cells this loop costs as much as the SQL. The rows come
@@ -171,11 +169,8 @@ class BlockingQueries:
         # psycopg cursor row by row cost ~30 ms more on 18,000 rows). The cells' names are
         # added after the last slice, and the matrix put in their order, which this process
         # keeps in memory (collector.storage.idmap).
-        query = matrix_statement(conn, cc, asn, domain, since_ms, until_ms)
-        if query is None:
-            return []
         slices = [_EVERY_CELL]
-        if conn.dialect.name == "postgresql" and cc is None and asn is None and domain is None:
+        if conn.dialect.name == "postgresql" and every_cell:
             slices = _cell_slices(self.cells.newest())
         if len(slices) > 1:
             whole = query.subquery("matrix")
