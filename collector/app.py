@@ -11,7 +11,6 @@ always a 4xx with a JSON ``{"error": ...}`` body, never a 5xx.
 from __future__ import annotations
 
 import asyncio
-import gc
 import ipaddress
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -226,18 +225,6 @@ def _control_cache(settings: Settings) -> Callable[[web.Application], AsyncItera
     return context
 
 
-async def _startup_heap_frozen(_app: web.Application) -> AsyncIterator[None]:
-    """What startup built lives as long as the service (the modules, SQLAlchemy's schema,
-    the test list, the GeoIP reader): frozen, the garbage collector's full collections skip
-    it. With ~110,000 such objects a full collection took ~70 ms, landing in whichever
-    request was running; after the freeze, ~0.2 ms."""
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-
-
 def create_app(settings: Settings, *, measure: Measure | None = None) -> web.Application:
     """The collector service; ``measure`` replaces the real control only in tests.
 
@@ -258,7 +245,6 @@ def create_app(settings: Settings, *, measure: Measure | None = None) -> web.App
     app.cleanup_ctx.append(_control_cache(settings))
     app.cleanup_ctx.append(enricher_context(settings.geoip))
     app.cleanup_ctx.append(testlist_context(settings.testlist))
-    app.cleanup_ctx.append(_startup_heap_frozen)  # last: after everything startup builds
     app.router.add_get(HEALTH_PATH, health)
     app.router.add_get(TESTLIST_PATH, get_testlist)
     app.router.add_post(CONTROL_PATH, control)

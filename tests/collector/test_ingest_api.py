@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import gc
 import os
 import sys
 import time
@@ -214,22 +213,3 @@ async def test_ingest_runs_in_the_apps_own_threads_sized_for_the_backend(
         response = await client.post(MEASUREMENTS_PATH, data=batch, headers=MSGPACK)
         assert response.status == 200, await response.text()
     assert sys.getswitchinterval() == before  # restored at cleanup
-
-
-@pytest.mark.asyncio
-async def test_what_startup_built_is_frozen_for_the_garbage_collector_while_serving(
-    tmp_path: Path,
-) -> None:
-    assert gc.get_freeze_count() == 0
-    async with running(Settings(db_url=f"sqlite:///{tmp_path}/c.db")) as client:
-        frozen = gc.get_freeze_count()
-        assert frozen > 10_000
-        # The storage, opened at startup, is frozen: out of every generation collected.
-        storage = client.app[STORAGE]
-        assert not any(tracked is storage for tracked in gc.get_objects())
-        agent_id, key = await enrolled(client)
-        batch = encode_batch(agent_id, 1, recent(5), key)
-        assert (await client.post(MEASUREMENTS_PATH, data=batch, headers=MSGPACK)).status == 200
-        assert gc.get_freeze_count() <= frozen  # nothing a request made is frozen
-    assert gc.get_freeze_count() == 0  # collectable again after cleanup
-    assert any(tracked is storage for tracked in gc.get_objects())
