@@ -6,6 +6,8 @@ the sum of the hourly rows for every kind of window."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -14,6 +16,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import MetaData as sa_metadata
 from sqlalchemy import Table, func, select
+from sqlalchemy.engine import Connection, Engine
 
 from agent.measurement import SiteMeasurement, new_measurement_id
 from collector.storage import IngestRecord, Storage, blocking
@@ -70,6 +73,23 @@ def fill(store: Storage, n: int = 600, seed: int = 1) -> None:
     records = spread(n, seed)
     for i, (asn, cc) in enumerate(NETWORKS):
         store.ingest(AGENT, records[i :: len(NETWORKS)], asn, cc, 0)
+
+
+ROLLUP_TABLES: list[Table] = [rollups, daily_rollups, weekly_rollups, rollup_totals]
+
+
+@contextmanager
+def migrated(
+    engine: Engine, move: Callable[[Config, str], None], revision: str
+) -> Iterator[Connection]:
+    """Runs alembic's ``move`` (upgrade or downgrade) to ``revision`` in a transaction,
+    which stays open for the caller to look at the tables so left."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        move(config, revision)
+        yield conn
 
 
 def weekly_counts_from_rows(store: Storage) -> dict[tuple[int, str, int, str, str], int]:
@@ -178,11 +198,8 @@ def test_reclassify_rebuilds_daily_and_total_rollups(storage: Storage) -> None:
 
 def test_migrations_0004_and_0006_backfill_from_existing_measurements(storage_url: str) -> None:
     engine = make_engine(storage_url)
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, "0003")
+    with migrated(engine, command.upgrade, "0003"):
+        pass
     records = spread(300, seed=5)
     rows = [
         {
@@ -339,15 +356,11 @@ def test_a_slice_that_fails_leaves_the_store_usable(
 
 def test_migration_0007_keys_rollups_by_cell_and_back(storage: Storage, storage_url: str) -> None:
     fill(storage, 400, seed=9)
-    tables: list[Table] = [rollups, daily_rollups, weekly_rollups, rollup_totals]
+    tables = ROLLUP_TABLES
     before = {table.name: table_counts(storage, table) for table in tables}
     with storage.engine.connect() as conn:
         (cells_before,) = conn.execute(select(func.count()).select_from(cells_table)).one()
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with storage.engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.downgrade(config, "0006")
+    with migrated(storage.engine, command.downgrade, "0006") as conn:
         # 0006's tables: the names are back in every rollup row.
         old = Table("rollup_totals", sa_metadata(), autoload_with=conn)
         assert {column.name for column in old.c} == {"domain", "asn", "cc", "verdict", "count"}
@@ -371,13 +384,9 @@ def test_migration_0008_keys_rollups_by_verdict_id_and_back(
     storage: Storage, storage_url: str
 ) -> None:
     fill(storage, 400, seed=11)
-    tables: list[Table] = [rollups, daily_rollups, weekly_rollups, rollup_totals]
+    tables = ROLLUP_TABLES
     before = {table.name: table_counts(storage, table) for table in tables}
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with storage.engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.downgrade(config, "0007")
+    with migrated(storage.engine, command.downgrade, "0007") as conn:
         # 0007's tables: the verdict names are back in every rollup row.
         old = Table("rollup_totals", sa_metadata(), autoload_with=conn)
         names = {str(name) for (name,) in conn.execute(select(old.c.verdict).distinct())}
