@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, delete, func, select, text, true, update
+from sqlalchemy import Table, and_, bindparam, case, delete, func, select, text, true, update
 from sqlalchemy.engine import Connection, Engine
 
 from agent.measurement import SiteMeasurement
@@ -26,8 +26,9 @@ from collector.storage.schema import (
     UNKNOWN_CC,
     WEEK_MS,
     WEEK_OFFSET_MS,
+    WEEKDAYS,
     cells,
-    daily_rollups,
+    days_count,
     measurements,
     rollup_totals,
     rollups,
@@ -39,7 +40,6 @@ log = logging.getLogger("netsonde.collector.storage")
 
 RECLASSIFY_CHUNK = 1000
 _ROLLUP_DIMS = ("hour_ms", "cell", "verdict")
-_DAILY_DIMS = ("day_ms", "cell", "verdict")
 _WEEKLY_DIMS = ("week_ms", "cell", "verdict")
 _TOTAL_DIMS = ("cell", "verdict")
 
@@ -104,10 +104,7 @@ class Reclassification:
             # committed earlier are in the rebuild; later ones add to the rebuilt rows.
             # Listed in ingest's upsert order, so the two never wait on each other in a cycle.
             conn.execute(
-                text(
-                    "LOCK TABLE rollups, daily_rollups, weekly_rollups, rollup_totals"
-                    " IN EXCLUSIVE MODE"
-                )
+                text("LOCK TABLE rollups, weekly_rollups, rollup_totals IN EXCLUSIVE MODE")
             )
         m = measurements.c
         c = cells.c
@@ -140,26 +137,22 @@ class Reclassification:
             )
         )
         # The coarser tables from the rows just rebuilt, in this transaction: the same counts,
-        # from a table smaller than measurements.
+        # from a table smaller than measurements. Non-negative before the division, so "//"
+        # floors alike on both backends.
         r = rollups.c
-        day = (r.hour_ms // DAY_MS) * DAY_MS
-        conn.execute(delete(daily_rollups))
-        conn.execute(
-            daily_rollups.insert().from_select(
-                [*_DAILY_DIMS, "count"],
-                select(day, r.cell, r.verdict, func.sum(r.count)).group_by(day, r.cell, r.verdict),
-            )
-        )
-        d = daily_rollups.c
-        # Non-negative before the division, so "//" floors alike on both backends.
-        week = ((d.day_ms + WEEK_OFFSET_MS) // WEEK_MS) * WEEK_MS - WEEK_OFFSET_MS
+        shifted = r.hour_ms + WEEK_OFFSET_MS
+        week = (shifted // WEEK_MS) * WEEK_MS - WEEK_OFFSET_MS
+        day = (shifted % WEEK_MS) // DAY_MS
         conn.execute(delete(weekly_rollups))
         conn.execute(
             weekly_rollups.insert().from_select(
-                [*_WEEKLY_DIMS, "count"],
-                select(week, d.cell, d.verdict, func.sum(d.count)).group_by(
-                    week, d.cell, d.verdict
-                ),
+                [*_WEEKLY_DIMS, *WEEKDAYS],
+                select(
+                    week,
+                    r.cell,
+                    r.verdict,
+                    *(func.sum(case((day == i, r.count), else_=0)) for i in range(len(WEEKDAYS))),
+                ).group_by(week, r.cell, r.verdict),
             )
         )
         w = weekly_rollups.c
@@ -167,6 +160,8 @@ class Reclassification:
         conn.execute(
             rollup_totals.insert().from_select(
                 [*_TOTAL_DIMS, "count"],
-                select(w.cell, w.verdict, func.sum(w.count)).group_by(w.cell, w.verdict),
+                select(w.cell, w.verdict, func.sum(days_count(range(len(WEEKDAYS))))).group_by(
+                    w.cell, w.verdict
+                ),
             )
         )

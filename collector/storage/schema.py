@@ -6,17 +6,23 @@ The migrations in ``collector/storage/migrations`` create exactly these tables; 
 compares the two, so a change here needs a new revision there.
 
 ``measurements`` is append-only: ingest only inserts, and only ``verdict`` is ever
-rewritten (by reclassification). ``rollups``, ``daily_rollups``, ``weekly_rollups`` and
-``rollup_totals`` are derived from it and can be rebuilt.
+rewritten (by reclassification). ``rollups``, ``weekly_rollups`` and ``rollup_totals`` are
+derived from it and can be rebuilt.
 """
 
 from __future__ import annotations
+
+import operator
+from collections.abc import Iterable
+from functools import reduce
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
     Column,
+    ColumnElement,
     ForeignKey,
     Index,
     Integer,
@@ -166,30 +172,20 @@ connectivity = Table(
     Index(None, "ms"),
 )
 
-# Migration 0004: coarser copies of ``rollups``, kept in the same ingest transaction, so the
-# blocking matrix over weeks or all time reads one row per day or one per cell instead of
-# one per hour. On SQLite both are WITHOUT ROWID: the primary key is then the table, and a
-# range of days is one contiguous covering scan with no lookups. docs/design/003-storage.md.
-daily_rollups = Table(
-    "daily_rollups",
-    metadata,
-    Column("day_ms", BigInteger, nullable=False),  # start of the UTC day, Unix ms
-    Column("cell", BigInteger, nullable=False),
-    Column("verdict", BigInteger, nullable=False),  # verdicts.id
-    Column("count", BigInteger, nullable=False),
-    PrimaryKeyConstraint("day_ms", "cell", "verdict"),
-    sqlite_with_rowid=False,
-)
-
-# Migration 0006: the same counts per ISO week (Monday 00:00 UTC), so a window of a week or
-# more reads one row per cell, verdict and week instead of seven daily ones.
+# Migration 0009: the counts per ISO week (Monday 00:00 UTC), one column per day. A window's
+# whole days are then read from one row per cell, verdict and week, whichever days of the
+# week it takes: a 7-day window reads at most two rows per cell and verdict, where rows
+# per day read seven. Kept in the same ingest transaction as ``rollups``; a row has some
+# day above zero. On SQLite WITHOUT ROWID: the primary key is then the table, and a week is
+# one contiguous covering scan in (cell, verdict) order. docs/design/003-storage.md.
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 weekly_rollups = Table(
     "weekly_rollups",
     metadata,
     Column("week_ms", BigInteger, nullable=False),  # the Monday 00:00 UTC starting the week
     Column("cell", BigInteger, nullable=False),
     Column("verdict", BigInteger, nullable=False),  # verdicts.id
-    Column("count", BigInteger, nullable=False),
+    *(Column(day, BigInteger, nullable=False) for day in WEEKDAYS),
     PrimaryKeyConstraint("week_ms", "cell", "verdict"),
     sqlite_with_rowid=False,
 )
@@ -198,6 +194,16 @@ weekly_rollups = Table(
 def week_start(ms: int) -> int:
     """The start of the ISO week (Monday 00:00 UTC) holding ``ms``."""
     return ms - (ms + WEEK_OFFSET_MS) % WEEK_MS
+
+
+def days_count(days: Iterable[int]) -> ColumnElement[Any]:
+    """The count of a ``weekly_rollups`` row over some of its days (indexes into WEEKDAYS)."""
+    return reduce(operator.add, (weekly_rollups.c[WEEKDAYS[day]] for day in days))
+
+
+def weekday(ms: int) -> int:
+    """The day of the ISO week holding ``ms``: 0 for Monday, an index into WEEKDAYS."""
+    return (ms + WEEK_OFFSET_MS) % WEEK_MS // DAY_MS
 
 
 # All time: already the blocking matrix's rows, one per cell and verdict.

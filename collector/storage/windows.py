@@ -4,14 +4,16 @@ blocking matrix from them.
 The blocking matrix reads only the rollups (never ``measurements``): its cost grows with
 the number of (bucket, cell, verdict) rows in the window, not with the number of
 measurements. It reads the coarsest rollups that answer exactly: ``rollup_totals`` for all
-time; for a window its whole weeks from ``weekly_rollups``, the whole days around them from
-``daily_rollups`` and the hours around those from ``rollups``, or the totals minus what lies
-outside, whichever reads fewer rows. SQLAlchemy Core, the same on SQLite and PostgreSQL;
-``collector.storage.blocking`` runs it. docs/design/003-storage.md.
+time; for a window its whole days from ``weekly_rollups`` (one row per week, cell and
+verdict, counted over the days of that week the window takes) and the hours around them
+from ``rollups``, or the totals minus what lies outside, whichever reads fewer rows.
+SQLAlchemy Core, the same on SQLite and PostgreSQL; ``collector.storage.blocking`` runs it.
+docs/design/003-storage.md.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import BigInteger, ColumnElement, Select, Table, cast, func, select, union_all
@@ -21,11 +23,13 @@ from collector.storage.schema import (
     DAY_MS,
     HOUR_MS,
     WEEK_MS,
+    WEEKDAYS,
     cells,
-    daily_rollups,
+    days_count,
     rollup_totals,
     rollups,
     week_start,
+    weekday,
     weekly_rollups,
 )
 
@@ -45,89 +49,120 @@ def rollup_window(
     return where
 
 
-# A window is answered either directly (its whole weeks, days and hours) or as the all-time
-# totals minus what lies outside it, whichever reads fewer rows. Costs are in buckets of
-# data: in sparse data a week, a day and the totals each hold about one row per cell and
-# verdict (12.7k a day, 14.2k a week, 18.6k in all in the benchmark), so it is the number
-# of buckets that costs, not their width; an hour weighs 1/24 of a day. The totals count
-# as 3, as before the weekly level.
+# A window is answered either directly (its whole days and the hours around them) or as the
+# all-time totals minus what lies outside it, whichever reads fewer rows. Costs are in
+# buckets of data: in sparse data a week and the totals each hold about one row per cell
+# and verdict (14.5k a week, 18.6k in all in the benchmark), however many of the week's
+# days are counted, so it is the number of weeks that costs. An hour weighs 1/24 (a day's
+# hours hold ~26k rows in the benchmark, under two weeks' worth: a rough weight, and the
+# hours at a window's edges rarely decide). The totals count as 3: their rows, then the
+# grouping the subtraction needs.
 _TOTALS_COST = 3.0
 
-# [lo, hi) in Unix ms, None where unbounded.
-_Span = tuple[int | None, int | None]
-# A part of a window: the rollup table, its bucket-start column, the bucket starts it takes.
-_Bucket = tuple[Table, str, _Span]
-# The same, bounded on both sides.
-_Clipped = tuple[Table, str, tuple[int, int]]
-_WIDTH = {"week_ms": WEEK_MS, "day_ms": DAY_MS, "hour_ms": HOUR_MS}
+_EVERY_DAY = range(len(WEEKDAYS))
 
 
-def _buckets(lo: int | None, hi: int | None) -> list[_Bucket]:
-    """The hour-aligned window [lo, hi) as its whole ISO weeks, then the whole UTC days on
-    either side, then the hours on either side of those."""
-    week_lo = None if lo is None else week_start(lo + WEEK_MS - 1)
-    week_hi = None if hi is None else week_start(hi)
-    if week_lo is not None and week_hi is not None and week_lo >= week_hi:
-        return _days_and_hours(lo, hi)
-    out: list[_Bucket] = [(weekly_rollups, "week_ms", (week_lo, week_hi))]
-    if lo is not None and week_lo is not None and lo < week_lo:
-        out += _days_and_hours(lo, week_lo)
-    if hi is not None and week_hi is not None and week_hi < hi:
-        out += _days_and_hours(week_hi, hi)
-    return out
+@dataclass(frozen=True)
+class _Part:
+    """A part of a window: the rows of ``table`` whose bucket start lies in [lo, hi) (None:
+    unbounded), each counted over ``days`` of its week (weekly rows) or whole (hourly)."""
+
+    table: Table
+    lo: int | None
+    hi: int | None
+    days: range = _EVERY_DAY
+
+    @property
+    def width(self) -> int:
+        return WEEK_MS if self.table is weekly_rollups else HOUR_MS
+
+    @property
+    def start(self) -> str:
+        return "week_ms" if self.table is weekly_rollups else "hour_ms"
+
+    def count(self) -> ColumnElement[Any]:
+        if self.table is weekly_rollups:
+            return days_count(self.days)
+        return self.table.c["count"]
+
+    def buckets(self) -> int:
+        """How many buckets a bounded part (as _clip leaves them) reads."""
+        assert self.lo is not None, "unbounded below"
+        assert self.hi is not None, "unbounded above"
+        return -(-(self.hi - self.lo) // self.width)
 
 
-def _days_and_hours(lo: int | None, hi: int | None) -> list[_Bucket]:
-    """The hour-aligned window [lo, hi) as whole UTC days, and the hours on either side."""
+def _parts(lo: int | None, hi: int | None) -> list[_Part]:
+    """The hour-aligned window [lo, hi) as its whole UTC days, read from the weeks holding
+    them, and the hours on either side."""
     day_lo = None if lo is None else -(-lo // DAY_MS) * DAY_MS
     day_hi = None if hi is None else hi - hi % DAY_MS
     if day_lo is not None and day_hi is not None and day_lo >= day_hi:
-        return [(rollups, "hour_ms", (lo, hi))]
-    out: list[_Bucket] = [(daily_rollups, "day_ms", (day_lo, day_hi))]
+        return [_Part(rollups, lo, hi)]
+    out = _weeks(day_lo, day_hi)
     if lo is not None and day_lo is not None and lo < day_lo:
-        out.append((rollups, "hour_ms", (lo, day_lo)))
+        out.append(_Part(rollups, lo, day_lo))
     if hi is not None and day_hi is not None and day_hi < hi:
-        out.append((rollups, "hour_ms", (day_hi, hi)))
+        out.append(_Part(rollups, day_hi, hi))
     return out
 
 
-def _clip(parts: list[_Bucket], data: tuple[int, int]) -> list[_Clipped]:
-    """The parts narrowed to the buckets that can hold data [first, end) (whole UTC days),
+def _weeks(lo: int | None, hi: int | None) -> list[_Part]:
+    """The whole UTC days [lo, hi) as weekly parts: the days of a first and a last week it
+    takes only some of, and the whole weeks between."""
+    out = []
+    first = None if lo is None else week_start(lo)
+    end = None if hi is None else week_start(hi - DAY_MS) + WEEK_MS
+    if lo is not None and hi is not None and first == week_start(hi - DAY_MS):
+        return [_Part(weekly_rollups, first, end, range(weekday(lo), weekday(hi - DAY_MS) + 1))]
+    if lo is not None and first is not None and weekday(lo) > 0:
+        out.append(_Part(weekly_rollups, first, first + WEEK_MS, range(weekday(lo), 7)))
+        first += WEEK_MS
+    if hi is not None and end is not None and weekday(hi) > 0:
+        end -= WEEK_MS
+        out.append(_Part(weekly_rollups, end, end + WEEK_MS, range(weekday(hi))))
+    if first is None or end is None or first < end:
+        out.append(_Part(weekly_rollups, first, end))
+    return out
+
+
+def _clip(parts: list[_Part], data: tuple[int, int]) -> list[_Part]:
+    """The parts narrowed to the buckets that can hold data [first, end) (whole hours),
     bounded on both sides; parts with none are left out."""
-    out: list[_Clipped] = []
-    for table, start, (lo, hi) in parts:
-        width = _WIDTH[start]
-        # The bucket holding the first day of data: buckets before it are empty.
-        floor = week_start(data[0]) if width == WEEK_MS else data[0] - data[0] % width
-        first = floor if lo is None else max(lo, floor)
-        end = data[1] if hi is None else min(hi, data[1])
+    out = []
+    for part in parts:
+        # The bucket holding the first hour of data: buckets before it are empty.
+        floor = week_start(data[0]) if part.table is weekly_rollups else data[0]
+        first = floor if part.lo is None else max(part.lo, floor)
+        end = data[1] if part.hi is None else min(part.hi, data[1])
         if end > first:
-            out.append((table, start, (first, end)))
+            out.append(replace(part, lo=first, hi=end))
     return out
 
 
-def _cost(parts: list[_Clipped]) -> float:
-    """How many buckets the clipped parts read; an hour counts as 1/24."""
-    cost = 0.0
-    for _table, start, (lo, hi) in parts:
-        width = _WIDTH[start]
-        buckets = -(-(hi - lo) // width)
-        cost += buckets / 24 if width == HOUR_MS else buckets
-    return cost
+def _cost(parts: list[_Part]) -> float:
+    """How many weeks of rows the clipped parts read; an hour counts as 1/24."""
+    return sum(part.buckets() / 24 if part.table is rollups else part.buckets() for part in parts)
 
 
-def _part(
-    table: Table, start: str | None, span: _Span, sign: int, where: list[ColumnElement[bool]]
-) -> Select[Any]:
-    """The rows of ``table`` whose ``start`` column lies in ``span``, counts times ``sign``."""
-    c = table.c
+def _select(part: _Part, sign: int, where: list[ColumnElement[bool]]) -> Select[Any]:
+    """The part's (cell, verdict, n) rows, n times ``sign``."""
+    c = part.table.c
     bounds = list(where)
-    if start is not None and span[0] is not None:
-        bounds.append(c[start] >= span[0])
-    if start is not None and span[1] is not None:
-        bounds.append(c[start] < span[1])
-    count = c["count"] if sign > 0 else -c["count"]
-    return select(c.cell, c.verdict, count.label("n")).where(*bounds)
+    if part.lo is not None and part.hi is not None and part.buckets() == 1:
+        # An equality: rows of one bucket come in (cell, verdict) order from the primary
+        # key, where a range leaves the planner to sort them.
+        bounds.append(c[part.start] == part.lo)
+    else:
+        if part.lo is not None:
+            bounds.append(c[part.start] >= part.lo)
+        if part.hi is not None:
+            bounds.append(c[part.start] < part.hi)
+    count = part.count()
+    if part.days != _EVERY_DAY:
+        # A week's row for a cell and verdict seen only on the days not counted.
+        bounds.append(count != 0)
+    return select(c.cell, c.verdict, (count if sign > 0 else -count).label("n")).where(*bounds)
 
 
 def _in_cells(
@@ -181,44 +216,45 @@ def matrix_statement(
     hi = None if until_ms is None else -(-until_ms // HOUR_MS) * HOUR_MS
     if lo is not None and hi is not None and lo >= hi:
         return None
-    d = daily_rollups.c
+    r = rollups.c
     # Two subqueries: SQLite answers a lone min() or max() from the index, but scans the
     # whole table for both in one select.
     first, last = conn.execute(
         select(
-            select(func.min(d.day_ms)).scalar_subquery(),
-            select(func.max(d.day_ms)).scalar_subquery(),
+            select(func.min(r.hour_ms)).scalar_subquery(),
+            select(func.max(r.hour_ms)).scalar_subquery(),
         )
     ).one()
     if first is None:
         return None
-    data = (int(first), int(last) + DAY_MS)
-    inside = _buckets(lo, hi)
-    outside = [] if lo is None else _buckets(None, lo)
+    data = (int(first), int(last) + HOUR_MS)
+    inside = _parts(lo, hi)
+    outside = [] if lo is None else _parts(None, lo)
     if hi is not None:
-        outside += _buckets(hi, None)
+        outside += _parts(hi, None)
     # Only the buckets that hold data: the lookup above saw the same snapshot.
     within, without = _clip(inside, data), _clip(outside, data)
     if not within:
         return None
-    table, start, (first_start, end) = within[0]
-    if len(within) == 1 and end - first_start <= _WIDTH[start]:
-        # One week, day or hour holding data: its rows are already one per cell and
-        # verdict, in primary-key order after the bucket start. No grouping, no sort.
-        c = table.c
-        return (
-            select(c.cell, c.verdict, c["count"])
-            .where(c[start] == first_start, *_in_cells(table, cc, asn))
-            .order_by(c.cell, c.verdict)
-        )
-    parts: list[Select[Any]] = []
+    if len(within) == 1 and within[0].buckets() == 1:
+        # One week or hour holding data: its rows are already one per cell and verdict, in
+        # primary-key order after the bucket start. No grouping, no sort.
+        (part,) = within
+        c = part.table.c
+        return _select(part, 1, _in_cells(part.table, cc, asn)).order_by(c.cell, c.verdict)
+    selects: list[Select[Any]] = []
     sign = 1
     if _TOTALS_COST + _cost(without) < _cost(within):
-        parts.append(_part(rollup_totals, None, (None, None), 1, _in_cells(rollup_totals, cc, asn)))
+        t = rollup_totals.c
+        selects.append(
+            select(t.cell, t.verdict, t["count"].label("n")).where(
+                *_in_cells(rollup_totals, cc, asn)
+            )
+        )
         within, sign = without, -1
-    for table, start, span in within:
-        parts.append(_part(table, start, span, sign, _in_cells(table, cc, asn)))
-    u = union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
+    for part in within:
+        selects.append(_select(part, sign, _in_cells(part.table, cc, asn)))
+    u = union_all(*selects).subquery() if len(selects) > 1 else selects[0].subquery()
     total = func.sum(u.c.n)
     query = (
         select(u.c.cell, u.c.verdict, cast(total, BigInteger))

@@ -22,34 +22,41 @@ from dataclasses import dataclass
 from typing import Any
 
 from collector.storage.records import IngestRecord
-from collector.storage.schema import DAY_MS, HOUR_MS, UNKNOWN_ASN, UNKNOWN_CC, week_start
+from collector.storage.schema import (
+    HOUR_MS,
+    UNKNOWN_ASN,
+    UNKNOWN_CC,
+    WEEKDAYS,
+    week_start,
+    weekday,
+)
 
-# A batch's counts per rollup table, hourly, daily, weekly and all-time: each a sorted list
-# of (*key, n), the key being the table's primary key.
+# A batch's counts per rollup table, hourly, weekly and all-time: each a sorted list of
+# (*key, n...), the key being the table's primary key; a weekly row has an n per weekday.
 RollupRows = tuple[list[tuple[Any, ...]], ...]
 
 
 def rollup_rows(
     records: Sequence[IngestRecord], cell_of: Mapping[str, int], verdict_of: Mapping[str, int]
 ) -> RollupRows:
-    """The counts ``records`` add to the four rollup tables; ``cell_of`` gives the cell id
+    """The counts ``records`` add to the three rollup tables; ``cell_of`` gives the cell id
     of each record's domain in the batch's one network, ``verdict_of`` each verdict's id."""
     hourly = Counter(
         (r.measured_ms - r.measured_ms % HOUR_MS, cell_of[r.domain], verdict_of[r.verdict])
         for r in records
     )
-    daily: Counter[tuple[Any, ...]] = Counter()
+    weekly: dict[tuple[Any, ...], list[int]] = {}
     totals: Counter[tuple[Any, ...]] = Counter()
     for (hour, cell, verdict), n in hourly.items():
-        daily[(hour - hour % DAY_MS, cell, verdict)] += n
+        days = weekly.get((week_start(hour), cell, verdict))
+        if days is None:
+            days = weekly[(week_start(hour), cell, verdict)] = [0] * len(WEEKDAYS)
+        days[weekday(hour)] += n
         totals[(cell, verdict)] += n
-    # From the daily counts: fewer keys than the hourly ones, the same sums.
-    weekly: Counter[tuple[Any, ...]] = Counter()
-    for (day, cell, verdict), n in daily.items():
-        weekly[(week_start(day), cell, verdict)] += n
-    return tuple(
-        [(*key, n) for key, n in sorted(counts.items())]
-        for counts in (hourly, daily, weekly, totals)
+    return (
+        [(*key, n) for key, n in sorted(hourly.items())],
+        [(*key, *days) for key, days in sorted(weekly.items())],
+        [(*key, n) for key, n in sorted(totals.items())],
     )
 
 

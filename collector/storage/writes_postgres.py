@@ -12,6 +12,7 @@ from typing import Any, cast
 import psycopg
 
 from collector.storage.records import IngestRecord
+from collector.storage.schema import WEEKDAYS
 from collector.storage.writes import Prepared, Writes, rollup_rows
 
 # The batch as one array per column, in psycopg's binary format: one short statement
@@ -29,30 +30,29 @@ _PG_NEW_MEASUREMENTS = """
     ON CONFLICT DO NOTHING
     RETURNING id
 """
-# The four rollup upserts of a batch as one statement, arrays in binary as above: separate
+# The three rollup upserts of a batch as one statement, arrays in binary as above: separate
 # statements cost PostgreSQL ingest a tenth of its throughput. Rows go in array order
 # (Python's sorted keys), and every ingest runs this same statement, so all take rollup row
-# locks in one order.
-_PG_TIMED_ROLLUP = """
-    {cte} AS (
-        INSERT INTO {table} AS r ({start}, cell, verdict, count)
+# locks in one order. A weekly row adds a count to each of its week's days.
+_WEEKLY_DAYS = ", ".join(WEEKDAYS)
+_PG_ADD_ROLLUPS = f"""
+    WITH hourly AS (
+        INSERT INTO rollups AS r (hour_ms, cell, verdict, count)
         SELECT start, cell, verdict, n
-        FROM unnest(%({p}_start)s::bigint[], %({p}_cell)s::bigint[], %({p}_verdict)s::bigint[],
-                    %({p}_n)s::bigint[]) WITH ORDINALITY AS b (start, cell, verdict, n, i)
+        FROM unnest(%(h_start)s::bigint[], %(h_cell)s::bigint[], %(h_verdict)s::bigint[],
+                    %(h_n)s::bigint[]) WITH ORDINALITY AS b (start, cell, verdict, n, i)
         ORDER BY i
-        ON CONFLICT ({start}, cell, verdict) DO UPDATE SET count = r.count + excluded.count
-    )"""
-_PG_ADD_ROLLUPS = (
-    "WITH"
-    + ",".join(
-        _PG_TIMED_ROLLUP.format(cte=cte, table=table, start=start, p=prefix)
-        for cte, table, start, prefix in (
-            ("hourly", "rollups", "hour_ms", "h"),
-            ("daily", "daily_rollups", "day_ms", "d"),
-            ("weekly", "weekly_rollups", "week_ms", "w"),
-        )
+        ON CONFLICT (hour_ms, cell, verdict) DO UPDATE SET count = r.count + excluded.count
+    ), weekly AS (
+        INSERT INTO weekly_rollups AS r (week_ms, cell, verdict, {_WEEKLY_DAYS})
+        SELECT start, cell, verdict, {_WEEKLY_DAYS}
+        FROM unnest(%(w_start)s::bigint[], %(w_cell)s::bigint[], %(w_verdict)s::bigint[],
+                    {", ".join(f"%(w_{day})s::bigint[]" for day in WEEKDAYS)})
+             WITH ORDINALITY AS b (start, cell, verdict, {_WEEKLY_DAYS}, i)
+        ORDER BY i
+        ON CONFLICT (week_ms, cell, verdict) DO UPDATE SET
+            {", ".join(f"{day} = r.{day} + excluded.{day}" for day in WEEKDAYS)}
     )
-    + """
     INSERT INTO rollup_totals AS r (cell, verdict, count)
     SELECT cell, verdict, n
     FROM unnest(%(t_cell)s::bigint[], %(t_verdict)s::bigint[], %(t_n)s::bigint[])
@@ -60,7 +60,6 @@ _PG_ADD_ROLLUPS = (
     ORDER BY i
     ON CONFLICT (cell, verdict) DO UPDATE SET count = r.count + excluded.count
 """
-)
 
 
 class PostgresWrites(Writes):
@@ -89,17 +88,18 @@ class PostgresWrites(Writes):
         return {bytes(row[0]) for row in rows}
 
     def prepare_rollups(self, records: Sequence[IngestRecord]) -> Any:
-        hourly, daily, weekly, totals = rollup_rows(records, self.cell_of, self.verdict_of)
-        params: dict[str, Any] = {}
-        for prefix, rows in (("h", hourly), ("d", daily), ("w", weekly)):
-            params[f"{prefix}_start"] = [row[0] for row in rows]
-            params[f"{prefix}_cell"] = [row[1] for row in rows]
-            params[f"{prefix}_verdict"] = [row[2] for row in rows]
-            params[f"{prefix}_n"] = [row[3] for row in rows]
-        params["t_cell"] = [row[0] for row in totals]
-        params["t_verdict"] = [row[1] for row in totals]
-        params["t_n"] = [row[2] for row in totals]
-        return params
+        hourly, weekly, totals = rollup_rows(records, self.cell_of, self.verdict_of)
+        # One list per column: (name, rows, column names) for each table.
+        tables = (
+            ("h", hourly, ("start", "cell", "verdict", "n")),
+            ("w", weekly, ("start", "cell", "verdict", *WEEKDAYS)),
+            ("t", totals, ("cell", "verdict", "n")),
+        )
+        return {
+            f"{prefix}_{name}": [row[i] for row in rows]
+            for prefix, rows, names in tables
+            for i, name in enumerate(names)
+        }
 
     def add_rollups(self, driver: Any, prepared: Any) -> None:
         with cast("psycopg.Connection[Any]", driver).cursor() as cursor:

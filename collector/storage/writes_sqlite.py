@@ -16,6 +16,7 @@ from itertools import chain
 from typing import Any, cast
 
 from collector.storage.records import IngestRecord
+from collector.storage.schema import WEEKDAYS
 from collector.storage.writes import Prepared, Writes, rollup_rows
 
 # The batch's measurements as rows of IngestRecord's own fields, the batch's agent, network
@@ -40,25 +41,27 @@ _SQLITE_CHUNK = 500
 # threads checking the next batches while every other batch waits for the write lock. The
 # batch's measurements, rollup counts (from rollup_rows, as on PostgreSQL) and connectivity
 # checks go into this TEMP view, each row tagged with its kind, and its triggers write each
-# row to its table. The counts assume every measurement is new: a measurement stored
+# row to its table (a weekly row has a count per weekday where the others have one ``n``).
+# The counts assume every measurement is new: a measurement stored
 # already makes the trigger abort the statement, undoing all of it, and the batch is
 # written again the long way (``Writes.run``), whose rollup counts go into the same view,
-# one statement rather than four. The rollup rows go table by table, so each table's new
-# pages are still allocated together (a trigger writing all four tables per hourly count
-# scattered them, and the 7-day blocking query over a table so filled was ~20 ms slower).
+# one statement per table rather than one per row. The rollup rows go table by table, so
+# each table's new pages are still allocated together (a trigger writing every table per
+# hourly count scattered them, and the 7-day blocking query over a table so filled was
+# ~20 ms slower).
 # The abort's message is how it is told apart from a refused batch. TEMP, so every
 # connection makes its own (collector.storage.engine) and no migration is involved.
+# Each rollup table in rollup_rows' order: its key columns and count columns.
 _ROLLUP_TABLES = (
-    ("rollups", ("hour_ms", "cell", "verdict")),
-    ("daily_rollups", ("day_ms", "cell", "verdict")),
-    ("weekly_rollups", ("week_ms", "cell", "verdict")),
-    ("rollup_totals", ("cell", "verdict")),
+    ("rollups", ("hour_ms", "cell", "verdict"), ("count",)),
+    ("weekly_rollups", ("week_ms", "cell", "verdict"), WEEKDAYS),
+    ("rollup_totals", ("cell", "verdict"), ("count",)),
 )
 _BATCH_INPUT = "ingest_batch"
 _MEASUREMENT_KIND = len(_ROLLUP_TABLES)
 _CHECK_KIND = _MEASUREMENT_KIND + 1
 STORED_ALREADY = "netsonde: a measurement is stored already"
-_BATCH_VIEW_COLUMNS = ("kind", *_RECORD_COLUMNS, *_BATCH_COLUMNS, "start", "cell", "n")
+_BATCH_VIEW_COLUMNS = ("kind", *_RECORD_COLUMNS, *_BATCH_COLUMNS, "start", "cell", "n", *WEEKDAYS)
 _MEASUREMENT_COLUMNS = _RECORD_COLUMNS + _BATCH_COLUMNS
 _CHECK_COLUMNS = ("ms", "online", *_BATCH_COLUMNS)
 
@@ -66,15 +69,17 @@ _CHECK_COLUMNS = ("ms", "online", *_BATCH_COLUMNS)
 def _sqlite_batch_trigger() -> tuple[str, ...]:
     new = ", ".join(f"NEW.{column}" for column in _MEASUREMENT_COLUMNS)
     upserts = []
-    for table_index, (table, dims) in enumerate(_ROLLUP_TABLES):
-        values = ["NEW.cell", "NEW.verdict", "NEW.n"]
+    for table_index, (table, dims, counts) in enumerate(_ROLLUP_TABLES):
+        values = ["NEW.cell", "NEW.verdict"]
         if len(dims) == 3:
             values.insert(0, "NEW.start")
+        values += ["NEW.n"] if counts == ("count",) else [f"NEW.{day}" for day in counts]
         keys = ", ".join(dims)
+        added = ", ".join(f"{column} = {column} + excluded.{column}" for column in counts)
         upserts.append(
-            f"INSERT INTO {table} ({keys}, count) SELECT {', '.join(values)} "
+            f"INSERT INTO {table} ({keys}, {', '.join(counts)}) SELECT {', '.join(values)} "
             f"WHERE NEW.kind = {table_index} "
-            f"ON CONFLICT ({keys}) DO UPDATE SET count = count + excluded.count;"
+            f"ON CONFLICT ({keys}) DO UPDATE SET {added};"
         )
     # A check's time and state ride in measured_ms and n.
     check = "NEW.measured_ms, NEW.n, " + ", ".join(f"NEW.{c}" for c in _BATCH_COLUMNS)
@@ -111,7 +116,8 @@ def _select(fields: Mapping[str, str]) -> str:
 
 
 # Each kind's rows: the records as IngestRecord's fields (after the batch's own), the
-# rollup rows as (kind, start, cell, verdict, n), the checks as (ms, online), their batch's.
+# rollup rows as (kind, start, cell, verdict, n) or, weekly, (kind, start, cell, verdict,
+# mon, ..., sun), the checks as (ms, online), their batch's.
 _MEASUREMENT_SELECT = _select(
     {
         "kind": str(_MEASUREMENT_KIND),
@@ -119,9 +125,13 @@ _MEASUREMENT_SELECT = _select(
         **dict.fromkeys(_BATCH_COLUMNS, "?"),
     }
 )
-_ROLLUP_SELECT = _select(
-    {"kind": "column1", "start": "column2", "cell": "column3", "verdict": "column4", "n": "column5"}
-)
+_ROLLUP_COLUMNS = ("kind", "start", "cell", "verdict", "n")
+_WEEKLY_COLUMNS = ("kind", "start", "cell", "verdict", *WEEKDAYS)
+# The select of a VALUES list of rollup rows, by the rows' columns.
+_ROLLUP_SELECTS: dict[tuple[str, ...], str] = {
+    columns: _select({column: f"column{n}" for n, column in enumerate(columns, 1)})
+    for columns in (_ROLLUP_COLUMNS, _WEEKLY_COLUMNS)
+}
 _CHECK_SELECT = _select(
     {"kind": str(_CHECK_KIND), "measured_ms": "column1", "n": "column2"}
     | dict.fromkeys(_BATCH_COLUMNS, "?")
@@ -174,17 +184,27 @@ class SQLiteWrites(Writes):
         return {row[0] for row in new}
 
     def prepare_rollups(self, records: Sequence[IngestRecord]) -> Any:
-        head = f"INSERT INTO {_BATCH_INPUT} (kind, start, cell, verdict, n)"
-        return _multirow(head, "", self._rollup_rows(records))
-
-    def _rollup_rows(self, records: Sequence[IngestRecord]) -> list[tuple[Any, ...]]:
-        """(kind, start, cell, verdict, n): hourly, daily, weekly, all-time, in this order,
-        as PostgreSQL's statement does; all-time rows have no start."""
         return [
-            (kind, *row) if len(row) == 4 else (kind, None, *row)
-            for kind, table_rows in enumerate(rollup_rows(records, self.cell_of, self.verdict_of))
-            for row in table_rows
+            statement
+            for columns, rows in self._rollup_rows(records)
+            for statement in _multirow(
+                f"INSERT INTO {_BATCH_INPUT} ({', '.join(columns)})", "", rows
+            )
         ]
+
+    def _rollup_rows(
+        self, records: Sequence[IngestRecord]
+    ) -> list[tuple[tuple[str, ...], list[tuple[Any, ...]]]]:
+        """Each table's rows, kind first, and their columns in the view: hourly, weekly,
+        all-time, in this order, as PostgreSQL's statement does; all-time rows have no
+        start. Tables with no rows are left out."""
+        hourly, weekly, totals = rollup_rows(records, self.cell_of, self.verdict_of)
+        out = [
+            (_ROLLUP_COLUMNS, [(0, *row) for row in hourly]),
+            (_WEEKLY_COLUMNS, [(1, *row) for row in weekly]),
+            (_ROLLUP_COLUMNS, [(2, None, *row) for row in totals]),
+        ]
+        return [(columns, rows) for columns, rows in out if rows]
 
     def add_rollups(self, driver: Any, prepared: Any) -> None:
         db = cast("sqlite3.Connection", driver)
@@ -199,16 +219,17 @@ class SQLiteWrites(Writes):
         more parameters than a statement can."""
         batch = (self.received_ms, self.agent_id, self.asn, self.cc)
         rollups = self._rollup_rows(records)
-        parameters = len(records) * 6 + len(rollups) * 5 + len(checks) * 2 + 2 * len(batch)
+        parameters = len(records) * 6 + len(checks) * 2 + 2 * len(batch)
+        parameters += sum(len(rows) * len(columns) for columns, rows in rollups)
         if parameters > _SQLITE_MAX_PARAMETERS or not (records or checks):
             return None
         selects, values = [], []
         if records:
             selects.append(_select_values(_MEASUREMENT_SELECT, records))
             values += [*batch, *chain.from_iterable(records)]
-        if rollups:
-            selects.append(_select_values(_ROLLUP_SELECT, rollups))
-            values += chain.from_iterable(rollups)
+        for columns, rows in rollups:
+            selects.append(_select_values(_ROLLUP_SELECTS[columns], rows))
+            values += chain.from_iterable(rows)
         if checks:
             selects.append(_select_values(_CHECK_SELECT, checks))
             values += [*batch, *chain.from_iterable(checks)]

@@ -10,7 +10,7 @@ import multiprocessing.synchronize
 from collections.abc import Sequence
 
 from collector.storage import IngestRecord, Storage, open_storage
-from collector.storage.schema import daily_rollups, rollup_totals
+from collector.storage.schema import rollup_totals, weekly_rollups
 from tests.storage.helpers import counts_from_rows, daily_counts_from_rows, table_counts
 from tests.storage.records import AGENT, batch
 
@@ -81,6 +81,6 @@ def test_two_processes_ingest_overlapping_batches_at_once(
     assert sum(rollups.values()) == TOTAL
     assert rollups == counts_from_rows(storage)
     assert table_counts(storage, rollup_totals) == counts_from_rows(storage)
-    assert table_counts(storage, daily_rollups) == daily_counts_from_rows(storage)
+    assert table_counts(storage, weekly_rollups) == daily_counts_from_rows(storage)
     # Each process's rollups count exactly the rows it reported as stored.
     assert sum(n for (_, asn, _, _), n in rollups.items() if asn == 64500) == len(stored_a)

@@ -1,7 +1,7 @@
-"""The coarser rollups (``daily_rollups``, ``weekly_rollups``, ``rollup_totals``) on SQLite
-and PostgreSQL: they equal a recount of the measurements after ingest, duplicates,
-reclassification and the 0004/0006 backfills, and the blocking matrix read from them equals
-the sum of the hourly rows for every kind of window."""
+"""The coarser rollups (``weekly_rollups``, a count per day of each week, and
+``rollup_totals``) on SQLite and PostgreSQL: they equal a recount of the measurements after
+ingest, duplicates, reclassification and the 0004/0006/0009 backfills, and the blocking
+matrix read from them equals the sum of the hourly rows for every kind of window."""
 
 from __future__ import annotations
 
@@ -27,7 +27,6 @@ from collector.storage.schema import (
     HOUR_MS,
     WEEK_MS,
     agents,
-    daily_rollups,
     measurements,
     rollup_totals,
     rollups,
@@ -75,7 +74,7 @@ def fill(store: Storage, n: int = 600, seed: int = 1) -> None:
         store.ingest(AGENT, records[i :: len(NETWORKS)], asn, cc, 0)
 
 
-ROLLUP_TABLES: list[Table] = [rollups, daily_rollups, weekly_rollups, rollup_totals]
+ROLLUP_TABLES: list[Table] = [rollups, weekly_rollups, rollup_totals]
 
 
 @contextmanager
@@ -92,23 +91,8 @@ def migrated(
         yield conn
 
 
-def weekly_counts_from_rows(store: Storage) -> dict[tuple[int, str, int, str, str], int]:
-    """What ``weekly_rollups`` must say, from the measurements (weeks computed in Python)."""
-    out: dict[tuple[int, str, int, str, str], int] = {}
-    m = measurements.c
-    query = select(
-        m.measured_ms, m.domain, func.coalesce(m.asn, 0), func.coalesce(m.cc, ""), m.verdict
-    )
-    with store.engine.connect() as conn:
-        for at, d, a, c, v in conn.execute(query):
-            key = (week_start(int(at)), d, int(a), c, v)
-            out[key] = out.get(key, 0) + 1
-    return out
-
-
 def assert_rollups_recount(store: Storage) -> None:
-    assert table_counts(store, daily_rollups) == daily_counts_from_rows(store)
-    assert table_counts(store, weekly_rollups) == weekly_counts_from_rows(store)
+    assert table_counts(store, weekly_rollups) == daily_counts_from_rows(store)
     assert table_counts(store, rollup_totals) == counts_from_rows(store)
     assert store.rollup_counts() == counts_from_rows(store)
 
@@ -151,35 +135,35 @@ def hourly_blocking(
     ]
 
 
-def test_ingest_keeps_daily_and_total_rollups_equal_to_a_recount(storage: Storage) -> None:
+def test_ingest_keeps_weekly_and_total_rollups_equal_to_a_recount(storage: Storage) -> None:
     fill(storage)
     assert_rollups_recount(storage)
-    days = {key[0] for key in table_counts(storage, daily_rollups)}
+    days = {key[0] for key in table_counts(storage, weekly_rollups)}
     assert days == {START + i * DAY_MS for i in range(DAYS)}
-    weeks = {key[0] for key in table_counts(storage, weekly_rollups)}
+    with storage.engine.connect() as conn:
+        weeks = set(conn.execute(select(weekly_rollups.c.week_ms).distinct()).scalars())
     assert weeks == {MONDAY - WEEK_MS, MONDAY, MONDAY + WEEK_MS}
     # Unknown networks are counted as ASN 0 and country "" here too.
     assert any(key[1:3] == (0, "") for key in table_counts(storage, rollup_totals))
 
 
-def test_duplicates_add_nothing_to_daily_and_total_rollups(storage: Storage) -> None:
+def test_duplicates_add_nothing_to_weekly_and_total_rollups(storage: Storage) -> None:
     records = spread(120, seed=2)
     storage.ingest(AGENT, records[:50], 64500, "PK", 0)
-    daily, totals = table_counts(storage, daily_rollups), table_counts(storage, rollup_totals)
+    daily, totals = table_counts(storage, weekly_rollups), table_counts(storage, rollup_totals)
     # All duplicates, from another network: nothing moves.
     assert storage.ingest(AGENT, records[:50], 64501, "IR", 0).stored == []
-    assert table_counts(storage, daily_rollups) == daily
+    assert table_counts(storage, weekly_rollups) == daily
     assert table_counts(storage, rollup_totals) == totals
     # Half old, half new, one id twice within the batch: only the new ones count, once.
     result = storage.ingest(AGENT, [*records[25:], records[60]], 64500, "PK", 0)
     assert len(result.stored) == 70
     assert sum(table_counts(storage, rollup_totals).values()) == 120
-    assert sum(table_counts(storage, daily_rollups).values()) == 120
     assert sum(table_counts(storage, weekly_rollups).values()) == 120
     assert_rollups_recount(storage)
 
 
-def test_reclassify_rebuilds_daily_and_total_rollups(storage: Storage) -> None:
+def test_reclassify_rebuilds_weekly_and_total_rollups(storage: Storage) -> None:
     fill(storage, 200, seed=3)
 
     def everything_blocked(_m: SiteMeasurement) -> str:
@@ -188,15 +172,15 @@ def test_reclassify_rebuilds_daily_and_total_rollups(storage: Storage) -> None:
     assert storage.reclassify(everything_blocked).changed == 200
     assert_rollups_recount(storage)
     assert {key[-1] for key in table_counts(storage, rollup_totals)} == {"blocked"}
-    tables: list[Table] = [daily_rollups, weekly_rollups]
-    for table in tables:
-        assert {key[-1] for key in table_counts(storage, table)} == {"blocked"}
+    assert {key[-1] for key in table_counts(storage, weekly_rollups)} == {"blocked"}
     # Ingest after the rebuild adds to the rebuilt rows.
     fill(storage, 40, seed=4)
     assert_rollups_recount(storage)
 
 
-def test_migrations_0004_and_0006_backfill_from_existing_measurements(storage_url: str) -> None:
+def test_migrations_0004_0006_and_0009_backfill_from_existing_measurements(
+    storage_url: str,
+) -> None:
     engine = make_engine(storage_url)
     with migrated(engine, command.upgrade, "0003"):
         pass
@@ -219,16 +203,14 @@ def test_migrations_0004_and_0006_backfill_from_existing_measurements(storage_ur
     upgrade(engine)
     store = Storage(engine)
     try:
-        assert sum(table_counts(store, daily_rollups).values()) == 300
-        assert table_counts(store, daily_rollups) == daily_counts_from_rows(store)
+        # 0004 filled the daily table, 0006 a weekly one from it, 0009 the days of each week.
+        assert sum(table_counts(store, weekly_rollups).values()) == 300
+        assert table_counts(store, weekly_rollups) == daily_counts_from_rows(store)
         assert table_counts(store, rollup_totals) == counts_from_rows(store)
-        # 0006 filled the weekly table from those daily rows.
-        assert table_counts(store, weekly_rollups) == weekly_counts_from_rows(store)
         # Ingest goes on from the backfilled rows.
         fill(store, 80, seed=6)
         # (Not the hourly table: the rows written behind ingest's back have no hourly rows.)
-        assert table_counts(store, daily_rollups) == daily_counts_from_rows(store)
-        assert table_counts(store, weekly_rollups) == weekly_counts_from_rows(store)
+        assert table_counts(store, weekly_rollups) == daily_counts_from_rows(store)
         assert table_counts(store, rollup_totals) == counts_from_rows(store)
     finally:
         store.close()
@@ -264,6 +246,12 @@ def windows() -> list[tuple[int | None, int | None]]:
         for until in bounds
         if since is None or until is None or since <= until
     ]
+    # Seven days from each day of a week, and two days from each: the days of one or two
+    # weeks, with or without the hours around them.
+    for day in range(7):
+        for hours in (0, 5):
+            since = START + day * DAY_MS + hours * HOUR_MS
+            out += [(since, since + 7 * DAY_MS), (since, since + 2 * DAY_MS)]
     rng = random.Random(8)
     for _ in range(40):
         start = START + rng.randrange(-DAY_MS, (DAYS + 1) * DAY_MS)
@@ -406,5 +394,40 @@ def test_migration_0008_keys_rollups_by_verdict_id_and_back(
         store.ingest(AGENT, new, 64500, "PK", START)
         assert_rollups_recount(store)
         assert store.blocking() == hourly_blocking(store)
+    finally:
+        store.close()
+
+
+def test_migration_0009_counts_days_in_weekly_rows_and_back(
+    storage: Storage, storage_url: str
+) -> None:
+    fill(storage, 400, seed=13)
+    before = {table.name: table_counts(storage, table) for table in ROLLUP_TABLES}
+    daily = daily_counts_from_rows(storage)
+    weekly: dict[tuple[Any, ...], int] = {}
+    for (day, *names), n in daily.items():
+        key = (week_start(day), *names)
+        weekly[key] = weekly.get(key, 0) + n
+    c, v = cells_table.c, verdicts.c
+    with migrated(storage.engine, command.downgrade, "0008") as conn:
+        # 0008's tables: a row per day and verdict, and one per week, each with one count.
+        for name, expected in (("daily_rollups", daily), ("weekly_rollups", weekly)):
+            old = Table(name, sa_metadata(), autoload_with=conn)
+            start = next(column for column in old.c if column.name.endswith("_ms"))
+            rows = conn.execute(
+                select(start, c.domain, c.asn, c.cc, v.name, old.c["count"]).select_from(
+                    old.join(cells_table, c.id == old.c.cell).join(verdicts, v.id == old.c.verdict)
+                )
+            ).all()
+            assert {tuple(row[:-1]): int(row[-1]) for row in rows} == expected, name
+    upgrade(storage.engine)  # 0009 again, from those rows
+    store = Storage(make_engine(storage_url))
+    try:
+        assert {table.name: table_counts(store, table) for table in ROLLUP_TABLES} == before
+        fill(store, 50, seed=14)
+        assert_rollups_recount(store)
+        assert store.blocking() == hourly_blocking(store)
+        since = MONDAY + 2 * DAY_MS
+        assert store.blocking(since_ms=since) == hourly_blocking(store, since_ms=since)
     finally:
         store.close()
