@@ -42,16 +42,17 @@ _SQLITE_CHUNK = 500
 # batch's measurements, rollup counts (from rollup_rows, as on PostgreSQL) and connectivity
 # checks go into this TEMP view, each row tagged with its kind, and its triggers write each
 # row to its table (a weekly row has a count per weekday where the others have one ``n``).
-# The counts assume every measurement is new: a measurement stored
-# already makes the trigger abort the statement, undoing all of it, and the batch is
-# written again the long way (``Writes.run``), whose rollup counts go into the same view,
-# one statement per table rather than one per row. The rollup rows go table by table, so
-# each table's new pages are still allocated together (a trigger writing every table per
-# hourly count scattered them, and the 7-day blocking query over a table so filled was
-# ~20 ms slower).
-# The abort's message is how it is told apart from a refused batch. TEMP, so every
-# connection makes its own (collector.storage.engine) and no migration is involved.
-# Each rollup table in rollup_rows' order: its key columns and count columns.
+# The counts assume every measurement is new: a measurement stored already makes the
+# trigger abort the statement, undoing all of it, and the batch is written again the long
+# way (``Writes.run``), whose rollup counts go into the same view, one statement per table
+# rather than one per row. The rollup rows go table by table, so each table's new pages
+# are still allocated together (a trigger writing every table per hourly count scattered
+# them, and the 7-day blocking query over a table so filled was ~20 ms slower). The
+# abort's message is how it is told apart from a refused batch. TEMP, so every connection
+# makes its own (collector.storage.engine) and no migration is involved.
+#
+# Each rollup table, its kind being its place in rollup_rows' order: its key columns and
+# its count columns.
 _ROLLUP_TABLES = (
     ("rollups", ("hour_ms", "cell", "verdict"), ("count",)),
     ("weekly_rollups", ("week_ms", "cell", "verdict"), WEEKDAYS),
