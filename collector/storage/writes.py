@@ -48,9 +48,10 @@ def rollup_rows(
     weekly: dict[tuple[Any, ...], list[int]] = {}
     totals: Counter[tuple[Any, ...]] = Counter()
     for (hour, cell, verdict), n in hourly.items():
-        days = weekly.get((week_start(hour), cell, verdict))
+        week = (week_start(hour), cell, verdict)
+        days = weekly.get(week)
         if days is None:
-            days = weekly[(week_start(hour), cell, verdict)] = [0] * len(WEEKDAYS)
+            days = weekly[week] = [0] * len(WEEKDAYS)
         days[weekday(hour)] += n
         totals[(cell, verdict)] += n
     return (
