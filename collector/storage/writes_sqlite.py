@@ -51,12 +51,12 @@ _SQLITE_CHUNK = 500
 # abort's message is how it is told apart from a refused batch. TEMP, so every connection
 # makes its own (collector.storage.engine) and no migration is involved.
 #
-# Each rollup table, its kind being its place in rollup_rows' order: its key columns and
-# its count columns.
+# Each rollup table, its kind being its place in rollup_rows' order: its key columns, its
+# count columns, and the view's columns those counts ride in.
 _ROLLUP_TABLES = (
-    ("rollups", ("hour_ms", "cell", "verdict"), ("count",)),
-    ("weekly_rollups", ("week_ms", "cell", "verdict"), WEEKDAYS),
-    ("rollup_totals", ("cell", "verdict"), ("count",)),
+    ("rollups", ("hour_ms", "cell", "verdict"), ("count",), ("n",)),
+    ("weekly_rollups", ("week_ms", "cell", "verdict"), WEEKDAYS, WEEKDAYS),
+    ("rollup_totals", ("cell", "verdict"), ("count",), ("n",)),
 )
 _BATCH_INPUT = "ingest_batch"
 _MEASUREMENT_KIND = len(_ROLLUP_TABLES)
@@ -70,11 +70,11 @@ _CHECK_COLUMNS = ("ms", "online", *_BATCH_COLUMNS)
 def _sqlite_batch_trigger() -> tuple[str, ...]:
     new = ", ".join(f"NEW.{column}" for column in _MEASUREMENT_COLUMNS)
     upserts = []
-    for table_index, (table, dims, counts) in enumerate(_ROLLUP_TABLES):
+    for table_index, (table, dims, counts, view_counts) in enumerate(_ROLLUP_TABLES):
         values = ["NEW.cell", "NEW.verdict"]
         if len(dims) == 3:
             values.insert(0, "NEW.start")
-        values += ["NEW.n"] if counts == ("count",) else [f"NEW.{day}" for day in counts]
+        values += [f"NEW.{column}" for column in view_counts]
         keys = ", ".join(dims)
         added = ", ".join(f"{column} = {column} + excluded.{column}" for column in counts)
         upserts.append(
@@ -126,13 +126,15 @@ _MEASUREMENT_SELECT = _select(
         **dict.fromkeys(_BATCH_COLUMNS, "?"),
     }
 )
-_ROLLUP_COLUMNS = ("kind", "start", "cell", "verdict", "n")
-_WEEKLY_COLUMNS = ("kind", "start", "cell", "verdict", *WEEKDAYS)
-# The select of a VALUES list of rollup rows, by the rows' columns.
-_ROLLUP_SELECTS: dict[tuple[str, ...], str] = {
-    columns: _select({column: f"column{n}" for n, column in enumerate(columns, 1)})
-    for columns in (_ROLLUP_COLUMNS, _WEEKLY_COLUMNS)
-}
+# Each rollup table's rows' columns in the view, in _ROLLUP_TABLES' order, and the select
+# of a VALUES list of such rows.
+_ROLLUP_COLUMNS = [
+    ("kind", "start", "cell", "verdict", *view_counts) for *_, view_counts in _ROLLUP_TABLES
+]
+_ROLLUP_SELECTS = [
+    _select({column: f"column{n}" for n, column in enumerate(columns, 1)})
+    for columns in _ROLLUP_COLUMNS
+]
 _CHECK_SELECT = _select(
     {"kind": str(_CHECK_KIND), "measured_ms": "column1", "n": "column2"}
     | dict.fromkeys(_BATCH_COLUMNS, "?")
@@ -187,25 +189,23 @@ class SQLiteWrites(Writes):
     def prepare_rollups(self, records: Sequence[IngestRecord]) -> Any:
         return [
             statement
-            for columns, rows in self._rollup_rows(records)
+            for kind, rows in self._rollup_rows(records)
             for statement in _multirow(
-                f"INSERT INTO {_BATCH_INPUT} ({', '.join(columns)})", "", rows
+                f"INSERT INTO {_BATCH_INPUT} ({', '.join(_ROLLUP_COLUMNS[kind])})", "", rows
             )
         ]
 
-    def _rollup_rows(
-        self, records: Sequence[IngestRecord]
-    ) -> list[tuple[tuple[str, ...], list[tuple[Any, ...]]]]:
-        """Each table's rows, kind first, and their columns in the view: hourly, weekly,
-        all-time, in this order, as PostgreSQL's statement does; all-time rows have no
-        start. Tables with no rows are left out."""
-        hourly, weekly, totals = rollup_rows(records, self.cell_of, self.verdict_of)
-        out = [
-            (_ROLLUP_COLUMNS, [(0, *row) for row in hourly]),
-            (_WEEKLY_COLUMNS, [(1, *row) for row in weekly]),
-            (_ROLLUP_COLUMNS, [(2, None, *row) for row in totals]),
-        ]
-        return [(columns, rows) for columns, rows in out if rows]
+    def _rollup_rows(self, records: Sequence[IngestRecord]) -> list[tuple[int, list[Any]]]:
+        """Each table's kind and rows, kind first in each row: hourly, weekly, all-time, in
+        this order, as PostgreSQL's statement does; all-time rows have no start. Tables
+        with no rows are left out."""
+        tables = rollup_rows(records, self.cell_of, self.verdict_of)
+        out = []
+        for kind, ((_table, dims, *_), rows) in enumerate(zip(_ROLLUP_TABLES, tables, strict=True)):
+            start = () if len(dims) == 3 else (None,)
+            if rows:
+                out.append((kind, [(kind, *start, *row) for row in rows]))
+        return out
 
     def add_rollups(self, driver: Any, prepared: Any) -> None:
         db = cast("sqlite3.Connection", driver)
@@ -221,15 +221,15 @@ class SQLiteWrites(Writes):
         batch = (self.received_ms, self.agent_id, self.asn, self.cc)
         rollups = self._rollup_rows(records)
         parameters = len(records) * 6 + len(checks) * 2 + 2 * len(batch)
-        parameters += sum(len(rows) * len(columns) for columns, rows in rollups)
+        parameters += sum(len(rows) * len(_ROLLUP_COLUMNS[kind]) for kind, rows in rollups)
         if parameters > _SQLITE_MAX_PARAMETERS or not (records or checks):
             return None
         selects, values = [], []
         if records:
             selects.append(_select_values(_MEASUREMENT_SELECT, records))
             values += [*batch, *chain.from_iterable(records)]
-        for columns, rows in rollups:
-            selects.append(_select_values(_ROLLUP_SELECTS[columns], rows))
+        for kind, rows in rollups:
+            selects.append(_select_values(_ROLLUP_SELECTS[kind], rows))
             values += chain.from_iterable(rows)
         if checks:
             selects.append(_select_values(_CHECK_SELECT, checks))
