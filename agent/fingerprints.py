@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-__all__ = ["Fingerprint", "FingerprintFileError", "FingerprintSet", "Match", "load"]
+from agent.model.observations import Inspector
+
+__all__ = ["Fingerprint", "FingerprintFileError", "FingerprintSet", "Match", "inspector", "load"]
 
 PATTERN_TYPES: Final = frozenset({"full", "prefix", "contains", "regexp"})
 _COLUMNS: Final = ("name", "scope", "location_found", "pattern_type", "pattern")
@@ -198,3 +200,17 @@ def load(paths: Iterable[Path]) -> FingerprintSet:
     for path in paths:
         _load_file(Path(path), fingerprints, problems)
     return FingerprintSet(fingerprints, problems)
+
+
+def inspector(fingerprints: FingerprintSet | None) -> Inspector | None:
+    """Match a response against blockpage fingerprints; known false positives don't count."""
+    if fingerprints is None:
+        return None
+
+    def inspect(body: bytes, headers: Sequence[tuple[str, str]]) -> str | None:
+        for match in (fingerprints.match_body(body), fingerprints.match_headers(dict(headers))):
+            if match is not None and not match.false_positive:
+                return match.fingerprint.name
+        return None
+
+    return inspect

@@ -14,14 +14,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from agent.fingerprints import FingerprintSet
-from agent.measurement import SiteMeasurement, Target, Vantage, new_measurement_id
-from agent.net import failures
+from agent.fingerprints import FingerprintSet, inspector
+from agent.model import failures
+from agent.model.measurement import SiteMeasurement, Target, Vantage, new_measurement_id
+from agent.model.observations import DNSObservation
 from agent.probes import endpoint
-from agent.probes.dns import DNSObservation
 from agent.probes.dns import measure as measure_dns
 from agent.probes.endpoint import EndpointPlan
-from agent.probes.http import inspector
 from agent.verdict import decide
 
 DEFAULT_BENIGN_NAME = "example.com"

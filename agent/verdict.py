@@ -15,13 +15,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from agent.fingerprints import FingerprintSet
-from agent.measurement import SiteMeasurement, Target, Vantage, Verdict
-from agent.net import failures as f
-from agent.net.bogons import is_bogon
-from agent.net.dns import DNSReply, SystemResolution
-from agent.net.http import HTTPRoundTrip
-from agent.net.tls import TLSHandshake
-from agent.probes.endpoint import EndpointObservation
+from agent.model import failures as f
+from agent.model.bogons import is_bogon
+from agent.model.measurement import SiteMeasurement, Target, Vantage, Verdict
+from agent.model.observations import (
+    DNSReply,
+    EndpointObservation,
+    HTTPRoundTrip,
+    SystemResolution,
+    TLSHandshake,
+)
 
 __all__ = ["VERDICTS", "decide"]
 

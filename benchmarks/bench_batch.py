@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.batch import encode_batch
-from agent.batch_verify import read_batch_envelope, verify_batch
+from agent.wire.batch import encode_batch
+from collector.ingest.verify import read_batch_envelope, verify_batch
 from tests.storage.records import clones
 
 

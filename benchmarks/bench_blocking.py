@@ -40,12 +40,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import create_engine, make_url, text
 
-from agent.measurement import new_measurement_id
+from agent.api.paths import BLOCKING_PATH
+from agent.model.measurement import new_measurement_id
 from benchmarks.bench_ingest import pg_admin_url
-from collector.app import create_app
 from collector.config import Settings
-from collector.queries import BLOCKING_PATH
 from collector.storage import IngestRecord, Storage, open_storage
+from collector.web.app import create_app
 from tests.storage.records import batch
 
 BATCH, DOMAINS, ASNS, AGENTS_PER_ASN, DAYS, RUNS = 500, 600, 20, 2, 30, 20

@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.batch import encode_batch
-from agent.identity import public_key_bytes
+from agent.wire.batch import encode_batch
+from agent.wire.keys import public_key_bytes
 from tests.collector_process import REPO, CollectorProcess, collector_cli
 from tests.storage.records import clones
 

@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import aiohttp
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.batch import encode_batch
-from agent.identity import public_key_bytes
+from agent.wire.batch import encode_batch
+from agent.wire.keys import public_key_bytes
 from benchmarks.bench_ingest import pg_admin_url, throwaway_database
 from collector.storage import open_storage
 from tests.collector_process import CollectorProcess

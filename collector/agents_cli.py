@@ -11,7 +11,7 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from agent.identity import IdentityError, fingerprint, public_key_from_bytes
+from agent.wire.keys import IdentityError, fingerprint, public_key_from_bytes
 from collector.config import ConfigError, check_db_url
 from collector.storage import AgentRow, Storage, open_storage
 

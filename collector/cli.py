@@ -173,7 +173,7 @@ def run_reclassify(db: str, fingerprint_paths: list[str]) -> int:
 
     from agent.fingerprints import FingerprintFileError
     from agent.fingerprints import load as load_fingerprints
-    from agent.measurement import SiteMeasurement
+    from agent.model.measurement import SiteMeasurement
     from agent.verdict import redecide
     from collector.storage import open_storage
 
@@ -220,7 +220,7 @@ async def serve(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then finish in-flight requests and clean up."""
     from aiohttp import web
 
-    from collector.app import create_app
+    from collector.web.app import create_app
 
     runner = web.AppRunner(create_app(settings), access_log=None, shutdown_timeout=SHUTDOWN_GRACE)
     await runner.setup()

@@ -15,7 +15,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, Literal, TypeVar
 
-from agent.net.bogons import is_bogon
+from agent.model.bogons import is_bogon
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,13 +23,11 @@ import maxminddb
 from aiohttp import web
 
 __all__ = [
-    "ENRICHER",
     "EnrichError",
     "Enricher",
     "IPNetwork",
     "Network",
     "client_address",
-    "enricher_context",
 ]
 
 log = logging.getLogger("netsonde.collector.enrich")
@@ -209,18 +207,3 @@ def client_address(request: web.BaseRequest, trusted_proxies: Sequence[IPNetwork
 
 def _trusted(address: IPAddress, networks: Sequence[IPNetwork]) -> bool:
     return any(address.version == net.version and address in net for net in networks)
-
-
-ENRICHER = web.AppKey("enricher", Enricher)
-
-
-def enricher_context(paths: Sequence[str]) -> Callable[[web.Application], AsyncIterator[None]]:
-    """The app's cleanup_ctx: the databases are opened once, before the first request."""
-
-    async def context(app: web.Application) -> AsyncIterator[None]:
-        enricher = Enricher.open(paths)
-        app[ENRICHER] = enricher
-        yield
-        enricher.close()
-
-    return context

@@ -1,6 +1,6 @@
-"""Collector, test list: ``GET /api/v1/testlist`` serves the configured Citizen Lab CSV.
+"""Collector, test list: the configured Citizen Lab CSV that ``GET /api/v1/testlist`` serves.
 
-The file is parsed with the agent's own reader (``agent.targets.read_test_list``), so the
+The file is parsed with the agent's own reader (``agent.wire.testlist``), so the
 collector offers exactly the URLs an agent would accept. It is loaded at start and again
 when its modification time or size changes; agents poll, so every answer carries an ETag
 and ``If-None-Match`` gets a bodiless 304. A reload that fails keeps the last good list.
@@ -11,26 +11,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiohttp import web
+from agent.wire.testlist import read_test_list
 
-from agent.targets import read_test_list
+__all__ = ["TestList", "TestListError", "TestListSource", "load_test_list"]
 
-__all__ = [
-    "TESTLIST",
-    "TESTLIST_PATH",
-    "TestList",
-    "TestListError",
-    "TestListSource",
-    "get_testlist",
-    "load_test_list",
-    "testlist_context",
-]
-
-TESTLIST_PATH = "/api/v1/testlist"
 # One log line per load names at most this many bad rows; the rest are only counted.
 MAX_LOGGED_PROBLEMS = 10
 
@@ -144,50 +131,3 @@ class TestListSource:
             _report(loaded)
             self.current = loaded
         return self.current
-
-
-TESTLIST = web.AppKey("testlist", TestListSource)
-
-
-def testlist_context(path: str | None) -> Callable[[web.Application], AsyncIterator[None]]:
-    """The app's cleanup_ctx: loads the list once before the first request, if configured."""
-
-    async def context(app: web.Application) -> AsyncIterator[None]:
-        if path is not None:
-            app[TESTLIST] = await asyncio.to_thread(TestListSource.open, Path(path))
-        yield
-
-    return context
-
-
-def _matches(request: web.Request, etag: str) -> bool:
-    # Weak comparison (RFC 9110 13.1.2), as If-None-Match requires.
-    wanted = request.if_none_match
-    return wanted is not None and any(tag.value in (etag, "*") for tag in wanted)
-
-
-async def get_testlist(request: web.Request) -> web.StreamResponse:
-    """``{"urls", "count", "source"}``, or the CSV itself with ``?format=csv``."""
-    fmt = request.query.get("format", "json")
-    if fmt not in ("json", "csv"):
-        return web.json_response({"error": "'format' must be json or csv"}, status=400)
-    source = request.app.get(TESTLIST)
-    if source is None:
-        return web.json_response(
-            {"error": "no test list is configured on this collector"}, status=404
-        )
-    current = await source.get()
-    etag = f"{current.digest}-{fmt}"
-    # Agents poll: let caches revalidate every time, which the ETag makes cheap.
-    headers = {"Cache-Control": "no-cache"}
-    if _matches(request, etag):
-        response = web.Response(status=304, headers=headers)
-    elif fmt == "csv":
-        response = web.Response(
-            body=current.csv, content_type="text/csv", charset="utf-8", headers=headers
-        )
-    else:
-        body = {"urls": list(current.urls), "count": len(current.urls), "source": current.source}
-        response = web.json_response(body, headers=headers)
-    response.etag = etag
-    return response

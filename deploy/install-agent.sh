@@ -9,7 +9,7 @@ PROG=install-agent.sh
 . "$(dirname "$0")/install-common.sh"
 
 AGENT_USER=netsonde
-STATE_DIR=/var/lib/netsonde  # agent.config.DEFAULT_STATE_DIR, the unit's StateDirectory=
+STATE_DIR=/var/lib/netsonde  # agent.daemon.config.DEFAULT_STATE_DIR, the unit's StateDirectory=
 CONFIG=$ETC_DIR/agent.toml
 UNIT=netsonde-agent.service
 COLLECTOR=${NETSONDE_COLLECTOR:-}
@@ -110,7 +110,7 @@ as_user "$AGENT_USER" test -r "$ROOT$CONFIG" \
 # The agent's own check, as the agent will run it; prints the state directory it names.
 config_state=$(as_user "$AGENT_USER" "$ROOT$VENV_DIR/bin/python" -c '
 import sys
-from agent.config import ConfigError, load_config
+from agent.daemon.config import ConfigError, load_config
 from pathlib import Path
 try:
     print(load_config(Path(sys.argv[1])).state_dir)

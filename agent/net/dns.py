@@ -20,7 +20,6 @@ import os
 import socket
 import sys
 import time
-from dataclasses import dataclass
 
 import dns.asyncquery
 import dns.exception
@@ -29,8 +28,9 @@ import dns.rcode
 import dns.rdatatype
 import dns.resolver
 
-from agent.net import failures
-from agent.net.failures import capture
+from agent.model import failures
+from agent.model.observations import DNSExchange, DNSReply, SystemResolution
+from agent.net.errors import capture, rcode_failure
 
 # Linux values; Python 3.11's socket module lacks the IPv4 names.
 IP_RECVTTL = getattr(socket, "IP_RECVTTL", 12)
@@ -39,41 +39,6 @@ IPV6_RECVHOPLIMIT = getattr(socket, "IPV6_RECVHOPLIMIT", 51)
 IPV6_HOPLIMIT_CMSG = getattr(socket, "IPV6_HOPLIMIT", 52)
 MAX_DATAGRAM = 65535
 _ADDRESS_TYPES = (dns.rdatatype.A, dns.rdatatype.AAAA)
-
-
-@dataclass(frozen=True)
-class DNSReply:
-    source: str
-    port: int
-    ms: float  # since the query was sent
-    rcode: str
-    addresses: tuple[str, ...]
-    answer_ttl: int | None  # smallest TTL among the A/AAAA records
-    ip_ttl: int | None  # of the packet that carried the reply
-
-
-@dataclass(frozen=True)
-class DNSExchange:
-    server: str
-    port: int
-    name: str
-    qtype: str
-    replies: tuple[DNSReply, ...]
-    ms: float  # time spent, listening window included
-    failure: str | None
-
-
-@dataclass(frozen=True)
-class SystemResolution:
-    name: str
-    qtype: str
-    nameservers: tuple[str, ...]
-    server: str | None  # the nameserver whose response is reported
-    rcode: str | None
-    addresses: tuple[str, ...]
-    answer_ttl: int | None
-    ms: float
-    failure: str | None
 
 
 def _answers(message: dns.message.Message) -> tuple[tuple[str, ...], int | None]:
@@ -269,7 +234,7 @@ async def system_resolve(
         server_used, response = answered
         addresses, answer_ttl = _answers(response)
         rcode = dns.rcode.to_text(response.rcode())
-        failure = failures.rcode_failure(response.rcode(), bool(addresses))
+        failure = rcode_failure(response.rcode(), bool(addresses))
     return SystemResolution(
         name=name,
         qtype=qtype,

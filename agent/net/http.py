@@ -16,10 +16,11 @@ import html
 import re
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from agent.net.failures import ProtocolError, capture
+from agent.model.observations import HTTPRoundTrip, Inspector
+from agent.net.errors import ProtocolError, capture
 from agent.net.tcp import Stream, elapsed_ms
 
 MAX_BODY = 1 << 20
@@ -30,48 +31,6 @@ USER_AGENT = (
 )
 _TITLE_RE = re.compile(rb"<title[^>]*>(.*?)</title", re.IGNORECASE | re.DOTALL)
 _TITLE_MAX = 256
-
-# Looks at a response before its body is dropped: (body, headers) -> fingerprint name.
-Inspector = Callable[[bytes, Sequence[tuple[str, str]]], str | None]
-
-
-@dataclass(frozen=True)
-class HTTPRoundTrip:
-    host: str
-    path: str
-    status: int | None
-    server: str | None
-    location: str | None
-    content_type: str | None
-    content_length: int | None  # as the header claims
-    set_cookie_count: int
-    body_length: int  # bytes actually read, at most max_body
-    body_truncated: bool
-    body_sha256: str | None
-    title: str | None
-    ms: float
-    failure: str | None  # may be set alongside a status: the body was cut
-    fingerprint: str | None = None  # name of the blockpage fingerprint the response matched
-
-    @classmethod
-    def failed(cls, host: str, path: str, ms: float, failure: str | None) -> HTTPRoundTrip:
-        """A request that got no response at all."""
-        return cls(
-            host=host,
-            path=path,
-            status=None,
-            server=None,
-            location=None,
-            content_type=None,
-            content_length=None,
-            set_cookie_count=0,
-            body_length=0,
-            body_truncated=False,
-            body_sha256=None,
-            title=None,
-            ms=ms,
-            failure=failure,
-        )
 
 
 class _Reader:

@@ -14,10 +14,10 @@ import asyncio
 import ipaddress
 import socket
 import time
-from dataclasses import dataclass
 from typing import Protocol
 
-from agent.net.failures import capture
+from agent.model.observations import TCPConnect
+from agent.net.errors import capture
 
 RECV_SIZE = 65536
 
@@ -32,14 +32,6 @@ class Stream(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class TCPConnect:
-    ip: str
-    port: int
-    ms: float
-    failure: str | None
 
 
 class TCPStream:

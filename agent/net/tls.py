@@ -31,7 +31,6 @@ import re
 import ssl
 import time
 import warnings
-from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
@@ -46,46 +45,13 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
-from agent.net import failures
-from agent.net.failures import capture
+from agent.model import failures
+from agent.model.observations import TLSHandshake
+from agent.net.errors import capture
 from agent.net.tcp import RECV_SIZE, TCPStream, elapsed_ms
 
 _PEM_RE = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
 _DER = 2  # _ssl.ENCODING_DER
-
-
-@dataclass(frozen=True)
-class TLSHandshake:
-    sni: str
-    version: str | None
-    cipher: str | None
-    alpn: str | None
-    leaf_sha256: str | None
-    chain_sha256: str | None
-    chain_length: int
-    issuer: str | None  # the leaf issuer's organization, else its RFC 4514 name
-    validated: bool
-    validation_failure: str | None
-    ms: float
-    failure: str | None  # of the handshake itself; None even when validation failed
-
-    @classmethod
-    def failed(cls, sni: str, ms: float, failure: str | None) -> TLSHandshake:
-        """A handshake that never completed, so there is no certificate to describe."""
-        return cls(
-            sni=sni,
-            version=None,
-            cipher=None,
-            alpn=None,
-            leaf_sha256=None,
-            chain_sha256=None,
-            chain_length=0,
-            issuer=None,
-            validated=False,
-            validation_failure=None,
-            ms=ms,
-            failure=failure,
-        )
 
 
 class TLSStream:

@@ -16,7 +16,8 @@ import time
 from collections.abc import Awaitable, Sequence
 from typing import Protocol
 
-from agent.net.dns import DNSExchange, system_resolve, udp_exchange
+from agent.model.observations import DNSExchange
+from agent.net.dns import system_resolve, udp_exchange
 
 __all__ = ["CACHE_SECONDS", "CachedCheck", "Reachable", "check"]
 

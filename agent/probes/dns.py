@@ -10,20 +10,9 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-from agent.net.dns import DNSExchange, SystemResolution, system_resolve, udp_exchange
-
-
-@dataclass(frozen=True)
-class DNSObservation:
-    system: SystemResolution
-    public: tuple[DNSExchange, ...]
-
-    @property
-    def addresses(self) -> tuple[str, ...]:
-        """What the agent would connect to: the system resolver's answer."""
-        return self.system.addresses
+from agent.model.observations import DNSExchange, DNSObservation, SystemResolution
+from agent.net.dns import system_resolve, udp_exchange
 
 
 def _is_address(host: str) -> bool:

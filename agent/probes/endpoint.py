@@ -9,22 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from agent.model.observations import EndpointObservation, Inspector
 from agent.net import tls as net_tls
-from agent.net.http import HTTPRoundTrip, Inspector, round_trip
-from agent.net.tcp import TCPConnect, connect
-from agent.net.tls import TLSHandshake
+from agent.net.http import round_trip
+from agent.net.tcp import connect
 from agent.probes import http, tls
-
-
-@dataclass(frozen=True)
-class EndpointObservation:
-    ip: str
-    port: int
-    tcp: TCPConnect
-    tls: TLSHandshake | None = None  # https, once TCP connected
-    tls_benign: TLSHandshake | None = None  # the SNI swap, when the handshake failed
-    http: HTTPRoundTrip | None = None  # over the connection that worked
-    http_benign: HTTPRoundTrip | None = None  # Host swap: the request was cut or blockpaged
 
 
 @dataclass(frozen=True)

@@ -7,28 +7,12 @@ header (Host filtering), not to the address.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from agent.fingerprints import FingerprintSet
-from agent.net.http import HTTPRoundTrip, Inspector, round_trip
+from agent.model.observations import HTTPRoundTrip
+from agent.net.http import round_trip
 from agent.net.tcp import connect
 
 # Failures that mean the request was cut by the network rather than answered.
 CUT = frozenset({"connection_reset", "generic_timeout_error", "eof_error"})
-
-
-def inspector(fingerprints: FingerprintSet | None) -> Inspector | None:
-    """Match a response against blockpage fingerprints; known false positives don't count."""
-    if fingerprints is None:
-        return None
-
-    def inspect(body: bytes, headers: Sequence[tuple[str, str]]) -> str | None:
-        for match in (fingerprints.match_body(body), fingerprints.match_headers(dict(headers))):
-            if match is not None and not match.false_positive:
-                return match.fingerprint.name
-        return None
-
-    return inspect
 
 
 async def benign_fetch(ip: str, port: int, benign_host: str, *, timeout: float) -> HTTPRoundTrip:

@@ -7,9 +7,9 @@ name (SNI filtering), not to the address.
 
 from __future__ import annotations
 
+from agent.model.observations import TLSHandshake
 from agent.net import tls
 from agent.net.tcp import connect
-from agent.net.tls import TLSHandshake
 
 
 async def benign_handshake(

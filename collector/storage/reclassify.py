@@ -16,8 +16,8 @@ from typing import Any
 from sqlalchemy import Table, and_, bindparam, case, delete, func, select, text, true, update
 from sqlalchemy.engine import Connection, Engine
 
-from agent.measurement import SiteMeasurement
-from agent.wire import WireError, decode_measurement
+from agent.model.measurement import SiteMeasurement
+from agent.wire.record import WireError, decode_measurement
 from collector.storage.records import ReclassifyResult
 from collector.storage.schema import (
     DAY_MS,

@@ -12,9 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from agent.measurement import SiteMeasurement, Target
-from agent.wire import encode_measurement
-from agent.wire_columns import RecordColumns, uuid_text
+from agent.model.measurement import SiteMeasurement, Target
+from agent.wire.record import encode_measurement
+from collector.ingest.columns import RecordColumns, uuid_text
 
 
 class RejectedBatch(ValueError):

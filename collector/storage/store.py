@@ -29,7 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
-from agent.wire_columns import uuid_text
+from collector.ingest.columns import uuid_text
 from collector.storage.agents import AgentStore
 from collector.storage.engine import READ_ONLY, make_engine, sqlstate, upgrade
 from collector.storage.idmap import cell_ids, verdict_ids

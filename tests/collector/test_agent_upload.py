@@ -21,11 +21,11 @@ from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 
-from agent.upload import BAD_RESPONSE, REVOKED, UNAUTHORIZED, UNREACHABLE, Backoff, Uploader
-from agent.wire import encode_measurement
-from collector.app import STORAGE
+from agent.daemon.upload import BAD_RESPONSE, REVOKED, UNAUTHORIZED, UNREACHABLE, Backoff, Uploader
+from agent.wire.record import encode_measurement
 from collector.config import Settings
 from collector.storage.schema import connectivity
+from collector.web.keys import STORAGE
 from tests.collector.test_ingest_api import enrolled, recent, running
 
 

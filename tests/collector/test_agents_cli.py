@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.identity import fingerprint, public_key_bytes
-from collector.app import ENROLL_PATH
+from agent.api.paths import ENROLL_PATH
+from agent.wire.keys import fingerprint, public_key_bytes
 from collector.config import Settings
 from tests.collector.test_ingest_api import running
 

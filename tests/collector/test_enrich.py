@@ -15,12 +15,13 @@ from mmdb_writer import MMDBWriter
 from multidict import CIMultiDict
 from netaddr import IPSet  # type: ignore[import-untyped]  # no stubs published
 
-from agent.batch import encode_batch
-from collector.app import MEASUREMENTS_PATH, STORAGE
+from agent.api.paths import MEASUREMENTS_PATH
+from agent.wire.batch import encode_batch
 from collector.cli import main
 from collector.config import ConfigError, Settings, make_settings
 from collector.enrich import Enricher, Network, client_address
 from collector.storage.schema import UNKNOWN_ASN, UNKNOWN_CC
+from collector.web.keys import STORAGE
 from tests.collector.test_ingest_api import MSGPACK, enrolled, recent, running
 
 PTCL = "Pakistan Telecommunication Company Limited"

@@ -17,11 +17,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.batch import encode_batch
-from agent.identity import public_key_bytes
-from agent.measurement import SiteMeasurement, Target
-from collector.app import ENROLL_PATH, INGEST_THREADS, MEASUREMENTS_PATH, STORAGE, create_app
+from agent.api.paths import ENROLL_PATH, MEASUREMENTS_PATH
+from agent.model.measurement import SiteMeasurement, Target
+from agent.wire.batch import encode_batch
+from agent.wire.keys import public_key_bytes
 from collector.config import Settings
+from collector.web.app import create_app
+from collector.web.keys import INGEST_THREADS, STORAGE
 from tests.storage.records import clones
 
 MSGPACK = {"Content-Type": "application/msgpack"}

@@ -26,11 +26,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from agent.batch import MAX_CHECKS, SIGNATURE_DOMAIN, encode_batch
-from agent.wire import measurement_to_obj
-from collector.app import MEASUREMENTS_PATH, STORAGE, create_app
+from agent.api.paths import MEASUREMENTS_PATH
+from agent.wire.batch import MAX_CHECKS, SIGNATURE_DOMAIN, encode_batch
+from agent.wire.record import measurement_to_obj
 from collector.config import Settings
 from collector.storage.schema import connectivity
+from collector.web.app import create_app
+from collector.web.keys import STORAGE
 from tests.collector.test_ingest_api import enrolled, recent
 
 _T = TypeVar("_T")

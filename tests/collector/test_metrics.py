@@ -12,11 +12,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.batch import encode_batch
-from agent.control import CACHE_HEADER, CONTROL_PATH
-from agent.measurement import Target
-from collector.app import MEASUREMENTS_PATH, create_app
+from agent.api.paths import CACHE_HEADER, CONTROL_PATH, MEASUREMENTS_PATH
+from agent.model.measurement import Target
+from agent.wire.batch import encode_batch
 from collector.config import Settings
+from collector.web.app import create_app
 from tests.collector.test_ingest_api import MSGPACK, enrolled, recent, running
 
 Client = TestClient[web.Request, web.Application]

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from agent.batch import encode_batch
-from collector.app import MEASUREMENTS_PATH, STORAGE
+from agent.api.paths import MEASUREMENTS_PATH, OUTAGES_PATH
+from agent.wire.batch import encode_batch
 from collector.config import Settings
-from collector.queries import OUTAGES_PATH
 from collector.storage.schema import connectivity
+from collector.web.keys import STORAGE
 from tests.collector.test_ingest_api import MSGPACK, enrolled, recent, running
 
 STEP = 5 * 60_000  # the agents' check interval

@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from agent.batch import encode_batch
-from collector.app import STORAGE
+from agent.api.paths import AGENTS_PATH, BLOCKING_PATH, MEASUREMENTS_PATH, TIMELINE_PATH
+from agent.wire.batch import encode_batch
 from collector.config import Settings
-from collector.queries import AGENTS_PATH, BLOCKING_PATH, MEASUREMENTS_PATH, TIMELINE_PATH
 from collector.storage import IngestRecord, Storage, open_storage
 from collector.storage.blocking import BlockingRow, dominant
 from collector.storage.queries import BadCursor, MeasurementFilter
 from collector.storage.schema import HOUR_MS
+from collector.web.keys import STORAGE
 from tests.collector.test_ingest_api import MSGPACK, enrolled, recent, running
 from tests.storage.records import AGENT, batch
 

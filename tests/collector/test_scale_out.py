@@ -22,9 +22,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 
-from agent.batch import encode_batch
-from agent.identity import public_key_bytes
-from collector.app import ENROLL_PATH, MEASUREMENTS_PATH
+from agent.api.paths import ENROLL_PATH, MEASUREMENTS_PATH
+from agent.wire.batch import encode_batch
+from agent.wire.keys import public_key_bytes
 from collector.storage import open_storage
 from tests.collector.test_ingest_api import MSGPACK, recent
 from tests.collector_process import REPO, CollectorProcess, collector_cli

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from agent.api.paths import TESTLIST_PATH
 from collector.config import ConfigError, Settings, make_settings
-from collector.testlist import TESTLIST_PATH
 from tests.collector.test_ingest_api import running
 from tests.shared_data import shared_file
 

@@ -26,17 +26,18 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from agent.collector_testlist import TESTLIST_CACHE
-from agent.config import load_config
-from agent.daemon import run_daemon
-from agent.daemon_cli import status_data, status_lines
-from agent.enrollment import KEY_FILE, STATE_FILE, DaemonError, enroll, read_state
-from agent.measurement import Target
+from agent.cli.daemon import status_data, status_lines
+from agent.daemon.config import load_config
+from agent.daemon.enrollment import KEY_FILE, STATE_FILE, DaemonError, enroll, read_state
+from agent.daemon.full import run_daemon
+from agent.daemon.spool import Spool
+from agent.daemon.testlist import TESTLIST_CACHE
+from agent.model.measurement import Target
 from agent.site import ProbeConfig, measure_vantage
-from agent.spool import Spool
-from agent.wire import encode_vantage
-from collector.app import STORAGE, create_app
+from agent.wire.record import encode_vantage
 from collector.config import Settings
+from collector.web.app import create_app
+from collector.web.keys import STORAGE
 
 DNS_HOST = "127.53.0.1"  # its own loopback address, so port 53 is free whatever else runs
 SITE = "site.test."
@@ -282,7 +283,7 @@ def test_status_before_the_daemon_ran(tmp_path: Path) -> None:
 
 
 def _measured_urls(spool: Spool) -> list[str]:
-    from agent.wire import decode_measurement
+    from agent.wire.record import decode_measurement
 
     return sorted(decode_measurement(r.record).url for r in spool.peek(1000))
 

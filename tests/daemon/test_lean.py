@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import load_config
-from agent.daemon_state import LEAN_MIN_IDLE, META_MODE
-from agent.enrollment import enroll, read_state
-from agent.spool import Spool
-from collector.app import STORAGE
+from agent.daemon.config import load_config
+from agent.daemon.enrollment import enroll, read_state
+from agent.daemon.spool import Spool
+from agent.daemon.state import LEAN_MIN_IDLE, META_MODE
+from collector.web.keys import STORAGE
 from tests.daemon.test_daemon import (
     REPO,
     collector,
@@ -34,7 +34,7 @@ from tests.daemon.test_daemon import (
 )
 
 # What lean mode exists to leave out (docs/design/005-lean-idle.md).
-HEAVY = ("aiohttp", "dns", "rich", "scapy", "agent.site", "agent.probes", "agent.wire")
+HEAVY = ("aiohttp", "dns", "rich", "scapy", "agent.site", "agent.probes", "agent.wire.record")
 INTERVAL = LEAN_MIN_IDLE + 15  # long enough to go lean after a run, short enough to wait for
 
 
@@ -44,14 +44,14 @@ def _heavy(modules: list[str]) -> list[str]:
 
 def test_the_lean_module_imports_nothing_heavy() -> None:
     code = (
-        "import sys, agent.cli, agent.daemon_cli, agent.lean\n"
+        "import sys, agent.cli.main, agent.cli.daemon, agent.daemon.lean\n"
         "print('\\n'.join(sorted(sys.modules)))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
     )
     assert _heavy(done.stdout.split()) == []
-    assert "agent.lean" in done.stdout.split()
+    assert "agent.daemon.lean" in done.stdout.split()
 
 
 def _daemon(resolv_conf: str, config: Path) -> list[str]:
@@ -145,7 +145,7 @@ async def test_goes_lean_keeps_heartbeats_and_returns_to_full_to_measure(tmp_pat
         start = text.index("switching to lean mode (exec)")
         end = text.index("switching to full mode", start)
         imported = re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)", text[start:end], re.M)
-        assert "agent.lean" in imported
+        assert "agent.daemon.lean" in imported
         assert _heavy(imported) == []
         with Spool.open(config.state_dir / "spool.db", max_bytes=10**8) as spool:
             assert spool.totals()["acked"] == 4

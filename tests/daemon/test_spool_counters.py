@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.spool import Spool, SpoolError
+from agent.daemon.spool import Spool, SpoolError
 
 
 def test_totals_follow_add_ack_and_eviction(tmp_path: Path) -> None:

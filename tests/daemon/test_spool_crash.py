@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.spool import Spool
+from agent.daemon.spool import Spool
 
 REPO = Path(__file__).resolve().parents[2]
 RUNS = 4
@@ -30,8 +30,8 @@ CHILD = """
 import os, sys
 from pathlib import Path
 import msgpack
-from agent.spool import Spool
-from agent.wire import encode_measurement, measurement_from_obj
+from agent.daemon.spool import Spool
+from agent.wire.record import encode_measurement, measurement_from_obj
 
 path, max_bytes, run, recorded = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 with open(recorded, "rb") as fh:

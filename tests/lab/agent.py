@@ -123,8 +123,8 @@ class LabAgent:
 
     def status(self) -> dict[str, Any]:
         """``netsonde-agent status --json``, read from the state directory."""
-        from agent.config import load_config
-        from agent.daemon_cli import status_data
+        from agent.cli.daemon import status_data
+        from agent.daemon.config import load_config
 
         return status_data(load_config(self.config_path), self.state_dir)
 

@@ -18,9 +18,10 @@ from typing import Any
 
 import msgpack  # type: ignore[import-untyped]  # no stubs or py.typed
 
-from agent.batch import MAX_MEASUREMENTS, encode_batch
-from agent.identity import create_key, public_key_bytes
-from agent.wire import measurement_from_obj
+from agent.daemon.identity import create_key
+from agent.wire.batch import MAX_MEASUREMENTS, encode_batch
+from agent.wire.keys import public_key_bytes
+from agent.wire.record import measurement_from_obj
 
 ENROLL_PATH = "/api/v1/enroll"
 MEASUREMENTS_PATH = "/api/v1/measurements"

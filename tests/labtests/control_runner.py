@@ -18,8 +18,9 @@ from typing import Any
 
 import aiohttp
 
-from agent.control import CACHE_HEADER, CONTROL_PATH, HTTPControl
-from agent.measurement import Target
+from agent.api.control import HTTPControl
+from agent.api.paths import CACHE_HEADER, CONTROL_PATH
+from agent.model.measurement import Target
 
 
 def _ms(start: float) -> float:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import msgpack
 
-from agent.measurement import SiteMeasurement, new_measurement_id
-from agent.wire import measurement_from_obj
+from agent.model.measurement import SiteMeasurement, new_measurement_id
+from agent.wire.record import measurement_from_obj
 from collector.storage import IngestRecord
 
 RECORDED = Path(__file__).resolve().parents[1] / "unit" / "recorded" / "with-control.msgpack"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from agent.cli import build_parser
+from agent.cli.main import build_parser
 from collector.storage import ExpiredToken, Storage, UnknownToken, UsedToken
 from collector.storage.schema import enroll_tokens
 

@@ -18,7 +18,7 @@ from sqlalchemy import MetaData as sa_metadata
 from sqlalchemy import Table, func, select
 from sqlalchemy.engine import Connection, Engine
 
-from agent.measurement import SiteMeasurement, new_measurement_id
+from agent.model.measurement import SiteMeasurement, new_measurement_id
 from collector.storage import IngestRecord, Storage, blocking
 from collector.storage.blocking import BlockingRow, dominant
 from collector.storage.engine import MIGRATIONS, make_engine, upgrade

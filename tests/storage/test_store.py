@@ -12,7 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from agent.measurement import SiteMeasurement
+from agent.model.measurement import SiteMeasurement
 from collector.storage import IngestRecord, RejectedBatch, Storage, open_storage
 from collector.storage.schema import HOUR_MS, metadata
 from tests.storage.helpers import counts_from_rows, stored_verdicts

@@ -10,13 +10,17 @@ from dataclasses import replace
 from typing import Any
 
 from agent.fingerprints import Fingerprint, FingerprintSet
-from agent.measurement import Target, Vantage
-from agent.net.dns import DNSExchange, DNSReply, SystemResolution
-from agent.net.http import HTTPRoundTrip
-from agent.net.tcp import TCPConnect
-from agent.net.tls import TLSHandshake
-from agent.probes.dns import DNSObservation
-from agent.probes.endpoint import EndpointObservation
+from agent.model.measurement import Target, Vantage
+from agent.model.observations import (
+    DNSExchange,
+    DNSObservation,
+    DNSReply,
+    EndpointObservation,
+    HTTPRoundTrip,
+    SystemResolution,
+    TCPConnect,
+    TLSHandshake,
+)
 
 SITE_IP = "192.0.2.10"
 PUBLIC_RESOLVER = "198.51.100.8"

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from agent.config import (
+from agent.daemon.config import (
     AgentConfig,
     CollectorConfig,
     ConfigError,

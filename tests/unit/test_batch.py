@@ -15,18 +15,22 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.batch import (
+from agent.model.measurement import SiteMeasurement, Verdict, new_measurement_id
+from agent.wire.batch import (
     MAX_BATCH_BYTES,
     MAX_MEASUREMENTS,
     SIGNATURE_DOMAIN,
-    Batch,
     BatchError,
     Envelope,
     encode_batch,
 )
-from agent.batch_verify import read_batch_envelope, verify_batch
-from agent.measurement import SiteMeasurement, Verdict, new_measurement_id
-from agent.wire import WireError, encode_measurement, measurement_from_obj, measurement_to_obj
+from agent.wire.record import (
+    WireError,
+    encode_measurement,
+    measurement_from_obj,
+    measurement_to_obj,
+)
+from collector.ingest.verify import Batch, read_batch_envelope, verify_batch
 
 RECORDED = Path(__file__).with_name("recorded")
 KEY = Ed25519PrivateKey.generate()

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.batch import MAX_CHECKS, BatchError, encode_batch
-from agent.batch_verify import read_batch_envelope, verify_batch
+from agent.wire.batch import MAX_CHECKS, BatchError, encode_batch
+from collector.ingest.verify import read_batch_envelope, verify_batch
 from tests.unit.test_batch import AGENT, DAY, KEY, NOW, RECORDS, body, reason, signed, verify
 
 

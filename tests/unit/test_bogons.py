@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.net.bogons import is_bogon
+from agent.model.bogons import is_bogon
 
 
 @pytest.mark.parametrize(

@@ -345,7 +345,8 @@ def test_measurable(address: str, allowed: bool) -> None:
 
 
 def test_parse_control_request() -> None:
-    from collector.app import BadRequest, parse_control_request
+    from collector.errors import ApiError
+    from collector.web.handlers import parse_control_request
 
     target, addresses = parse_control_request(
         {"url": "x.com", "addresses": ["192.0.2.18", "10.10.34.34", "192.0.2.9", "192.0.2.18"]}
@@ -362,5 +363,5 @@ def test_parse_control_request() -> None:
         ({"url": "x.com", "addresses": ["192.0.2.1"] * 17}, "at most 16"),
     ]
     for body, message in bad:
-        with pytest.raises(BadRequest, match=message):
+        with pytest.raises(ApiError, match=message):
             parse_control_request(json.loads(json.dumps(body)))

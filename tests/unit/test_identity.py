@@ -13,14 +13,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.identity import (
-    IdentityError,
-    create_key,
-    fingerprint,
-    load_key,
-    public_key_bytes,
-    public_key_from_bytes,
-)
+from agent.daemon.identity import create_key, load_key
+from agent.wire.keys import IdentityError, fingerprint, public_key_bytes, public_key_from_bytes
 
 
 def mode(path: Path) -> int:

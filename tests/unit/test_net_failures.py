@@ -10,7 +10,8 @@ import dns.exception
 import dns.rcode
 import pytest
 
-from agent.net import failures
+from agent.model import failures
+from agent.net import errors
 
 
 def _cert_error(code: int) -> ssl.SSLCertVerificationError:
@@ -46,14 +47,14 @@ def _cert_error(code: int) -> ssl.SSLCertVerificationError:
         (_cert_error(10), "ssl_invalid_certificate"),
         (OSError(errno.EACCES, "denied"), "unknown_failure: EACCES"),
         (
-            failures.ProtocolError("malformed http status line"),
+            errors.ProtocolError("malformed http status line"),
             "unknown_failure: malformed http status line",
         ),
         (dns.exception.FormError(), "unknown_failure: FormError"),
     ],
 )
 def test_classify(exc: BaseException, expected: str) -> None:
-    assert failures.classify(exc) == expected
+    assert errors.classify(exc) == expected
 
 
 @pytest.mark.parametrize(
@@ -68,7 +69,7 @@ def test_classify(exc: BaseException, expected: str) -> None:
     ],
 )
 def test_rcode_failure(rcode: int, has_addresses: bool, expected: str | None) -> None:
-    assert failures.rcode_failure(rcode, has_addresses) == expected
+    assert errors.rcode_failure(rcode, has_addresses) == expected
 
 
 def _reset() -> None:
@@ -76,16 +77,16 @@ def _reset() -> None:
 
 
 def test_capture_records_network_errors() -> None:
-    with failures.capture() as outcome:
+    with errors.capture() as outcome:
         _reset()
     assert outcome.failure == "connection_reset"
-    with failures.capture() as clean:
+    with errors.capture() as clean:
         pass
     assert clean.failure is None
 
 
 def test_capture_lets_bugs_through() -> None:
-    with pytest.raises(KeyError), failures.capture():
+    with pytest.raises(KeyError), errors.capture():
         raise KeyError("a bug, not the network")
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import msgpack  # type: ignore[import-untyped]
 import pytest
 
-from agent.measurement import SiteMeasurement
-from agent.spool import Spool, SpoolError, SpoolRecord, SpoolRecordTooLarge
-from agent.wire import decode_measurement, encode_measurement, measurement_from_obj
+from agent.daemon.spool import Spool, SpoolError, SpoolRecord, SpoolRecordTooLarge
+from agent.model.measurement import SiteMeasurement
+from agent.wire.record import decode_measurement, encode_measurement, measurement_from_obj
 
 RECORDED = Path(__file__).with_name("recorded") / "with-control.msgpack"
 

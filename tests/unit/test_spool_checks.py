@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.spool import Spool, SpoolError
+from agent.daemon.spool import Spool, SpoolError
 
 
 def test_checks_survive_reopen_and_leave_only_when_acknowledged(tmp_path: Path) -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.targets import parse_targets, read_test_list
+from agent.cli.targets import parse_targets
+from agent.wire.testlist import read_test_list
 from tests.shared_data import shared_file
 
 HEADER = "url,category_code,category_description,date_added,source,notes\n"

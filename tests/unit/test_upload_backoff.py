@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.upload import Backoff, Uploader, parse_retry_after
+from agent.daemon.upload import Backoff, Uploader, parse_retry_after
 
 
 def test_full_jitter_stays_within_the_growing_ceiling() -> None:

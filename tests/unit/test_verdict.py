@@ -8,10 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.measurement import Vantage, Verdict
-from agent.net import failures as f
-from agent.net.dns import DNSExchange
-from agent.probes.endpoint import EndpointObservation
+from agent.model import failures as f
+from agent.model.measurement import Vantage, Verdict
+from agent.model.observations import DNSExchange, EndpointObservation
 from agent.verdict import VERDICTS, decide
 from tests.lab.scenarios import Scenario, load
 from tests.unit.observations import (

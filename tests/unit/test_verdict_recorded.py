@@ -15,9 +15,9 @@ import msgpack
 import pytest
 
 from agent.fingerprints import FingerprintSet, load
-from agent.measurement import SiteMeasurement, Target
+from agent.model.measurement import SiteMeasurement, Target
 from agent.verdict import redecide
-from agent.wire import measurement_from_obj
+from agent.wire.record import measurement_from_obj
 from tests.lab.scenarios import load as load_table
 from tests.shared_data import shared_file
 

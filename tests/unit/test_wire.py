@@ -13,15 +13,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.measurement import SiteMeasurement, Vantage, Verdict, new_measurement_id
-from agent.net import failures
-from agent.net.dns import DNSExchange, DNSReply, SystemResolution
-from agent.net.http import HTTPRoundTrip
-from agent.net.tcp import TCPConnect
-from agent.net.tls import TLSHandshake
-from agent.probes.dns import DNSObservation
-from agent.probes.endpoint import EndpointObservation
-from agent.wire import (
+from agent.model import failures
+from agent.model.measurement import SiteMeasurement, Vantage, Verdict, new_measurement_id
+from agent.model.observations import (
+    DNSExchange,
+    DNSObservation,
+    DNSReply,
+    EndpointObservation,
+    HTTPRoundTrip,
+    SystemResolution,
+    TCPConnect,
+    TLSHandshake,
+)
+from agent.wire.record import (
     FAILURE_CODES,
     MAX_RECORD,
     WireError,

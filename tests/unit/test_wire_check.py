@@ -19,10 +19,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent import wire_check
-from agent.wire import MAX_RECORD, WireError, decode_measurement
-from agent.wire_check import DECODERS
-from agent.wire_columns import RecordError, check_measurement, check_measurements, record_check
+from agent.wire.record import MAX_RECORD, WireError, decode_measurement
+from collector.ingest import check as wire_check
+from collector.ingest.check import DECODERS
+from collector.ingest.columns import (
+    RecordError,
+    check_measurement,
+    check_measurements,
+    record_check,
+)
 
 _CHECK = record_check()
 

@@ -1,0 +1,345 @@
+"""Agent CLI, entry point: the ``netsonde-agent`` command and its ``probe`` subcommand.
+
+``probe`` measures targets now and prints what it found. This module parses options and
+orchestrates; it never opens a measurement socket itself (that is ``agent.site`` and the
+probes). It imports only the standard library at module level, so ``--help`` starts fast on
+a Raspberry Pi: aiohttp, dnspython, msgpack and rich load when a command actually runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from agent import __version__
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from agent.cli.output import MsgpackSink
+    from agent.fingerprints import FingerprintSet
+    from agent.model.measurement import SiteMeasurement, Target
+
+PROG = "netsonde-agent"
+PROGRESS_MIN_TARGETS = 6  # below this a progress bar is just flicker
+PIPE_WIDTH = 160
+
+PROBE_EPILOG = """\
+targets:
+  https://x.com/      a URL (http or https)
+  x.com               a bare host name, tested as https://x.com/
+  @FILE               a Citizen Lab test list (CSV with a url column); bad rows are
+                      reported as FILE:LINE and skipped
+
+Exit status: 0 once the targets are measured, whatever the verdicts; 1 if a target
+could not be measured because of an internal error or the --msgpack-out file failed;
+2 on a usage error. --msgpack-out appends self-delimiting msgpack records; read them
+back with: for rec in msgpack.Unpacker(open(FILE, "rb"), raw=False): ...
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line instead of argparse's usage dump: the message is what matters in a script log.
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _ip(text: str) -> str:
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IP address") from None
+
+
+def _existing_file(text: str) -> str:
+    if not os.path.isfile(text):
+        raise argparse.ArgumentTypeError(f"{text!r}: no such file")
+    if not os.access(text, os.R_OK):
+        raise argparse.ArgumentTypeError(f"{text!r}: not readable")
+    return text
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
+    return value
+
+
+def _host_name(text: str) -> str:
+    name = text.strip().rstrip(".").lower()
+    labels = name.split(".")
+    allowed = set("abcdefghijklmnopqrstuvwxyz0123456789-_")
+    if (
+        not name
+        or len(name) > 253
+        or not all(0 < len(x) <= 63 and set(x) <= allowed for x in labels)
+    ):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a host name")
+    return name
+
+
+def _collector_url(text: str) -> str:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(text)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises ValueError on a bad port, which is the check
+    except ValueError:
+        ok = False
+    if not ok:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an http(s) URL")
+    return text.rstrip("/")
+
+
+# flag, argparse options, help: a table keeps the parser readable at a glance.
+_PROBE_OPTIONS: tuple[tuple[str, dict[str, Any], str], ...] = (
+    ("--collector", {"metavar": "URL", "type": _collector_url},
+     "collector base URL, used as the uncensored control"),
+    ("--resolver", {"metavar": "IP", "type": _ip, "action": "append", "default": []},
+     "public resolver to query as well (repeatable)"),
+    ("--benign-sni", {"metavar": "NAME", "type": _host_name, "default": "example.com"},
+     "name the censor has no reason to block, for the SNI and Host swaps (default: %(default)s)"),
+    ("--ca-file", {"metavar": "PATH", "type": _existing_file},
+     "extra CA certificates (PEM) to trust, for the sites and the collector"),
+    ("--fingerprints", {"metavar": "PATH", "action": "append", "default": []},
+     "blockpage fingerprint CSV, OONI schema (repeatable)"),
+    ("--concurrency", {"metavar": "N", "type": _positive_int, "default": 16},
+     "targets measured at once (default: %(default)s)"),
+    ("--timeout", {"metavar": "S", "type": _seconds, "default": 5.0},
+     "seconds per network operation (default: %(default)s)"),
+    ("--json", {"action": "store_true"}, "one JSON object per target per line on stdout"),
+    ("--msgpack-out", {"metavar": "FILE"}, "append each result's wire record (msgpack) to FILE"),
+    ("--quiet", {"action": "store_true"},
+     "no table and no progress bar; only warnings and the summary"),
+)  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="netsonde agent: measures whether and how sites are blocked on this network.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    probe = commands.add_parser(
+        "probe",
+        help="measure targets now and print the verdicts",
+        description="Measure each target (DNS, TCP, TLS, HTTP, next to the collector's\n"
+        "control) and say whether and how it is blocked.",
+        epilog=PROBE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    probe.add_argument("targets", nargs="*", metavar="TARGET", help="URL, host name or @FILE")
+    for flag, options, text in _PROBE_OPTIONS:
+        probe.add_argument(flag, **options, help=text)
+    probe.set_defaults(func=cmd_probe, parser=probe)
+    # The daemon's commands live in their own module, which is standard library only too.
+    from agent.cli.daemon import add_commands
+
+    add_commands(commands, _collector_url)
+    return parser
+
+
+def _say(kind: str, message: str) -> None:
+    print(f"{PROG}: {kind}: {message}", file=sys.stderr, flush=True)
+
+
+def _usage_error(message: str) -> int:
+    print(f"{PROG} probe: error: {message} (see {PROG} probe --help)", file=sys.stderr)
+    return 2
+
+
+def _load_fingerprints(paths: list[str]) -> FingerprintSet | None:
+    from pathlib import Path
+
+    from agent.fingerprints import FingerprintFileError, FingerprintSet, load
+
+    loaded: list[FingerprintSet] = []
+    for path in paths:
+        # One file at a time, so a missing one costs only its own fingerprints.
+        try:
+            loaded.append(load([Path(path)]))
+        except FingerprintFileError as exc:
+            _say("warning", f"{exc}; continuing without it")
+    if not loaded:
+        return None
+    problems = [p for s in loaded for p in s.problems]
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        _say("warning", f"skipped {len(problems)} malformed fingerprint rows: {problems[0]}{more}")
+    return FingerprintSet([fp for s in loaded for fp in s.fingerprints], problems)
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from agent.cli.output import MsgpackSink
+    from agent.cli.targets import parse_targets
+
+    parsed = parse_targets(args.targets)
+    for problem in parsed.problems:
+        _say("skipped", problem)
+    if not parsed.targets:
+        return _usage_error("no targets to measure")
+    fingerprints = _load_fingerprints(args.fingerprints)
+    sink = None
+    if args.msgpack_out:
+        try:
+            # Opened before measuring so a bad path fails in a second, not after an hour.
+            sink = MsgpackSink(open(args.msgpack_out, "ab"))  # noqa: SIM115 - closed below
+        except OSError as exc:
+            return _usage_error(f"cannot open --msgpack-out {args.msgpack_out}: {exc.strerror}")
+    try:
+        return asyncio.run(_probe(args, parsed.targets, fingerprints, sink))
+    finally:
+        if sink is not None:
+            sink.close()
+
+
+async def _probe(
+    args: argparse.Namespace,
+    targets: list[Target],
+    fingerprints: FingerprintSet | None,
+    sink: MsgpackSink | None,
+) -> int:
+    import asyncio
+    from contextlib import AsyncExitStack, nullcontext
+
+    from rich.console import Console
+
+    from agent.cli import output
+    from agent.probes.connectivity import CachedCheck
+    from agent.site import ProbeConfig, measure_site
+    from agent.wire.json import measurement_json
+
+    config = ProbeConfig(
+        resolvers=tuple(args.resolver),
+        benign_name=args.benign_sni,
+        ca_file=args.ca_file,
+        timeout=args.timeout,
+        dns_timeout=args.timeout,  # glibc's own default per-query wait is 5 s too
+        fingerprints=fingerprints,
+    )
+    # Piped into a file or a log, a folded 80-column table is hard to read or grep.
+    wide = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+    stdout, stderr = Console(width=PIPE_WIDTH if wide else None), Console(stderr=True)
+    async with AsyncExitStack() as stack:
+        control = None
+        if args.collector:
+            from agent.api.control import HTTPControl
+
+            # The collector runs a whole site test before answering, so it gets longer.
+            control = await stack.enter_async_context(
+                HTTPControl(
+                    args.collector, timeout=max(10.0, 2 * args.timeout), ca_file=args.ca_file
+                )
+            )
+        is_online = CachedCheck(control, config.resolvers, config.benign_name, args.timeout)
+        if control is not None:
+            if await control.reachable():
+                is_online.remember(True)
+            else:
+                _say(
+                    "warning",
+                    f"collector unreachable at {args.collector}: "
+                    "verdicts will rely on local evidence",
+                )
+        semaphore = asyncio.Semaphore(args.concurrency)
+
+        async def one(i: int, target: Target) -> tuple[int, SiteMeasurement | Exception]:
+            async with semaphore:
+                try:
+                    return i, await measure_site(target, config, control, is_online=is_online)
+                except Exception as exc:  # noqa: BLE001 - one target's bug must not stop the run
+                    return i, exc
+
+        results: dict[int, SiteMeasurement] = {}
+        failed = 0
+        save_failed = False
+        show_progress = (
+            len(targets) >= PROGRESS_MIN_TARGETS and sys.stderr.isatty() and not args.quiet
+        )
+        progress = _progress(stderr) if show_progress else None
+        with progress or nullcontext():
+            task = progress.add_task("measuring", total=len(targets)) if progress else None
+            for next_done in asyncio.as_completed([one(i, t) for i, t in enumerate(targets)]):
+                i, result = await next_done
+                if progress is not None and task is not None:
+                    progress.advance(task)
+                if isinstance(result, Exception):
+                    failed += 1
+                    _say("error", f"{targets[i].url}: not measured: {result!r}")
+                    continue
+                results[i] = result
+                if args.json:
+                    print(measurement_json(targets[i], result), flush=True)
+                if sink is not None and not save_failed:
+                    save_failed = not _save(sink, result, args.msgpack_out)
+    ordered = [(targets[i], results[i]) for i in sorted(results)]
+    summary = output.summary_line((m.verdict.verdict for _, m in ordered), failed)
+    if not args.json and not args.quiet:
+        output.print_table(stdout, ordered)
+    if not args.json:
+        print(summary, flush=True)
+    elif not args.quiet:
+        print(summary, file=sys.stderr, flush=True)
+    return 1 if failed or save_failed else 0
+
+
+def _save(sink: MsgpackSink, m: SiteMeasurement, path: str) -> bool:
+    try:
+        sink.write(m)
+    except OSError as exc:
+        _say("error", f"cannot append to {path}: {exc}; no further records are saved")
+        return False
+    return True
+
+
+def _progress(console: Console) -> Progress:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    if extra:
+        # Reported by the subcommand's parser, so the hint points at its own --help.
+        getattr(args, "parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,463 @@
+"""Agent daemon: the long-running scheduler that measures, spools and uploads.
+
+:func:`run_daemon` runs these apscheduler jobs on the caller's event loop until ``stop`` is set:
+
+- ``measure``: the test list, every ``schedule.interval`` with jitter, first right at start;
+  every result goes to the spool before anything else happens to it;
+- ``upload``: drains the spool to the collector (``agent.upload``), with backoff;
+- ``connectivity``: whether this network reaches the outside, kept in the spool's meta table
+  so ``netsonde-agent status`` can show it without talking to the daemon;
+- ``testlist`` (with ``testlist.from_collector``): refreshes the collector's test list
+  (``agent.collector_testlist``) every ``testlist.refresh``. The configuration file itself is
+  read once, at start.
+
+The agent must be enrolled first (``agent.enrollment``). With ``limits.daily_bandwidth`` set,
+measuring, uploading records and test-list fetches stop for the rest of the UTC day once the
+day's estimated traffic (``agent.budget``) reaches it; the connectivity checks, and the
+heartbeat-only batches that carry them to the collector, go on.
+
+Measuring never waits for the collector: the jobs share nothing but the spool.
+
+Run by ``netsonde-agent run``, it also stops by itself once nothing is due for a while, and
+the process execs into lean idle mode (``agent.lean``, docs/design/005-lean-idle.md), which
+execs back into this when a run is due or the collector stops answering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
+
+from agent.api.control import HTTPControl
+from agent.daemon.budget import BUDGET_SPENT, PAUSED, DailyBudget
+from agent.daemon.config import AgentConfig
+from agent.daemon.enrollment import open_enrolled
+from agent.daemon.jobs import add_interval_job, stop_jobs
+from agent.daemon.spool import Spool, SpoolError
+from agent.daemon.state import (
+    FULL,
+    LEAN,
+    META_BATCH_SEQ,
+    META_CONNECTIVITY,
+    META_CONNECTIVITY_AT,
+    META_LAST_RUN,
+    META_LAST_RUN_FAILED,
+    META_LAST_RUN_RESULTS,
+    META_LAST_RUN_SKIPPED,
+    META_LAST_UPLOAD,
+    META_MODE,
+    META_NEXT_RUN,
+    META_REFUSED,
+    META_RUNS,
+    META_TESTLIST_FAILURE,
+    META_TESTLIST_FETCHED,
+    META_TESTLIST_TRIED,
+    META_UPLOAD_FAILURE,
+    META_UPLOADED_BYTES,
+    SPOOL_FILE,
+    draw_next_run,
+    lean_threshold,
+    next_run_ms,
+    testlist_due_ms,
+)
+from agent.daemon.testlist import CollectorTestList, read_testlist_cache
+from agent.daemon.upload import BudgetedUploader
+from agent.fingerprints import FingerprintFileError, FingerprintSet, load
+from agent.model.measurement import Target
+from agent.probes.connectivity import CachedCheck, check
+from agent.site import ProbeConfig, measure_site
+from agent.wire.record import encode_measurement
+from agent.wire.testlist import read_test_list
+
+__all__ = ["SPOOL_FILE", "run_daemon"]
+
+log = logging.getLogger("netsonde.agent")
+
+SHUTDOWN_GRACE = 5.0  # seconds for cancelled jobs to unwind; the whole stop must fit in 10
+
+
+_PAUSED_JOBS = "measuring and uploading results paused (heartbeats go on)"
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _load_fingerprints(paths: tuple[Path, ...]) -> FingerprintSet | None:
+    if not paths:
+        return None
+    try:
+        fingerprints = load(paths)
+    except FingerprintFileError as exc:
+        # Blockpage matching only sharpens verdicts; measuring without it beats not measuring.
+        log.warning("%s; measuring without blockpage fingerprints", exc)
+        return None
+    for problem in fingerprints.problems:
+        log.warning("fingerprints: skipped %s", problem)
+    return fingerprints
+
+
+class _Daemon:
+    def __init__(
+        self,
+        config: AgentConfig,
+        spool: Spool,
+        control: HTTPControl,
+        uploader: BudgetedUploader,
+        probe: ProbeConfig,
+        stop: asyncio.Event,
+        *,
+        budget: DailyBudget,
+        testlist: CollectorTestList,
+        may_idle: bool = False,
+        resumed: bool = False,
+    ) -> None:
+        self.config, self.spool, self.control, self.uploader = config, spool, control, uploader
+        self.probe, self.stop, self.budget = probe, stop, budget
+        self.testlist = testlist
+        self.is_online = CachedCheck(
+            control,
+            probe.resolvers,
+            probe.benign_name,
+            probe.timeout,
+            resolv_conf=probe.resolv_conf,
+        )
+        self._running: set[asyncio.Task[Any]] = set()
+        self.scheduler: AsyncIOScheduler | None = None
+        # Lean idle mode: whether this daemon may stop to exec into it, whether it was exec'd
+        # from it (so runs are scheduled from the spool, not at once), and the collector's
+        # last answer, since only a reachable collector lets lean mode's check stand alone.
+        self.may_idle, self.resumed = may_idle, resumed
+        self.collector_reachable = False
+        self.next_mode: str | None = None
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    async def job(self, name: str) -> None:
+        """Every job goes through here, so shutdown knows which tasks to wait for."""
+        jobs: dict[str, Callable[[], Awaitable[None]]] = {
+            "measure": self.measure,
+            "upload": self.upload,
+            "connectivity": self.connectivity,
+            "testlist": self.refresh_testlist,
+        }
+        task = asyncio.current_task()
+        if task is not None:
+            self._running.add(task)
+        try:
+            await jobs[name]()
+            if self.may_idle:
+                await self.maybe_idle(task)
+        except SpoolError as exc:
+            # A full disk or a broken spool: log it and let the next run try again.
+            log.error("%s: %s", name, exc)
+        finally:
+            if task is not None:
+                self._running.discard(task)
+
+    async def maybe_idle(self, current: asyncio.Task[Any] | None) -> None:
+        """Stops the daemon to exec into lean mode (``run_daemon`` returns LEAN) when nothing
+        is due for a while: no other job running, the collector answering, no record
+        waiting that may be uploaded, no measure run or test list refresh within
+        ``agent.daemon_state.lean_threshold``."""
+        if self.stop.is_set() or self._running - {current} or not self.collector_reachable:
+            return
+        assert self.scheduler is not None
+        horizon = datetime.now(UTC) + timedelta(seconds=lean_threshold(self.config.schedule))
+        for name in ("measure", "testlist"):
+            job = self.scheduler.get_job(name)
+            if job is not None and job.next_run_time is not None and job.next_run_time < horizon:
+                return
+        records, _ = await self.spool.depth_async()
+        if records and not self.budget.spent():
+            return
+        if self.stop.is_set() or self._running - {current}:
+            return  # a job started while the spool was read
+        log.info(
+            "idle: nothing due within %.0f s; switching to lean mode",
+            (lean_threshold(self.config.schedule)),
+        )
+        self.next_mode = LEAN
+        self.stop.set()
+
+    def targets(self) -> list[Target]:
+        """The local files, re-read each run so an edited list applies without a restart,
+        then the collector's cached list; each URL once. Reads files: call in a thread."""
+        targets: list[Target] = []
+        seen: set[str] = set()
+
+        def add(found: list[Target]) -> None:
+            for target in found:
+                if target.url not in seen:
+                    seen.add(target.url)
+                    targets.append(target)
+
+        for path in self.config.testlist.files:
+            found, problems = read_test_list(path)
+            for problem in problems:
+                log.warning("test list: skipped %s", problem)
+            add(found)
+        if self.config.testlist.from_collector:
+            add(self.testlist.targets())
+        return targets
+
+    async def measure(self) -> None:
+        started = _now_ms()
+        if self.budget.spent():
+            self.budget.log_exhausted(_PAUSED_JOBS)
+            await asyncio.to_thread(self._record_run, started, 0, 0, f"all: {BUDGET_SPENT}")
+            return
+        if self.config.testlist.from_collector and not self.testlist.tried:
+            # The first run after start waits for the first fetch, so an agent without a
+            # cached list does not measure an empty one and then sit out a whole interval.
+            await self.refresh_testlist()
+        targets = await asyncio.to_thread(self.targets)
+        if not targets:
+            log.warning("measure: the test list is empty; nothing measured")
+            await asyncio.to_thread(self._record_run, started, 0, 0, "the test list is empty")
+            return
+        semaphore = asyncio.Semaphore(self.config.probe.concurrency)
+        skipped = 0
+
+        async def one(target: Target) -> None:
+            nonlocal skipped
+            async with semaphore:
+                # Checked per target: a run that spends the budget stops there.
+                if self.budget.spent():
+                    skipped += 1
+                    return
+                m = await measure_site(target, self.probe, self.control, is_online=self.is_online)
+            # Spooled the moment it exists: a crash or shutdown later loses nothing measured.
+            # Its traffic is counted in the same transaction, so a restart cannot forget it.
+            usage = self.budget.add_measurement(m)
+            await self.spool.add_async(encode_measurement(m), m.id, m.started_ms, usage=usage)
+
+        log.info("measure: %d targets", len(targets))
+        # return_exceptions: one target's bug must not throw away the others' results.
+        outcomes = await asyncio.gather(*(one(t) for t in targets), return_exceptions=True)
+        failed = 0
+        for target, outcome in zip(targets, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                failed += 1
+                log.error("measure: %s: not measured: %r", target.url, outcome, exc_info=outcome)
+        spooled = len(targets) - failed - skipped
+        why = f"{skipped} targets: {BUDGET_SPENT}" if skipped else ""
+        await asyncio.to_thread(self._record_run, started, spooled, failed, why)
+        log.info("measure: done, %d spooled, %d failed, %d skipped", spooled, failed, skipped)
+        if skipped:
+            self.budget.log_exhausted(_PAUSED_JOBS)
+        self.wake("upload")
+
+    def _record_run(self, started: int, results: int, failed: int, skipped: str) -> None:
+        self.spool.set_meta(META_LAST_RUN, started)
+        self.spool.set_meta(META_NEXT_RUN, draw_next_run(started, self.config.schedule))
+        self.spool.set_meta(META_LAST_RUN_RESULTS, results)
+        self.spool.set_meta(META_LAST_RUN_FAILED, failed)
+        self.spool.set_meta(META_LAST_RUN_SKIPPED, skipped)
+        self.spool.bump_meta(META_RUNS, 1)
+
+    async def upload(self) -> None:
+        # Over budget too: the uploader then sends heartbeat-only batches, so the collector
+        # can tell an agent keeping to its budget from one silenced by a shutdown.
+        try:
+            result = await self.uploader.drain(self.spool, self.stop)
+        finally:
+            counted, self.uploader.counted = self.uploader.counted, 0
+            body, self.uploader.body_bytes = self.uploader.body_bytes, 0
+            await self.budget.spend(counted)
+            if body:
+                await asyncio.to_thread(self.spool.bump_meta, META_UPLOADED_BYTES, body)
+        if result.dropped:
+            await asyncio.to_thread(self.spool.bump_meta, META_REFUSED, len(result.dropped))
+        failure = result.failure
+        if failure is None and self.budget.spent():
+            failure = PAUSED
+        if failure == PAUSED:
+            self.budget.log_exhausted(_PAUSED_JOBS)
+        if failure is None:
+            await asyncio.to_thread(self.spool.set_meta, META_LAST_UPLOAD, _now_ms())
+        elif failure != PAUSED:
+            log.warning("upload: %s (%d acknowledged)", failure, result.acknowledged)
+        await asyncio.to_thread(self.spool.set_meta, META_UPLOAD_FAILURE, failure or "")
+
+    async def refresh_testlist(self) -> None:
+        """GET the collector's test list (conditionally) and cache it, budget allowing."""
+        async with self.testlist.lock:
+            self.testlist.tried = True
+            await asyncio.to_thread(self.spool.set_meta, META_TESTLIST_TRIED, _now_ms())
+            if self.budget.spent():
+                self.budget.log_exhausted("test list refresh paused")
+                return
+            failure = await self.testlist.refresh(self.uploader.session, self.budget.spend)
+            if failure is None:
+                await asyncio.to_thread(self.spool.set_meta, META_TESTLIST_FETCHED, _now_ms())
+            await asyncio.to_thread(self.spool.set_meta, META_TESTLIST_FAILURE, failure or "")
+
+    async def connectivity(self) -> None:
+        # Dated by its start: an offline check lasts its timeouts, and the collector spaces
+        # heartbeats by these times, so they must keep the schedule's rhythm.
+        checked_ms = _now_ms()
+        # The collector first, on its own: the resolver checks would send DNS traffic that
+        # is only needed when the collector cannot be reached.
+        online = self.collector_reachable = await self.control.reachable()
+        if not online:
+            online = await check(
+                None,
+                self.probe.resolvers,
+                self.probe.benign_name,
+                5.0,
+                resolv_conf=self.probe.resolv_conf,
+            )
+        self.is_online.remember(online)
+        # Every check, not just changes: the collector finds outages, and an agent's silences,
+        # from the whole series (a heartbeat uploaded with the next batch).
+        if evicted := await self.spool.add_check_async(checked_ms, online):
+            log.warning("connectivity: spool full, %d oldest checks dropped unsent", evicted)
+        state = "online" if online else "offline"
+        previous = await asyncio.to_thread(self.spool.get_meta, META_CONNECTIVITY)
+        await asyncio.to_thread(self._record_connectivity, state)
+        if previous != state:
+            log.info("connectivity: %s", state)
+            if online:
+                self.wake("upload")  # back from a shutdown: send what piled up
+
+    def _record_connectivity(self, state: str) -> None:
+        self.spool.set_meta(META_CONNECTIVITY, state)
+        self.spool.set_meta(META_CONNECTIVITY_AT, _now_ms())
+
+    def _due_from_spool(self) -> tuple[int | None, int | None]:
+        return next_run_ms(self.spool, self.config.schedule), testlist_due_ms(
+            self.spool, self.config
+        )
+
+    def next_seq(self) -> int:
+        # Persisted so batch numbers keep growing across restarts; a tiny write per batch.
+        previous = self.spool.get_meta(META_BATCH_SEQ)
+        seq = (previous if isinstance(previous, int) else 0) + 1
+        self.spool.set_meta(META_BATCH_SEQ, seq)
+        return seq
+
+    def wake(self, job_id: str) -> None:
+        """Runs a job now instead of at its next interval (skipped if it is running)."""
+        if self.scheduler is not None and self.scheduler.running and not self.stop.is_set():
+            self.scheduler.modify_job(job_id, next_run_time=datetime.now(UTC))
+
+    # -- lifetime --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        schedule = self.config.schedule
+        scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop(), timezone=UTC)
+        now = datetime.now(UTC)
+        first_measure, first_testlist = now, None
+        if self.resumed:
+            # Exec'd from lean mode: the measure run and the test list refresh are due when
+            # the spool says, not now (lean mode hands over as soon as one is due).
+            due, refresh = await asyncio.to_thread(self._due_from_spool)
+            if due is not None:
+                first_measure = max(now, datetime.fromtimestamp(due / 1000, UTC))
+            if refresh is not None:
+                first_testlist = max(now, datetime.fromtimestamp(refresh / 1000, UTC))
+        jobs: list[tuple[str, float, datetime | None]] = [
+            ("measure", schedule.interval, first_measure),
+            ("connectivity", schedule.connectivity_check, now),
+            ("upload", schedule.upload, None),
+        ]
+        if self.config.testlist.from_collector:
+            # No first run at start: the first measure run fetches before it starts.
+            jobs.append(("testlist", self.config.testlist.refresh, first_testlist))
+        for name, every, first in jobs:
+            add_interval_job(scheduler, self.job, name, every, schedule.jitter, first)
+        self.scheduler = scheduler
+        scheduler.start()
+        try:
+            await self.stop.wait()
+        finally:
+            if pending := await stop_jobs(scheduler, self._running, SHUTDOWN_GRACE):
+                log.warning("shutdown: %d jobs did not stop in time", pending)
+
+
+async def run_daemon(
+    config: AgentConfig,
+    *,
+    stop: asyncio.Event,
+    resolv_conf: str | None = None,
+    may_idle: bool = False,
+    resumed: bool = False,
+) -> str | None:
+    """Agent daemon: measures, spools and uploads on a schedule until ``stop`` is set.
+
+    With ``may_idle``, it also stops by itself when nothing is due for a while and returns
+    ``LEAN``: the caller then execs into lean idle mode (``agent.lean``); otherwise it
+    returns None. ``resumed``: exec'd back from lean mode, so the first measure run waits
+    until it is due (the spool's meta says when) instead of starting at once.
+
+    Raises :class:`DaemonError` before starting if the agent is not enrolled or its key or
+    spool cannot be used. Returns within a few seconds of ``stop``, with the spool closed.
+    ``resolv_conf`` replaces ``/etc/resolv.conf`` for the system resolver (tests point it at
+    a loopback server).
+    """
+    state, key, spool = open_enrolled(config)
+    try:
+        probe = config.probe_config(_load_fingerprints(config.probe.fingerprints))
+        if resolv_conf is not None:
+            probe = dataclasses.replace(probe, resolv_conf=resolv_conf)
+        ca_file = None if config.ca_file is None else str(config.ca_file)
+        async with AsyncExitStack() as stack:
+            # The collector runs a whole site test before answering, so it gets longer.
+            control = await stack.enter_async_context(
+                HTTPControl(
+                    config.collector.urls[0],
+                    timeout=max(10.0, 2 * config.probe.timeout),
+                    ca_file=ca_file,
+                )
+            )
+            daemon: _Daemon
+            daily = await asyncio.to_thread(DailyBudget, config.limits.daily_bandwidth, spool)
+            uploader = await stack.enter_async_context(
+                BudgetedUploader(
+                    config.collector.urls,
+                    state.agent_id,
+                    key,
+                    budget=daily,
+                    next_seq=lambda: daemon.next_seq(),
+                    proxy=config.collector.proxy,
+                    ca_file=ca_file,
+                )
+            )
+            cached = None
+            if config.testlist.from_collector:
+                cached = await asyncio.to_thread(read_testlist_cache, config.state_dir)
+            testlist = CollectorTestList(
+                cached,
+                collector_urls=config.collector.urls,
+                proxy=config.collector.proxy,
+                state_dir=config.state_dir,
+            )
+            daemon = _Daemon(
+                config, spool, control, uploader, probe, stop, budget=daily, testlist=testlist,
+                may_idle=may_idle, resumed=resumed,
+            )  # fmt: skip
+            await asyncio.to_thread(spool.set_meta, META_MODE, FULL)
+            log.info(
+                "agent %s started: %d collector URLs, every %.0f s",
+                state.agent_id,
+                len(config.collector.urls),
+                config.schedule.interval,
+            )
+            await daemon.run()
+    finally:
+        # close() takes the spool's lock, so a record being written in a worker thread is
+        # finished (durably) before the file is closed.
+        await asyncio.to_thread(spool.close)
+    if daemon.next_mode is None:
+        log.info("agent stopped")
+    return daemon.next_mode

@@ -1,0 +1,468 @@
+"""Agent daemon: the spool, where measurements wait until the collector acknowledges them.
+
+An SQLite file, bounded in size. A record is on disk once :meth:`Spool.add` returns, even
+across kill -9 and power loss, and leaves only when :meth:`Spool.ack` is told the collector
+acknowledged it, or when the spool is full: then the oldest records go first and the
+running total of evictions, which travels in every batch, grows in the same transaction.
+
+Connectivity checks (the agent's heartbeats) wait in a table of their own, one row per check
+time, until a batch carrying them is accepted; beyond ``max_checks`` rows the oldest go, and
+a running total of those counts them the same way.
+
+Threading: one connection, opened with ``check_same_thread=False`` and used only under a
+lock, so the synchronous API works from any thread and the ``*_async`` wrappers can run it
+in ``asyncio.to_thread`` without blocking the event loop. The lock serialises what the
+connection itself would serialise anyway, and keeps one caller's transaction from
+interleaving with another's on the shared connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from agent.daemon.files import fsync_dir
+
+__all__ = ["AddResult", "MetaValue", "Spool", "SpoolError", "SpoolRecord", "SpoolRecordTooLarge"]
+
+SCHEMA_VERSION = 2  # 2: the checks table
+DEFAULT_MAX_CHECKS = 10_000  # 35 days at the default 5-minute interval: past the collector's 30
+# Internal counters share the meta table with the daemon's state but must only change in the
+# transactions that keep them consistent with the records.
+_EVICTIONS = "evictions"
+_STORED_BYTES = "stored_bytes"
+# The agent's own totals, bumped in the same transaction as the records they count, so kill -9
+# can never leave them out of step: records added, and records deleted by ack().
+_SPOOLED = "spooled_total"
+_ACKED = "acked_total"
+_RESERVED = frozenset({_EVICTIONS, _STORED_BYTES, _SPOOLED, _ACKED})
+# Far under SQLite's limit on bound parameters, whatever version the system has.
+_CHUNK = 500
+# Checks evicted unsent: a running total, kept like the records' one.
+_CHECK_EVICTIONS = "check_evictions"
+_RESERVED |= {_CHECK_EVICTIONS}
+
+MetaValue = int | str
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS records (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    measured_ms INTEGER NOT NULL,
+    record BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value ANY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checks (ms INTEGER PRIMARY KEY, online INTEGER NOT NULL);
+"""
+
+
+class SpoolError(Exception):
+    """The spool cannot be opened or used; the message says why."""
+
+
+class SpoolRecordTooLarge(SpoolError, ValueError):
+    """A single record larger than the whole spool: storing it would evict everything."""
+
+
+@dataclass(frozen=True)
+class SpoolRecord:
+    seq: int
+    id: str
+    record: bytes
+
+
+@dataclass(frozen=True)
+class AddResult:
+    inserted: bool  # False: a record with this id was already spooled
+    evicted: int  # oldest records dropped to make room, already added to the running total
+
+
+class Spool:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        path: Path,
+        max_bytes: int,
+        max_checks: int = DEFAULT_MAX_CHECKS,
+    ) -> None:
+        self._conn = conn
+        self.path = path
+        self.max_bytes = max_bytes
+        self.max_checks = max_checks
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(
+        cls, path: str | os.PathLike[str], *, max_bytes: int, max_checks: int = DEFAULT_MAX_CHECKS
+    ) -> Spool:
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
+            raise SpoolError(f"spool max_bytes must be a positive integer, got {max_bytes!r}")
+        if isinstance(max_checks, bool) or not isinstance(max_checks, int) or max_checks <= 0:
+            raise SpoolError(f"spool max_checks must be a positive integer, got {max_checks!r}")
+        file = Path(path)
+        # Created by hand with 0600 before SQLite sees it, so measurements are never readable by
+        # others, even for an instant; SQLite gives the -wal and -shm files the same mode.
+        try:
+            try:
+                fd = os.open(file, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                fd = os.open(file, os.O_RDWR)
+                created = False
+            else:
+                created = True
+            try:
+                os.fchmod(fd, 0o600)  # an existing file may have been made with a looser mode
+            finally:
+                os.close(fd)
+            if created:
+                # The file's directory entry is durable only once its directory is synced.
+                fsync_dir(file.parent)
+        except OSError as exc:
+            raise SpoolError(f"cannot open spool {file}: {exc}") from exc
+        try:
+            # isolation_level=None: transactions are opened explicitly, with BEGIN IMMEDIATE,
+            # so a read-then-write (the eviction) never has to upgrade its lock mid-way.
+            conn = sqlite3.connect(
+                file, timeout=10.0, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise SpoolError(f"cannot open spool {file}: {exc}") from exc
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode != "wal":
+                raise SpoolError(f"spool {file}: cannot use WAL journaling (got {mode!r})")
+            # In WAL mode, NORMAL syncs the log only at checkpoints: a commit survives a crash
+            # of the process but may vanish on power loss. FULL syncs the log on every commit,
+            # which is what lets add() promise the record is durable when it returns.
+            conn.execute("PRAGMA synchronous=FULL")
+            spool = cls(conn, file, max_bytes, max_checks)
+            spool._migrate()
+        except sqlite3.Error as exc:
+            conn.close()
+            raise SpoolError(f"spool {file} is unusable: {exc}") from exc
+        except SpoolError:
+            conn.close()
+            raise
+        return spool
+
+    def _migrate(self) -> None:
+        with self._transaction() as conn:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+            if row[0] is None:
+                conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+            elif row[0] == 1:
+                # Version 1 lacked only the checks table, which the script above just made.
+                conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+            elif row[0] != SCHEMA_VERSION:
+                raise SpoolError(
+                    f"spool {self.path} has schema version {row[0]}, this agent knows only "
+                    f"{SCHEMA_VERSION}; move the file aside or upgrade the agent"
+                )
+            for key in _RESERVED:
+                conn.execute("INSERT OR IGNORE INTO meta VALUES (?, 0)", (key,))
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """The lock plus BEGIN IMMEDIATE ... COMMIT: all of it happens, or none of it."""
+        with self._lock:
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                # A failed COMMIT (disk full, I/O error) may leave the transaction open.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise SpoolError(f"spool {self.path}: {exc}") from exc
+
+    # -- records ---------------------------------------------------------------------------
+
+    def add(
+        self,
+        record_bytes: bytes,
+        measurement_id: str,
+        measured_ms: int,
+        *,
+        usage: tuple[str, int] | None = None,
+    ) -> AddResult:
+        """Stores one record, durably once this returns. Adding an id already spooled is a
+        no-op, so a daemon restarted mid-run can re-add without duplicating. ``usage`` is a
+        (meta key, bytes) the daemon's bandwidth count adds in the same transaction."""
+        if not isinstance(record_bytes, bytes):
+            raise TypeError("spool records are bytes (agent.wire.encode_measurement)")
+        if not isinstance(measurement_id, str) or not measurement_id:
+            raise SpoolError("spool records need a non-empty measurement id")
+        size = len(record_bytes)
+        if size > self.max_bytes:
+            raise SpoolRecordTooLarge(
+                f"record {measurement_id}: {size} bytes, more than the whole spool "
+                f"({self.max_bytes} bytes); raise the spool size"
+            )
+        with self._transaction() as conn:
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO records (id, measured_ms, record) VALUES (?, ?, ?)",
+                (measurement_id, measured_ms, record_bytes),
+            )
+            if cursor.rowcount == 0:
+                return AddResult(inserted=False, evicted=0)
+            self._bump(conn, _SPOOLED, 1)
+            if usage is not None and usage[0] not in _RESERVED:
+                self._add_meta(conn, *usage)
+            total = self._bump(conn, _STORED_BYTES, size)
+            evicted = self._evict(conn, total - self.max_bytes) if total > self.max_bytes else 0
+        return AddResult(inserted=True, evicted=evicted)
+
+    def _evict(self, conn: sqlite3.Connection, excess: int) -> int:
+        freed = count = cutoff = 0
+        # The new record has the highest seq and fits on its own, so it is never reached.
+        for seq, size in conn.execute("SELECT seq, length(record) FROM records ORDER BY seq"):
+            freed, count, cutoff = freed + size, count + 1, seq
+            if freed >= excess:
+                break
+        conn.execute("DELETE FROM records WHERE seq <= ?", (cutoff,))
+        self._bump(conn, _STORED_BYTES, -freed)
+        self._bump(conn, _EVICTIONS, count)
+        return count
+
+    @staticmethod
+    def _bump(conn: sqlite3.Connection, key: str, delta: int) -> int:
+        conn.execute("UPDATE meta SET value = value + ? WHERE key = ?", (delta, key))
+        value: int = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]
+        return value
+
+    def peek(self, limit: int) -> list[SpoolRecord]:
+        """Up to ``limit`` records, oldest first, left in place until acknowledged."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT seq, id, record FROM records ORDER BY seq LIMIT ?", (max(limit, 0),)
+            ).fetchall()
+        return [SpoolRecord(seq, id_, bytes(record)) for seq, id_, record in rows]
+
+    def ack(self, ids: Iterable[str]) -> int:
+        """Deletes the records the collector acknowledged (stored or duplicate alike); ids not
+        in the spool (already acknowledged, or evicted) are ignored. Returns how many went."""
+        unique = list(dict.fromkeys(ids))
+        deleted = 0
+        with self._transaction() as conn:
+            for start in range(0, len(unique), _CHUNK):
+                chunk = unique[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                count, size = conn.execute(
+                    f"SELECT count(*), coalesce(sum(length(record)), 0) FROM records "
+                    f"WHERE id IN ({marks})",
+                    chunk,
+                ).fetchone()
+                conn.execute(f"DELETE FROM records WHERE id IN ({marks})", chunk)
+                self._bump(conn, _STORED_BYTES, -size)
+                self._bump(conn, _ACKED, count)
+                deleted += count
+        return int(deleted)
+
+    def depth(self) -> tuple[int, int]:
+        """(records, bytes of records) waiting for upload."""
+        with self._lock:
+            count = self._conn.execute("SELECT count(*) FROM records").fetchone()[0]
+            size = self._get(_STORED_BYTES)
+        return int(count), int(size)
+
+    def evictions(self) -> int:
+        """Records dropped unsent since the spool was created: a running total, never reset,
+        so the collector can tell how many it will never see."""
+        with self._lock:
+            return int(self._get(_EVICTIONS))
+
+    def totals(self) -> dict[str, int]:
+        """The running totals since the spool was created, read together: ``spooled`` (added),
+        ``acked`` (deleted by :meth:`ack`), ``evicted``; ``waiting`` is what is still here.
+        ``spooled == acked + evicted + waiting`` always holds."""
+        with self._lock:
+            count = self._conn.execute("SELECT count(*) FROM records").fetchone()[0]
+            return {
+                "spooled": int(self._get(_SPOOLED)),
+                "acked": int(self._get(_ACKED)),
+                "evicted": int(self._get(_EVICTIONS)),
+                "waiting": int(count),
+            }
+
+    # -- connectivity checks ---------------------------------------------------------------
+
+    def add_check(self, ms: int, online: bool) -> int:
+        """Stores one check, durably once this returns; returns how many of the oldest checks
+        were evicted to stay within ``max_checks``. A second check at the same ms replaces
+        the first: the wire format keys checks by time."""
+        if isinstance(ms, bool) or not isinstance(ms, int) or ms < 0:
+            raise SpoolError(f"a check time is Unix ms, got {ms!r}")
+        if not isinstance(online, bool):
+            raise TypeError("a check's state is a bool (online)")
+        with self._transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO checks VALUES (?, ?)", (ms, int(online)))
+            excess = conn.execute("SELECT count(*) FROM checks").fetchone()[0] - self.max_checks
+            if excess <= 0:
+                return 0
+            conn.execute(
+                "DELETE FROM checks WHERE ms IN (SELECT ms FROM checks ORDER BY ms LIMIT ?)",
+                (excess,),
+            )
+            self._bump(conn, _CHECK_EVICTIONS, excess)
+        return int(excess)
+
+    def peek_checks(self, limit: int) -> list[tuple[int, bool]]:
+        """Up to ``limit`` checks (ms, online), oldest first, left until acknowledged."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT ms, online FROM checks ORDER BY ms LIMIT ?", (max(limit, 0),)
+            ).fetchall()
+        return [(int(ms), bool(online)) for ms, online in rows]
+
+    def ack_checks(self, times: Iterable[int]) -> int:
+        """Deletes the checks at these times (the collector stored them, or they can never be
+        sent); returns how many went."""
+        unique = list(dict.fromkeys(times))
+        deleted = 0
+        with self._transaction() as conn:
+            for start in range(0, len(unique), _CHUNK):
+                chunk = unique[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                deleted += conn.execute(f"DELETE FROM checks WHERE ms IN ({marks})", chunk).rowcount
+        return deleted
+
+    def check_evictions(self) -> int:
+        """Checks dropped unsent since the spool was created, a running total."""
+        with self._lock:
+            return int(self._get(_CHECK_EVICTIONS))
+
+    def last_offline(self) -> tuple[int, int | None] | None:
+        """(first offline check, first online check after it or None) of the latest offline
+        run still spooled, for ``status``; None when no offline check waits for upload."""
+        with self._lock:
+            last = self._conn.execute("SELECT max(ms) FROM checks WHERE online = 0").fetchone()[0]
+            if last is None:
+                return None
+            before = self._conn.execute(
+                "SELECT max(ms) FROM checks WHERE online = 1 AND ms < ?", (last,)
+            ).fetchone()[0]
+            start = self._conn.execute(
+                "SELECT min(ms) FROM checks WHERE online = 0 AND ms > ?",
+                (-1 if before is None else before,),
+            ).fetchone()[0]
+            end = self._conn.execute(
+                "SELECT min(ms) FROM checks WHERE online = 1 AND ms > ?", (last,)
+            ).fetchone()[0]
+        return int(start), None if end is None else int(end)
+
+    # -- small state -----------------------------------------------------------------------
+
+    def _get(self, key: str) -> Any:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def get_meta(self, key: str) -> MetaValue | None:
+        with self._lock:
+            value: MetaValue | None = self._get(key)
+        return value
+
+    def set_meta(self, key: str, value: MetaValue) -> None:
+        """Small daemon state (last successful upload ms, last run ms) for ``status``."""
+        if key in _RESERVED:
+            raise SpoolError(f"spool meta key {key!r} is maintained by the spool itself")
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise TypeError(f"spool meta values are int or str, got {type(value).__name__}")
+        with self._transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def bump_meta(self, key: str, delta: int) -> int:
+        """Adds ``delta`` to an integer meta value (missing counts as 0) in one transaction;
+        returns the new value. For daemon counters that must not lose a concurrent update."""
+        if key in _RESERVED:
+            raise SpoolError(f"spool meta key {key!r} is maintained by the spool itself")
+        with self._transaction() as conn:
+            return self._add_meta(conn, key, delta)
+
+    @staticmethod
+    def _add_meta(conn: sqlite3.Connection, key: str, delta: int) -> int:
+        conn.execute(
+            "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
+            "SET value = coalesce(value, 0) + excluded.value",
+            (key, delta),
+        )
+        value: int = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]
+        return int(value)
+
+    def delete_meta(self, key: str) -> None:
+        if key in _RESERVED:
+            raise SpoolError(f"spool meta key {key!r} is maintained by the spool itself")
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM meta WHERE key = ?", (key,))
+
+    def meta_keys(self, prefix: str) -> list[str]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT key FROM meta WHERE substr(key, 1, ?) = ?", (len(prefix), prefix)
+            ).fetchall()
+        return [str(key) for (key,) in rows]
+
+    # -- asyncio ---------------------------------------------------------------------------
+
+    async def add_async(
+        self,
+        record_bytes: bytes,
+        measurement_id: str,
+        measured_ms: int,
+        *,
+        usage: tuple[str, int] | None = None,
+    ) -> AddResult:
+        return await asyncio.to_thread(
+            self.add, record_bytes, measurement_id, measured_ms, usage=usage
+        )
+
+    async def peek_async(self, limit: int) -> list[SpoolRecord]:
+        return await asyncio.to_thread(self.peek, limit)
+
+    async def ack_async(self, ids: Iterable[str]) -> int:
+        return await asyncio.to_thread(self.ack, list(ids))  # a generator is not thread-safe
+
+    async def depth_async(self) -> tuple[int, int]:
+        return await asyncio.to_thread(self.depth)
+
+    async def evictions_async(self) -> int:
+        return await asyncio.to_thread(self.evictions)
+
+    async def add_check_async(self, ms: int, online: bool) -> int:
+        return await asyncio.to_thread(self.add_check, ms, online)
+
+    async def peek_checks_async(self, limit: int) -> list[tuple[int, bool]]:
+        return await asyncio.to_thread(self.peek_checks, limit)
+
+    async def ack_checks_async(self, times: Iterable[int]) -> int:
+        return await asyncio.to_thread(self.ack_checks, list(times))
+
+    # -- lifetime --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,0 +1,116 @@
+"""Agent layer 3: the measurement's data model, shared by the site test, the verdict and the wire.
+
+Plain frozen dataclasses: a target, what one vantage point saw of it, the
+verdict, and the whole site measurement. Kept apart from ``agent.site`` so the
+pure ``agent.verdict`` and ``agent.wire`` depend on data, never on I/O.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from agent.model.observations import DNSObservation, EndpointObservation
+
+SCHEME_PORTS = {"https": 443, "http": 80}
+
+
+class TargetError(ValueError):
+    """A target that is not a URL or a host name; the message says what was wrong."""
+
+
+_LABEL_RE = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+
+
+def _host_name(raw: str) -> str | None:
+    """The host in the ASCII form that goes into DNS, SNI and Host, or None if invalid."""
+    host = raw.rstrip(".").lower()
+    with contextlib.suppress(ValueError):
+        return str(ipaddress.ip_address(host))
+    try:
+        host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return None
+    labels = host.split(".")
+    if len(host) > 253 or not all(_LABEL_RE.match(label) for label in labels):
+        return None
+    return host
+
+
+@dataclass(frozen=True)
+class Target:
+    url: str
+    scheme: str
+    host: str
+    port: int
+    path: str
+
+    @classmethod
+    def parse(cls, text: str) -> Target:
+        """An http(s) URL, or a bare host name (tested as https://name/)."""
+        raw = text.strip()
+        if not raw:
+            raise TargetError("empty target")
+        if "://" not in raw:
+            if "/" in raw or " " in raw:
+                raise TargetError(f"{text!r} is neither a URL nor a host name")
+            raw = f"https://{raw}/"
+        try:
+            parts = urlsplit(raw)
+            port = parts.port
+        except ValueError as exc:
+            raise TargetError(f"{text!r} is not a valid URL: {exc}") from exc
+        scheme = parts.scheme.lower()
+        if scheme not in SCHEME_PORTS:
+            raise TargetError(f"{text!r}: only http and https URLs can be tested")
+        host = _host_name(parts.hostname or "")
+        if host is None:
+            raise TargetError(f"{text!r} has no valid host name")
+        path = parts.path or "/"
+        if parts.query:
+            path += f"?{parts.query}"
+        port = port or SCHEME_PORTS[scheme]
+        netloc = host if port == SCHEME_PORTS[scheme] else f"{host}:{port}"
+        return cls(url=f"{scheme}://{netloc}{path}", scheme=scheme, host=host, port=port, path=path)
+
+
+@dataclass(frozen=True)
+class Vantage:
+    """What one vantage point (the agent, or the control) saw of a target."""
+
+    dns: DNSObservation
+    endpoints: tuple[EndpointObservation, ...]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    verdict: str
+    evidence: dict[str, str | int | float | bool] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SiteMeasurement:
+    id: str  # UUIDv7, the collector's deduplication key
+    url: str
+    started_ms: int  # Unix time
+    ms: float
+    agent: Vantage
+    control: Vantage | None
+    control_failure: str | None
+    online: bool | None  # the connectivity check, when it ran
+    verdict: Verdict
+
+
+def new_measurement_id(now_ms: int | None = None) -> str:
+    """A UUIDv7 (RFC 9562): time-ordered, so storage indexes stay append-friendly."""
+    ms = int(time.time() * 1000) if now_ms is None else now_ms
+    value = (ms & ((1 << 48) - 1)) << 80 | int.from_bytes(os.urandom(10), "big")
+    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
+    return str(uuid.UUID(int=value))

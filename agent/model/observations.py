@@ -1,0 +1,155 @@
+"""Agent model: the observations every probe returns, plain frozen dataclasses.
+
+What one network operation saw (a DNS exchange, a TCP connect, a TLS handshake, an HTTP
+round trip) and what a probe composes from them (a DNS test, one endpoint). Standard
+library only, as everything in ``agent.model``: the verdict, the wire format and the
+collector read these without loading dnspython, aiohttp or the probes. Failures are
+strings from ``agent.model.failures``, or None for success.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+# Looks at an HTTP response before its body is dropped: (body, headers) -> the name of the
+# blockpage fingerprint it matches, kept in ``HTTPRoundTrip.fingerprint``.
+Inspector = Callable[[bytes, Sequence[tuple[str, str]]], str | None]
+
+
+@dataclass(frozen=True)
+class DNSReply:
+    source: str
+    port: int
+    ms: float  # since the query was sent
+    rcode: str
+    addresses: tuple[str, ...]
+    answer_ttl: int | None  # smallest TTL among the A/AAAA records
+    ip_ttl: int | None  # of the packet that carried the reply
+
+
+@dataclass(frozen=True)
+class DNSExchange:
+    server: str
+    port: int
+    name: str
+    qtype: str
+    replies: tuple[DNSReply, ...]
+    ms: float  # time spent, listening window included
+    failure: str | None
+
+
+@dataclass(frozen=True)
+class SystemResolution:
+    name: str
+    qtype: str
+    nameservers: tuple[str, ...]
+    server: str | None  # the nameserver whose response is reported
+    rcode: str | None
+    addresses: tuple[str, ...]
+    answer_ttl: int | None
+    ms: float
+    failure: str | None
+
+
+@dataclass(frozen=True)
+class TCPConnect:
+    ip: str
+    port: int
+    ms: float
+    failure: str | None
+
+
+@dataclass(frozen=True)
+class TLSHandshake:
+    sni: str
+    version: str | None
+    cipher: str | None
+    alpn: str | None
+    leaf_sha256: str | None
+    chain_sha256: str | None
+    chain_length: int
+    issuer: str | None  # the leaf issuer's organization, else its RFC 4514 name
+    validated: bool
+    validation_failure: str | None
+    ms: float
+    failure: str | None  # of the handshake itself; None even when validation failed
+
+    @classmethod
+    def failed(cls, sni: str, ms: float, failure: str | None) -> TLSHandshake:
+        """A handshake that never completed, so there is no certificate to describe."""
+        return cls(
+            sni=sni,
+            version=None,
+            cipher=None,
+            alpn=None,
+            leaf_sha256=None,
+            chain_sha256=None,
+            chain_length=0,
+            issuer=None,
+            validated=False,
+            validation_failure=None,
+            ms=ms,
+            failure=failure,
+        )
+
+
+@dataclass(frozen=True)
+class HTTPRoundTrip:
+    host: str
+    path: str
+    status: int | None
+    server: str | None
+    location: str | None
+    content_type: str | None
+    content_length: int | None  # as the header claims
+    set_cookie_count: int
+    body_length: int  # bytes actually read, at most max_body
+    body_truncated: bool
+    body_sha256: str | None
+    title: str | None
+    ms: float
+    failure: str | None  # may be set alongside a status: the body was cut
+    fingerprint: str | None = None  # name of the blockpage fingerprint the response matched
+
+    @classmethod
+    def failed(cls, host: str, path: str, ms: float, failure: str | None) -> HTTPRoundTrip:
+        """A request that got no response at all."""
+        return cls(
+            host=host,
+            path=path,
+            status=None,
+            server=None,
+            location=None,
+            content_type=None,
+            content_length=None,
+            set_cookie_count=0,
+            body_length=0,
+            body_truncated=False,
+            body_sha256=None,
+            title=None,
+            ms=ms,
+            failure=failure,
+        )
+
+
+@dataclass(frozen=True)
+class DNSObservation:
+    system: SystemResolution
+    public: tuple[DNSExchange, ...]
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """What the agent would connect to: the system resolver's answer."""
+        return self.system.addresses
+
+
+@dataclass(frozen=True)
+class EndpointObservation:
+    ip: str
+    port: int
+    tcp: TCPConnect
+    tls: TLSHandshake | None = None  # https, once TCP connected
+    tls_benign: TLSHandshake | None = None  # the SNI swap, when the handshake failed
+    http: HTTPRoundTrip | None = None  # over the connection that worked
+    http_benign: HTTPRoundTrip | None = None  # Host swap: the request was cut or blockpaged

@@ -1,0 +1,304 @@
+"""Agent layer 3, wire: msgpack schema v1, the one format measurements travel and rest in.
+
+A record is a msgpack map ``{"v": 1, ...}`` with one-character keys. Durations and
+timestamps are integer milliseconds, IP addresses 4/16-byte bin, SHA-256 hashes 32-byte
+bin, the id its 16 UUID bytes. Failures, TLS versions, ciphers, ALPN and content types are
+small integers from append-only tables (a value missing from its table travels as its
+text, so those fields are ``int | str``); rcodes are dnspython's numbers. Within a
+measurement each distinct address or hash is stored once in the top-level ``b`` array and
+referred to by index, since agent and control mostly see the same ones. A key is absent
+when its field holds the default: None, empty, False, 0, or what the record implies (the
+URL's host and port, the endpoint's address, the UUIDv7's time, port 53, qtype A, path /).
+docs/wire-format.md has the field-by-field table; keep it in step with the specs below.
+
+Round trip is exact except that float ms are rounded to integers (ties to even) and
+titles are cut to 128 characters. Decoding validates everything and raises only
+:class:`WireError`, whatever the bytes: records come from the network."""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgpack  # type: ignore[import-untyped]  # no stubs or py.typed
+
+from agent.model import failures as f
+from agent.model.measurement import SiteMeasurement, Vantage, Verdict
+from agent.model.observations import (
+    DNSExchange,
+    DNSObservation,
+    DNSReply,
+    EndpointObservation,
+    HTTPRoundTrip,
+    SystemResolution,
+    TCPConnect,
+    TLSHandshake,
+)
+from agent.wire.codec import (
+    LONG,
+    MAX_BINS,
+    REQUIRED,
+    SHORT,
+    Addr,
+    Bool,
+    Ctxt,
+    Enum,
+    Evidence,
+    Field,
+    List,
+    Ms,
+    Rcode,
+    Sha256,
+    Struct,
+    Text,
+    UInt,
+    Uuid,
+    WireError,
+    check_bin,
+)
+
+__all__ = [
+    "FAILURE_CODES",
+    "VERSION",
+    "WireError",
+    "decode_measurement",
+    "decode_vantage",
+    "encode_measurement",
+    "encode_vantage",
+    "measurement_from_obj",
+    "measurement_to_obj",
+]
+
+VERSION = 1
+MAX_RECORD = 64 * 1024
+MAX_TITLE = 128
+
+# Append-only: a code keeps its meaning forever, since stored records are reclassified
+# years later. Never reuse or renumber; add new entries at the end.
+FAILURE_CODES: Mapping[int, str] = {
+    1: f.CONNECTION_REFUSED,
+    2: f.CONNECTION_RESET,
+    3: f.CONNECTION_ABORTED,
+    4: f.GENERIC_TIMEOUT,
+    5: f.EOF,
+    6: f.HOST_UNREACHABLE,
+    7: f.NETWORK_UNREACHABLE,
+    8: f.DNS_NXDOMAIN,
+    9: f.DNS_SERVFAIL,
+    10: f.DNS_REFUSED,
+    11: f.DNS_NO_ANSWER,
+    12: f.SSL_UNKNOWN_AUTHORITY,
+    13: f.SSL_INVALID_HOSTNAME,
+    14: f.SSL_INVALID_CERTIFICATE,
+    15: f.SSL_FAILED_HANDSHAKE,
+    16: f.NO_CONTROL,
+    17: f.CONTROL_UNREACHABLE,
+    18: f.CONTROL_TIMEOUT,
+    19: f.CONTROL_BAD_RESPONSE,
+    20: f.CONTROL_TLS_ERROR,
+}
+TLS_VERSION_CODES: Mapping[int, str] = {1: "TLSv1", 2: "TLSv1.1", 3: "TLSv1.2", 4: "TLSv1.3"}
+CIPHER_CODES: Mapping[int, str] = {
+    1: "TLS_AES_256_GCM_SHA384",
+    2: "TLS_AES_128_GCM_SHA256",
+    3: "TLS_CHACHA20_POLY1305_SHA256",
+    4: "ECDHE-ECDSA-AES256-GCM-SHA384",
+    5: "ECDHE-RSA-AES256-GCM-SHA384",
+    6: "ECDHE-ECDSA-AES128-GCM-SHA256",
+    7: "ECDHE-RSA-AES128-GCM-SHA256",
+    8: "ECDHE-ECDSA-CHACHA20-POLY1305",
+    9: "ECDHE-RSA-CHACHA20-POLY1305",
+}
+ALPN_CODES: Mapping[int, str] = {1: "http/1.1", 2: "h2"}
+CONTENT_TYPE_CODES: Mapping[int, str] = {
+    1: "text/html",
+    2: "text/html; charset=utf-8",
+    3: "text/html; charset=UTF-8",
+    4: "text/plain",
+    5: "text/plain; charset=utf-8",
+    6: "application/json",
+    7: "text/html;charset=utf-8",
+    8: "text/html; charset=iso-8859-1",
+}
+
+
+def _record_context(attrs: dict[str, Any]) -> dict[str, Any]:
+    """Names default to the URL's host, endpoint ports to its port, started_ms to the time
+    inside the UUIDv7 id: each is then written only where it differs."""
+    ident = attrs.get("id")
+    try:
+        id_ms = uuid.UUID(ident).int >> 80 if isinstance(ident, str) else 0
+    except ValueError:
+        id_ms = 0
+    url = attrs.get("url")
+    return _implied(id_ms, url if isinstance(url, str) else "")
+
+
+def _implied(id_ms: int, url: str) -> dict[str, Any]:
+    context: dict[str, Any] = {"id_ms": id_ms, **_url_context(url)}
+    return {k: v for k, v in context.items() if v}
+
+
+@functools.lru_cache(maxsize=4096)
+def _url_context(url: str) -> dict[str, Any]:
+    # Cached: a test list is a few hundred URLs, measured again and again.
+    try:
+        parts = urlsplit(url)
+        port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+    except ValueError:
+        return {}  # a malformed url implies nothing; every field is then written out
+    return {"host": (parts.hostname or "").rstrip("."), "target_port": port}
+
+
+_FAILURE = Enum(FAILURE_CODES)
+_HOST = Ctxt("host")
+_R = REQUIRED
+
+_TCP = Struct(TCPConnect, (
+    Field("ip", "a", Addr(), Ctxt("ip")), Field("port", "p", UInt(65535), Ctxt("port")),
+    Field("ms", "d", Ms(), _R), Field("failure", "f", _FAILURE),
+))  # fmt: skip
+_TLS = Struct(TLSHandshake, (
+    Field("sni", "n", Text(), _HOST), Field("version", "v", Enum(TLS_VERSION_CODES, SHORT)),
+    Field("cipher", "c", Enum(CIPHER_CODES, SHORT)), Field("alpn", "p", Enum(ALPN_CODES, SHORT)),
+    Field("leaf_sha256", "l", Sha256()), Field("chain_sha256", "h", Sha256()),
+    Field("chain_length", "k", UInt(65535), 0), Field("issuer", "i", Text()),
+    Field("validated", "o", Bool(), False), Field("validation_failure", "x", _FAILURE),
+    Field("ms", "d", Ms(), _R), Field("failure", "f", _FAILURE),
+))  # fmt: skip
+_HTTP = Struct(HTTPRoundTrip, (
+    Field("host", "n", Text(), _HOST), Field("path", "u", Text(LONG), "/"),
+    Field("status", "s", UInt()), Field("server", "v", Text()), Field("location", "l", Text(LONG)),
+    Field("content_type", "c", Enum(CONTENT_TYPE_CODES, SHORT)),
+    Field("content_length", "z", UInt()), Field("set_cookie_count", "k", UInt(), 0),
+    Field("body_length", "b", UInt(), 0), Field("body_truncated", "t", Bool(), False),
+    Field("body_sha256", "h", Sha256()), Field("title", "i", Text(MAX_TITLE, cut=True)),
+    Field("ms", "d", Ms(), _R), Field("failure", "f", _FAILURE), Field("fingerprint", "p", Text()),
+))  # fmt: skip
+_ENDPOINT = Struct(EndpointObservation, (
+    Field("ip", "a", Addr(), _R), Field("port", "p", UInt(65535), Ctxt("target_port")),
+    Field("tcp", "t", _TCP, _R), Field("tls", "s", _TLS), Field("tls_benign", "S", _TLS),
+    Field("http", "h", _HTTP), Field("http_benign", "H", _HTTP),
+), context=lambda a: {"ip": a.get("ip"), "port": a.get("port")},
+   context_from=("ip", "port"))  # fmt: skip
+_REPLY = Struct(DNSReply, (
+    Field("source", "s", Addr(), _R), Field("port", "p", UInt(65535), 53),
+    Field("ms", "d", Ms(), _R),
+    Field("rcode", "r", Rcode(), "NOERROR"), Field("addresses", "a", List(Addr(), 64), ()),
+    Field("answer_ttl", "l", UInt(2**32 - 1)), Field("ip_ttl", "h", UInt(255)),
+))  # fmt: skip
+_EXCHANGE = Struct(DNSExchange, (
+    Field("server", "s", Addr(), _R), Field("port", "p", UInt(65535), 53),
+    Field("name", "n", Text(), _HOST), Field("qtype", "y", Text(16), "A"),
+    Field("replies", "r", List(_REPLY, 64), ()), Field("ms", "d", Ms(), _R),
+    Field("failure", "f", _FAILURE),
+))  # fmt: skip
+_SYSTEM = Struct(SystemResolution, (
+    Field("name", "n", Text(), _HOST), Field("qtype", "y", Text(16), "A"),
+    Field("nameservers", "m", List(Addr(), 16), ()), Field("server", "s", Addr()),
+    Field("rcode", "r", Rcode()), Field("addresses", "a", List(Addr(), 64), ()),
+    Field("answer_ttl", "l", UInt(2**32 - 1)), Field("ms", "d", Ms(), _R),
+    Field("failure", "f", _FAILURE),
+))  # fmt: skip
+_DNS = Struct(DNSObservation, (
+    Field("system", "s", _SYSTEM, _R), Field("public", "q", List(_EXCHANGE, 16), ()),
+))  # fmt: skip
+_VANTAGE = Struct(Vantage, (
+    Field("dns", "n", _DNS, _R), Field("endpoints", "e", List(_ENDPOINT, 16), ()),
+))  # fmt: skip
+_VERDICT = Struct(Verdict, (
+    Field("verdict", "v", Text(64), _R), Field("evidence", "e", Evidence(), {}),
+))  # fmt: skip
+_SCHEMA = Struct(SiteMeasurement, (
+    Field("id", "i", Uuid(), _R), Field("url", "u", Text(LONG), _R),
+    Field("started_ms", "t", UInt(), Ctxt("id_ms")), Field("ms", "d", Ms(), _R),
+    Field("agent", "a", _VANTAGE, _R), Field("control", "c", _VANTAGE),
+    Field("control_failure", "f", _FAILURE), Field("online", "o", Bool()),
+    Field("verdict", "r", _VERDICT, _R),
+), context=_record_context, context_from=("id", "url"))  # fmt: skip
+
+
+def _versioned_to_obj(schema: Struct, value: Any, name: str) -> dict[str, Any]:
+    bins: dict[bytes, int] = {}
+    body = schema.enc(value, name, {"bins": bins} if schema is _SCHEMA else {})
+    return {"v": VERSION, **({"b": list(bins)} if bins else {}), **body}
+
+
+def _versioned(schema: Struct, obj: Any, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The record without its version and bin table, and the context holding the table."""
+    if not isinstance(obj, dict):
+        raise WireError(f"{name}: expected a map")
+    version = obj.get("v")
+    if type(version) is not int or version != VERSION:
+        raise WireError(f"{name}.v: unsupported schema version {version!r} (expected {VERSION})")
+    rest = {k: v for k, v in obj.items() if k not in ("v", "b")}
+    if "b" not in obj:
+        return rest, {}
+    bins = obj["b"]
+    if schema is not _SCHEMA or not isinstance(bins, list) or len(bins) > MAX_BINS:
+        raise WireError(f"{name}.b: expected a bin table of at most {MAX_BINS} entries")
+    for index, item in enumerate(bins):
+        check_bin(item, f"{name}.b[{index}]", {}, (4, 16, 32), "bin")
+    return rest, {"bins": bins}
+
+
+def _versioned_from_obj(schema: Struct, obj: Any, name: str) -> Any:
+    rest, ctx = _versioned(schema, obj, name)
+    return schema.dec(rest, name, ctx)
+
+
+def _pack(obj: dict[str, Any], name: str) -> bytes:
+    try:
+        data: bytes = msgpack.packb(obj, use_bin_type=True)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise WireError(f"{name}: cannot encode: {exc}") from None
+    if len(data) > MAX_RECORD:
+        raise WireError(f"{name}: {len(data)} bytes exceeds the {MAX_RECORD}-byte record limit")
+    return data
+
+
+def _unpack(data: bytes, name: str) -> Any:
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise WireError(f"{name}: expected bytes")
+    if len(data) > MAX_RECORD:
+        raise WireError(f"{name}: {len(data)} bytes exceeds the {MAX_RECORD}-byte record limit")
+    try:
+        # The limits bound what a hostile record can make the unpacker allocate.
+        return msgpack.unpackb(
+            data, raw=False, strict_map_key=True, use_list=True,
+            max_str_len=LONG * 4, max_bin_len=32, max_array_len=64,
+            max_map_len=32, max_ext_len=0,
+        )  # fmt: skip
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise WireError(f"{name}: not valid msgpack: {exc}") from None
+
+
+def measurement_to_obj(m: SiteMeasurement) -> dict[str, Any]:
+    """The record as plain msgpack-able objects, for embedding in a batch as is."""
+    return _versioned_to_obj(_SCHEMA, m, "measurement")
+
+
+def measurement_from_obj(obj: Any) -> SiteMeasurement:
+    result: SiteMeasurement = _versioned_from_obj(_SCHEMA, obj, "measurement")
+    return result
+
+
+def encode_measurement(m: SiteMeasurement) -> bytes:
+    return _pack(measurement_to_obj(m), "measurement")
+
+
+def decode_measurement(data: bytes) -> SiteMeasurement:
+    return measurement_from_obj(_unpack(data, "measurement"))
+
+
+def encode_vantage(v: Vantage) -> bytes:
+    """A control's view alone: no target URL, so names are always written out."""
+    return _pack(_versioned_to_obj(_VANTAGE, v, "vantage"), "vantage")
+
+
+def decode_vantage(data: bytes) -> Vantage:
+    result: Vantage = _versioned_from_obj(_VANTAGE, _unpack(data, "vantage"), "vantage")
+    return result

@@ -1,0 +1,154 @@
+"""Collector web layer: the aiohttp app factory.
+
+``create_app(settings)`` builds the service; the CLI runs it. The routes are the tables of
+``collector.web.handlers`` (the agents' and the service's) and ``collector.web.queries``;
+what they share sits on the app under the keys of ``collector.web.keys``, set here or in a
+``cleanup_ctx`` that opens it before the first request and closes it after the last. Bad
+input is always a 4xx with a JSON ``{"error": ...}`` body (``collector.web.errors``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from aiohttp import web
+
+from agent.api.paths import MEASUREMENTS_PATH
+from agent.model.measurement import Target
+from agent.site import ProbeConfig, measure_vantage
+from agent.wire.record import encode_vantage
+from collector.config import Settings
+from collector.control import ControlCache
+from collector.enrich import Enricher
+from collector.ingest.accept import RateLimiter
+from collector.ingest.verify import prepare_verifier
+from collector.storage import open_storage
+from collector.testlist import TestListSource
+from collector.web import handlers, queries
+from collector.web.errors import json_errors
+from collector.web.keys import (
+    CONTROLS,
+    ENRICHER,
+    INGEST_THREADS,
+    LIMITER,
+    MEASURE,
+    METRICS,
+    SETTINGS,
+    STORAGE,
+    TESTLIST,
+    ControlKey,
+    Measure,
+)
+from collector.web.metrics import Metrics
+
+__all__ = ["create_app"]
+
+# The agent sends up to its own max_endpoints addresses; the control's DNS answers come first.
+CONTROL_MAX_ENDPOINTS = 8
+
+Context = Callable[[web.Application], AsyncIterator[None]]
+
+
+def probe_config(settings: Settings) -> ProbeConfig:
+    return ProbeConfig(
+        resolvers=settings.resolvers,
+        benign_name=settings.benign_sni,
+        ca_file=settings.ca_file,
+        timeout=settings.timeout,
+        dns_timeout=min(2.0, settings.timeout),
+        max_endpoints=CONTROL_MAX_ENDPOINTS,
+    )
+
+
+def control_measure(settings: Settings) -> Measure:
+    """The real control: the agent's own probes, run from the collector's network."""
+    config = probe_config(settings)
+
+    async def measure(target: Target, addresses: tuple[str, ...]) -> bytes:
+        vantage = await measure_vantage(target, config, extra_addresses=addresses)
+        return encode_vantage(vantage)
+
+    return measure
+
+
+def _storage(settings: Settings) -> Context:
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        # Opening runs the migrations; blocking, but once, before the first request.
+        app[STORAGE] = storage = await asyncio.to_thread(open_storage, settings.db_url)
+        app[INGEST_THREADS] = threads = ThreadPoolExecutor(
+            storage.ingest_threads, thread_name_prefix="ingest"
+        )
+        interval = sys.getswitchinterval()
+        if storage.switch_interval_s is not None:
+            sys.setswitchinterval(storage.switch_interval_s)
+        try:
+            yield
+        finally:
+            sys.setswitchinterval(interval)
+            # Uploads still running finish their write before the store closes.
+            await asyncio.to_thread(threads.shutdown)
+            storage.close()
+
+    return context
+
+
+def _control_cache(settings: Settings) -> Context:
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        cache: ControlCache[ControlKey, bytes] = ControlCache(
+            ttl=settings.control_ttl,
+            max_entries=settings.cache_entries,
+            max_concurrent=settings.concurrent_controls,
+        )
+        app[CONTROLS] = cache
+        yield
+        await cache.close()
+
+    return context
+
+
+def _enricher(paths: Sequence[str]) -> Context:
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        enricher = Enricher.open(paths)
+        app[ENRICHER] = enricher
+        yield
+        enricher.close()
+
+    return context
+
+
+def _testlist(path: str | None) -> Context:
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        if path is not None:
+            app[TESTLIST] = await asyncio.to_thread(TestListSource.open, Path(path))
+        yield
+
+    return context
+
+
+def create_app(settings: Settings, *, measure: Measure | None = None) -> web.Application:
+    """The collector service; ``measure`` replaces the real control only in tests.
+
+    ``client_max_size`` bounds the JSON routes (control, enroll); the measurements route
+    reads its larger body itself, capped at ``settings.max_batch_request_bytes``.
+    """
+    # The batch decoders are built here, in the starting thread, not by the first uploads'
+    # worker threads at once (collector.ingest.check says why).
+    prepare_verifier()
+    app = web.Application(client_max_size=settings.max_request_bytes, middlewares=[json_errors])
+    app[SETTINGS] = settings
+    app[MEASURE] = measure if measure is not None else control_measure(settings)
+    app[LIMITER] = RateLimiter(settings.ingest_rate, settings.ingest_burst)
+    app[METRICS] = metrics = Metrics()
+    # Outermost, before json_errors, so it counts the status the client finally gets.
+    app.middlewares.insert(0, metrics.middleware(MEASUREMENTS_PATH))
+    app.cleanup_ctx.append(_storage(settings))
+    app.cleanup_ctx.append(_control_cache(settings))
+    app.cleanup_ctx.append(_enricher(settings.geoip))
+    app.cleanup_ctx.append(_testlist(settings.testlist))
+    app.router.add_routes(handlers.routes)
+    app.router.add_routes(queries.routes)
+    return app

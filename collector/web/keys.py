@@ -1,0 +1,52 @@
+"""Collector web layer: the typed keys of everything the app holds, in one place.
+
+What a handler finds on ``request.app``: the settings, the open storage, the control cache
+and its measuring function, the ingest threads and rate limiter, the metrics, the address
+enricher and the test list. Each is set once, by ``create_app`` or a ``cleanup_ctx`` in
+``collector.web.app``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from aiohttp import web
+
+from agent.model.measurement import Target
+from collector.config import Settings
+from collector.control import ControlCache
+from collector.enrich import Enricher
+from collector.ingest.accept import RateLimiter
+from collector.storage import Storage
+from collector.testlist import TestListSource
+from collector.web.metrics import Metrics
+
+__all__ = [
+    "CONTROLS",
+    "ENRICHER",
+    "INGEST_THREADS",
+    "LIMITER",
+    "MEASURE",
+    "METRICS",
+    "SETTINGS",
+    "STORAGE",
+    "TESTLIST",
+    "ControlKey",
+    "Measure",
+]
+
+# The control cache's key: the normalized URL and the sorted, de-duplicated extra addresses.
+ControlKey = tuple[str, tuple[str, ...]]
+# Runs one control measurement and returns the encoded Vantage.
+Measure = Callable[[Target, tuple[str, ...]], Awaitable[bytes]]
+
+SETTINGS = web.AppKey("settings", Settings)
+MEASURE: web.AppKey[Measure] = web.AppKey("measure")
+CONTROLS: web.AppKey[ControlCache[ControlKey, bytes]] = web.AppKey("controls")
+STORAGE = web.AppKey("storage", Storage)
+INGEST_THREADS = web.AppKey("ingest_threads", ThreadPoolExecutor)
+LIMITER = web.AppKey("limiter", RateLimiter)
+METRICS = web.AppKey("metrics", Metrics)
+ENRICHER = web.AppKey("enricher", Enricher)
+TESTLIST = web.AppKey("testlist", TestListSource)  # absent when no test list is configured
