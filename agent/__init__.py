@@ -1,8 +1,9 @@
-"""netsonde agent: the measurement engine and the daemon.
+"""netsonde agent: the measurement engine, the wire format and the daemon.
 
-Layers, each importing only the ones below it:
-``agent.net`` (one network operation each) -> ``agent.probes`` (one test kind
-each) -> ``agent.site`` / ``agent.verdict`` (a site test and its pure verdict).
+Packages, each importing only those below it (docs/architecture.md; checked by lint-imports):
+``agent.cli`` -> ``agent.daemon`` -> ``agent.api`` -> ``agent.site`` / ``agent.wire`` ->
+``agent.verdict`` -> ``agent.fingerprints`` -> ``agent.probes`` -> ``agent.net`` ->
+``agent.model``.
 """
 
 __version__ = "0.1.0"

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_batch.py [--runs 5]
 
-The measurements are the censor lab's recorded ones (tests/unit/recorded), cloned with
+The measurements are the censor lab's recorded ones (tests/agent/recorded), cloned with
 fresh ids. Verifying includes checking every measurement against the schema, which is
 what the collector must do before it stores anything (docs/design/004-ingest.md); the
 full decode into objects, which ingest no longer does, is timed for comparison.
@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.wire.batch import encode_batch
 from collector.ingest.verify import read_batch_envelope, verify_batch
-from tests.storage.records import clones
+from tests.collector.storage.records import clones
 
 
 def main() -> int:

@@ -46,7 +46,7 @@ from benchmarks.bench_ingest import pg_admin_url
 from collector.config import Settings
 from collector.storage import IngestRecord, Storage, open_storage
 from collector.web.app import create_app
-from tests.storage.records import batch
+from tests.collector.storage.records import batch
 
 BATCH, DOMAINS, ASNS, AGENTS_PER_ASN, DAYS, RUNS = 500, 600, 20, 2, 30, 20
 TARGET_MS = 100.0

@@ -26,8 +26,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.wire.batch import encode_batch
 from agent.wire.keys import public_key_bytes
-from tests.collector_process import REPO, CollectorProcess, collector_cli
-from tests.storage.records import clones
+from tests.collector.process import REPO, CollectorProcess, collector_cli
+from tests.collector.storage.records import clones
 
 
 def rss_kb(pid: int) -> tuple[int, int]:

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_ingest.py [--batches 100] [--pg-url URL]
 
-Realistic records: the lab's recorded measurements (tests/unit/recorded) cloned with
+Realistic records: the lab's recorded measurements (tests/agent/recorded) cloned with
 fresh UUIDv7 ids, encoded to wire records beforehand, so the figure is the store's alone.
 Prints measurements/s for SQLite (a temporary file) and for PostgreSQL (a throwaway
 database on --pg-url, else NETSONDE_TEST_PG_URL, else deploy/postgres-dev.sh; skipped
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import create_engine, make_url, text
 
 from collector.storage import IngestRecord, Storage, open_storage
-from tests.storage.records import AGENT, batch
+from tests.collector.storage.records import AGENT, batch
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH = 500

@@ -33,8 +33,8 @@ from agent.wire.batch import encode_batch
 from agent.wire.keys import public_key_bytes
 from benchmarks.bench_ingest import pg_admin_url, throwaway_database
 from collector.storage import open_storage
-from tests.collector_process import CollectorProcess
-from tests.storage.records import clones
+from tests.collector.process import CollectorProcess
+from tests.collector.storage.records import clones
 
 BATCH = 500
 

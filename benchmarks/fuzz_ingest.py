@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
-from tests.collector.test_ingest_fuzz import Harness
+from tests.collector.ingest.test_fuzz import Harness
 
 
 def run(harness: Harness, examples: int, rng_seed: int) -> Counter[tuple[str, int, str]]:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from tests import REPO
+
+REPO_ROOT = REPO
 SHARED_DATA = Path(os.environ.get("NETSONDE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 

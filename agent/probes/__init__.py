@@ -1,4 +1,6 @@
-"""Agent layer 2, probes: one module per test kind (dns, tcp, tls, http, trace, throttle).
+"""Agent probes: one module per test kind (dns, endpoint with its tls and http parts,
+connectivity).
 
-A probe composes ``agent.net`` primitives into a test and returns observations.
+A probe composes ``agent.net`` primitives into a test and returns observations from
+``agent.model``; it never raises because of the network. A new test kind is a new module here.
 """

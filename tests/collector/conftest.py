@@ -1,5 +1,5 @@
 """Collector API fixtures: the storage tests' backends (SQLite, and PostgreSQL as there)."""
 
-from tests.storage.conftest import pg_url, storage_url
+from tests.collector.storage.conftest import pg_url, storage_url
 
 __all__ = ["pg_url", "storage_url"]

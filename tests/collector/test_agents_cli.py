@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -13,9 +12,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from agent.api.paths import ENROLL_PATH
 from agent.wire.keys import fingerprint, public_key_bytes
 from collector.config import Settings
-from tests.collector.test_ingest_api import running
-
-REPO = Path(__file__).resolve().parents[2]
+from tests import REPO
+from tests.collector.app_client import running
 
 
 def cli(*argv: str) -> subprocess.CompletedProcess[str]:

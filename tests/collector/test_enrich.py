@@ -22,7 +22,7 @@ from collector.config import ConfigError, Settings, make_settings
 from collector.enrich import Enricher, Network, client_address
 from collector.storage.schema import UNKNOWN_ASN, UNKNOWN_CC
 from collector.web.keys import STORAGE
-from tests.collector.test_ingest_api import MSGPACK, enrolled, recent, running
+from tests.collector.app_client import MSGPACK, enrolled, recent, running
 
 PTCL = "Pakistan Telecommunication Company Limited"
 RANGES: dict[str, dict[str, Any]] = {

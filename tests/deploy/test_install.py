@@ -28,7 +28,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests import REPO
+
 DEPLOY = REPO / "deploy"
 UNITS = REPO / "systemd"
 AGENT_UNIT = "netsonde-agent.service"

@@ -23,13 +23,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
 
+from tests import REPO
 from tests.lab import addresses as plan
 from tests.lab import censors, pki, topology
 from tests.lab.scenarios import DEFAULT_TABLE, ScenarioTable, load
 from tests.lab.service import READY_LINE
 from tests.lab.shell import LabError, in_ns, require_root, require_tools, run
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = REPO
 STATE_ROOT = Path(os.environ.get("NETSONDE_LAB_STATE", "/run/netsonde-lab"))
 READY_TIMEOUT = 20.0
 STOP_TIMEOUT = 3.0
