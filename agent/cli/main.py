@@ -15,14 +15,21 @@ import sys
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from agent import __version__
+from agent.model.hostnames import normalize_host
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+    from contextlib import AsyncExitStack
+
     from rich.console import Console
     from rich.progress import Progress
 
+    from agent.api.control import HTTPControl
     from agent.cli.output import MsgpackSink
     from agent.fingerprints import FingerprintSet
     from agent.model.measurement import SiteMeasurement, Target
+    from agent.probes.connectivity import CachedCheck
+    from agent.site import ProbeConfig
 
 PROG = "netsonde-agent"
 PROGRESS_MIN_TARGETS = 6  # below this a progress bar is just flicker
@@ -86,14 +93,8 @@ def _seconds(text: str) -> float:
 
 
 def _host_name(text: str) -> str:
-    name = text.strip().rstrip(".").lower()
-    labels = name.split(".")
-    allowed = set("abcdefghijklmnopqrstuvwxyz0123456789-_")
-    if (
-        not name
-        or len(name) > 253
-        or not all(0 < len(x) <= 63 and set(x) <= allowed for x in labels)
-    ):
+    name = normalize_host(text)
+    if name is None:
         raise argparse.ArgumentTypeError(f"{text!r} is not a host name")
     return name
 
@@ -223,15 +224,11 @@ async def _probe(
     fingerprints: FingerprintSet | None,
     sink: MsgpackSink | None,
 ) -> int:
-    import asyncio
-    from contextlib import AsyncExitStack, nullcontext
+    from contextlib import AsyncExitStack
 
     from rich.console import Console
 
-    from agent.cli import output
-    from agent.probes.connectivity import CachedCheck
     from agent.site import ProbeConfig, measure_site
-    from agent.wire.json import measurement_json
 
     config = ProbeConfig(
         resolvers=tuple(args.resolver),
@@ -245,58 +242,99 @@ async def _probe(
     wide = not sys.stdout.isatty() and "COLUMNS" not in os.environ
     stdout, stderr = Console(width=PIPE_WIDTH if wide else None), Console(stderr=True)
     async with AsyncExitStack() as stack:
-        control = None
-        if args.collector:
-            from agent.api.control import HTTPControl
+        control, is_online = await _open_control(args, config, stack)
 
-            # The collector runs a whole site test before answering, so it gets longer.
-            control = await stack.enter_async_context(
-                HTTPControl(
-                    args.collector, timeout=max(10.0, 2 * args.timeout), ca_file=args.ca_file
-                )
-            )
-        is_online = CachedCheck(control, config.resolvers, config.benign_name, args.timeout)
-        if control is not None:
-            if await control.reachable():
-                is_online.remember(True)
-            else:
-                _say(
-                    "warning",
-                    f"collector unreachable at {args.collector}: "
-                    "verdicts will rely on local evidence",
-                )
-        semaphore = asyncio.Semaphore(args.concurrency)
+        async def measure(target: Target) -> SiteMeasurement:
+            return await measure_site(target, config, control, is_online=is_online)
 
-        async def one(i: int, target: Target) -> tuple[int, SiteMeasurement | Exception]:
-            async with semaphore:
-                try:
-                    return i, await measure_site(target, config, control, is_online=is_online)
-                except Exception as exc:  # noqa: BLE001 - one target's bug must not stop the run
-                    return i, exc
+        results, failed, save_failed = await _measure_all(args, targets, measure, stderr, sink)
+    _report(args, stdout, [(targets[i], results[i]) for i in sorted(results)], failed)
+    return 1 if failed or save_failed else 0
 
-        results: dict[int, SiteMeasurement] = {}
-        failed = 0
-        save_failed = False
-        show_progress = (
-            len(targets) >= PROGRESS_MIN_TARGETS and sys.stderr.isatty() and not args.quiet
+
+async def _open_control(
+    args: argparse.Namespace, config: ProbeConfig, stack: AsyncExitStack
+) -> tuple[HTTPControl | None, CachedCheck]:
+    """The collector's control client (None without ``--collector``), closed with ``stack``,
+    and the connectivity check the site tests share."""
+    from agent.probes.connectivity import CachedCheck
+
+    control = None
+    if args.collector:
+        from agent.api.control import HTTPControl
+
+        # The collector runs a whole site test before answering, so it gets longer.
+        control = await stack.enter_async_context(
+            HTTPControl(args.collector, timeout=max(10.0, 2 * args.timeout), ca_file=args.ca_file)
         )
-        progress = _progress(stderr) if show_progress else None
-        with progress or nullcontext():
-            task = progress.add_task("measuring", total=len(targets)) if progress else None
-            for next_done in asyncio.as_completed([one(i, t) for i, t in enumerate(targets)]):
-                i, result = await next_done
-                if progress is not None and task is not None:
-                    progress.advance(task)
-                if isinstance(result, Exception):
-                    failed += 1
-                    _say("error", f"{targets[i].url}: not measured: {result!r}")
-                    continue
-                results[i] = result
-                if args.json:
-                    print(measurement_json(targets[i], result), flush=True)
-                if sink is not None and not save_failed:
-                    save_failed = not _save(sink, result, args.msgpack_out)
-    ordered = [(targets[i], results[i]) for i in sorted(results)]
+    is_online = CachedCheck(control, config.resolvers, config.benign_name, args.timeout)
+    if control is not None:
+        if await control.reachable():
+            is_online.remember(True)
+        else:
+            _say(
+                "warning",
+                f"collector unreachable at {args.collector}: verdicts will rely on local evidence",
+            )
+    return control, is_online
+
+
+async def _measure_all(
+    args: argparse.Namespace,
+    targets: list[Target],
+    measure: Callable[[Target], Awaitable[SiteMeasurement]],
+    stderr: Console,
+    sink: MsgpackSink | None,
+) -> tuple[dict[int, SiteMeasurement], int, bool]:
+    """Measures every target, printing each result as it comes with ``--json`` and saving it
+    to ``sink``: (the results by target index, how many failed, whether saving failed)."""
+    import asyncio
+    from contextlib import nullcontext
+
+    from agent.wire.json import measurement_json
+
+    semaphore = asyncio.Semaphore(args.concurrency)
+
+    async def one(i: int, target: Target) -> tuple[int, SiteMeasurement | Exception]:
+        async with semaphore:
+            try:
+                return i, await measure(target)
+            except Exception as exc:  # noqa: BLE001 - one target's bug must not stop the run
+                return i, exc
+
+    results: dict[int, SiteMeasurement] = {}
+    failed = 0
+    save_failed = False
+    show_progress = len(targets) >= PROGRESS_MIN_TARGETS and sys.stderr.isatty() and not args.quiet
+    progress = _progress(stderr) if show_progress else None
+    with progress or nullcontext():
+        task = progress.add_task("measuring", total=len(targets)) if progress else None
+        for next_done in asyncio.as_completed([one(i, t) for i, t in enumerate(targets)]):
+            i, result = await next_done
+            if progress is not None and task is not None:
+                progress.advance(task)
+            if isinstance(result, Exception):
+                failed += 1
+                _say("error", f"{targets[i].url}: not measured: {result!r}")
+                continue
+            results[i] = result
+            if args.json:
+                print(measurement_json(targets[i], result), flush=True)
+            if sink is not None and not save_failed:
+                save_failed = not _save(sink, result, args.msgpack_out)
+    return results, failed, save_failed
+
+
+def _report(
+    args: argparse.Namespace,
+    stdout: Console,
+    ordered: list[tuple[Target, SiteMeasurement]],
+    failed: int,
+) -> None:
+    """The table (unless ``--json`` or ``--quiet``) and the summary line, on stdout, or on
+    stderr after ``--json`` lines."""
+    from agent.cli import output
+
     summary = output.summary_line((m.verdict.verdict for _, m in ordered), failed)
     if not args.json and not args.quiet:
         output.print_table(stdout, ordered)
@@ -304,7 +342,6 @@ async def _probe(
         print(summary, flush=True)
     elif not args.quiet:
         print(summary, file=sys.stderr, flush=True)
-    return 1 if failed or save_failed else 0
 
 
 def _save(sink: MsgpackSink, m: SiteMeasurement, path: str) -> bool:

@@ -19,9 +19,9 @@ when the budget is spent, since they are what detects a shutdown), IP and TCP ov
 the allowances, retransmissions, and TLS records after the handshake. The estimate is meant
 to err a little low on a lossy link, never to be an order of magnitude off.
 
-Once the day's total reaches the budget, ``agent.upload.BudgetedUploader`` sends heartbeat-only
-batches (the spooled checks, no records): an agent over budget must not look to the collector
-like one silenced by a shutdown. Their bytes still count.
+Once the day's total reaches the budget, ``agent.daemon.upload.BudgetedUploader`` sends
+heartbeat-only batches (the spooled checks, no records): an agent over budget must not look to
+the collector like one silenced by a shutdown. Their bytes still count.
 
 The day's usage lives in the spool's meta table under ``bandwidth_YYYY-MM-DD`` (UTC), so a
 restart keeps it; older days' keys are deleted when :class:`DailyBudget` starts.

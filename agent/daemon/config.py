@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
+from agent.model.hostnames import normalize_host
+
 if TYPE_CHECKING:
     from agent.fingerprints import FingerprintSet
     from agent.site import ProbeConfig
@@ -54,7 +56,6 @@ _SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**1
 _SIZE_UNITS |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]*)")
 _PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*%")
-_HOST_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 _TOML_TYPES = {bool: "a boolean", int: "an integer", float: "a float", str: "a string"}
 _TOML_TYPES |= {list: "an array", dict: "a table"}
 
@@ -339,9 +340,12 @@ def _probe(table: _Table, base: Path) -> ProbeSettings:
             checked.append(str(ipaddress.ip_address(resolver.strip())))
         except ValueError:
             array.fail(i, f"{resolver!r} is not an IP address")
-    sni = table.typed("benign_sni", str, d.benign_sni).strip().lower().rstrip(".")
-    if "." not in sni or len(sni) > 253 or not all(map(_HOST_LABEL.match, sni.split("."))):
-        table.fail("benign_sni", f"{sni!r} is not a fully qualified host name")
+    raw_sni = table.typed("benign_sni", str, d.benign_sni)
+    sni = normalize_host(raw_sni)
+    # Fully qualified too: a single label (``localhost``) is no public site to blend in with.
+    if sni is None or "." not in sni:
+        shown = raw_sni.strip().lower().rstrip(".")
+        table.fail("benign_sni", f"{shown!r} is not a fully qualified host name")
     return ProbeSettings(
         concurrency=_bounded(table, "concurrency", d.concurrency, 1024),
         timeout=table.convert("timeout", parse_duration, d.timeout),

@@ -4,49 +4,43 @@
 
 - ``measure``: the test list, every ``schedule.interval`` with jitter, first right at start;
   every result goes to the spool before anything else happens to it;
-- ``upload``: drains the spool to the collector (``agent.upload``), with backoff;
+- ``upload``: drains the spool to the collector (``agent.daemon.upload``), with backoff;
 - ``connectivity``: whether this network reaches the outside, kept in the spool's meta table
   so ``netsonde-agent status`` can show it without talking to the daemon;
 - ``testlist`` (with ``testlist.from_collector``): refreshes the collector's test list
-  (``agent.collector_testlist``) every ``testlist.refresh``. The configuration file itself is
+  (``agent.daemon.testlist``) every ``testlist.refresh``. The configuration file itself is
   read once, at start.
 
-The agent must be enrolled first (``agent.enrollment``). With ``limits.daily_bandwidth`` set,
-measuring, uploading records and test-list fetches stop for the rest of the UTC day once the
-day's estimated traffic (``agent.budget``) reaches it; the connectivity checks, and the
-heartbeat-only batches that carry them to the collector, go on.
+The agent must be enrolled first (``agent.daemon.enrollment``). With
+``limits.daily_bandwidth`` set, measuring, uploading records and test-list fetches stop for the
+rest of the UTC day once the day's estimated traffic (``agent.daemon.budget``) reaches it; the
+connectivity checks, and the heartbeat-only batches that carry them to the collector, go on.
 
-Measuring never waits for the collector: the jobs share nothing but the spool.
+Measuring never waits for the collector: the jobs share nothing but the spool. What they
+use besides it is opened at start (``agent.daemon.startup``).
 
 Run by ``netsonde-agent run``, it also stops by itself once nothing is due for a while, and
-the process execs into lean idle mode (``agent.lean``, docs/design/005-lean-idle.md), which
-execs back into this when a run is due or the collector stops answering.
+the process execs into lean idle mode (``agent.daemon.lean``, docs/design/005-lean-idle.md),
+which execs back into this when a run is due or the collector stops answering.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
-
-from agent.api.control import HTTPControl
-from agent.daemon.budget import BUDGET_SPENT, PAUSED, DailyBudget
+from agent.daemon.budget import BUDGET_SPENT, PAUSED
 from agent.daemon.config import AgentConfig
 from agent.daemon.enrollment import open_enrolled
-from agent.daemon.jobs import add_interval_job, stop_jobs
-from agent.daemon.spool import Spool, SpoolError
+from agent.daemon.jobs import JobRunner
+from agent.daemon.spool import Spool
+from agent.daemon.startup import Shared, open_shared
 from agent.daemon.state import (
     FULL,
     LEAN,
-    META_BATCH_SEQ,
     META_CONNECTIVITY,
     META_CONNECTIVITY_AT,
     META_LAST_RUN,
@@ -63,22 +57,18 @@ from agent.daemon.state import (
     META_TESTLIST_TRIED,
     META_UPLOAD_FAILURE,
     META_UPLOADED_BYTES,
-    SPOOL_FILE,
     draw_next_run,
     lean_threshold,
     next_run_ms,
     testlist_due_ms,
 )
-from agent.daemon.testlist import CollectorTestList, read_testlist_cache
-from agent.daemon.upload import BudgetedUploader
-from agent.fingerprints import FingerprintFileError, FingerprintSet, load
 from agent.model.measurement import Target
 from agent.probes.connectivity import CachedCheck, check
-from agent.site import ProbeConfig, measure_site
+from agent.site import measure_site
 from agent.wire.record import encode_measurement
 from agent.wire.testlist import read_test_list
 
-__all__ = ["SPOOL_FILE", "run_daemon"]
+__all__ = ["run_daemon"]
 
 log = logging.getLogger("netsonde.agent")
 
@@ -92,95 +82,65 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _load_fingerprints(paths: tuple[Path, ...]) -> FingerprintSet | None:
-    if not paths:
-        return None
-    try:
-        fingerprints = load(paths)
-    except FingerprintFileError as exc:
-        # Blockpage matching only sharpens verdicts; measuring without it beats not measuring.
-        log.warning("%s; measuring without blockpage fingerprints", exc)
-        return None
-    for problem in fingerprints.problems:
-        log.warning("fingerprints: skipped %s", problem)
-    return fingerprints
-
-
 class _Daemon:
     def __init__(
         self,
         config: AgentConfig,
         spool: Spool,
-        control: HTTPControl,
-        uploader: BudgetedUploader,
-        probe: ProbeConfig,
+        shared: Shared,
         stop: asyncio.Event,
         *,
-        budget: DailyBudget,
-        testlist: CollectorTestList,
         may_idle: bool = False,
         resumed: bool = False,
     ) -> None:
-        self.config, self.spool, self.control, self.uploader = config, spool, control, uploader
-        self.probe, self.stop, self.budget = probe, stop, budget
-        self.testlist = testlist
+        self.config, self.spool, self.stop = config, spool, stop
+        self.probe, self.control, self.uploader = shared.probe, shared.control, shared.uploader
+        self.budget, self.testlist = shared.budget, shared.testlist
         self.is_online = CachedCheck(
-            control,
-            probe.resolvers,
-            probe.benign_name,
-            probe.timeout,
-            resolv_conf=probe.resolv_conf,
+            self.control,
+            self.probe.resolvers,
+            self.probe.benign_name,
+            self.probe.timeout,
+            resolv_conf=self.probe.resolv_conf,
         )
-        self._running: set[asyncio.Task[Any]] = set()
-        self.scheduler: AsyncIOScheduler | None = None
-        # Lean idle mode: whether this daemon may stop to exec into it, whether it was exec'd
-        # from it (so runs are scheduled from the spool, not at once), and the collector's
-        # last answer, since only a reachable collector lets lean mode's check stand alone.
-        self.may_idle, self.resumed = may_idle, resumed
+        self.jobs = JobRunner(
+            {
+                "measure": self.measure,
+                "upload": self.upload,
+                "connectivity": self.connectivity,
+                "testlist": self.refresh_testlist,
+            },
+            stop,
+            # Lean idle mode, if this daemon may exec into it: asked as each job ends, the
+            # moment the daemon may have fallen idle.
+            after=self.maybe_idle if may_idle else None,
+        )
+        # Whether it was exec'd from lean mode (so runs are scheduled from the spool, not at
+        # once), and the collector's last answer, since only a reachable collector lets lean
+        # mode's check stand alone.
+        self.resumed = resumed
         self.collector_reachable = False
         self.next_mode: str | None = None
 
     # -- jobs ------------------------------------------------------------------------------
 
-    async def job(self, name: str) -> None:
-        """Every job goes through here, so shutdown knows which tasks to wait for."""
-        jobs: dict[str, Callable[[], Awaitable[None]]] = {
-            "measure": self.measure,
-            "upload": self.upload,
-            "connectivity": self.connectivity,
-            "testlist": self.refresh_testlist,
-        }
-        task = asyncio.current_task()
-        if task is not None:
-            self._running.add(task)
-        try:
-            await jobs[name]()
-            if self.may_idle:
-                await self.maybe_idle(task)
-        except SpoolError as exc:
-            # A full disk or a broken spool: log it and let the next run try again.
-            log.error("%s: %s", name, exc)
-        finally:
-            if task is not None:
-                self._running.discard(task)
-
     async def maybe_idle(self, current: asyncio.Task[Any] | None) -> None:
         """Stops the daemon to exec into lean mode (``run_daemon`` returns LEAN) when nothing
         is due for a while: no other job running, the collector answering, no record
         waiting that may be uploaded, no measure run or test list refresh within
-        ``agent.daemon_state.lean_threshold``."""
-        if self.stop.is_set() or self._running - {current} or not self.collector_reachable:
+        ``agent.daemon.state.lean_threshold``."""
+        if self.stop.is_set() or self.jobs.others_running(current) or not self.collector_reachable:
             return
-        assert self.scheduler is not None
+        assert self.jobs.scheduler is not None
         horizon = datetime.now(UTC) + timedelta(seconds=lean_threshold(self.config.schedule))
         for name in ("measure", "testlist"):
-            job = self.scheduler.get_job(name)
+            job = self.jobs.scheduler.get_job(name)
             if job is not None and job.next_run_time is not None and job.next_run_time < horizon:
                 return
         records, _ = await self.spool.depth_async()
         if records and not self.budget.spent():
             return
-        if self.stop.is_set() or self._running - {current}:
+        if self.stop.is_set() or self.jobs.others_running(current):
             return  # a job started while the spool was read
         log.info(
             "idle: nothing due within %.0f s; switching to lean mode",
@@ -255,7 +215,7 @@ class _Daemon:
         log.info("measure: done, %d spooled, %d failed, %d skipped", spooled, failed, skipped)
         if skipped:
             self.budget.log_exhausted(_PAUSED_JOBS)
-        self.wake("upload")
+        self.jobs.wake("upload")
 
     def _record_run(self, started: int, results: int, failed: int, skipped: str) -> None:
         self.spool.set_meta(META_LAST_RUN, started)
@@ -328,7 +288,7 @@ class _Daemon:
         if previous != state:
             log.info("connectivity: %s", state)
             if online:
-                self.wake("upload")  # back from a shutdown: send what piled up
+                self.jobs.wake("upload")  # back from a shutdown: send what piled up
 
     def _record_connectivity(self, state: str) -> None:
         self.spool.set_meta(META_CONNECTIVITY, state)
@@ -339,23 +299,10 @@ class _Daemon:
             self.spool, self.config
         )
 
-    def next_seq(self) -> int:
-        # Persisted so batch numbers keep growing across restarts; a tiny write per batch.
-        previous = self.spool.get_meta(META_BATCH_SEQ)
-        seq = (previous if isinstance(previous, int) else 0) + 1
-        self.spool.set_meta(META_BATCH_SEQ, seq)
-        return seq
-
-    def wake(self, job_id: str) -> None:
-        """Runs a job now instead of at its next interval (skipped if it is running)."""
-        if self.scheduler is not None and self.scheduler.running and not self.stop.is_set():
-            self.scheduler.modify_job(job_id, next_run_time=datetime.now(UTC))
-
     # -- lifetime --------------------------------------------------------------------------
 
     async def run(self) -> None:
         schedule = self.config.schedule
-        scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop(), timezone=UTC)
         now = datetime.now(UTC)
         first_measure, first_testlist = now, None
         if self.resumed:
@@ -374,14 +321,11 @@ class _Daemon:
         if self.config.testlist.from_collector:
             # No first run at start: the first measure run fetches before it starts.
             jobs.append(("testlist", self.config.testlist.refresh, first_testlist))
-        for name, every, first in jobs:
-            add_interval_job(scheduler, self.job, name, every, schedule.jitter, first)
-        self.scheduler = scheduler
-        scheduler.start()
+        self.jobs.start(jobs, schedule.jitter)
         try:
             await self.stop.wait()
         finally:
-            if pending := await stop_jobs(scheduler, self._running, SHUTDOWN_GRACE):
+            if pending := await self.jobs.shutdown(SHUTDOWN_GRACE):
                 log.warning("shutdown: %d jobs did not stop in time", pending)
 
 
@@ -396,7 +340,7 @@ async def run_daemon(
     """Agent daemon: measures, spools and uploads on a schedule until ``stop`` is set.
 
     With ``may_idle``, it also stops by itself when nothing is due for a while and returns
-    ``LEAN``: the caller then execs into lean idle mode (``agent.lean``); otherwise it
+    ``LEAN``: the caller then execs into lean idle mode (``agent.daemon.lean``); otherwise it
     returns None. ``resumed``: exec'd back from lean mode, so the first measure run waits
     until it is due (the spool's meta says when) instead of starting at once.
 
@@ -407,45 +351,8 @@ async def run_daemon(
     """
     state, key, spool = open_enrolled(config)
     try:
-        probe = config.probe_config(_load_fingerprints(config.probe.fingerprints))
-        if resolv_conf is not None:
-            probe = dataclasses.replace(probe, resolv_conf=resolv_conf)
-        ca_file = None if config.ca_file is None else str(config.ca_file)
-        async with AsyncExitStack() as stack:
-            # The collector runs a whole site test before answering, so it gets longer.
-            control = await stack.enter_async_context(
-                HTTPControl(
-                    config.collector.urls[0],
-                    timeout=max(10.0, 2 * config.probe.timeout),
-                    ca_file=ca_file,
-                )
-            )
-            daemon: _Daemon
-            daily = await asyncio.to_thread(DailyBudget, config.limits.daily_bandwidth, spool)
-            uploader = await stack.enter_async_context(
-                BudgetedUploader(
-                    config.collector.urls,
-                    state.agent_id,
-                    key,
-                    budget=daily,
-                    next_seq=lambda: daemon.next_seq(),
-                    proxy=config.collector.proxy,
-                    ca_file=ca_file,
-                )
-            )
-            cached = None
-            if config.testlist.from_collector:
-                cached = await asyncio.to_thread(read_testlist_cache, config.state_dir)
-            testlist = CollectorTestList(
-                cached,
-                collector_urls=config.collector.urls,
-                proxy=config.collector.proxy,
-                state_dir=config.state_dir,
-            )
-            daemon = _Daemon(
-                config, spool, control, uploader, probe, stop, budget=daily, testlist=testlist,
-                may_idle=may_idle, resumed=resumed,
-            )  # fmt: skip
+        async with open_shared(config, state.agent_id, key, spool, resolv_conf) as shared:
+            daemon = _Daemon(config, spool, shared, stop, may_idle=may_idle, resumed=resumed)
             await asyncio.to_thread(spool.set_meta, META_MODE, FULL)
             log.info(
                 "agent %s started: %d collector URLs, every %.0f s",

@@ -1,6 +1,6 @@
 """Agent daemon: the agent's Ed25519 identity key file, created at enrolment in the state directory.
 
-The key signs every batch the agent uploads (``agent.batch``), so it is the agent's identity
+The key signs every batch the agent uploads (``agent.wire.batch``), so it is the agent's identity
 towards the collector: it is written with mode 0600 from its first byte, and loading refuses a
 key file that other users could read, as ssh does. Only the raw 32-byte public key leaves the
 machine, at enrolment.

@@ -1,6 +1,6 @@
 """Agent daemon, lean idle mode: connectivity checks and heartbeats with the fewest modules.
 
-Between measure runs the full daemon (``agent.daemon``) has nothing to do but check that the
+Between measure runs the full daemon (``agent.daemon.full``) has nothing to do but check that the
 collector answers and send those checks as heartbeats, yet its imports (aiohttp, dnspython,
 the probes) hold most of its memory, and Python cannot unload a module. So the process execs
 itself into this mode (``netsonde-agent run --mode lean``), which imports only asyncio,
@@ -14,11 +14,11 @@ Jobs, apscheduler 3 on the asyncio loop, blocking work in threads:
   does; an answer is recorded in the spool like the full daemon records it, no answer
   switches to full mode, whose check also asks the resolvers and which measures through an
   outage;
-- ``heartbeat``: the spooled checks in a heartbeat-only batch (``agent.batch``, the one batch
-  format), with the persisted batch sequence, counted against the daily bandwidth budget
-  (``agent.budget``); acknowledged checks leave the spool;
+- ``heartbeat``: the spooled checks in a heartbeat-only batch (``agent.wire.batch``, the one
+  batch format), with the persisted batch sequence, counted against the daily bandwidth budget
+  (``agent.daemon.budget``); acknowledged checks leave the spool;
 - ``due``: at the time a measure run or a test list refresh is due (from the spool's meta,
-  ``agent.daemon_state``), switch to full mode.
+  ``agent.daemon.state``), switch to full mode.
 
 :func:`run_lean` returns the mode to exec into, or None when stopped.
 """
@@ -31,30 +31,28 @@ import json
 import logging
 import ssl
 import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 from apscheduler.triggers.date import DateTrigger  # type: ignore[import-untyped]
 
 from agent.api.errors import request_failure
 from agent.api.paths import HEALTH_PATH, MEASUREMENTS_PATH, MSGPACK, USER_AGENT
 from agent.daemon.budget import DailyBudget, upload_bytes
 from agent.daemon.enrollment import open_enrolled
-from agent.daemon.jobs import add_interval_job, stop_jobs
-from agent.daemon.spool import Spool, SpoolError
+from agent.daemon.jobs import JobRunner
+from agent.daemon.spool import Spool
 from agent.daemon.state import (
     FULL,
     LEAN,
-    META_BATCH_SEQ,
     META_CONNECTIVITY,
     META_CONNECTIVITY_AT,
     META_LAST_UPLOAD,
     META_MODE,
     META_UPLOAD_FAILURE,
     META_UPLOADED_BYTES,
+    next_batch_seq,
     next_run_ms,
     testlist_due_ms,
 )
@@ -72,11 +70,10 @@ log = logging.getLogger("netsonde.agent")
 
 SHUTDOWN_GRACE = 5.0  # seconds for a running job to unwind (its request is in a thread)
 MAX_RESPONSE_BYTES = 1 << 20  # the collector answers in a few hundred bytes
-UPLOAD_TIMEOUT = 60.0  # as agent.upload.Uploader's
+UPLOAD_TIMEOUT = 60.0  # as agent.daemon.upload.Uploader's
 # Checks this close to the collector's age limit could get a batch refused: full mode's
-# uploader drops those (agent.upload), so lean mode hands them over to it.
+# uploader drops those (agent.daemon.upload), so lean mode hands them over to it.
 _STALE_MS = DEFAULT_MAX_AGE_MS - 2 * 86_400_000
-# Failure strings kept as the full uploader words them (agent.upload), for status.
 
 
 def _now_ms() -> int:
@@ -100,7 +97,7 @@ class _Collector:
 
     def context(self) -> ssl.SSLContext:
         # Built on first use, in the worker thread: loading the system's CA store takes a
-        # moment. The same anchors as agent.collector_http.trust.
+        # moment. The same anchors as agent.api.client.trust.
         if self._context is None:
             context = ssl.create_default_context()
             if self.ca_file is not None:
@@ -167,33 +164,17 @@ class _Lean:
         # The full daemon's control client timeout, which its connectivity check uses.
         self.check_timeout = max(10.0, 2 * config.probe.timeout)
         self.next_mode: str | None = None
-        self.scheduler: AsyncIOScheduler | None = None
-        self._running: set[asyncio.Task[Any]] = set()
+        self.jobs = JobRunner(
+            {"connectivity": self.connectivity, "heartbeat": self.heartbeat, "due": self.due},
+            stop,
+            error_format="lean %s: %s",
+        )
 
     def switch(self, why: str) -> None:
         if self.next_mode is None and not self.stop.is_set():
             log.info("lean: %s; switching to full mode", why)
             self.next_mode = FULL
             self.stop.set()
-
-    async def job(self, name: str) -> None:
-        """Every job goes through here, so shutdown knows which tasks to wait for."""
-        jobs: dict[str, Callable[[], Awaitable[None]]] = {
-            "connectivity": self.connectivity,
-            "heartbeat": self.heartbeat,
-            "due": self.due,
-        }
-        task = asyncio.current_task()
-        if task is not None:
-            self._running.add(task)
-        try:
-            await jobs[name]()
-        except SpoolError as exc:
-            # A full disk or a broken spool: full mode logs and retries the same way.
-            log.error("lean %s: %s", name, exc)
-        finally:
-            if task is not None:
-                self._running.discard(task)
 
     # -- jobs ------------------------------------------------------------------------------
 
@@ -216,7 +197,7 @@ class _Lean:
         if evicted := await self.spool.add_check_async(checked_ms, True):
             log.warning("connectivity: spool full, %d oldest checks dropped unsent", evicted)
         await asyncio.to_thread(self._record_online)
-        self.wake("heartbeat")
+        self.jobs.wake("heartbeat")
 
     def _record_online(self) -> None:
         self.spool.set_meta(META_CONNECTIVITY, "online")
@@ -265,8 +246,7 @@ class _Lean:
         await asyncio.to_thread(self._record_upload, "")
 
     def _sign(self, checks: list[tuple[int, bool]]) -> bytes:
-        # The persisted sequence full mode numbers its batches with, bumped atomically.
-        seq = self.spool.bump_meta(META_BATCH_SEQ, 1)
+        seq = next_batch_seq(self.spool)  # the sequence full mode numbers its batches with
         evictions = self.spool.evictions()
         return encode_batch(self.agent_id, seq, [], self.key, evictions=evictions, checks=checks)
 
@@ -301,41 +281,36 @@ class _Lean:
         if due is None or due <= _now_ms():
             self.switch("a measure run, a test list refresh or an upload is due")
             return
-        assert self.scheduler is not None
-        self.scheduler.add_job(
-            self.job, DateTrigger(run_date=_when(due), timezone=UTC), args=("due",),
+        assert self.jobs.scheduler is not None
+        self.jobs.scheduler.add_job(
+            self.jobs.run, DateTrigger(run_date=_when(due), timezone=UTC), args=("due",),
             id="due", name="due", replace_existing=True, misfire_grace_time=None,
         )  # fmt: skip
-
-    def wake(self, job_id: str) -> None:
-        if self.scheduler is not None and self.scheduler.running and not self.stop.is_set():
-            self.scheduler.modify_job(job_id, next_run_time=datetime.now(UTC))
 
     # -- lifetime --------------------------------------------------------------------------
 
     async def run(self) -> str | None:
         schedule = self.config.schedule
-        scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop(), timezone=UTC)
         now = datetime.now(UTC)
         # The next check keeps the rhythm of the last one, full mode's included.
         last = await asyncio.to_thread(self.spool.get_meta, META_CONNECTIVITY_AT)
         first_check = now
         if isinstance(last, int):
             first_check = max(now, _when(last + int(schedule.connectivity_check * 1000)))
-        for name, every, first in (
-            ("connectivity", schedule.connectivity_check, first_check),
-            ("heartbeat", schedule.upload, now),
-        ):
-            add_interval_job(scheduler, self.job, name, every, schedule.jitter, first)
-        self.scheduler = scheduler
-        scheduler.start()
+        self.jobs.start(
+            [
+                ("connectivity", schedule.connectivity_check, first_check),
+                ("heartbeat", schedule.upload, now),
+            ],
+            schedule.jitter,
+        )
         await self.due()  # at once, or scheduled for when it will be
         try:
             await self.stop.wait()
         finally:
             # A request in a worker thread cannot be cancelled; its task can, and the
             # thread's socket timeout bounds the rest.
-            await stop_jobs(scheduler, self._running, SHUTDOWN_GRACE)
+            await self.jobs.shutdown(SHUTDOWN_GRACE)
         return self.next_mode
 
 

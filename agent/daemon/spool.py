@@ -9,6 +9,8 @@ Connectivity checks (the agent's heartbeats) wait in a table of their own, one r
 time, until a batch carrying them is accepted; beyond ``max_checks`` rows the oldest go, and
 a running total of those counts them the same way.
 
+The file itself, its permissions, journaling and schema: ``agent.daemon.spoolfile``.
+
 Threading: one connection, opened with ``check_same_thread=False`` and used only under a
 lock, so the synchronous API works from any thread and the ``*_async`` wrappers can run it
 in ``asyncio.to_thread`` without blocking the event loop. The lock serialises what the
@@ -29,11 +31,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from agent.daemon.files import fsync_dir
+from agent.daemon.spoolfile import SpoolError, connect, make_durable, migrate
 
 __all__ = ["AddResult", "MetaValue", "Spool", "SpoolError", "SpoolRecord", "SpoolRecordTooLarge"]
 
-SCHEMA_VERSION = 2  # 2: the checks table
 DEFAULT_MAX_CHECKS = 10_000  # 35 days at the default 5-minute interval: past the collector's 30
 # Internal counters share the meta table with the daemon's state but must only change in the
 # transactions that keep them consistent with the records.
@@ -51,22 +52,6 @@ _CHECK_EVICTIONS = "check_evictions"
 _RESERVED |= {_CHECK_EVICTIONS}
 
 MetaValue = int | str
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS records (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    measured_ms INTEGER NOT NULL,
-    record BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value ANY) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS checks (ms INTEGER PRIMARY KEY, online INTEGER NOT NULL);
-"""
-
-
-class SpoolError(Exception):
-    """The spool cannot be opened or used; the message says why."""
 
 
 class SpoolRecordTooLarge(SpoolError, ValueError):
@@ -109,43 +94,12 @@ class Spool:
         if isinstance(max_checks, bool) or not isinstance(max_checks, int) or max_checks <= 0:
             raise SpoolError(f"spool max_checks must be a positive integer, got {max_checks!r}")
         file = Path(path)
-        # Created by hand with 0600 before SQLite sees it, so measurements are never readable by
-        # others, even for an instant; SQLite gives the -wal and -shm files the same mode.
+        conn = connect(file)
         try:
-            try:
-                fd = os.open(file, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                fd = os.open(file, os.O_RDWR)
-                created = False
-            else:
-                created = True
-            try:
-                os.fchmod(fd, 0o600)  # an existing file may have been made with a looser mode
-            finally:
-                os.close(fd)
-            if created:
-                # The file's directory entry is durable only once its directory is synced.
-                fsync_dir(file.parent)
-        except OSError as exc:
-            raise SpoolError(f"cannot open spool {file}: {exc}") from exc
-        try:
-            # isolation_level=None: transactions are opened explicitly, with BEGIN IMMEDIATE,
-            # so a read-then-write (the eviction) never has to upgrade its lock mid-way.
-            conn = sqlite3.connect(
-                file, timeout=10.0, isolation_level=None, check_same_thread=False
-            )
-        except sqlite3.Error as exc:
-            raise SpoolError(f"cannot open spool {file}: {exc}") from exc
-        try:
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if mode != "wal":
-                raise SpoolError(f"spool {file}: cannot use WAL journaling (got {mode!r})")
-            # In WAL mode, NORMAL syncs the log only at checkpoints: a commit survives a crash
-            # of the process but may vanish on power loss. FULL syncs the log on every commit,
-            # which is what lets add() promise the record is durable when it returns.
-            conn.execute("PRAGMA synchronous=FULL")
+            make_durable(conn, file)
             spool = cls(conn, file, max_bytes, max_checks)
-            spool._migrate()
+            with spool._transaction() as transaction:
+                migrate(transaction, file, _RESERVED)
         except sqlite3.Error as exc:
             conn.close()
             raise SpoolError(f"spool {file} is unusable: {exc}") from exc
@@ -153,25 +107,6 @@ class Spool:
             conn.close()
             raise
         return spool
-
-    def _migrate(self) -> None:
-        with self._transaction() as conn:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
-            if row[0] is None:
-                conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
-            elif row[0] == 1:
-                # Version 1 lacked only the checks table, which the script above just made.
-                conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
-            elif row[0] != SCHEMA_VERSION:
-                raise SpoolError(
-                    f"spool {self.path} has schema version {row[0]}, this agent knows only "
-                    f"{SCHEMA_VERSION}; move the file aside or upgrade the agent"
-                )
-            for key in _RESERVED:
-                conn.execute("INSERT OR IGNORE INTO meta VALUES (?, 0)", (key,))
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -342,30 +277,6 @@ class Spool:
                 marks = ",".join("?" * len(chunk))
                 deleted += conn.execute(f"DELETE FROM checks WHERE ms IN ({marks})", chunk).rowcount
         return deleted
-
-    def check_evictions(self) -> int:
-        """Checks dropped unsent since the spool was created, a running total."""
-        with self._lock:
-            return int(self._get(_CHECK_EVICTIONS))
-
-    def last_offline(self) -> tuple[int, int | None] | None:
-        """(first offline check, first online check after it or None) of the latest offline
-        run still spooled, for ``status``; None when no offline check waits for upload."""
-        with self._lock:
-            last = self._conn.execute("SELECT max(ms) FROM checks WHERE online = 0").fetchone()[0]
-            if last is None:
-                return None
-            before = self._conn.execute(
-                "SELECT max(ms) FROM checks WHERE online = 1 AND ms < ?", (last,)
-            ).fetchone()[0]
-            start = self._conn.execute(
-                "SELECT min(ms) FROM checks WHERE online = 0 AND ms > ?",
-                (-1 if before is None else before,),
-            ).fetchone()[0]
-            end = self._conn.execute(
-                "SELECT min(ms) FROM checks WHERE online = 1 AND ms > ?", (last,)
-            ).fetchone()[0]
-        return int(start), None if end is None else int(end)
 
     # -- small state -----------------------------------------------------------------------
 

@@ -1,9 +1,10 @@
 """Agent daemon: the state its two modes share through the spool's meta table, and when the
 daemon may drop into lean idle mode.
 
-The daemon runs either in full mode (``agent.daemon``: measuring, uploading, connectivity,
-test list) or in lean idle mode (``agent.lean``: connectivity checks and heartbeats only), one
-after the other in the same process, switching by exec (docs/design/005-lean-idle.md).
+The daemon runs either in full mode (``agent.daemon.full``: measuring, uploading,
+connectivity, test list) or in lean idle mode (``agent.daemon.lean``: connectivity checks and
+heartbeats only), one after the other in the same process, switching by exec
+(docs/design/005-lean-idle.md).
 Nothing survives an exec but the spool, so every schedule either mode needs is derived here
 from the meta keys both write. Standard library only, like everything lean mode imports.
 """
@@ -70,6 +71,12 @@ def next_run_ms(spool: Spool, schedule: ScheduleConfig) -> int | None:
         return due
     last = spool.get_meta(META_LAST_RUN)  # a spool from before META_NEXT_RUN existed
     return last + int(schedule.interval * 1000) if isinstance(last, int) else None
+
+
+def next_batch_seq(spool: Spool) -> int:
+    """The next batch's sequence number. Persisted, so batch numbers keep growing across
+    restarts and across both modes; bumped in one transaction, a tiny write per batch."""
+    return spool.bump_meta(META_BATCH_SEQ, 1)
 
 
 def testlist_due_ms(spool: Spool, config: AgentConfig) -> int | None:

@@ -5,7 +5,7 @@ besides its local files. :meth:`CollectorTestList.refresh` asks each collector U
 with the cached ETag, and writes a changed list to ``testlist.json`` in the state directory
 before it is used, so an agent restarted during a shutdown (collector unreachable) still
 measures it. When to refresh, and whether the bandwidth budget allows it, is the daemon's
-business (``agent.daemon``).
+business (``agent.daemon.full``).
 """
 
 from __future__ import annotations

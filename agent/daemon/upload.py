@@ -1,11 +1,12 @@
 """Agent daemon: uploads the spool to the collector as signed batches.
 
-:class:`Uploader` peeks records from the spool, signs them into a batch (``agent.batch``) and
-POSTs it to one of the collector URLs, through the proxy if one is configured. A record leaves
-the spool only once the collector has acknowledged it (stored or duplicate), so an upload can
-fail at any point and simply be repeated. Failures are short strings, never exceptions, and
-move on to the next collector URL; :meth:`Uploader.drain` retries with :class:`Backoff`.
-Measuring runs in its own jobs and only writes the spool, so it never waits for any of this.
+:class:`Uploader` peeks records from the spool, signs them into a batch
+(``agent.wire.batch``) and POSTs it to one of the collector URLs, through the proxy if one is
+configured. A record leaves the spool only once the collector has acknowledged it (stored or
+duplicate), so an upload can fail at any point and simply be repeated. Failures are short
+strings, never exceptions, and move on to the next collector URL; :meth:`Uploader.drain`
+retries with :class:`~agent.daemon.backoff.Backoff`. Measuring runs in its own jobs and only
+writes the spool, so it never waits for any of this.
 
 The spool's connectivity checks ride in the same batches (``"c"``), and in a heartbeat-only
 batch when no record waits (or :attr:`Uploader.checks_only` holds the records back), so the
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +29,7 @@ from agent.api.client import REQUEST_FAILURES, CollectorClient
 from agent.api.errors import request_failure
 from agent.api.paths import MEASUREMENTS_PATH as MEASUREMENTS_PATH
 from agent.api.paths import MSGPACK
+from agent.daemon.backoff import Backoff, parse_retry_after
 from agent.daemon.budget import DailyBudget, upload_bytes
 from agent.model import failures
 from agent.model.measurement import SiteMeasurement
@@ -47,8 +48,6 @@ RATE_LIMITED = failures.UPLOAD_RATE_LIMITED
 UNAUTHORIZED = failures.UPLOAD_UNAUTHORIZED
 REVOKED = failures.UPLOAD_REVOKED
 HTTP_PREFIX = failures.UPLOAD_HTTP_PREFIX
-# Failures no other URL or quick retry can fix: the operator has to act.
-AUTH_FAILURES = frozenset({UNAUTHORIZED, REVOKED})
 
 # 400 reasons that can only be a record's fault. "signature" and "agent" are the agent's key
 # or id: dropping records for those would empty the spool over a configuration mistake.
@@ -57,46 +56,24 @@ _RECORD_REASONS = frozenset({"schema", "size", "timestamp", "duplicate_id"})
 # would get the whole batch refused, and the margin covers a batch delayed or a clock apart.
 _STALE_MARGIN_MS = 86_400_000
 
-Check = tuple[int, bool]  # (Unix ms, online), as agent.batch carries it
+Check = tuple[int, bool]  # (Unix ms, online), as agent.wire.batch carries it
 
 
 class SpoolEntry(Protocol):
     @property
     def id(self) -> str: ...
     @property
-    def record(self) -> bytes: ...  # agent.wire.encode_measurement
+    def record(self) -> bytes: ...  # agent.wire.record.encode_measurement
 
 
 class Spool(Protocol):
-    """What the uploader needs from ``agent.spool``."""
+    """What the uploader needs from ``agent.daemon.spool``."""
 
     async def peek_async(self, limit: int) -> Sequence[SpoolEntry]: ...
     async def ack_async(self, ids: Sequence[str]) -> object: ...  # the count, if any
     async def evictions_async(self) -> int: ...
     async def peek_checks_async(self, limit: int) -> Sequence[Check]: ...
     async def ack_checks_async(self, times: Sequence[int]) -> object: ...
-
-
-class Backoff:
-    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**n)] for the
-    n-th consecutive failure, so agents that lost the collector together do not return in
-    lockstep when it comes back."""
-
-    def __init__(
-        self, base: float = 1.0, cap: float = 900.0, rng: random.Random | None = None
-    ) -> None:
-        self.base, self.cap = base, cap
-        self.rng = rng if rng is not None else random.Random()
-        self.attempts = 0
-
-    def next_delay(self) -> float:
-        # The exponent is bounded so a week of failures cannot overflow the float.
-        ceiling = min(self.cap, self.base * 2 ** min(self.attempts, 64))
-        self.attempts += 1
-        return self.rng.uniform(0.0, ceiling)
-
-    def reset(self) -> None:
-        self.attempts = 0
 
 
 @dataclass
@@ -118,16 +95,6 @@ class UploadResult:
         return bool(
             self.acknowledged or self.dropped or self.checks_acknowledged or self.checks_dropped
         )
-
-
-def parse_retry_after(value: str | None) -> float:
-    """Seconds from a Retry-After header; the HTTP-date form (never sent by our collector)
-    and garbage count as 0, so the ordinary backoff applies."""
-    try:
-        seconds = float(value) if value is not None else 0.0
-    except ValueError:
-        return 0.0
-    return seconds if 0.0 <= seconds < 86_400.0 else 0.0
 
 
 def _decode_entries(
@@ -173,8 +140,8 @@ class Uploader(CollectorClient):
         self.proxy = proxy
         self.batch_size = max(1, min(batch_size, MAX_MEASUREMENTS))
         self.backoff = backoff if backoff is not None else Backoff()
-        # Heartbeat-only batches: the records wait in the spool (``agent.budget``, when the
-        # day's bandwidth is spent), the checks still go.
+        # Heartbeat-only batches: the records wait in the spool (when the day's bandwidth is
+        # spent, ``agent.daemon.budget``), the checks still go.
         self.checks_only = False
         self._current = 0
 
@@ -337,9 +304,8 @@ class Uploader(CollectorClient):
     async def drain(self, spool: Spool, stop: asyncio.Event) -> UploadResult:
         """Uploads until the spool is empty or ``stop`` is set, backing off between failures.
 
-        Returns the totals and the last failure. Every URL is tried once before sleeping, so a
-        dead first collector costs no delay; a 401 or 403 sleeps the full cap, since only the
-        operator can fix it; a 429 sleeps at least its Retry-After.
+        Returns the totals and the last failure; how long it waits after one:
+        :meth:`Backoff.after`.
         """
         total = UploadResult()
         streak = 0
@@ -359,13 +325,7 @@ class Uploader(CollectorClient):
                     break  # nothing was left to send
                 continue
             streak += 1
-            if result.failure in AUTH_FAILURES:
-                delay = self.backoff.cap
-            elif streak % len(self.urls) == 0:
-                delay = self.backoff.next_delay()
-            else:
-                delay = 0.0
-            delay = max(delay, min(result.retry_after, self.backoff.cap))
+            delay = self.backoff.after(result.failure, streak, len(self.urls), result.retry_after)
             if delay:
                 with contextlib.suppress(TimeoutError):  # the delay ran out: try again
                     await asyncio.wait_for(stop.wait(), delay)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.cli.main import build_parser
 from tests import REPO
 
 
@@ -120,6 +121,18 @@ def test_bad_concurrency(value: str) -> None:
 @pytest.mark.parametrize("value", ["0", "-1", "nan", "soon"])
 def test_bad_timeout(value: str) -> None:
     assert_usage_error(run("probe", "--timeout", value, "x.com"), "--timeout")
+
+
+@pytest.mark.parametrize("value", ["bad name", "-x.example", "a..b", ""])
+def test_bad_benign_sni(value: str) -> None:
+    # "=": argparse would take a value starting with "-" for an option of its own.
+    result = run("probe", f"--benign-sni={value}", "x.com")
+    assert_usage_error(result, "--benign-sni", "host name")
+
+
+def test_benign_sni_is_normalised_and_may_hold_underscores() -> None:
+    args = build_parser().parse_args(["probe", "--benign-sni", " My_Host.Example. ", "x.com"])
+    assert args.benign_sni == "my_host.example"
 
 
 def test_bad_collector_url() -> None:

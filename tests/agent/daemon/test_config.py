@@ -201,6 +201,7 @@ BAD: list[tuple[dict[str, Any], str]] = [
     (_with("probe", "timeout", 0), f"{_S}: probe.timeout: 0: must be more than zero"),
     (_with("probe", "benign_sni", "localhost"), f"{_S}: probe.benign_sni: 'localhost' is not a"),
     (_with("probe", "benign_sni", "bad name.com"), f"{_S}: probe.benign_sni: 'bad name.com'"),
+    (_with("probe", "benign_sni", "-a.example"), f"{_S}: probe.benign_sni: '-a.example' is not"),
     (_with("probe", "fingerprints", ["/nonexistent/fp.csv"]),
      f"{_S}: probe.fingerprints[0]: '/nonexistent/fp.csv' is not a readable file"),
     (_with("testlist", "files", ["/nonexistent/list.csv"]),
@@ -209,6 +210,13 @@ BAD: list[tuple[dict[str, Any], str]] = [
     (_with("", "state_dir", ""), f"{_S}: state_dir: must not be empty"),
     (_with("", "state_dir", 5), f"{_S}: state_dir: expected a string, got an integer"),
 ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "host"), [("my_host.example", "my_host.example"), ("Bücher.DE.", "xn--bcher-kva.de")]
+)
+def test_benign_sni_follows_the_host_name_rule(name: str, host: str) -> None:
+    assert parse_config(_with("probe", "benign_sni", name), SOURCE).probe.benign_sni == host
 
 
 @pytest.mark.parametrize(("raw", "message"), BAD)

@@ -2,26 +2,20 @@
 daemon against a local web server, and see the results reach the collector's database.
 
 Nothing leaves 127.0.0.0/8: the daemon's system resolver is a tiny DNS server on a loopback
-address (``site.test`` -> 127.0.0.1), and the collector's control uses the same one.
+address (``site.test`` -> 127.0.0.1), and the collector's control uses the same one
+(``tests.agent.daemon.loopback``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import stat
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import cast
 
-import dns.message
-import dns.rcode
-import dns.rrset
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -32,121 +26,9 @@ from agent.daemon.enrollment import KEY_FILE, STATE_FILE, DaemonError, enroll, r
 from agent.daemon.full import run_daemon
 from agent.daemon.spool import Spool
 from agent.daemon.testlist import TESTLIST_CACHE
-from agent.model.measurement import Target
-from agent.site import ProbeConfig, measure_vantage
-from agent.wire.record import encode_vantage
-from collector.config import Settings
-from collector.web.app import create_app
 from collector.web.keys import STORAGE
 from tests import REPO
-
-DNS_HOST = "127.53.0.1"  # its own loopback address, so port 53 is free whatever else runs
-SITE = "site.test."
-
-
-class _Resolver(asyncio.DatagramProtocol):
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # Not isinstance: on 3.11 the selector loop's datagram transport does not subclass
-        # asyncio.DatagramTransport, though it is one.
-        self.transport = cast(asyncio.DatagramTransport, transport)
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        query = dns.message.from_wire(data)
-        reply = dns.message.make_response(query)
-        question = query.question[0]
-        if question.name.to_text().lower() == SITE and question.rdtype == 1:  # A
-            reply.answer.append(dns.rrset.from_text(SITE, 60, "IN", "A", "127.0.0.1"))
-        elif question.name.to_text().lower() != SITE:
-            reply.set_rcode(dns.rcode.NXDOMAIN)
-        self.transport.sendto(reply.to_wire(), addr)
-
-
-@asynccontextmanager
-async def loopback_resolver(tmp_path: Path) -> AsyncIterator[str]:
-    loop = asyncio.get_running_loop()
-    try:
-        transport, _ = await loop.create_datagram_endpoint(
-            _Resolver, local_addr=(DNS_HOST, 53), family=socket.AF_INET
-        )
-    except PermissionError:
-        pytest.skip("binding a DNS server on port 53 needs root (or CAP_NET_BIND_SERVICE)")
-    resolv_conf = tmp_path / "resolv.conf"
-    resolv_conf.write_text(f"nameserver {DNS_HOST}\n")
-    try:
-        yield str(resolv_conf)
-    finally:
-        transport.close()
-
-
-@asynccontextmanager
-async def web_site() -> AsyncIterator[int]:
-    async def page(request: web.Request) -> web.Response:
-        return web.Response(text="<html><title>hello</title>a perfectly ordinary page</html>")
-
-    app = web.Application()
-    app.router.add_get("/", page)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    try:
-        assert server.port is not None
-        yield server.port
-    finally:
-        await server.close()
-
-
-@asynccontextmanager
-async def collector(
-    tmp_path: Path, resolv_conf: str, testlist: Path | None = None
-) -> AsyncIterator[TestServer]:
-    control_config = ProbeConfig(timeout=2.0, resolv_conf=resolv_conf)
-
-    async def measure(target: Target, addresses: tuple[str, ...]) -> bytes:
-        vantage = await measure_vantage(target, control_config, extra_addresses=addresses)
-        return encode_vantage(vantage)
-
-    settings = Settings(
-        db_url=f"sqlite:///{tmp_path / 'collector.db'}",
-        testlist=None if testlist is None else str(testlist),
-    )
-    server = TestServer(create_app(settings, measure=measure), host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield server
-    finally:
-        await server.close()
-
-
-def write_config(tmp_path: Path, collector_url: str, site_port: int) -> Path:
-    (tmp_path / "list.csv").write_text(
-        "url,category_code\n"
-        f"http://site.test:{site_port}/,NEWS\n"
-        f"http://site.test:{site_port}/other,NEWS\n"
-    )
-    path = tmp_path / "agent.toml"
-    path.write_text(
-        f"""\
-state_dir = "state"
-[collector]
-urls = ["{collector_url}"]
-[testlist]
-files = ["list.csv"]
-from_collector = false
-[schedule]
-interval = "30s"
-jitter = "0%"
-connectivity_check = "1s"
-upload = "1s"
-[probe]
-timeout = "2s"
-dns_timeout = "1s"
-"""
-    )
-    return path
-
-
-def token(server: TestServer) -> str:
-    storage = server.app[STORAGE]
-    return storage.create_enroll_token("test", 3_600_000, int(time.time() * 1000))
+from tests.agent.daemon.loopback import collector, loopback_resolver, token, web_site, write_config
 
 
 @pytest.mark.asyncio

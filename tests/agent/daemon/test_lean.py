@@ -2,7 +2,7 @@
 of its own against the real collector app; it measures, execs into lean mode once nothing is
 due, keeps sending heartbeats, and execs back into full mode when the next run is due.
 
-Nothing leaves 127.0.0.0/8 (the loopback resolver and site of ``test_daemon``).
+Nothing leaves 127.0.0.0/8 (``tests.agent.daemon.loopback``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -24,14 +25,8 @@ from agent.daemon.enrollment import enroll, read_state
 from agent.daemon.spool import Spool
 from agent.daemon.state import LEAN_MIN_IDLE, META_MODE
 from collector.web.keys import STORAGE
-from tests.agent.daemon.test_daemon import (
-    REPO,
-    collector,
-    loopback_resolver,
-    token,
-    web_site,
-    write_config,
-)
+from tests import REPO
+from tests.agent.daemon.loopback import collector, loopback_resolver, token, web_site, write_config
 
 # What lean mode exists to leave out (docs/design/005-lean-idle.md).
 HEAVY = ("aiohttp", "dns", "rich", "scapy", "agent.site", "agent.probes", "agent.wire.record")
@@ -76,6 +71,27 @@ async def _until(what: str, ok: Callable[[], bool], timeout: float, log: Path) -
         await asyncio.sleep(0.3)
 
 
+@contextmanager
+def _started(argv: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """The daemon, its output in ``log``; killed on the way out if still running."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=out)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def _lean_imports(text: str) -> list[str]:
+    """What the lean process imported: -X importtime lines between the exec into lean mode
+    and the exec back into full mode."""
+    start = text.index("switching to lean mode (exec)")
+    end = text.index("switching to full mode", start)
+    return re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)", text[start:end], re.M)
+
+
 def _stop(process: subprocess.Popen[bytes]) -> tuple[int, float]:
     started = time.monotonic()
     process.send_signal(signal.SIGTERM)
@@ -104,10 +120,7 @@ async def test_goes_lean_keeps_heartbeats_and_returns_to_full_to_measure(tmp_pat
         log = tmp_path / "agent.log"
         # PYTHONPROFILEIMPORTTIME survives the execs, so the log shows what each mode imports.
         env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONPROFILEIMPORTTIME="1")
-        argv = _daemon(resolv_conf, path)
-        with log.open("wb") as out:
-            process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=out)
-        try:
+        with _started(_daemon(resolv_conf, path), env, log) as process:
             pid = process.pid
             await _until("the first run", lambda: storage.count_measurements() == 2, 30, log)
             await _until("lean mode", lambda: _mode(config.state_dir) == "lean", 30, log)
@@ -134,17 +147,7 @@ async def test_goes_lean_keeps_heartbeats_and_returns_to_full_to_measure(tmp_pat
             code, took = await asyncio.to_thread(_stop, process)
             assert code == 0
             assert took < 10
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-
-        # What the lean process imported: -X importtime lines between the exec into lean
-        # mode and the exec back into full mode.
-        text = log.read_text()
-        start = text.index("switching to lean mode (exec)")
-        end = text.index("switching to full mode", start)
-        imported = re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)", text[start:end], re.M)
+        imported = _lean_imports(log.read_text())
         assert "agent.daemon.lean" in imported
         assert _heavy(imported) == []
         with Spool.open(config.state_dir / "spool.db", max_bytes=10**8) as spool:
@@ -163,17 +166,10 @@ async def test_sigterm_in_full_mode(tmp_path: Path) -> None:
         await enroll(url, token(server), config.state_dir)
         log = tmp_path / "agent.log"
         env = dict(os.environ, PYTHONPATH=str(REPO))
-        argv = _daemon(resolv_conf, Path(config.source))
-        with log.open("wb") as out:
-            process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=out)
-        try:
+        with _started(_daemon(resolv_conf, Path(config.source)), env, log) as process:
             storage = server.app[STORAGE]
             await _until("the first run", lambda: storage.count_measurements() == 2, 30, log)
             assert _mode(config.state_dir) == "full"
             code, took = await asyncio.to_thread(_stop, process)
             assert code == 0
             assert took < 10
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()

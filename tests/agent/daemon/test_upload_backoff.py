@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.daemon.upload import Backoff, Uploader, parse_retry_after
+from agent.daemon.backoff import Backoff, parse_retry_after
+from agent.daemon.upload import REVOKED, UNAUTHORIZED, UNREACHABLE, Uploader
 
 
 def test_full_jitter_stays_within_the_growing_ceiling() -> None:
@@ -48,6 +49,17 @@ def test_no_overflow_after_very_many_failures() -> None:
     backoff = Backoff(base=1.0, cap=900.0, rng=random.Random(3))
     backoff.attempts = 10_000
     assert 0.0 <= backoff.next_delay() <= 900.0
+
+
+def test_every_url_once_before_sleeping_and_the_cap_for_what_the_operator_must_fix() -> None:
+    backoff = Backoff(base=1.0, cap=900.0, rng=random.Random(5))
+    assert [backoff.after(UNREACHABLE, n, 3, 0.0) for n in (1, 2)] == [0.0, 0.0]
+    assert backoff.attempts == 0
+    assert 0.0 <= backoff.after(UNREACHABLE, 3, 3, 0.0) <= 1.0
+    assert backoff.attempts == 1
+    assert backoff.after(UNAUTHORIZED, 1, 3, 0.0) == backoff.after(REVOKED, 1, 3, 0.0) == 900.0
+    assert backoff.after(UNREACHABLE, 1, 3, 30.0) == 30.0  # Retry-After, at least
+    assert backoff.after(UNREACHABLE, 1, 3, 5000.0) == 900.0  # but never past the cap
 
 
 def _uploader(urls: list[str]) -> Uploader:
