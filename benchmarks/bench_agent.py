@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -28,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.testlist_lab import read_urls, table_for
 from tests.lab.agent import LabAgent
 from tests.lab.collector import COLLECTOR_URL, LabCollector
-from tests.lab.engine import SHARED_DATA
 from tests.lab.lab import Lab
+from tests.shared_data import SHARED_DATA
 
 TICKS = os.sysconf("SC_CLK_TCK")
 # The libraries the agent is built on (the project's choices, DEVELOPERS.md), imported by a
@@ -73,14 +74,27 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
 
 
-def main() -> int:
+@dataclass
+class Drained:
+    """What the busy daemon's one run cost, from its status and /proc once its spool drained."""
+
+    measured: int
+    elapsed: float
+    cpu: float
+    peak_kb: int
+    uploaded: int
+    bandwidth_used: int
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--testlist", type=Path, default=SHARED_DATA / "testlist-pk.csv")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--settle", type=float, default=8.0, help="idle seconds before RSS")
-    args = parser.parse_args()
-    urls = read_urls(args.testlist)
-    table, urls = table_for(urls, args.testlist)
+    return parser.parse_args()
+
+
+def print_floors() -> None:
     print(
         f"floor: an interpreter importing asyncio, aiohttp, apscheduler, cryptography (Ed25519),"
         f" dnspython, msgpack, sqlite3 and nothing else: RSS {floor_kb() / 1024:.1f} MB"
@@ -89,89 +103,133 @@ def main() -> int:
         f"lean floor: the same without aiohttp and dnspython, with http.client and ssl: RSS "
         f"{floor_kb(LEAN_FLOOR) / 1024:.1f} MB"
     )
+
+
+def settle_lean(idle: LabAgent, settle: float) -> float | None:
+    """Start the idle daemon, wait until it is in lean mode and ``settle`` seconds more, print
+    its RSS; the CPU seconds it took to start and switch, or None if it did not get there."""
+    process = idle.start()
+    started = time.monotonic()
+    while idle.status().get("meta", {}).get("mode") != "lean":
+        if process.poll() is not None or time.monotonic() - started > 120:
+            print(idle.log_text()[-3000:])
+            return None
+        time.sleep(0.5)
+    lean_after = time.monotonic() - started
+    time.sleep(settle)
+    rss, hwm = memory_kb(process.pid)
+    cpu = cpu_seconds(process.pid)
+    print(
+        f"idle daemon (lean): RSS {rss / 1024:.1f} MB (peak since the exec "
+        f"{hwm / 1024:.1f} MB), lean {lean_after:.1f}s after start, measured "
+        f"{settle:.0f}s later; {cpu:.2f} CPU s to start and switch "
+        "(target RSS <= 40 MB)",
+        flush=True,
+    )
+    return cpu
+
+
+def drain(busy: LabAgent) -> Drained | None:
+    """Start the busy daemon and poll it until its first run is measured and uploaded (the
+    spool empty); None if it exited or took over 10 minutes."""
+    started = time.monotonic()
+    process = busy.start()
+    peak = 0
+    while True:
+        # The most seen: once drained, the daemon execs into lean mode, which starts a fresh
+        # VmHWM.
+        peak = max(peak, memory_kb(process.pid)[1])
+        status = busy.status()
+        totals = status.get("totals", {})
+        if totals.get("runs", 0) >= 1 and status["spool"]["records"] == 0:
+            break
+        if process.poll() is not None or time.monotonic() - started > 600:
+            print(busy.log_text()[-3000:])
+            return None
+        time.sleep(0.5)
+    elapsed = time.monotonic() - started
+    cpu = cpu_seconds(process.pid)
+    peak = max(peak, memory_kb(process.pid)[1])
+    return Drained(
+        totals["acked"], elapsed, cpu, peak, totals["uploaded_bytes"], status["bandwidth"]["used"]
+    )
+
+
+def report_busy(run: Drained, idle_cpu: float, concurrency: int) -> None:
+    measured = max(1, run.measured)
+    per_target = (run.cpu - idle_cpu) / measured
+    print(
+        f"busy daemon: {run.measured} measurements made and acknowledged in {run.elapsed:.1f}s "
+        f"at concurrency {concurrency}"
+    )
+    print(f"busy daemon peak RSS (VmHWM): {run.peak_kb / 1024:.1f} MB (target <= 80 MB)")
+    print(
+        f"CPU: {run.cpu:.2f} s in all, {per_target * 1000:.1f} ms per target "
+        f"(minus the {idle_cpu:.2f} s a start costs)"
+    )
+    print(
+        f"uploaded: {run.uploaded} B of signed batch bodies = "
+        f"{run.uploaded / measured:.0f} B per measurement"
+    )
+    print(
+        f"bandwidth estimate (limits.daily_bandwidth's count): {run.bandwidth_used / 1e6:.2f} MB"
+        f" = {run.bandwidth_used / measured:.0f} B per target, uploads included"
+    )
+
+
+def run_daemons(
+    lab: Lab,
+    tmp: Path,
+    collector: LabCollector,
+    urls: list[str],
+    args: argparse.Namespace,
+    agents: list[LabAgent],
+) -> int:
+    """The idle daemon, then the busy one; each is added to ``agents`` as soon as it exists,
+    for the caller to kill if this fails."""
+    idle = LabAgent(
+        lab, tmp / "idle", collector_url=COLLECTOR_URL, urls=[],
+        schedule={"interval": "6h", "connectivity_check": "5m", "upload": "1m"},
+    )  # fmt: skip
+    agents.append(idle)
+    idle.enroll(collector.db_url)
+    idle_cpu = settle_lean(idle, args.settle)
+    if idle_cpu is None:
+        return 1
+
+    busy = LabAgent(
+        lab, tmp / "busy", collector_url=COLLECTOR_URL, urls=urls,
+        schedule={"interval": "6h", "connectivity_check": "5m", "upload": "1s"},
+        probe={"concurrency": args.concurrency},
+    )  # fmt: skip
+    agents.append(busy)
+    busy.enroll(collector.db_url)
+    run = drain(busy)
+    if run is None:
+        return 1
+    report_busy(run, idle_cpu, args.concurrency)
+    for agent in (idle, busy):
+        code, took = agent.terminate()
+        print(f"SIGTERM: exit {code} in {took:.2f}s")
+    return 0
+
+
+def main() -> int:
+    args = parse_args()
+    urls = read_urls(args.testlist)
+    table, urls = table_for(urls, args.testlist)
+    print_floors()
     print(f"{len(urls)} URLs, {len(table.rows)} hosts; bringing the lab up ...", flush=True)
     with Lab(table) as lab, tempfile.TemporaryDirectory() as tmp:
         collector = LabCollector(lab, lab.state_dir / "collector").start()
-        idle = busy = None
+        agents: list[LabAgent] = []
         try:
-            idle = LabAgent(
-                lab, Path(tmp) / "idle", collector_url=COLLECTOR_URL, urls=[],
-                schedule={"interval": "6h", "connectivity_check": "5m", "upload": "1m"},
-            )  # fmt: skip
-            idle.enroll(collector.db_url)
-            idle_process = idle.start()
-            started = time.monotonic()
-            while idle.status().get("meta", {}).get("mode") != "lean":
-                if idle_process.poll() is not None or time.monotonic() - started > 120:
-                    print(idle.log_text()[-3000:])
-                    return 1
-                time.sleep(0.5)
-            lean_after = time.monotonic() - started
-            time.sleep(args.settle)
-            idle_rss, idle_hwm = memory_kb(idle_process.pid)
-            idle_cpu = cpu_seconds(idle_process.pid)
-            print(
-                f"idle daemon (lean): RSS {idle_rss / 1024:.1f} MB (peak since the exec "
-                f"{idle_hwm / 1024:.1f} MB), lean {lean_after:.1f}s after start, measured "
-                f"{args.settle:.0f}s later; {idle_cpu:.2f} CPU s to start and switch "
-                "(target RSS <= 40 MB)",
-                flush=True,
-            )
-
-            busy = LabAgent(
-                lab, Path(tmp) / "busy", collector_url=COLLECTOR_URL, urls=urls,
-                schedule={"interval": "6h", "connectivity_check": "5m", "upload": "1s"},
-                probe={"concurrency": args.concurrency},
-            )  # fmt: skip
-            busy.enroll(collector.db_url)
-            started = time.monotonic()
-            busy_process = busy.start()
-            peak = 0
-            while True:
-                # The most seen: once drained, the daemon execs into lean mode, which starts
-                # a fresh VmHWM.
-                peak = max(peak, memory_kb(busy_process.pid)[1])
-                status = busy.status()
-                totals = status.get("totals", {})
-                if totals.get("runs", 0) >= 1 and status["spool"]["records"] == 0:
-                    break
-                if busy_process.poll() is not None or time.monotonic() - started > 600:
-                    print(busy.log_text()[-3000:])
-                    return 1
-                time.sleep(0.5)
-            elapsed = time.monotonic() - started
-            cpu = cpu_seconds(busy_process.pid)
-            peak = max(peak, memory_kb(busy_process.pid)[1])
-            measured = totals["acked"]
-            per_target = (cpu - idle_cpu) / max(1, measured)
-            uploaded = totals["uploaded_bytes"]
-            used = status["bandwidth"]["used"]
-            print(
-                f"busy daemon: {measured} measurements made and acknowledged in {elapsed:.1f}s "
-                f"at concurrency {args.concurrency}"
-            )
-            print(f"busy daemon peak RSS (VmHWM): {peak / 1024:.1f} MB (target <= 80 MB)")
-            print(
-                f"CPU: {cpu:.2f} s in all, {per_target * 1000:.1f} ms per target "
-                f"(minus the {idle_cpu:.2f} s a start costs)"
-            )
-            print(
-                f"uploaded: {uploaded} B of signed batch bodies = "
-                f"{uploaded / max(1, measured):.0f} B per measurement"
-            )
-            print(
-                f"bandwidth estimate (limits.daily_bandwidth's count): {used / 1e6:.2f} MB = "
-                f"{used / max(1, measured):.0f} B per target, uploads included"
-            )
-            for agent in (idle, busy):
-                code, took = agent.terminate()
-                print(f"SIGTERM: exit {code} in {took:.2f}s")
+            return run_daemons(lab, Path(tmp), collector, urls, args, agents)
         finally:
-            for agent in (idle, busy):
-                if agent is not None and agent.process and agent.process.poll() is None:
+            for agent in agents:
+                if agent.process and agent.process.poll() is None:
                     agent.process.kill()
             collector.stop()
-    return 0
 
 
 if __name__ == "__main__":

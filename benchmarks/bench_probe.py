@@ -14,21 +14,27 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.testlist_lab import read_urls, table_for
 from tests.lab.collector import COLLECTOR_URL, LabCollector
-from tests.lab.engine import SHARED_DATA, probe_argv
+from tests.lab.engine import probe_argv
 from tests.lab.lab import Lab
+from tests.lab.scenarios import ScenarioTable
 from tests.lab.shell import in_ns
+from tests.shared_data import SHARED_DATA
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,7 +50,7 @@ def help_cold_start(runs: int = 10) -> float:
 
 
 def record_sizes(path: Path) -> list[int]:
-    import msgpack
+    import msgpack  # type: ignore[import-untyped]
 
     sizes, previous = [], 0
     with path.open("rb") as handle:
@@ -56,20 +62,24 @@ def record_sizes(path: Path) -> list[int]:
     return sizes
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--testlist", type=Path, default=SHARED_DATA / "testlist-pk.csv")
-    parser.add_argument("--concurrency", type=int, default=32)
-    args = parser.parse_args()
-    urls = read_urls(args.testlist)
-    table, urls = table_for(urls, args.testlist)
-    expected = {row.domain: row.expected for row in table.rows}
-    print(f"{len(urls)} URLs, {len(table.rows)} hosts; bringing the lab up ...", flush=True)
+@dataclass
+class ProbeRun:
+    """One `netsonde-agent probe` over the list: its --json lines and what it cost."""
+
+    lines: list[dict[str, Any]]
+    record_sizes: list[int]
+    elapsed: float
+    peak_kb: int
+
+
+def probe_list(table: ScenarioTable, urls: list[str], concurrency: int) -> ProbeRun | None:
+    """Bring the lab up for ``table`` and run the CLI over ``urls`` in its agent namespace,
+    with the collector as its control; None (after printing its stderr) if the CLI failed."""
     with Lab(table) as lab, tempfile.TemporaryDirectory() as tmp:
         collector = LabCollector(lab, lab.state_dir / "collector").start()
         try:
             out = Path(tmp) / "records.msgpack"
-            options = ["--json", "--quiet", "--concurrency", str(args.concurrency)]
+            options = ["--json", "--quiet", "--concurrency", str(concurrency)]
             argv = probe_argv(
                 lab, collector_url=COLLECTOR_URL, options=[*options, "--msgpack-out", str(out)]
             )
@@ -82,18 +92,18 @@ def main() -> int:
             elapsed = time.perf_counter() - started
             # wait4 on an already-reaped child is impossible; communicate() reaped it, so
             # read the peak from the rusage of all children instead (the agent is the largest).
-            import resource
-
             peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
             if agent.returncode != 0:
                 print(stderr.decode()[-2000:])
-                return 1
+                return None
             lines = [json.loads(line) for line in stdout.decode().splitlines() if line.strip()]
-            sizes = record_sizes(out)
+            return ProbeRun(lines, record_sizes(out), elapsed, peak_kb)
         finally:
             collector.stop()
-    from urllib.parse import urlsplit
 
+
+def report(run: ProbeRun, expected: dict[str, str], concurrency: int) -> None:
+    lines = run.lines
     verdicts = Counter(line["verdict"] for line in lines)
     wrong = [
         f"  {line['target']}: expected {want}, got {line['verdict']} {line['evidence']}"
@@ -102,13 +112,13 @@ def main() -> int:
     ]
     right = len(lines) - len(wrong)
     json_sizes = [len(json.dumps(line)) for line in lines]
-    sizes.sort()
-    rate = len(lines) / elapsed
+    sizes = sorted(run.record_sizes)
+    rate = len(lines) / run.elapsed
     print(
-        f"targets: {len(lines)} in {elapsed:.1f}s = {rate:.1f} targets/s "
-        f"at concurrency {args.concurrency} (target >= 20)"
+        f"targets: {len(lines)} in {run.elapsed:.1f}s = {rate:.1f} targets/s "
+        f"at concurrency {concurrency} (target >= 20)"
     )
-    print(f"agent peak RSS: {peak_kb / 1024:.1f} MB (target <= 80)")
+    print(f"agent peak RSS: {run.peak_kb / 1024:.1f} MB (target <= 80)")
     cold = help_cold_start()
     print(f"netsonde-agent --help cold start: {cold:.3f}s median of 10 (target <= 0.3)")
     p99 = sizes[int(len(sizes) * 0.99) - 1]
@@ -119,6 +129,21 @@ def main() -> int:
     print(f"our --json line, for comparison: median {statistics.median(json_sizes):.0f} B")
     print(f"verdicts matching the table: {right}/{len(lines)}; {dict(verdicts.most_common())}")
     print("\n".join(wrong))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--testlist", type=Path, default=SHARED_DATA / "testlist-pk.csv")
+    parser.add_argument("--concurrency", type=int, default=32)
+    args = parser.parse_args()
+    urls = read_urls(args.testlist)
+    table, urls = table_for(urls, args.testlist)
+    expected = {row.domain: row.expected for row in table.rows}
+    print(f"{len(urls)} URLs, {len(table.rows)} hosts; bringing the lab up ...", flush=True)
+    run = probe_list(table, urls, args.concurrency)
+    if run is None:
+        return 1
+    report(run, expected, args.concurrency)
     return 0
 
 

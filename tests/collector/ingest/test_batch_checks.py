@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.wire.batch import MAX_CHECKS, BatchError, encode_batch
 from collector.ingest.verify import read_batch_envelope, verify_batch
-from tests.agent.wire.test_batch import AGENT, DAY, KEY, NOW, RECORDS, body, reason, signed, verify
+from tests.agent.wire.batches import AGENT, DAY, KEY, NOW, RECORDS, body, reason, signed, verify
 
 
 def test_round_trip_with_and_without_measurements() -> None:
