@@ -1,7 +1,7 @@
-"""Agent layer 3 (beside verdict): blockpage fingerprint matching.
+"""Agent fingerprints: blockpage fingerprint matching.
 
-Pure code, no network I/O: ``verdict.py`` calls it on the agent (to name the blockpage it saw) and
-on the collector (to re-match stored evidence), so both sides must agree on the same semantics.
+Pure code, no network I/O: ``agent.verdict`` calls it on the agent (to name the blockpage it saw)
+and on the collector (to re-match stored evidence), so both sides must agree on the same semantics.
 
 Fingerprints use the OONI blocking-fingerprints CSV schema::
 

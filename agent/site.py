@@ -1,4 +1,4 @@
-"""Agent layer 3, site: one site test, from a target to a measurement with a verdict.
+"""Agent site: one site test, from a target to a measurement with a verdict.
 
 Runs the DNS probe, asks the control what the target looks like from outside,
 measures every endpoint (the agent's addresses and the control's) in parallel,

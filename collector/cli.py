@@ -13,6 +13,7 @@ import importlib.util
 import logging
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from collector import __version__
 from collector.config import (
@@ -28,6 +29,10 @@ from collector.config import (
     check_db_url,
     make_settings,
 )
+
+if TYPE_CHECKING:
+    # What add_subparsers returns; argparse names its type only privately.
+    _Commands = argparse._SubParsersAction[argparse.ArgumentParser]
 
 PROG = "netsonde-collector"
 # How long in-flight requests may take to finish once a stop was asked for.
@@ -47,6 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _serve_parser(commands)
+    _reclassify_parser(commands)
+    _enroll_parser(commands)
+    _agents_parser(commands)
+    return parser
+
+
+def _serve_parser(commands: _Commands) -> None:
     serve = commands.add_parser(
         "serve",
         help="run the collector's HTTP API",
@@ -96,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help=f"per-operation timeout of control probes (default {DEFAULT_TIMEOUT:g})",
     )
+    _agents_options(serve)
+
+
+def _agents_options(serve: argparse.ArgumentParser) -> None:
+    """``serve``'s options about the agents: where they are, what they are served, and how
+    much they may upload."""
     serve.add_argument(
         "--geoip",
         action="append",
@@ -132,11 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"batches an agent may upload at once before the rate applies "
         f"(default {DEFAULT_INGEST_BURST})",
     )
+
+
+def _reclassify_parser(commands: _Commands) -> None:
     reclassify = commands.add_parser(
         "reclassify",
         help="recompute stored verdicts and rollups with the current rules",
         description="Decode every stored measurement, decide its verdict again with the "
-        "current agent/verdict.py and fingerprints, update what changed, rebuild the rollups.",
+        "current rules (agent.verdict) and fingerprints, update what changed, rebuild the rollups.",
     )
     reclassify.add_argument("--db", default=DEFAULT_DB, metavar="URL", help="the storage URL")
     reclassify.add_argument(
@@ -146,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="blockpage fingerprint CSV (OONI schema), as the agents use (repeatable)",
     )
+
+
+def _enroll_parser(commands: _Commands) -> None:
     enroll = commands.add_parser(
         "enroll",
         help="issue a one-time enrolment token for a new agent",
@@ -157,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     enroll.add_argument(
         "--ttl", type=float, default=24.0, metavar="HOURS", help="validity (default 24)"
     )
+
+
+def _agents_parser(commands: _Commands) -> None:
     agents = commands.add_parser("agents", help="list or revoke enrolled agents")
     agent_commands = agents.add_subparsers(dest="agents_command", metavar="ACTION", required=True)
     listing = agent_commands.add_parser("list", help="list the enrolled agents")
@@ -164,7 +192,6 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = agent_commands.add_parser("revoke", help="refuse all further uploads of an agent")
     revoke.add_argument("agent_id", metavar="ID")
     revoke.add_argument("--db", default=DEFAULT_DB, metavar="URL", help="the storage URL")
-    return parser
 
 
 def run_reclassify(db: str, fingerprint_paths: list[str]) -> int:

@@ -1,19 +1,22 @@
 """Collector configuration: the settings of one collector process, parsed and validated.
 
-Pure and light (standard library only), so ``netsonde-collector --help`` and a
-configuration error stay fast and never touch aiohttp or the probes. Every
-problem raises :class:`ConfigError` with a one-line message naming the option.
+Pure and light (the standard library, and host names by ``agent.model.hostnames``, which
+is standard library only), so ``netsonde-collector --help`` and a configuration error stay
+fast and never touch aiohttp or the probes. Every problem raises :class:`ConfigError` with a
+one-line message naming the option.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from agent.model.hostnames import normalize_host
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_DB = "sqlite:///netsonde.db"
@@ -25,14 +28,12 @@ DEFAULT_CONCURRENT_CONTROLS = 64
 # Control requests are a URL and at most MAX_ADDRESSES IPs; anything near this is abuse.
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024
 MAX_ADDRESSES = 16
-# A signed batch is at most 4 MiB (agent.batch.MAX_BATCH_BYTES, not imported: that pulls in
+# A signed batch is at most 4 MiB (agent.wire.batch.MAX_BATCH_BYTES, not imported: that pulls in
 # msgpack and cryptography); the margin only covers framing, it does not raise the limit.
 DEFAULT_MAX_BATCH_REQUEST_BYTES = 4 * 1024 * 1024 + 64 * 1024
 # Per agent: an uploader drains a backlog at a few batches a second; more is a bug or abuse.
 DEFAULT_INGEST_RATE = 10.0  # batches per second
 DEFAULT_INGEST_BURST = 20
-
-_HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
 
 class ConfigError(ValueError):
@@ -81,19 +82,13 @@ def parse_listen(text: str) -> tuple[str, int]:
         raise ConfigError(f"--listen {text!r}: the host is missing")
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise ConfigError(f"--listen {text!r}: the port must be a number from 1 to 65535")
-    try:
-        host = str(ipaddress.ip_address(host))
-    except ValueError:
-        if raw.startswith("[") or not is_host_name(host):
-            raise ConfigError(
-                f"--listen {text!r}: {host!r} is not an IP address or host name"
-            ) from None
-    return host, int(port_text)
-
-
-def is_host_name(name: str) -> bool:
-    labels = name.lower().rstrip(".").split(".")
-    return len(name) <= 253 and all(_HOST_LABEL.match(label) for label in labels)
+    with contextlib.suppress(ValueError):
+        return str(ipaddress.ip_address(host)), int(port_text)
+    # A name by the one rule (agent.model.hostnames), in the form it is looked up by.
+    name = None if raw.startswith("[") else normalize_host(host)
+    if name is None:
+        raise ConfigError(f"--listen {text!r}: {host!r} is not an IP address or host name")
+    return name, int(port_text)
 
 
 def check_db_url(url: str) -> str:
@@ -210,8 +205,8 @@ def make_settings(
 ) -> Settings:
     """Validate the command-line values and build :class:`Settings`, or raise ConfigError."""
     host, port = parse_listen(listen)
-    benign = benign_sni.strip().lower().rstrip(".")
-    if not is_host_name(benign) or "." not in benign:
+    benign = normalize_host(benign_sni)
+    if benign is None or "." not in benign:
         raise ConfigError(f"--benign-sni {benign_sni!r}: not a fully qualified host name")
     return Settings(
         host=host,

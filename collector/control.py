@@ -56,10 +56,6 @@ class ControlCache(Generic[K, V]):
     def __len__(self) -> int:
         return len(self._entries)
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._in_flight)
-
     def _lookup(self, key: K) -> tuple[float, V] | None:
         """The live cache entry, refreshing its LRU position; an expired one is dropped."""
         entry = self._entries.get(key)

@@ -38,7 +38,7 @@ def test_the_contracts_hold() -> None:
 @pytest.mark.parametrize(
     ("module", "breach", "contract"),
     [
-        ("agent/verdict.py", "import agent.daemon.spool", "each layer imports only"),
+        ("agent/verdict/__init__.py", "import agent.daemon.spool", "each layer imports only"),
         ("agent/model/failures.py", "import dns.rcode", "agent.model has no third-party"),
         ("agent/wire/record.py", "import agent.net.dns", "load no network code"),
         ("agent/net/tcp.py", "import collector.storage", "agent never imports the collector"),

@@ -1,4 +1,4 @@
-"""Agent layer 1, net: which addresses are bogons - never a public site's.
+"""Agent model: which addresses are bogons - never a public site's.
 
 One list, used by the verdict (a resolver answering a bogon is tampering) and by the
 collector (it must not probe its own host or LAN on an agent's say-so). Not

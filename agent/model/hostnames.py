@@ -14,7 +14,7 @@ import re
 
 __all__ = ["is_host_name", "normalize_host"]
 
-_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+_LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")
 
 
 def normalize_host(raw: str) -> str | None:
@@ -29,4 +29,4 @@ def normalize_host(raw: str) -> str | None:
 
 def is_host_name(name: str) -> bool:
     """Whether ``name`` (ASCII, lower case, no trailing dot) is a host name."""
-    return 0 < len(name) <= 253 and all(_LABEL.match(label) for label in name.split("."))
+    return 0 < len(name) <= 253 and all(_LABEL.fullmatch(label) for label in name.split("."))

@@ -1,4 +1,4 @@
-"""Agent layer 3: the measurement's data model, shared by the site test, the verdict and the wire.
+"""Agent model: the measurement, shared by the site test, the verdict and the wire.
 
 Plain frozen dataclasses: a target, what one vantage point saw of it, the
 verdict, and the whole site measurement. Kept apart from ``agent.site`` so the
@@ -10,12 +10,12 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
-import re
 import time
 import uuid
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from agent.model.hostnames import normalize_host
 from agent.model.observations import DNSObservation, EndpointObservation
 
 SCHEME_PORTS = {"https": 443, "http": 80}
@@ -25,22 +25,13 @@ class TargetError(ValueError):
     """A target that is not a URL or a host name; the message says what was wrong."""
 
 
-_LABEL_RE = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
-
-
-def _host_name(raw: str) -> str | None:
-    """The host in the ASCII form that goes into DNS, SNI and Host, or None if invalid."""
-    host = raw.rstrip(".").lower()
+def _host(raw: str) -> str | None:
+    """The host in the ASCII form that goes into DNS, SNI and Host, or None if invalid: an IP
+    literal as Python writes it, else a name by ``agent.model.hostnames``' rule."""
     with contextlib.suppress(ValueError):
-        return str(ipaddress.ip_address(host))
-    try:
-        host = host.encode("idna").decode("ascii")
-    except UnicodeError:
-        return None
-    labels = host.split(".")
-    if len(host) > 253 or not all(_LABEL_RE.match(label) for label in labels):
-        return None
-    return host
+        return str(ipaddress.ip_address(raw.rstrip(".").lower()))
+    # A URL's host with spaces around it is no host, though the rule would strip them.
+    return normalize_host(raw) if raw == raw.strip() else None
 
 
 @dataclass(frozen=True)
@@ -69,7 +60,7 @@ class Target:
         scheme = parts.scheme.lower()
         if scheme not in SCHEME_PORTS:
             raise TargetError(f"{text!r}: only http and https URLs can be tested")
-        host = _host_name(parts.hostname or "")
+        host = _host(parts.hostname or "")
         if host is None:
             raise TargetError(f"{text!r} has no valid host name")
         path = parts.path or "/"

@@ -1,4 +1,4 @@
-"""Agent layer 1, net: DNS exchanges that keep every reply, and the system resolver.
+"""Agent net: DNS exchanges that keep every reply, and the system resolver.
 
 :func:`udp_exchange` sends one query in one UDP datagram and, after the first valid
 reply, keeps listening for ``window`` seconds: an on-path injector races a forged
@@ -184,28 +184,14 @@ def _resolver_config(resolv_conf: str, mtime_ns: int) -> tuple[tuple[str, ...], 
     return tuple(str(ns) for ns in config.nameservers), config.port
 
 
-async def system_resolve(
-    name: str,
-    qtype: str = "A",
-    *,
-    timeout: float = 2.0,
-    resolv_conf: str = "/etc/resolv.conf",
-) -> SystemResolution:
-    """Resolve like the system's stub resolver would, keeping the failure kinds apart.
-
-    Nameservers are tried in order within one overall ``timeout``, each getting an
-    equal share of what is left. As glibc does, a SERVFAIL or REFUSED moves on to the
-    next server; the last response (or, with none, the last transport failure) counts.
-    """
-    start = time.monotonic()
-    nameservers: tuple[str, ...] = ()
-    port = 53
-    with capture() as config_outcome:
-        nameservers, port = _resolver_config(resolv_conf, os.stat(resolv_conf).st_mtime_ns)
-    failure = config_outcome.failure
+async def _ask_in_turn(
+    query: dns.message.Message, nameservers: tuple[str, ...], port: int, deadline: float
+) -> tuple[tuple[str, dns.message.Message] | None, str | None]:
+    """The last response with its server, and the last transport failure: the nameservers
+    asked in order until one answers other than SERVFAIL or REFUSED, each getting an equal
+    share of the time left before ``deadline``."""
     answered: tuple[str, dns.message.Message] | None = None
-    query = dns.message.make_query(name, qtype)
-    deadline = start + timeout
+    failure: str | None = None
     for index, server in enumerate(nameservers):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -224,6 +210,31 @@ async def system_resolve(
             continue
         if response.rcode() not in (dns.rcode.SERVFAIL, dns.rcode.REFUSED):
             break
+    return answered, failure
+
+
+async def system_resolve(
+    name: str,
+    qtype: str = "A",
+    *,
+    timeout: float = 2.0,
+    resolv_conf: str = "/etc/resolv.conf",
+) -> SystemResolution:
+    """Resolve like the system's stub resolver would, keeping the failure kinds apart.
+
+    Nameservers are tried in order within one overall ``timeout``, each getting an
+    equal share of what is left. As glibc does, a SERVFAIL or REFUSED moves on to the
+    next server; the last response (or, with none, the last transport failure) counts.
+    """
+    start = time.monotonic()
+    nameservers: tuple[str, ...] = ()
+    port = 53
+    with capture() as config_outcome:
+        nameservers, port = _resolver_config(resolv_conf, os.stat(resolv_conf).st_mtime_ns)
+    query = dns.message.make_query(name, qtype)
+    answered, failure = await _ask_in_turn(query, nameservers, port, start + timeout)
+    # A configuration that failed left no one to ask; else the last server's failure counts.
+    failure = config_outcome.failure or failure
     if failure is None and not nameservers:
         failure = failures.unknown(f"no nameservers in {resolv_conf}")
     server_used: str | None = None

@@ -1,4 +1,4 @@
-"""Agent layer 1, net: the one place network exceptions become failure strings.
+"""Agent net: the one place network exceptions become failure strings.
 
 Exceptions raised by sockets, ssl, asyncio and dnspython are translated here and nowhere
 else: primitives wrap their network work in :func:`capture`, which stores

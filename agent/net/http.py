@@ -1,4 +1,4 @@
-"""Agent layer 1, net: one HTTP/1.1 GET over an already-open plain or TLS stream.
+"""Agent net: one HTTP/1.1 GET over an already-open plain or TLS stream.
 
 The caller picks the IP (by connecting), the SNI (by handshaking) and here the Host
 header, independently: that is what lets a probe send Host X to IP Y, or swap in a

@@ -1,4 +1,4 @@
-"""Agent layer 1, net: a TCP connect, and the byte stream it opens.
+"""Agent net: a TCP connect, and the byte stream it opens.
 
 :func:`connect` makes one connection attempt to an IP and port and reports how it
 went. On success the caller also gets a :class:`TCPStream`, which the TLS primitive

@@ -1,4 +1,4 @@
-"""Agent layer 1, net: a TLS handshake with a chosen SNI on an already-open TCP connection.
+"""Agent net: a TLS handshake with a chosen SNI on an already-open TCP connection.
 
 How the certificate is judged, and why this way: a censor's interceptor presents a
 certificate that does not validate, and that is exactly when we most want the

@@ -1,11 +1,11 @@
-"""Agent layer 2, probes: is this agent online at all?
+"""Agent probes: is this agent online at all?
 
 What separates ``offline`` (a shutdown, or a local outage) from a blocked site. The agent is
 online if the collector answers, or if a resolver answers a query for the benign name: the
 configured public resolvers, else the system resolver from resolv.conf. The first positive
 answer wins and the other checks are cancelled.
 
-The collector is any object with ``async reachable() -> bool`` (``agent.control.HTTPControl``
+The collector is any object with ``async reachable() -> bool`` (``agent.api.control.HTTPControl``
 in practice); a Protocol rather than an import keeps this layer below the site layer.
 """
 

@@ -1,4 +1,4 @@
-"""Agent layer 2, probes: the DNS test of one host name.
+"""Agent probes: the DNS test of one host name.
 
 Asks the system resolver and every configured public resolver at once. The
 public exchanges keep every reply (see ``agent.net.dns.udp_exchange``), which

@@ -1,4 +1,4 @@
-"""Agent layer 2, probes: everything measured against one IP of a target.
+"""Agent probes: everything measured against one IP of a target.
 
 TCP connect, then for https a TLS handshake naming the host (with the SNI swap
 when it fails), then an HTTP GET over the first connection that worked (with

@@ -1,4 +1,4 @@
-"""Agent layer 2, probes: the HTTP test over an open connection, and its Host swap.
+"""Agent probes: the HTTP test over an open connection, and its Host swap.
 
 When the request naming the host is cut, a second connection to the same IP
 sends a benign Host. If that one is answered, the censor reacts to the Host

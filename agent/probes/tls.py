@@ -1,4 +1,4 @@
-"""Agent layer 2, probes: the TLS test of one IP, and its SNI swap.
+"""Agent probes: the TLS test of one IP, and its SNI swap.
 
 When the handshake naming the host fails, a second connection to the same IP
 names a benign host instead. If that one completes, the censor reacts to the

@@ -1,10 +1,10 @@
-"""Agent layer 3, wire: the schema compiled to msgspec types, for the collector's ingest.
+"""Collector ingest: the wire schema compiled to msgspec types, for the collector's ingest.
 
 The collector must validate every record it ingests, tens of thousands a second, and has
 no use for the decoded objects: it stores the bytes it received and indexes a few columns.
-Decoding through ``agent.wire_codec`` costs ~400 us a record in Python; msgspec validates
+Decoding through ``agent.wire.codec`` costs ~400 us a record in Python; msgspec validates
 the same msgpack in C in a few. :class:`RecordCheck` derives msgspec ``Struct`` types
-from ``agent.wire``'s own field tables (``defstruct``), so the schema is still written
+from ``agent.wire.record``'s own field tables (``defstruct``), so the schema is still written
 once (docs/design/004-ingest.md).
 
 What msgspec cannot say is checked around it: addresses and hashes go through a
@@ -13,7 +13,7 @@ the decode), and the defaults a record implies (``Ctxt``) must be present in its
 The result only has to be *sound*: a record :class:`RecordCheck` accepts is one
 ``Struct.dec`` accepts. Anything it refuses goes to ``dec`` for the verdict and the
 message, so messages come from one place and a stricter check here costs only speed.
-tests/unit/test_wire_check.py holds the two to that on mutated records.
+tests/collector/ingest/test_check.py holds the two to that on mutated records.
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ class _Compiler:
 # msgspec builds a type's decoding information when a decoder is made. Making decoders in
 # worker threads while other threads decoded crashed the collector (SIGSEGV under concurrent
 # uploads, inside msgspec's annotation handling). So each decoder is built once, under one
-# lock, and the collector builds them at start (agent.batch_verify.prepare_verifier).
+# lock, and the collector builds them at start (collector.ingest.verify.prepare_verifier).
 _BUILD_LOCK = threading.Lock()
 _BUILT: dict[str, Any] = {}
 T = TypeVar("T")

@@ -1,12 +1,12 @@
-"""Agent layer 3, wire: the collector's view of a record, checked and reduced to the columns
+"""Collector ingest: the collector's view of a record, checked and reduced to the columns
 it is stored by.
 
 The collector validates every record it ingests, tens of thousands a second, and needs
 only a few of its fields. :func:`check_measurements` checks a batch's records with the
-compiled check (``agent.wire_check``) in one pass, and refuses exactly what
-:func:`agent.wire.decode_measurement` refuses, with the same message: anything the compiled
-check cannot vouch for goes to the decoder. msgspec, which the compiled check is built on,
-is in the collector's extra, so it is loaded on first use.
+compiled check (``collector.ingest.check``) in one pass, and refuses exactly what
+:func:`agent.wire.record.decode_measurement` refuses, with the same message: anything the
+compiled check cannot vouch for goes to the decoder. msgspec, which the compiled check is
+built on, is in the collector's extra, so it is loaded on first use.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def _url_implies(url: str) -> tuple[frozenset[str], frozenset[str]]:
 
 
 def _implied_names(record: Any) -> frozenset[str]:
-    """The context names a compiled-check record implies (as ``agent.wire._implied`` would
+    """The context names a compiled-check record implies (as ``agent.wire.record._implied`` would
     give them), from per-URL answers cached: this runs for every record ingested."""
     return _url_implies(record.u)[any(record.i[:6])]
 
@@ -108,7 +108,7 @@ def _decoded_columns(data: bytes) -> RecordColumns:
 
 
 def check_measurement(data: bytes) -> RecordColumns:
-    """Validates an encoded record exactly as :func:`agent.wire.decode_measurement` does (the
+    """Validates an encoded record exactly as :func:`agent.wire.record.decode_measurement` does (the
     same :class:`WireError` for the same bytes), without building the measurement."""
     return check_measurements((data,))[0]
 

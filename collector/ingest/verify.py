@@ -85,7 +85,7 @@ _NONE: Any = object()  # an absent key (an explicit nil is then refused like any
 
 def prepare_verifier() -> None:
     """Builds what :func:`verify_batch` decodes with, now, in this thread: a collector calls
-    it once at start, so no worker thread ever builds a decoder (agent.wire_check)."""
+    it once at start, so no worker thread ever builds a decoder (collector.ingest.check)."""
     from collector.ingest.columns import record_check
 
     _body_decoder()
@@ -346,8 +346,16 @@ def read_signed_batch(
     except RecordError as exc:
         error = BatchSizeError if len(records[exc.index]) > MAX_RECORD else BatchSchemaError
         raise error(f"batch.m[{exc.index}]: {exc}") from None
-    # The bounds and the ids over the whole batch first, in C; the loops that name the
-    # offending record run only for a batch about to be refused.
+    _check_records(columns, now_ms, max_skew_ms, max_age_ms)
+    return Batch(envelope.agent_id, seq, created_ms, evictions, columns, checks)
+
+
+def _check_records(
+    columns: list[RecordColumns], now_ms: int, max_skew_ms: int, max_age_ms: int
+) -> None:
+    """The records' times within bounds, and their ids unique in the batch. Over the whole
+    batch first, in C; the loops that name the offending record run only for a batch about
+    to be refused."""
     started = list(map(_STARTED_MS, columns))
     if started and (min(started) < now_ms - max_age_ms or max(started) > now_ms + max_skew_ms):
         for index, started_ms in enumerate(started):
@@ -360,4 +368,3 @@ def read_signed_batch(
                     f"batch.m[{index}]: measurement id {record_columns.id} repeated in the batch"
                 )
             seen.add(record_columns.key)
-    return Batch(envelope.agent_id, seq, created_ms, evictions, columns, checks)

@@ -1,4 +1,4 @@
-"""Collector, storage: measurements, agents and hourly rollups on SQLite or PostgreSQL.
+"""Collector storage: measurements, agents and hourly rollups on SQLite or PostgreSQL.
 
 ``open_storage(url)`` returns the one :class:`Storage` interface for either backend.
 """

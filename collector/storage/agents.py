@@ -1,4 +1,4 @@
-"""Collector, storage: agents and their enrolment, as a part of :class:`Storage`.
+"""Collector storage: agents and their enrolment, as a part of :class:`Storage`.
 
 An operator creates a one-time, expiring token (``netsonde-collector enroll``); the agent
 redeems it once with its Ed25519 public key and gets an agent id. Only the token's SHA-256

@@ -1,4 +1,4 @@
-"""Collector, storage: the blocking matrix, the read side behind ``/api/v1/blocking``.
+"""Collector storage: the blocking matrix, the read side behind ``/api/v1/blocking``.
 
 Runs the statement ``collector.storage.windows`` builds, compiled, on the driver's cursor
 for speed, and builds the matrix's rows from its (cell, verdict, count) rows in one pass.
@@ -174,20 +174,7 @@ class BlockingQueries:
         # psycopg cursor row by row cost ~30 ms more on 18,000 rows). The cells' names are
         # added after the last slice, and the matrix put in their order, which this process
         # keeps in memory (collector.storage.idmap).
-        slices = [_EVERY_CELL]
-        if conn.dialect.name == "postgresql" and every_cell:
-            slices = _cell_slices(self.cells.newest())
-        if len(slices) > 1:
-            whole = query.subquery("matrix")
-            query = (
-                select(whole)
-                .where(whole.c.cell >= bindparam(_LO), whole.c.cell < bindparam(_HI))
-                .order_by(whole.c.cell, whole.c.verdict)
-            )
-        compiled = query.compile(dialect=conn.dialect)
-        params: Any = compiled.params
-        if compiled.positiontup is not None:  # SQLite's "?" placeholders
-            params = [params[name] for name in compiled.positiontup]
+        sql, params, slices = self._sliced(conn, query, every_cell)
         # Every verdict's name, read in this snapshot (a small table), before any slice: the
         # loop below then runs no statement of its own while the next slice is computed.
         verdict_names = self.verdicts.all_names(conn)
@@ -208,7 +195,7 @@ class BlockingQueries:
         # per-cell calls cost ~5 ms.
         counts: dict[str, int] = {}
         current, total, last, by_name = -1, 0, -1, True
-        rows = chain.from_iterable(_fetched(conn, compiled.string, params, slices))
+        rows = chain.from_iterable(_fetched(conn, sql, params, slices))
         for cell, verdict, n in chain(rows, _END):
             if cell != current:
                 if counts:
@@ -229,6 +216,39 @@ class BlockingQueries:
             total += n
         if not present:
             return []
+        return self._in_name_order(conn, present, all_counts, totals, dominants)
+
+    def _sliced(
+        self, conn: Connection, query: Select[Any], every_cell: bool
+    ) -> tuple[str, Any, list[tuple[int, int]]]:
+        """The matrix's statement compiled for the driver, its parameters, and the slices of
+        cells it is run for (one: every cell at once)."""
+        slices = [_EVERY_CELL]
+        if conn.dialect.name == "postgresql" and every_cell:
+            slices = _cell_slices(self.cells.newest())
+        if len(slices) > 1:
+            whole = query.subquery("matrix")
+            query = (
+                select(whole)
+                .where(whole.c.cell >= bindparam(_LO), whole.c.cell < bindparam(_HI))
+                .order_by(whole.c.cell, whole.c.verdict)
+            )
+        compiled = query.compile(dialect=conn.dialect)
+        params: Any = compiled.params
+        if compiled.positiontup is not None:  # SQLite's "?" placeholders
+            params = [params[name] for name in compiled.positiontup]
+        return compiled.string, params, slices
+
+    def _in_name_order(
+        self,
+        conn: Connection,
+        present: list[int],
+        all_counts: list[dict[str, int]],
+        totals: list[int],
+        dominants: list[str | None],
+    ) -> list[BlockingRow]:
+        """The matrix's rows, from its cells' columns in cell id order, in the cells' name
+        order."""
         names = self.cells.names(conn, present)
         # Column by column, in C; zip(*named) would make an iterator object per cell.
         named = list(map(names.__getitem__, present))

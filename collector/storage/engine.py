@@ -1,4 +1,4 @@
-"""Collector, storage: engines for SQLite and PostgreSQL, and the schema migrations.
+"""Collector storage: engines for SQLite and PostgreSQL, and the schema migrations.
 
 SQLite runs in WAL mode with ``synchronous=FULL``: a committed batch survives a power
 loss, which matters because the agent deletes what the collector acknowledged. It takes

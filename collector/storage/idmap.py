@@ -1,4 +1,4 @@
-"""Collector, storage: names the rollups count by, as integer ids (cells and verdicts).
+"""Collector storage: names the rollups count by, as integer ids (cells and verdicts).
 
 The rollup tables count by a cell id, standing for (domain, asn, cc) (schema ``cells``,
 migration 0007), and a verdict id, standing for a verdict's name (``verdicts``, 0008). An

@@ -1,4 +1,4 @@
-"""Collector, storage queries: the read side behind the JSON query API, as a part of Storage.
+"""Collector storage: the read side behind the JSON query API, as a part of Storage.
 
 The blocking matrix has its own module (``collector.storage.blocking``). ``timeline``
 reads only the hourly rollups (never ``measurements``). ``measurements_page`` pages the
@@ -221,13 +221,7 @@ class QueryStore(BlockingQueries):
         (so an outage already going at ``since`` starts where it began) and the first check
         and first online check at or after ``until`` (so one going on then gets its end)."""
         c = connectivity.c
-        where: list[ColumnElement[bool]] = []
-        if agent is not None:
-            where.append(c.agent_id == agent)
-        if asn is not None:
-            where.append(c.asn.is_(None) if asn == UNKNOWN_ASN else c.asn == asn)
-        if cc is not None:
-            where.append(c.cc == cc)
+        where = _check_filters(cc, asn, agent)
         per_agent = [agents.c.id == agent] if agent is not None else []
 
         def edge(*condition: ColumnElement[bool], newest: bool = False) -> Any:
@@ -266,17 +260,7 @@ class QueryStore(BlockingQueries):
                         .join(after, and_(c.agent_id == after.c.id, c.ms == after.c.ms))
                         .where(*where)
                     ).all()
-        unique = {(row.agent_id, int(row.ms)): row for row in rows}
-        return [
-            Check(
-                agent_id=row.agent_id,
-                ms=int(row.ms),
-                online=bool(row.online),
-                asn=None if row.asn is None else int(row.asn),
-                cc=row.cc,
-            )
-            for _, row in sorted(unique.items())
-        ]
+        return _checks(rows)
 
     async def outages_async(
         self, *, now_ms: int, since_ms: int | None = None, until_ms: int | None = None,
@@ -289,6 +273,34 @@ class QueryStore(BlockingQueries):
             return find_outages(checks, now_ms=now_ms, since_ms=since_ms, until_ms=until_ms)
 
         return await asyncio.to_thread(run)
+
+
+def _check_filters(cc: str | None, asn: int | None, agent: str | None) -> list[ColumnElement[bool]]:
+    """The connectivity checks of the filters' agent and network (none: every check)."""
+    c = connectivity.c
+    where: list[ColumnElement[bool]] = []
+    if agent is not None:
+        where.append(c.agent_id == agent)
+    if asn is not None:
+        where.append(c.asn.is_(None) if asn == UNKNOWN_ASN else c.asn == asn)
+    if cc is not None:
+        where.append(c.cc == cc)
+    return where
+
+
+def _checks(rows: list[Any]) -> list[Check]:
+    """The rows as checks, each once, by agent then time."""
+    unique = {(row.agent_id, int(row.ms)): row for row in rows}
+    return [
+        Check(
+            agent_id=row.agent_id,
+            ms=int(row.ms),
+            online=bool(row.online),
+            asn=None if row.asn is None else int(row.asn),
+            cc=row.cc,
+        )
+        for _, row in sorted(unique.items())
+    ]
 
 
 def _stored(row: Any) -> StoredMeasurement:

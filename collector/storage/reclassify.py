@@ -1,4 +1,4 @@
-"""Collector, storage: reclassification, which recomputes every stored verdict with the
+"""Collector storage: reclassification, which recomputes every stored verdict with the
 current ``agent.verdict`` and rebuilds the rollups from the measurements.
 
 One transaction: readers see the old verdicts and rollups or the new ones, never a mix.
@@ -8,7 +8,6 @@ readers) until it commits. docs/design/003-storage.md, "Reclassification".
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -93,11 +92,6 @@ class Reclassification:
             self._rebuild_rollups(conn)
         return ReclassifyResult(changed=changed, total=total, undecodable=undecodable)
 
-    async def reclassify_async(
-        self, decide_fn: Callable[[SiteMeasurement], str]
-    ) -> ReclassifyResult:
-        return await asyncio.to_thread(self.reclassify, decide_fn)
-
     def _rebuild_rollups(self, conn: Connection) -> None:
         if self.backend == "postgresql":
             # Blocks ingest's rollup upserts (not readers) until commit. Ingests that
@@ -136,32 +130,36 @@ class Reclassification:
                 .group_by(hour, c.id, v.id),
             )
         )
-        # The coarser tables from the rows just rebuilt, in this transaction: the same counts,
-        # from a table smaller than measurements. Non-negative before the division, so "//"
-        # floors alike on both backends.
-        r = rollups.c
-        shifted = r.hour_ms + WEEK_OFFSET_MS
-        week = (shifted // WEEK_MS) * WEEK_MS - WEEK_OFFSET_MS
-        day = (shifted % WEEK_MS) // DAY_MS
-        conn.execute(delete(weekly_rollups))
-        conn.execute(
-            weekly_rollups.insert().from_select(
-                [*_WEEKLY_DIMS, *WEEKDAYS],
-                select(
-                    week,
-                    r.cell,
-                    r.verdict,
-                    *(func.sum(case((day == i, r.count), else_=0)) for i in range(len(WEEKDAYS))),
-                ).group_by(week, r.cell, r.verdict),
-            )
+        _rebuild_coarser(conn)
+
+
+def _rebuild_coarser(conn: Connection) -> None:
+    """The coarser tables from the hourly rows just rebuilt, in this transaction: the same
+    counts, from a table smaller than measurements."""
+    # Non-negative before the division, so "//" floors alike on both backends.
+    r = rollups.c
+    shifted = r.hour_ms + WEEK_OFFSET_MS
+    week = (shifted // WEEK_MS) * WEEK_MS - WEEK_OFFSET_MS
+    day = (shifted % WEEK_MS) // DAY_MS
+    conn.execute(delete(weekly_rollups))
+    conn.execute(
+        weekly_rollups.insert().from_select(
+            [*_WEEKLY_DIMS, *WEEKDAYS],
+            select(
+                week,
+                r.cell,
+                r.verdict,
+                *(func.sum(case((day == i, r.count), else_=0)) for i in range(len(WEEKDAYS))),
+            ).group_by(week, r.cell, r.verdict),
         )
-        w = weekly_rollups.c
-        conn.execute(delete(rollup_totals))
-        conn.execute(
-            rollup_totals.insert().from_select(
-                [*_TOTAL_DIMS, "count"],
-                select(w.cell, w.verdict, func.sum(days_count(range(len(WEEKDAYS))))).group_by(
-                    w.cell, w.verdict
-                ),
-            )
+    )
+    w = weekly_rollups.c
+    conn.execute(delete(rollup_totals))
+    conn.execute(
+        rollup_totals.insert().from_select(
+            [*_TOTAL_DIMS, "count"],
+            select(w.cell, w.verdict, func.sum(days_count(range(len(WEEKDAYS))))).group_by(
+                w.cell, w.verdict
+            ),
         )
+    )

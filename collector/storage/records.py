@@ -1,4 +1,4 @@
-"""Collector, storage: the values that go in and out of ``Storage``.
+"""Collector storage: the values that go in and out of ``Storage``.
 
 An :class:`IngestRecord` is one measurement as the store needs it: the columns that
 queries filter on, extracted once at ingest, next to the msgpack record itself.
@@ -12,8 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from agent.model.measurement import SiteMeasurement, Target
-from agent.wire.record import encode_measurement
+from agent.model.measurement import Target
 from collector.ingest.columns import RecordColumns, uuid_text
 
 
@@ -53,21 +52,13 @@ class IngestRecord(NamedTuple):
 
     @classmethod
     def from_columns(cls, batch: Iterable[RecordColumns]) -> list[IngestRecord]:
-        """From records checked by ``agent.wire_columns``, stored as received. ValueError if
+        """From records checked by ``collector.ingest.columns``, stored as received. ValueError if
         a URL has no host the store can key it by. A batch at a time: one loop, no call per
         record."""
         return [
             cls(key, started_ms, domain_of(url), url, verdict, record)
             for key, started_ms, url, verdict, record in batch
         ]
-
-    @classmethod
-    def from_measurement(cls, m: SiteMeasurement, record: bytes | None = None) -> IngestRecord:
-        """``record`` is the wire record as received, when there is one; else it is encoded."""
-        return cls.make(
-            m.id, m.started_ms, domain_of(m.url), m.url, m.verdict.verdict,
-            encode_measurement(m) if record is None else record,
-        )  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Collector, storage: the relational schema, as SQLAlchemy Core tables.
+"""Collector storage: the relational schema, as SQLAlchemy Core tables.
 
 The same tables serve SQLite and PostgreSQL, so only portable types are used. Times are
 integer Unix milliseconds, as on the wire, which sort and compare the same everywhere.

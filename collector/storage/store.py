@@ -1,8 +1,9 @@
-"""Collector, storage: the one interface to the measurement store, on SQLite or PostgreSQL.
+"""Collector storage: the one interface to the measurement store, on SQLite or PostgreSQL.
 
 ``Storage`` hides the backend: both take the same Core statements, only the dialect's
-``INSERT ... ON CONFLICT`` construct differs. Its methods block, so the aiohttp app
-calls the ``*_async`` wrappers, which run them on a worker thread.
+``INSERT ... ON CONFLICT`` construct differs. Its methods block, so the aiohttp app runs
+them on worker threads: ingest on its ingest threads (``collector.ingest.accept``), the
+queries through the ``*_async`` wrappers.
 
 Ingest is one transaction: insert the measurements that are new (``ON CONFLICT DO
 NOTHING``, learning which ones *this* transaction inserted, even with other collectors
@@ -14,7 +15,6 @@ upload adds none of them twice.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sqlite3
 import threading
@@ -186,17 +186,6 @@ class Storage(AgentStore, QueryStore, Reclassification):
             return inserted
 
         return self._write(write)
-
-    async def ingest_async(
-        self,
-        agent_id: str,
-        records: Sequence[IngestRecord],
-        asn: int | None,
-        cc: str | None,
-        received_ms: int,
-        checks: Sequence[tuple[int, bool]] = (),
-    ) -> IngestResult:
-        return await asyncio.to_thread(self.ingest, agent_id, records, asn, cc, received_ms, checks)
 
     def _store_checks(
         self,

@@ -1,4 +1,4 @@
-"""Collector, storage: a time window as rollup buckets, and the statement that reads the
+"""Collector storage: a time window as rollup buckets, and the statement that reads the
 blocking matrix from them.
 
 The blocking matrix reads only the rollups (never ``measurements``): its cost grows with
@@ -216,6 +216,18 @@ def matrix_statement(
     hi = None if until_ms is None else -(-until_ms // HOUR_MS) * HOUR_MS
     if lo is not None and hi is not None and lo >= hi:
         return None
+    data = _data_hours(conn)
+    if data is None:
+        return None
+    outside = [] if lo is None else _parts(None, lo)
+    if hi is not None:
+        outside += _parts(hi, None)
+    # Only the buckets that hold data: the lookup above saw the same snapshot.
+    return _window_statement(_clip(_parts(lo, hi), data), _clip(outside, data), cc, asn)
+
+
+def _data_hours(conn: Connection) -> tuple[int, int] | None:
+    """The hours that hold data, [first, end), in the rollups; None when there are none."""
     r = rollups.c
     # Two subqueries: SQLite answers a lone min() or max() from the index, but scans the
     # whole table for both in one select.
@@ -227,13 +239,14 @@ def matrix_statement(
     ).one()
     if first is None:
         return None
-    data = (int(first), int(last) + HOUR_MS)
-    inside = _parts(lo, hi)
-    outside = [] if lo is None else _parts(None, lo)
-    if hi is not None:
-        outside += _parts(hi, None)
-    # Only the buckets that hold data: the lookup above saw the same snapshot.
-    within, without = _clip(inside, data), _clip(outside, data)
+    return int(first), int(last) + HOUR_MS
+
+
+def _window_statement(
+    within: list[_Part], without: list[_Part], cc: str | None, asn: int | None
+) -> Select[Any] | None:
+    """The matrix of a window from its clipped parts: those inside it summed, or the totals
+    less those outside it, whichever reads fewer rows."""
     if not within:
         return None
     if len(within) == 1 and within[0].buckets() == 1:

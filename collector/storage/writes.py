@@ -1,4 +1,4 @@
-"""Collector, storage: ingest's writes, statements run straight through the database drivers.
+"""Collector storage: ingest's writes, statements run straight through the database drivers.
 
 Ingest is the collector's hot path, and SQLAlchemy's per-row parameter handling cost more
 than the databases' own inserts, so a batch's rows and rollup counts go to the driver

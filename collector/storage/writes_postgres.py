@@ -1,4 +1,4 @@
-"""Collector, storage: ingest's writes on PostgreSQL, statements run straight through psycopg.
+"""Collector storage: ingest's writes on PostgreSQL, statements run straight through psycopg.
 
 PostgreSQL writes concurrently: one statement each for a batch's rows and its rollup
 counts, arrays in binary, with rows and keys sorted so overlapping ingests lock alike.

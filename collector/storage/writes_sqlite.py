@@ -1,4 +1,4 @@
-"""Collector, storage: ingest's writes on SQLite, statements run straight through sqlite3.
+"""Collector storage: ingest's writes on SQLite, statements run straight through sqlite3.
 
 SQLite has one writer at a time, and each statement of a write transaction gives up the
 GIL while SQLite works and must win it back from the threads checking the next batches

@@ -1,4 +1,4 @@
-"""Collector web layer, metrics: the Prometheus counters behind ``GET /metrics``.
+"""Collector web layer: the Prometheus metrics, the counters behind ``GET /metrics``.
 
 Each app owns its :class:`Metrics` and with it a private ``CollectorRegistry``, never the
 global default one: several apps in one process (the tests, an embedding) would otherwise
@@ -20,7 +20,7 @@ from prometheus_client import generate_latest as _generate_latest
 
 from agent.api.paths import CACHE_HEADER, CONTROL_PATH
 
-# agent.batch.BatchError reasons, then collector.ingest's own; pre-set to 0 so a dashboard
+# agent.wire.batch.BatchError reasons, then collector.ingest's own; pre-set to 0 so a dashboard
 # sees every series from the start instead of "no data" until the first refusal.
 REJECT_REASONS = (
     "signature",
@@ -70,7 +70,7 @@ class Metrics:
         )
         self.rejects = Counter(
             "netsonde_ingest_rejects",
-            "Refused batch uploads by reason (agent.batch.BatchError and ingest reasons).",
+            "Refused batch uploads by reason (agent.wire.batch.BatchError and ingest reasons).",
             ["reason"],
             registry=self.registry,
         )

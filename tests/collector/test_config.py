@@ -40,6 +40,9 @@ def test_defaults_are_valid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         ("0.0.0.0:1", ("0.0.0.0", 1)),
         ("[::1]:8443", ("::1", 8443)),
         ("localhost:65535", ("localhost", 65535)),
+        # A name by the one rule of agent.model.hostnames: underscores too, as looked up.
+        ("collector_1.lan:80", ("collector_1.lan", 80)),
+        ("Collector.LAN.:80", ("collector.lan", 80)),
     ],
 )
 def test_listen_accepts(text: str, expected: tuple[str, int]) -> None:
@@ -59,6 +62,7 @@ def test_listen_accepts(text: str, expected: tuple[str, int]) -> None:
         ("[::1]8080", "expected [IPV6]:PORT"),
         ("[nothost]:80", "not an IP address"),
         ("bad_host!:80", "not an IP address or host name"),
+        ("-collector:80", "not an IP address or host name"),
     ],
 )
 def test_listen_refuses(text: str, message: str) -> None:
@@ -240,17 +244,21 @@ async def test_single_flight_shares_one_measurement() -> None:
     cache = make_cache(clock)
     waiters = [asyncio.ensure_future(cache.get("a", lambda: measure("a"))) for _ in range(10)]
     other = asyncio.ensure_future(cache.get("b", lambda: measure("b")))
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
-    assert cache.in_flight == 2
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert measure.running == 2  # one measurement per key, however many wait for it
     assert not any(w.done() for w in waiters)
     measure.release.set()
     results = await asyncio.gather(*waiters)
-    assert {value for value, _ in results} == {"control of a #1"}
+    assert {value for value, _ in results} == {"control of a #2"}  # b's had started too
     assert sorted(status for _, status in results) == ["miss"] + ["shared"] * 9
     assert (await other)[1] == "miss"
     assert measure.calls == ["a", "b"]
-    assert cache.in_flight == 0
+    # Finished runs are not joined any more: once the answers expire, both are measured again.
+    clock.now += 300
+    assert (await cache.get("a", lambda: measure("a")))[1] == "miss"
+    assert (await cache.get("b", lambda: measure("b")))[1] == "miss"
+    assert measure.calls == ["a", "b", "a", "b"]
 
 
 @pytest.mark.asyncio
@@ -311,11 +319,16 @@ async def test_close_cancels_in_flight() -> None:
     clock, measure = FakeClock(), FakeMeasure(hold=True)
     cache = make_cache(clock)
     waiter = asyncio.ensure_future(cache.get("a", lambda: measure("a")))
-    await asyncio.sleep(0)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert measure.running == 1
     await cache.close()
     with pytest.raises(asyncio.CancelledError):
         await waiter
-    assert cache.in_flight == 0
+    assert measure.running == 0
+    # The cancelled run is forgotten: the next request measures afresh rather than join it.
+    measure.release.set()
+    assert await cache.get("a", lambda: measure("a")) == ("control of a #2", "miss")
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,13 @@ def stored_ids(collector: LabCollector, agent_id: str) -> list[str]:
             return ids
 
 
+@dataclass
+class Outage:
+    cut_ms: int
+    restored_ms: int
+    killed: dict[str, int]  # the agent's totals when it was killed during the outage
+
+
 def test_daemon_measures_survives_a_shutdown_and_a_kill_and_uploads_once(
     lab: Lab, served: LabCollector, tmp_path: Path
 ) -> None:
@@ -95,85 +103,102 @@ def test_daemon_measures_survives_a_shutdown_and_a_kill_and_uploads_once(
     agent_id = agent.enroll(served.db_url)
     agent.start()
     try:
-        # (a) three cycles measured and uploaded, then the matrix.
-        wait_for(
-            "three measure cycles uploaded",
-            lambda: agent.status().get("totals", {}).get("acked", 0) >= 3 * len(rows),
-            60,
-            agent,
-        )
-        assert agent.status()["meta"]["testlist_failure"] == ""
-        matrix = served.get_json("/api/v1/blocking")
-        assert not blocking_mismatches(lab.table, matrix, [r.domain for r in rows], at_least=3)
-
-        # (b) the shutdown, with a kill -9 and a restart in the middle of it.
-        runs = agent.status()["totals"]["runs"]
-        cut_ms = int(time.time() * 1000)
-        lab.shutdown(True)
-        try:
-            wait_for(
-                "two measure runs with the link cut",
-                lambda: agent.status()["totals"]["runs"] >= runs + 2,
-                4 * INTERVAL + 20,
-                agent,
-            )
-            during = agent.status()
-            assert during["meta"]["connectivity"] == "offline"
-            assert during["spool"]["records"] > 0  # measured, waiting for the link
-            agent.kill()
-            killed = agent.status()["totals"]
-            agent.start()
-            wait_for(
-                "a measure run after the restart",
-                lambda: agent.status()["totals"]["runs"] >= killed["runs"] + 1,
-                2 * INTERVAL + 20,
-                agent,
-            )
-        finally:
-            restored_ms = int(time.time() * 1000)
-            lab.shutdown(False)
-
-        # (c) drained: what the agent counts as acknowledged is at the collector, once.
-        def drained() -> bool:
-            status = agent.status()
-            spooled_then = killed["spooled"]
-            return status["spool"]["records"] == 0 and status["totals"]["acked"] > spooled_then
-
-        wait_for("the spool drained after the outage", drained, 40, agent)
-
-        def outage_ended() -> bool:
-            # The first online check after the link came back travels in a later heartbeat
-            # than the records: the outage ends at the collector only once it has arrived.
-            found = served.get_json(f"/api/v1/outages?agent={agent_id}")["outages"]
-            return any(o["kind"] == "offline" and o["end_ms"] is not None for o in found)
-
-        wait_for("the end of the outage at the collector", outage_ended, 20, agent)
-        code, took = agent.terminate()
-        assert (code, took < 10) == (0, True), (code, took, agent.log_text()[-3000:])
-
-        totals = agent.status()["totals"]
-        ids = stored_ids(served, agent_id)
-        assert len(ids) == len(set(ids)), "a measurement is stored twice"
-        assert totals["evicted"] == totals["refused"] == 0
-        # A run may have spooled results after the last upload: they wait, never lost.
-        assert totals["spooled"] == totals["acked"] + totals["waiting"]
-        assert len(ids) == totals["acked"]
-        assert totals["acked"] > killed["spooled"]  # the outage's backlog went up too
-        offline = sum(
-            r["counts"].get("offline", 0) for r in served.get_json("/api/v1/blocking")["rows"]
-        )
-        assert offline >= len(rows)  # at least one whole run measured during the outage
-
-        # (d) the outage, as the collector saw it from the agent's connectivity checks.
-        outages = served.get_json(f"/api/v1/outages?agent={agent_id}")["outages"]
-        ours = [o for o in outages if agent_id in o["agents"] and o["kind"] == "offline"]
-        assert len(ours) == 1, outages
-        outage = ours[0]
-        tolerance = (CHECK + CHECK_SLACK) * 1000
-        assert abs(outage["start_ms"] - cut_ms) <= tolerance, (outage, cut_ms)
-        assert outage["end_ms"] is not None, outage
-        assert abs(outage["end_ms"] - restored_ms) <= tolerance, (outage, restored_ms)
+        _three_cycles(lab, served, agent, rows)
+        outage = _shutdown_with_a_restart(lab, agent)
+        _drained_once(served, agent, agent_id, outage, len(rows))
+        _outage_as_seen(served, agent_id, outage)
     finally:
         if agent.process is not None and agent.process.poll() is None:
             agent.process.kill()
             agent.process.wait()
+
+
+def _three_cycles(lab: Lab, served: LabCollector, agent: LabAgent, rows: list[Any]) -> None:
+    """(a) three cycles measured and uploaded, then the matrix."""
+    wait_for(
+        "three measure cycles uploaded",
+        lambda: agent.status().get("totals", {}).get("acked", 0) >= 3 * len(rows),
+        60,
+        agent,
+    )
+    assert agent.status()["meta"]["testlist_failure"] == ""
+    matrix = served.get_json("/api/v1/blocking")
+    assert not blocking_mismatches(lab.table, matrix, [r.domain for r in rows], at_least=3)
+
+
+def _shutdown_with_a_restart(lab: Lab, agent: LabAgent) -> Outage:
+    """(b) the shutdown, with a kill -9 and a restart in the middle of it."""
+    runs = agent.status()["totals"]["runs"]
+    cut_ms = int(time.time() * 1000)
+    lab.shutdown(True)
+    try:
+        wait_for(
+            "two measure runs with the link cut",
+            lambda: agent.status()["totals"]["runs"] >= runs + 2,
+            4 * INTERVAL + 20,
+            agent,
+        )
+        during = agent.status()
+        assert during["meta"]["connectivity"] == "offline"
+        assert during["spool"]["records"] > 0  # measured, waiting for the link
+        agent.kill()
+        killed = agent.status()["totals"]
+        agent.start()
+        wait_for(
+            "a measure run after the restart",
+            lambda: agent.status()["totals"]["runs"] >= killed["runs"] + 1,
+            2 * INTERVAL + 20,
+            agent,
+        )
+    finally:
+        restored_ms = int(time.time() * 1000)
+        lab.shutdown(False)
+    return Outage(cut_ms, restored_ms, killed)
+
+
+def _drained_once(
+    served: LabCollector, agent: LabAgent, agent_id: str, outage: Outage, rows: int
+) -> None:
+    """(c) drained: what the agent counts as acknowledged is at the collector, once."""
+
+    def drained() -> bool:
+        status = agent.status()
+        spooled_then = outage.killed["spooled"]
+        return status["spool"]["records"] == 0 and status["totals"]["acked"] > spooled_then
+
+    wait_for("the spool drained after the outage", drained, 40, agent)
+
+    def outage_ended() -> bool:
+        # The first online check after the link came back travels in a later heartbeat
+        # than the records: the outage ends at the collector only once it has arrived.
+        found = served.get_json(f"/api/v1/outages?agent={agent_id}")["outages"]
+        return any(o["kind"] == "offline" and o["end_ms"] is not None for o in found)
+
+    wait_for("the end of the outage at the collector", outage_ended, 20, agent)
+    code, took = agent.terminate()
+    assert (code, took < 10) == (0, True), (code, took, agent.log_text()[-3000:])
+
+    totals = agent.status()["totals"]
+    ids = stored_ids(served, agent_id)
+    assert len(ids) == len(set(ids)), "a measurement is stored twice"
+    assert totals["evicted"] == totals["refused"] == 0
+    # A run may have spooled results after the last upload: they wait, never lost.
+    assert totals["spooled"] == totals["acked"] + totals["waiting"]
+    assert len(ids) == totals["acked"]
+    assert totals["acked"] > outage.killed["spooled"]  # the outage's backlog went up too
+    offline = sum(
+        r["counts"].get("offline", 0) for r in served.get_json("/api/v1/blocking")["rows"]
+    )
+    assert offline >= rows  # at least one whole run measured during the outage
+
+
+def _outage_as_seen(served: LabCollector, agent_id: str, outage: Outage) -> None:
+    """(d) the outage, as the collector saw it from the agent's connectivity checks."""
+    outages = served.get_json(f"/api/v1/outages?agent={agent_id}")["outages"]
+    ours = [o for o in outages if agent_id in o["agents"] and o["kind"] == "offline"]
+    assert len(ours) == 1, outages
+    found = ours[0]
+    tolerance = (CHECK + CHECK_SLACK) * 1000
+    assert abs(found["start_ms"] - outage.cut_ms) <= tolerance, (found, outage.cut_ms)
+    assert found["end_ms"] is not None, found
+    assert abs(found["end_ms"] - outage.restored_ms) <= tolerance, (found, outage.restored_ms)

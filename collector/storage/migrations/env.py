@@ -1,4 +1,4 @@
-"""Collector, storage: the alembic environment, configured by code rather than alembic.ini.
+"""Collector storage: the alembic environment, configured by code rather than alembic.ini.
 
 ``collector.storage.engine.upgrade`` hands over an open connection (already inside its
 transaction and, on PostgreSQL, holding the migration lock) in ``config.attributes``, so

@@ -1,4 +1,4 @@
-"""The collector's compiled record check (agent.wire_check) against the codecs' decoder.
+"""The collector's compiled record check (collector.ingest.check) against the codecs' decoder.
 
 check_measurement must refuse exactly what decode_measurement refuses, with the same
 message, and give the columns of the record decode_measurement builds. The compiled check

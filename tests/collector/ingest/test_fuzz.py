@@ -39,6 +39,18 @@ _T = TypeVar("_T")
 DAY_MS = 86_400_000
 # Small, so oversized bodies are cheap to generate; the limit logic does not depend on it.
 FUZZ_MAX_BODY = 64 * 1024
+# Any msgpack value: integers within its range (anything wider cannot even be packed).
+JUNK = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.text(max_size=20)
+    | st.binary(max_size=10),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=3), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
 
 
 @dataclass(frozen=True)
@@ -149,16 +161,7 @@ class Harness:
         def body(**fields: Any) -> dict[str, Any]:
             return {"v": 1, "a": self.agent_id, "s": 4, "t": now, **fields}
 
-        # Integers within msgpack's range: anything wider cannot even be packed.
-        scalars = st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1)
-        junk = st.recursive(
-            scalars | st.text(max_size=20) | st.binary(max_size=10),
-            lambda inner: (
-                st.lists(inner, max_size=4)
-                | st.dictionaries(st.text(max_size=3), inner, max_size=4)
-            ),
-            max_leaves=12,
-        )
+        junk = JUNK
         bad_time = st.integers(0, now - 31 * DAY_MS) | st.integers(now + DAY_MS, 2**63 - 1)
         return st.one_of(
             st.builds(Case, st.just("random"), st.binary(max_size=2048)),

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from collections.abc import Iterable
 from functools import cache
 
 import msgpack
 
 from agent.model.measurement import SiteMeasurement, new_measurement_id
-from agent.wire.record import measurement_from_obj
+from agent.wire.record import encode_measurement, measurement_from_obj
+from collector.ingest.columns import check_measurements
 from collector.storage import IngestRecord
 from tests.agent.observations import RECORDED as RECORDED_DIR
 
@@ -35,4 +37,12 @@ def clones(n: int, start_ms: int = 1_700_000_000_000) -> list[SiteMeasurement]:
 
 
 def batch(n: int, start_ms: int = 1_700_000_000_000) -> list[IngestRecord]:
-    return [IngestRecord.from_measurement(m) for m in clones(n, start_ms)]
+    """``n`` records made as ingest makes them: encoded, checked, reduced to their columns."""
+    return ingest_records(clones(n, start_ms))
+
+
+def ingest_records(measurements: Iterable[SiteMeasurement]) -> list[IngestRecord]:
+    """The measurements' wire records as ingest stores them (``collector.ingest.accept``)."""
+    return IngestRecord.from_columns(
+        check_measurements(list(map(encode_measurement, measurements)))
+    )

@@ -13,7 +13,7 @@ from tests.shared_data import REPO_ROOT, shared_file
 
 def test_reclassify_command_restores_the_rules_verdicts(storage: Storage, storage_url: str) -> None:
     records = batch(40)
-    # As if stored by an older, wrong verdict.py: everything claimed "ok".
+    # As if stored by an older, wrong agent.verdict: everything claimed "ok".
     stale = [r._replace(verdict="ok") for r in records]
     storage.ingest(AGENT, stale, 17557, "PK", 1_700_000_000_000)
     argv = [sys.executable, "-m", "collector.cli", "reclassify", "--db", storage_url]

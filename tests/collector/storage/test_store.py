@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -13,10 +14,11 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from agent.model.measurement import SiteMeasurement
+from agent.wire.record import encode_measurement
 from collector.storage import IngestRecord, RejectedBatch, Storage, open_storage
 from collector.storage.schema import HOUR_MS, metadata
 from tests.collector.storage.helpers import counts_from_rows, stored_verdicts
-from tests.collector.storage.records import AGENT, batch, clones, recorded
+from tests.collector.storage.records import AGENT, batch, clones, ingest_records, recorded
 
 ASN, CC, NOW = 64500, "PK", 1_700_000_100_000
 
@@ -135,7 +137,8 @@ def test_an_id_that_is_not_a_uuid_is_refused_before_storage() -> None:
 
 def test_record_keeps_the_wire_bytes_and_extracted_columns() -> None:
     m = clones(1)[0]
-    record = IngestRecord.from_measurement(m)
+    (record,) = ingest_records([m])
+    assert record.record == encode_measurement(m)
     assert (record.id, record.measured_ms, record.url) == (m.id, m.started_ms, m.url)
     assert record.verdict == m.verdict.verdict
     assert record.domain in m.url
@@ -159,7 +162,7 @@ def test_reclassify_updates_changed_verdicts_and_rollups(storage: Storage) -> No
         assert verdicts[r.key] == ("blocked" if r.verdict.startswith("dns.") else r.verdict)
     assert storage.rollup_counts() == counts_from_rows(storage)
     assert not any(v.startswith("dns.") for _, _, _, v in storage.rollup_counts())
-    # The recorded verdicts are what the current verdict.py decides: nothing changes back
+    # The recorded verdicts are what the current agent.verdict decides: nothing changes back
     # except what ``stricter`` changed.
     assert storage.reclassify(lambda m: m.verdict.verdict).changed == dns
     assert storage.rollup_counts() == Counter(
@@ -168,12 +171,19 @@ def test_reclassify_updates_changed_verdicts_and_rollups(storage: Storage) -> No
     )
 
 
-def test_async_wrappers_run_off_the_event_loop(storage: Storage) -> None:
+def test_ingest_and_reclassify_run_on_worker_threads(storage: Storage) -> None:
+    # As the app runs ingest: on its ingest threads, off the event loop.
     records = batch(10)
 
     async def run() -> tuple[int, int]:
-        result = await storage.ingest_async(AGENT, records, ASN, CC, NOW)
-        again = await storage.reclassify_async(lambda m: m.verdict.verdict)
+        loop = asyncio.get_running_loop()
+        with ThreadPoolExecutor(storage.ingest_threads, thread_name_prefix="ingest") as threads:
+            result = await loop.run_in_executor(
+                threads, storage.ingest, AGENT, records, ASN, CC, NOW
+            )
+            again = await loop.run_in_executor(
+                threads, storage.reclassify, lambda m: m.verdict.verdict
+            )
         return len(result.stored), again.changed
 
     assert asyncio.run(run()) == (10, 0)

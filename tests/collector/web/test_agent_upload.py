@@ -37,7 +37,7 @@ class Entry:
 
 
 class FakeSpool:
-    """An in-memory stand-in for ``agent.spool``, oldest first, that remembers every ack."""
+    """An in-memory stand-in for ``agent.daemon.spool``, oldest first, that remembers every ack."""
 
     def __init__(
         self, records: Sequence[bytes], evicted: int = 0, checks: Sequence[tuple[int, bool]] = ()

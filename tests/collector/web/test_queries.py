@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
 
 from agent.api.paths import AGENTS_PATH, BLOCKING_PATH, MEASUREMENTS_PATH, TIMELINE_PATH
 from agent.wire.batch import encode_batch
@@ -184,6 +186,19 @@ def test_agent_summaries_show_last_upload_and_no_key(store: Storage) -> None:
     assert first.key_fingerprint != second.key_fingerprint
 
 
+async def _every_page(
+    client: TestClient[web.Request, web.Application], params: dict[str, str]
+) -> list[Any]:
+    """The measurements of every page of ``GET /measurements``, the cursor followed to the end."""
+    seen: list[dict[str, Any]] = []
+    while True:
+        page = await (await client.get(MEASUREMENTS_PATH, params=params)).json()
+        seen += page["measurements"]
+        if page["next_cursor"] is None:
+            return seen
+        params = {**params, "cursor": page["next_cursor"]}
+
+
 @pytest.mark.asyncio
 async def test_http_queries_on_uploaded_batches(storage_url: str) -> None:
     async with running(Settings(db_url=storage_url)) as client:
@@ -227,14 +242,7 @@ async def test_http_queries_on_uploaded_batches(storage_url: str) -> None:
             "points": [{"start_ms": T0, "counts": {"tls.reset": 3}, "total": 3}],
         }
 
-        seen: list[dict[str, Any]] = []
-        params = {"limit": "10", "asn": "0"}
-        while True:
-            page = await (await client.get(MEASUREMENTS_PATH, params=params)).json()
-            seen += page["measurements"]
-            if page["next_cursor"] is None:
-                break
-            params["cursor"] = page["next_cursor"]
+        seen = await _every_page(client, {"limit": "10", "asn": "0"})
         assert sorted(m["id"] for m in seen) == sorted(m.id for m in uploaded)
         by_id = {m.id: m for m in uploaded}
         for view in seen:

@@ -84,6 +84,17 @@ async def _stored_metric(session: aiohttp.ClientSession, url: str) -> float:
     )
 
 
+def _assert_stored_once(pg_url: str, count: int) -> None:
+    """The database holds ``count`` measurements, each counted once in the rollups."""
+    store = open_storage(pg_url)
+    try:
+        assert store.count_measurements() == count
+        assert store.rollup_counts() == counts_from_rows(store)
+        assert sum(store.rollup_counts().values()) == count
+    finally:
+        store.close()
+
+
 def test_two_processes_store_each_measurement_once(
     pg_url: str, collectors: tuple[CollectorProcess, CollectorProcess]
 ) -> None:
@@ -93,7 +104,6 @@ def test_two_processes_store_each_measurement_once(
     measurements = recent(25 * RECORDS)  # ids all distinct
     chunks = [measurements[i : i + RECORDS] for i in range(0, len(measurements), RECORDS)]
     shared, only_a, fresh = chunks[:10], chunks[10:20], chunks[20:]
-    # B's own batches each repeat half of one of A's, racing A for those ids.
     # B's own batches each repeat half of one of A's, racing A for those ids; their other
     # half is new, each of the 5 fresh chunks split over two of them.
     half = RECORDS // 2
@@ -141,14 +151,7 @@ def test_two_processes_store_each_measurement_once(
     assert max(reported.values()) == 1  # no id reported stored twice, by one process or both
     assert {i for s in stored_a for i in s}.isdisjoint(i for s in stored_b for i in s)
     assert metric == len(every_id)
-
-    store = open_storage(pg_url)
-    try:
-        assert store.count_measurements() == len(every_id)
-        assert store.rollup_counts() == counts_from_rows(store)
-        assert sum(store.rollup_counts().values()) == len(every_id)
-    finally:
-        store.close()
+    _assert_stored_once(pg_url, len(every_id))
     assert a.stop() == 0
     assert b.stop() == 0
     assert "stopping" in a.log.read_text()

@@ -1,11 +1,11 @@
-"""Collector, storage migration: the initial schema (agents, measurements, rollups).
+"""Collector storage migration: the initial schema (agents, measurements, rollups).
 
 Revision ID: 0001
 Revises:
 Create Date: 2026-11-22
 
 Written out rather than derived from ``schema.metadata``, so that this revision keeps
-creating the same tables when the schema moves on; tests/storage compares the result
+creating the same tables when the schema moves on; tests/collector/storage compares the result
 with the metadata.
 """
 

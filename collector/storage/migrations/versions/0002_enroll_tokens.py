@@ -1,4 +1,4 @@
-"""Collector, storage migration: one-time enrolment tokens.
+"""Collector storage migration: one-time enrolment tokens.
 
 Revision ID: 0002
 Revises: 0001

@@ -1,4 +1,4 @@
-"""Collector, storage migration: indexes for the query API.
+"""Collector storage migration: indexes for the query API.
 
 Revision ID: 0003
 Revises: 0002

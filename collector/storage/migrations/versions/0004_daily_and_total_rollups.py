@@ -1,4 +1,4 @@
-"""Collector, storage migration: daily rollups and all-time rollup totals, backfilled.
+"""Collector storage migration: daily rollups and all-time rollup totals, backfilled.
 
 Revision ID: 0004
 Revises: 0003

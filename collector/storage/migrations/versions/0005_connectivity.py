@@ -1,4 +1,4 @@
-"""Collector, storage migration: the agents' connectivity checks, for outages.
+"""Collector storage migration: the agents' connectivity checks, for outages.
 
 Revision ID: 0005
 Revises: 0004

@@ -1,4 +1,4 @@
-"""Collector, storage migration: weekly rollups, backfilled.
+"""Collector storage migration: weekly rollups, backfilled.
 
 Revision ID: 0006
 Revises: 0005

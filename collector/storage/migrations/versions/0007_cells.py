@@ -1,4 +1,4 @@
-"""Collector, storage migration: the rollups key their counts by an integer cell id.
+"""Collector storage migration: the rollups key their counts by an integer cell id.
 
 Revision ID: 0007
 Revises: 0006

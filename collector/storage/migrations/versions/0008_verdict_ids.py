@@ -1,4 +1,4 @@
-"""Collector, storage migration: the rollups key their counts by an integer verdict id.
+"""Collector storage migration: the rollups key their counts by an integer verdict id.
 
 Revision ID: 0008
 Revises: 0007

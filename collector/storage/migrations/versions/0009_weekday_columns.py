@@ -1,4 +1,4 @@
-"""Collector, storage migration: the weekly rollups count each day in a column of their own,
+"""Collector storage migration: the weekly rollups count each day in a column of their own,
 and replace the daily rollups.
 
 Revision ID: 0009

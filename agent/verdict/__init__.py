@@ -1,0 +1,60 @@
+"""Agent verdict: a pure function from two views of a target to a verdict.
+
+``decide`` does no I/O and reads no clock or randomness, so the agent (to print an
+answer) and the collector (to reclassify stored raw observations when the rules
+improve) reach the same verdict from the same observations. It goes layer by layer,
+DNS, TCP, TLS, HTTP, and stops at the first layer where the agent and the control
+disagree. Without a control it decides from local evidence (injection, bogons,
+fingerprints, the SNI and Host swaps) and says ``inconclusive`` where it cannot tell.
+The rules, and why they are these, are in docs/design/002-verdicts.md.
+
+A module per layer (``dns``, ``tcp``, ``tls``, ``http``), on what they share (``judging``);
+the verdict names are ``agent.model.verdicts``.
+"""
+
+from __future__ import annotations
+
+from agent.fingerprints import FingerprintSet
+from agent.model.measurement import SiteMeasurement, Target, Vantage, Verdict
+from agent.model.verdicts import VERDICTS
+from agent.verdict import dns, http, tcp, tls
+from agent.verdict.judging import Evidence, Layer, pair_up
+
+__all__ = ["VERDICTS", "decide", "redecide"]
+
+_LAYERS: tuple[Layer, ...] = (tcp.layer, tls.layer, http.layer)
+
+
+def decide(
+    target: Target,
+    agent: Vantage,
+    control: Vantage | None,
+    *,
+    online: bool | None = None,
+    fingerprints: FingerprintSet | None = None,
+) -> Verdict:
+    """The verdict for one site test; total and deterministic for any well-typed input."""
+    if online is False:
+        return Verdict("offline")
+    dns_verdict = dns.verdict(target, agent, control, fingerprints)
+    if dns_verdict is not None:
+        return dns_verdict
+    pairs = pair_up(agent, control)
+    if not pairs:
+        return Verdict("inconclusive", {"reason": "no endpoints"})
+    doubts: list[Evidence] = []
+    for layer in _LAYERS:
+        outcome = layer(target, pairs, control, doubts)
+        if isinstance(outcome, Verdict):
+            return outcome
+        pairs = outcome
+    if doubts:
+        return Verdict("inconclusive", doubts[0])
+    return Verdict("ok")
+
+
+def redecide(m: SiteMeasurement, fingerprints: FingerprintSet | None = None) -> Verdict:
+    """The verdict of a stored measurement under the current rules: what reclassification runs."""
+    return decide(
+        Target.parse(m.url), m.agent, m.control, online=m.online, fingerprints=fingerprints
+    )
