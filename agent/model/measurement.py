@@ -13,12 +13,16 @@ import os
 import time
 import uuid
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from agent.model.hostnames import normalize_host
 from agent.model.observations import DNSObservation, EndpointObservation
 
 SCHEME_PORTS = {"https": 443, "http": 80}
+# RFC 3986's unreserved and sub-delimiter characters, ":" and "@", and "%" so that what is
+# already percent-encoded stays as it is; the query may also hold "/" and "?".
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
+_QUERY_SAFE = _PATH_SAFE + "?"
 
 
 class TargetError(ValueError):
@@ -63,11 +67,13 @@ class Target:
         host = _host(parts.hostname or "")
         if host is None:
             raise TargetError(f"{text!r} has no valid host name")
-        path = parts.path or "/"
+        # Percent-encoded as a browser sends it: the request line is ASCII on the wire.
+        path = quote(parts.path or "/", safe=_PATH_SAFE)
         if parts.query:
-            path += f"?{parts.query}"
+            path += f"?{quote(parts.query, safe=_QUERY_SAFE)}"
         port = port or SCHEME_PORTS[scheme]
-        netloc = host if port == SCHEME_PORTS[scheme] else f"{host}:{port}"
+        named = f"[{host}]" if ":" in host else host  # an IPv6 literal keeps its brackets
+        netloc = named if port == SCHEME_PORTS[scheme] else f"{named}:{port}"
         return cls(url=f"{scheme}://{netloc}{path}", scheme=scheme, host=host, port=port, path=path)
 
 

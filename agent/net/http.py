@@ -18,6 +18,7 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from agent.model.observations import HTTPRoundTrip, Inspector
 from agent.net.errors import ProtocolError, capture
@@ -31,6 +32,8 @@ USER_AGENT = (
 )
 _TITLE_RE = re.compile(rb"<title[^>]*>(.*?)</title", re.IGNORECASE | re.DOTALL)
 _TITLE_MAX = 256
+# Every printable ASCII character but space stays as it is; the rest is percent-encoded.
+_ASCII_SAFE = "".join(chr(c) for c in range(0x21, 0x7F))
 
 
 class _Reader:
@@ -163,6 +166,18 @@ def _title(body: bytes) -> str | None:
     return " ".join(text.split())[:_TITLE_MAX]
 
 
+def _request(host: str, path: str) -> bytes:
+    """The request's bytes. Whatever the caller passed, the request line and Host header go
+    out as ASCII (non-ASCII percent-encoded, as a browser sends a path), and an IPv6
+    literal in brackets, as RFC 9110 writes it in Host."""
+    named = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    target, named = quote(path, safe=_ASCII_SAFE), quote(named, safe=_ASCII_SAFE)
+    return (
+        f"GET {target} HTTP/1.1\r\nHost: {named}\r\nUser-Agent: {USER_AGENT}\r\n"
+        "Accept: text/html,*/*;q=0.8\r\nAccept-Encoding: identity\r\nConnection: close\r\n\r\n"
+    ).encode("ascii")
+
+
 async def round_trip(
     stream: Stream,
     host: str,
@@ -173,10 +188,7 @@ async def round_trip(
     inspect: Inspector | None = None,
 ) -> HTTPRoundTrip:
     """GET ``path`` with ``Host: host`` over ``stream``; the stream is closed afterwards."""
-    request = (
-        f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {USER_AGENT}\r\n"
-        "Accept: text/html,*/*;q=0.8\r\nAccept-Encoding: identity\r\nConnection: close\r\n\r\n"
-    ).encode("latin-1")
+    request = _request(host, path)
     reader = _Reader(stream)
     response = _Response()
     start = time.monotonic()
