@@ -14,10 +14,12 @@ CONFIG=$ETC_DIR/agent.toml
 UNIT=netsonde-agent.service
 COLLECTOR=${NETSONDE_COLLECTOR:-}
 TOKEN=${NETSONDE_TOKEN:-}
+TOKEN_FILE=
 
 usage() {
     cat <<EOF
-usage: sudo bash deploy/install-agent.sh --collector URL --token TOKEN [options]
+usage: sudo bash deploy/install-agent.sh --collector URL --token-file PATH [options]
+       echo TOKEN | sudo bash deploy/install-agent.sh --collector URL --token-file -
 
 Installs the netsonde agent: the system user $AGENT_USER, a virtualenv in $VENV_DIR,
 $CONFIG (from deploy/agent.toml; an existing one is never overwritten), the
@@ -25,9 +27,13 @@ systemd unit $UNIT_DIR/$UNIT, the enrolment with the collector, and starts the s
 
   --collector URL   collector base URL, written into a new $CONFIG
                     (env NETSONDE_COLLECTOR; needed unless the file exists)
-  --token TOKEN     one-time enrolment token from 'netsonde-collector enroll'
-                    (env NETSONDE_TOKEN; without it the agent is installed but not
-                    enrolled or started)
+  --token-file PATH file holding the one-time enrolment token from
+                    'netsonde-collector enroll'; - reads it from standard input
+                    (env NETSONDE_TOKEN holds the token itself; without either the
+                    agent is installed but not enrolled or started). The token never
+                    goes on a command line, where other users could read it (ps)
+  --token TOKEN     the token itself: still accepted, but visible to other users
+                    while this script runs; prefer --token-file
   --package SPEC    what pip installs (env NETSONDE_PACKAGE), for example
                     netsonde==0.1.0 or a wheel file; default: this checkout
   --root DIR        install under DIR instead of / (env NETSONDE_ROOT), for tests and
@@ -44,8 +50,10 @@ while [ $# -gt 0 ]; do
     case $1 in
         --collector) need_value "$1" $#; COLLECTOR=$2; shift 2 ;;
         --collector=*) COLLECTOR=${1#*=}; shift ;;
-        --token) need_value "$1" $#; TOKEN=$2; shift 2 ;;
-        --token=*) TOKEN=${1#*=}; shift ;;
+        --token) need_value "$1" $#; TOKEN=$2; TOKEN_ARG=1; shift 2 ;;
+        --token=*) TOKEN=${1#*=}; TOKEN_ARG=1; shift ;;
+        --token-file) need_value "$1" $#; TOKEN_FILE=$2; shift 2 ;;
+        --token-file=*) TOKEN_FILE=${1#*=}; shift ;;
         --package) need_value "$1" $#; PACKAGE=$2; shift 2 ;;
         --package=*) PACKAGE=${1#*=}; shift ;;
         --root) need_value "$1" $#; ROOT=$2; shift 2 ;;
@@ -55,6 +63,14 @@ while [ $# -gt 0 ]; do
         *) usage_error "unknown option $1" ;;
     esac
 done
+
+if [ "${TOKEN_ARG:-0}" -eq 1 ]; then
+    [ -z "$TOKEN_FILE" ] || usage_error "--token and --token-file: give one of them"
+    warn "--token puts the token where other users can read it (ps, /proc) while this script runs; use --token-file PATH, or --token-file - to read it from standard input"
+fi
+if [ -n "$TOKEN_FILE" ]; then
+    read_token "$TOKEN_FILE"
+fi
 
 # Everything is checked before anything is changed.
 step "checking the system"
@@ -68,7 +84,7 @@ elif [ ! -e "$ROOT$CONFIG" ]; then
     usage_error "--collector URL is needed: there is no $ROOT$CONFIG yet"
 fi
 if [ -n "$TOKEN" ] && [[ ! $TOKEN =~ ^[A-Za-z0-9._~+/=-]+$ ]]; then
-    usage_error "--token: not an enrolment token (letters, digits and ._~+/=- only)"
+    usage_error "the token is not an enrolment token (letters, digits and ._~+/=- only)"
 fi
 [ -f "$REPO_DIR/deploy/agent.toml" ] || die "$REPO_DIR/deploy/agent.toml is missing: run this script from a netsonde checkout"
 [ -n "$ROOT" ] && info "installing under $ROOT"
@@ -134,12 +150,14 @@ if [ -f "$state/agent.json" ]; then
     info "already enrolled ($(sed -n 's/.*"agent_id": *"\([^"]*\)".*/\1/p' "$state/agent.json" | head -n 1)); the token is not used again"
     enrolled=1
 elif [ -n "$TOKEN" ]; then
-    enroll=("$ROOT$VENV_DIR/bin/netsonde-agent" enroll --token "$TOKEN" --config "$ROOT$CONFIG" --state-dir "$state")
+    enroll=("$ROOT$VENV_DIR/bin/netsonde-agent" enroll --token-file - --config "$ROOT$CONFIG" --state-dir "$state")
     [ -z "$COLLECTOR" ] || enroll+=(--collector "$COLLECTOR")
-    as_user "$AGENT_USER" "${enroll[@]}" || die "enrolment failed (see above); fix it and run this script again with a fresh token"
+    # On standard input: printf is a shell builtin, so the token is in no process's argv.
+    printf '%s\n' "$TOKEN" | as_user "$AGENT_USER" "${enroll[@]}" \
+        || die "enrolment failed (see above); fix it and run this script again with a fresh token"
     enrolled=1
 else
-    warn "no --token: the agent is not enrolled, so it is not started. Get a token on the collector with 'netsonde-collector enroll --name NAME', then run this script again with --token TOKEN"
+    warn "no token: the agent is not enrolled, so it is not started. Get a token on the collector with 'netsonde-collector enroll --name NAME', save it in a file, then run this script again with --token-file FILE"
 fi
 
 step "service"

@@ -35,6 +35,22 @@ usage_error() {
 # $1: the option's name, $2: the number of arguments left including the option.
 need_value() { [ "$2" -ge 2 ] || usage_error "$1 needs a value"; }
 
+# Sets TOKEN from the first line of file $1, or of standard input for "-": never from a
+# command line, which other users of the machine can read.
+read_token() {
+    local source=$1
+    if [ "$source" = - ]; then
+        IFS= read -r TOKEN || [ -n "$TOKEN" ] || usage_error "--token-file -: nothing on standard input"
+    else
+        [ -f "$source" ] && [ -r "$source" ] || usage_error "--token-file $source: not a readable file"
+        IFS= read -r TOKEN <"$source" || [ -n "$TOKEN" ] || usage_error "--token-file $source: the file is empty"
+    fi
+    # Leading and trailing blanks (an editor's, a CR) trimmed; blanks inside are kept, and refused.
+    TOKEN=${TOKEN#"${TOKEN%%[![:space:]]*}"}
+    TOKEN=${TOKEN%"${TOKEN##*[![:space:]]}"}
+    [ -n "$TOKEN" ] || usage_error "--token-file $source: no token in it"
+}
+
 check_root_option() {
     [ -z "$ROOT" ] && return 0
     case $ROOT in

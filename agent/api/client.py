@@ -3,7 +3,9 @@
 The control client and the uploader trust the same anchors (the system store plus
 the operator's CA, since a self-hosted collector may use a private CA) and announce
 themselves the same way, so that setup lives here once, with what a failed request
-looks like to all of them.
+looks like to all of them, and how their answers are read: never more than a cap
+(:func:`read_capped`), and decoded without an exception for anything the collector, or
+whoever answers in its name, may send (:func:`json_or_none`).
 """
 
 from __future__ import annotations
@@ -19,12 +21,33 @@ from agent.api.paths import USER_AGENT
 
 # What the network or the collector can do to a request; anything else is a bug and raises.
 REQUEST_FAILURES = (aiohttp.ClientError, TimeoutError, OSError)
+# Upload and enrolment answers are a few hundred bytes (an upload's lists its ids: 500 of 30
+# bytes); past this it is not our collector, and reading on would only fill the agent's memory.
+MAX_ANSWER_BYTES = 1 << 20
+_CHUNK = 64 * 1024
 
 
-def json_or_none(text: str) -> Any:
+async def read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """``resp``'s body, read a chunk at a time; None, and the connection closed with the
+    rest unread, as soon as it is (or says it will be) over ``limit`` bytes."""
+    if resp.content_length is not None and resp.content_length > limit:
+        resp.close()
+        return None
+    data = bytearray()
+    async for chunk in resp.content.iter_chunked(_CHUNK):
+        data += chunk
+        if len(data) > limit:
+            resp.close()
+            return None
+    return bytes(data)
+
+
+def json_or_none(body: str | bytes) -> Any:
+    """``body`` as JSON, or None for anything else: a proxy's HTML page, bytes that are not
+    UTF-8, or nesting deeper than the parser's recursion limit."""
     try:
-        return json.loads(text)
-    except ValueError:  # a proxy's HTML page, say
+        return json.loads(body)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return None
 
 

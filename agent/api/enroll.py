@@ -2,14 +2,22 @@
 
 ``POST /api/v1/enroll`` with JSON ``{"token", "public_key"}`` (base64 of the raw 32 bytes);
 the collector answers 201 ``{"agent_id"}``, or a 4xx whose ``error`` says why. Everything
-that goes wrong raises :class:`EnrollError`, whose message is meant for the volunteer.
+that goes wrong raises :class:`EnrollError`, whose message is meant for the volunteer; an
+answer is read up to ``MAX_ANSWER_BYTES`` and no further.
 """
 
 from __future__ import annotations
 
 import base64
 
-from agent.api.client import REQUEST_FAILURES, json_or_none, open_session, trust
+from agent.api.client import (
+    MAX_ANSWER_BYTES,
+    REQUEST_FAILURES,
+    json_or_none,
+    open_session,
+    read_capped,
+    trust,
+)
 from agent.api.errors import CollectorError, failure_reason
 from agent.api.paths import ENROLL_PATH
 
@@ -38,10 +46,12 @@ async def request_enrollment(
             session.post(url + ENROLL_PATH, json=payload) as resp,
         ):
             status = resp.status
-            text = await resp.text()
+            answer = await read_capped(resp, MAX_ANSWER_BYTES)
     except REQUEST_FAILURES as exc:
         raise EnrollError(f"cannot reach the collector at {url}: {failure_reason(exc)}") from None
-    body = json_or_none(text)
+    if answer is None:
+        raise EnrollError(f"the collector at {url} answered over {MAX_ANSWER_BYTES} bytes")
+    body = json_or_none(answer)
     if status != 201:
         message = body.get("error") if isinstance(body, dict) else None
         detail = message if isinstance(message, str) else f"HTTP {status}"

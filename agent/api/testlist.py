@@ -12,13 +12,16 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from agent.api.client import REQUEST_FAILURES, json_or_none
+from agent.api.client import REQUEST_FAILURES, json_or_none, read_capped
 from agent.api.errors import failure_reason
 from agent.api.paths import TESTLIST_PATH
 
-__all__ = ["NOT_MODIFIED", "TestListAnswer", "fetch_testlist"]
+__all__ = ["MAX_TESTLIST_BYTES", "NOT_MODIFIED", "TestListAnswer", "fetch_testlist"]
 
 NOT_MODIFIED = "not_modified"
+# The collector's list of 700 URLs is about 40 kB of JSON, Citizen Lab's biggest country
+# list a few times that; an answer over this is abandoned unread.
+MAX_TESTLIST_BYTES = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -44,17 +47,20 @@ async def fetch_testlist(
         try:
             async with session.get(base + TESTLIST_PATH, headers=headers, proxy=proxy) as resp:
                 status, answer_etag = resp.status, resp.headers.get("ETag")
-                body = await resp.read() if status == 200 else b""
+                body = await read_capped(resp, MAX_TESTLIST_BYTES) if status == 200 else b""
         except REQUEST_FAILURES as exc:
             failures.append(f"{base}: {failure_reason(exc)}")
             continue
-        await spend(len(body))
+        await spend(MAX_TESTLIST_BYTES if body is None else len(body))
         if status == 304 and etag:
             return NOT_MODIFIED
         if status != 200:
             failures.append(f"{base}: HTTP {status}")
             continue
-        data = json_or_none(body.decode("utf-8", "replace"))
+        if body is None:
+            failures.append(f"{base}: answer over {MAX_TESTLIST_BYTES} bytes")
+            continue
+        data = json_or_none(body)
         urls = data.get("urls") if isinstance(data, dict) else None
         if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
             failures.append(f"{base}: not a test list answer")

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from agent.daemon.config import AgentConfig
 
 PROG = "netsonde-agent"
+_MAX_TOKEN = 512  # the collector's tokens are 32 characters; a whole file is not one
 
 
 def add_commands(
@@ -26,28 +27,7 @@ def add_commands(
     from agent.daemon.config import DEFAULT_PATH
 
     config_help = f"agent configuration file (default: {DEFAULT_PATH})"
-    enroll = commands.add_parser(
-        "enroll",
-        help="register this agent with a collector, once",
-        description="Create the agent's key and register it with the collector using an "
-        "enrolment token. Exit status: 0 enrolled, 1 failed, 2 usage error.",
-    )
-    enroll.add_argument(
-        "--collector",
-        metavar="URL",
-        type=collector_url,
-        help="collector base URL (default: the first of the configuration)",
-    )
-    enroll.add_argument("--token", metavar="T", required=True, help="enrolment token")
-    enroll.add_argument("--config", metavar="PATH", type=Path, help=config_help)
-    enroll.add_argument(
-        "--state-dir",
-        metavar="DIR",
-        type=Path,
-        help="where the key and agent id go (default: the configuration's)",
-    )
-    enroll.set_defaults(func=cmd_enroll, parser=enroll)
-
+    _add_enroll(commands, collector_url, config_help)
     run = commands.add_parser(
         "run",
         help="run the daemon: measure, spool and upload on a schedule",
@@ -80,6 +60,43 @@ def add_commands(
     status.set_defaults(func=cmd_status, parser=status)  # fmt: skip
 
 
+def _add_enroll(
+    commands: argparse._SubParsersAction[Any], collector_url: Callable[[str], str], config_help: str
+) -> None:
+    enroll = commands.add_parser(
+        "enroll",
+        help="register this agent with a collector, once",
+        description="Create the agent's key and register it with the collector using an "
+        "enrolment token, read from a file or standard input (--token-file), never the "
+        "command line. Exit status: 0 enrolled, 1 failed, 2 usage error.",
+    )
+    enroll.add_argument(
+        "--collector",
+        metavar="URL",
+        type=collector_url,
+        help="collector base URL (default: the first of the configuration)",
+    )
+    token = enroll.add_mutually_exclusive_group(required=True)
+    token.add_argument(
+        "--token-file",
+        metavar="PATH",
+        help="read the one-time enrolment token from PATH ('-': standard input)",
+    )
+    token.add_argument(
+        "--token",
+        metavar="T",
+        help="the token itself; other users can read it (ps): prefer --token-file",
+    )
+    enroll.add_argument("--config", metavar="PATH", type=Path, help=config_help)
+    enroll.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        type=Path,
+        help="where the key and agent id go (default: the configuration's)",
+    )
+    enroll.set_defaults(func=cmd_enroll, parser=enroll)
+
+
 def _fail(message: str, code: int = 1) -> int:
     print(f"{PROG}: error: {message}", file=sys.stderr)
     return code
@@ -91,12 +108,41 @@ def _load(path: Path) -> AgentConfig:
     return load_config(path)
 
 
+def _read_token(args: argparse.Namespace) -> str:
+    """The enrolment token; ValueError saying what is wrong with it."""
+    if args.token is not None:
+        print(
+            f"{PROG}: warning: --token is visible to other users of this machine (ps, "
+            "/proc); use --token-file PATH, or --token-file - to read standard input",
+            file=sys.stderr,
+        )
+        text: str = args.token
+    elif args.token_file == "-":
+        text = sys.stdin.read(_MAX_TOKEN + 1)
+    else:
+        try:
+            with open(args.token_file, encoding="utf-8") as fh:
+                text = fh.read(_MAX_TOKEN + 1)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"--token-file {args.token_file}: cannot read it: {exc}") from None
+    token = text.strip()
+    # Tabs and line breaks are not printable; the space is, and is in no token either.
+    printable = token.isascii() and token.isprintable() and " " not in token
+    if not printable or not 0 < len(token) <= _MAX_TOKEN:
+        raise ValueError("no enrolment token there (one word of printable ASCII)")
+    return token
+
+
 def cmd_enroll(args: argparse.Namespace) -> int:
     import asyncio
 
     from agent.daemon.config import DEFAULT_PATH, DEFAULT_STATE_DIR, ConfigError
     from agent.daemon.enrollment import DaemonError, enroll
 
+    try:
+        token = _read_token(args)
+    except ValueError as exc:
+        return _fail(str(exc), 2)
     config = None
     # The default file is read only if it exists: enrolment may come before configuration.
     path = args.config if args.config is not None else DEFAULT_PATH
@@ -111,7 +157,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     state_dir = args.state_dir or (config.state_dir if config else DEFAULT_STATE_DIR)
     ca_file = str(config.ca_file) if config and config.ca_file else None
     try:
-        state = asyncio.run(enroll(collector, args.token, state_dir, ca_file=ca_file))
+        state = asyncio.run(enroll(collector, token, state_dir, ca_file=ca_file))
     except DaemonError as exc:
         return _fail(str(exc))
     print(f"enrolled as {state.agent_id} with {state.collector}; state in {state_dir}")
@@ -198,11 +244,13 @@ def status_data(config: AgentConfig | None, state_dir: Path) -> dict[str, Any]:
     """What ``status --json`` prints, read from the state directory alone: ``agent_id`` and
     ``collector`` (None if not enrolled), and when the spool exists, ``spool`` (records and
     bytes waiting), ``totals`` (``spooled``, ``acked``, ``evicted``, ``waiting``, ``refused``,
-    ``runs`` and ``uploaded_bytes`` since the spool was made), ``bandwidth`` (today's
-    ``used``, ``budget``) and ``meta`` (the daemon's last run, upload, connectivity and test
-    list state)."""
+    ``runs``, ``uploaded_bytes`` and ``write_failures``, spool writes lost to a full disk,
+    since the spool was made), ``bandwidth`` (today's ``used``, ``budget``), ``meta`` (the
+    daemon's last run, upload, connectivity and test list state) and ``disk`` (``free``:
+    bytes free in the state directory)."""
     from agent.daemon import budget
     from agent.daemon import state as daemon
+    from agent.daemon.disk import free_bytes
     from agent.daemon.enrollment import DaemonError, read_state
     from agent.daemon.spool import Spool
 
@@ -234,6 +282,7 @@ def status_data(config: AgentConfig | None, state_dir: Path) -> dict[str, Any]:
             "refused": spool.get_meta(daemon.META_REFUSED),
             "runs": spool.get_meta(daemon.META_RUNS),
             "uploaded_bytes": spool.get_meta(daemon.META_UPLOADED_BYTES),
+            "write_failures": spool.get_meta(daemon.META_WRITE_FAILURES),
         }
         used = spool.get_meta(budget.day_key())
     totals |= {key: value if isinstance(value, int) else 0 for key, value in extra.items()}
@@ -243,6 +292,7 @@ def status_data(config: AgentConfig | None, state_dir: Path) -> dict[str, Any]:
         "totals": totals,
         "bandwidth": {"used": used if isinstance(used, int) else 0, "budget": limit},
         "meta": meta,
+        "disk": {"free": free_bytes(state_dir)},
     }
 
 
@@ -298,6 +348,7 @@ def status_lines(config: AgentConfig | None, state_dir: Path) -> list[str]:
         f"collector ({totals['refused']} of them refused), {evictions} evicted, "
         f"{totals['runs']} runs",
         f"bandwidth:     {usage}",
+        f"disk:          {_disk(data['disk']['free'], totals['write_failures'])}",
         f"test list:     {testlist}",
         f"last run:      {last_run}",
         f"last upload:   {upload}",
@@ -307,6 +358,15 @@ def status_lines(config: AgentConfig | None, state_dir: Path) -> list[str]:
 
 def _size(n: int) -> str:
     return f"{n / 10**6:.1f} MB" if n >= 10**5 else f"{n} B"
+
+
+def _disk(free: int | None, lost: int) -> str:
+    from agent.daemon.disk import MIN_FREE_BYTES
+
+    text = "free space unknown" if free is None else f"{_size(free)} free"
+    if free is not None and free < MIN_FREE_BYTES:
+        text += f", under {_size(MIN_FREE_BYTES)}: measuring paused until there is room"
+    return text + (f"; {lost} spool writes lost to a full disk" if lost else "")
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -37,6 +37,8 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from agent.daemon.spoolfile import SpoolFull
+
 if TYPE_CHECKING:
     from agent.daemon.spool import Spool
     from agent.model.measurement import SiteMeasurement, Vantage
@@ -126,7 +128,10 @@ class DailyBudget:
         # Older days are of no use to anyone; dropping them keeps the meta table small.
         for key in spool.meta_keys(META_PREFIX):
             if key != self.day:
-                spool.delete_meta(key)
+                try:
+                    spool.delete_meta(key)
+                except SpoolFull:
+                    break  # a start on a full disk must go on: the next start drops them
 
     def roll(self) -> str:
         """The current day's key, starting the day afresh at UTC midnight."""

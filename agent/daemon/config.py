@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
+from agent.model.addresses import IPNetwork, parse_networks
 from agent.model.hostnames import normalize_host
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ DEFAULT_STATE_DIR = Path("/var/lib/netsonde")  # the systemd unit's StateDirecto
 _SCHEMA: dict[str, tuple[str, ...]] = {
     "": ("state_dir", "ca_file"),
     "collector": ("urls", "proxy"),
-    "testlist": ("files", "from_collector", "refresh"),
+    "testlist": ("files", "from_collector", "refresh", "allow_networks"),
     "schedule": ("interval", "jitter", "connectivity_check", "upload"),
     "probe": (
         "concurrency", "timeout", "dns_timeout", "max_endpoints", "resolvers", "benign_sni",
@@ -76,6 +77,9 @@ class TestListConfig:
     files: tuple[Path, ...] = ()  # local Citizen Lab CSVs
     from_collector: bool = True  # also GET /api/v1/testlist
     refresh: float = 12 * 3600.0
+    # Non-public networks the collector's list may still send the agent into (the censor
+    # lab, LAN research): agent.model.addresses.may_reach's ``allowed``. None by default.
+    allow_networks: tuple[IPNetwork, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -296,10 +300,18 @@ def _files(table: _Table, key: str, base: Path) -> tuple[Path, ...]:
 
 
 def _testlist(table: _Table, base: Path) -> TestListConfig:
+    array, networks = table.strings("allow_networks")
+    allowed: list[IPNetwork] = []
+    for i, text in enumerate(networks):
+        try:
+            allowed.extend(parse_networks([text]))
+        except ValueError as exc:
+            array.fail(i, str(exc))
     return TestListConfig(
         files=_files(table, "files", base),
         from_collector=table.typed("from_collector", bool, True),
         refresh=table.convert("refresh", parse_duration, TestListConfig.refresh),
+        allow_networks=tuple(dict.fromkeys(allowed)),
     )
 
 

@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from agent.daemon.config import AgentConfig
-    from agent.daemon.spool import Spool
 
 __all__ = [
     "KEY_FILE",
@@ -29,6 +28,7 @@ __all__ = [
     "AgentState",
     "DaemonError",
     "enroll",
+    "read_enrolled",
     "read_state",
 ]
 
@@ -53,7 +53,7 @@ def read_state(state_dir: Path) -> AgentState:
     except FileNotFoundError:
         raise DaemonError(
             f"{path}: this agent is not enrolled; run: netsonde-agent enroll "
-            "--collector URL --token TOKEN"
+            "--collector URL --token-file FILE"
         ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DaemonError(f"{path}: cannot read the agent state: {exc}") from None
@@ -113,19 +113,13 @@ async def enroll(
     return state
 
 
-def open_enrolled(config: AgentConfig) -> tuple[AgentState, Ed25519PrivateKey, Spool]:
-    """The agent's state, key and spool, as either daemon mode starts with them. Raises
-    :class:`DaemonError` if the agent is not enrolled or its key or spool cannot be used."""
-    from agent.daemon.spool import Spool, SpoolError
-    from agent.daemon.state import SPOOL_FILE
-
+def read_enrolled(config: AgentConfig) -> tuple[AgentState, Ed25519PrivateKey]:
+    """The agent's state and key, as either daemon mode starts with them (the spool is
+    opened by ``agent.daemon.disk.open_spool``). Raises :class:`DaemonError` if the agent
+    is not enrolled or its key cannot be used."""
     state = read_state(config.state_dir)
     try:
         key = load_key(config.state_dir / KEY_FILE)
     except IdentityError as exc:
         raise DaemonError(str(exc)) from exc
-    try:
-        spool = Spool.open(config.state_dir / SPOOL_FILE, max_bytes=config.limits.spool_size)
-    except SpoolError as exc:
-        raise DaemonError(str(exc)) from exc
-    return state, key, spool
+    return state, key

@@ -8,16 +8,22 @@
 - ``connectivity``: whether this network reaches the outside, kept in the spool's meta table
   so ``netsonde-agent status`` can show it without talking to the daemon;
 - ``testlist`` (with ``testlist.from_collector``): refreshes the collector's test list
-  (``agent.daemon.testlist``) every ``testlist.refresh``. The configuration file itself is
-  read once, at start.
+  (``agent.daemon.testlist``) at start, in the background, then every ``testlist.refresh``.
+  The configuration file itself is read once, at start.
 
 The agent must be enrolled first (``agent.daemon.enrollment``). With
 ``limits.daily_bandwidth`` set, measuring, uploading records and test-list fetches stop for the
 rest of the UTC day once the day's estimated traffic (``agent.daemon.budget``) reaches it; the
 connectivity checks, and the heartbeat-only batches that carry them to the collector, go on.
 
-Measuring never waits for the collector: the jobs share nothing but the spool. What they
-use besides it is opened at start (``agent.daemon.startup``).
+Measuring does not wait for the collector: the jobs share nothing but the spool. A run uses
+the cached collector list and the local files at once; only a first start with no list cached
+waits for the first fetch, :data:`FIRST_FETCH_WAIT` seconds at most. On the measuring path the
+collector is otherwise asked only for controls, each bounded by the control client's timeout
+(``max(10 s, 2 x probe.timeout)``), which a shutdown costs once per target at most. What
+the jobs use besides the spool is opened at start (``agent.daemon.startup``). What a run
+measures, and with which settings: ``agent.daemon.measure``; a full disk:
+``agent.daemon.disk``.
 
 Run by ``netsonde-agent run``, it also stops by itself once nothing is due for a while, and
 the process execs into lean idle mode (``agent.daemon.lean``, docs/design/005-lean-idle.md),
@@ -27,6 +33,7 @@ which execs back into this when a run is due or the collector stops answering.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from datetime import UTC, datetime, timedelta
@@ -34,9 +41,11 @@ from typing import Any
 
 from agent.daemon.budget import BUDGET_SPENT, PAUSED
 from agent.daemon.config import AgentConfig
-from agent.daemon.enrollment import open_enrolled
+from agent.daemon.disk import Disk, open_spool
+from agent.daemon.enrollment import read_enrolled
 from agent.daemon.jobs import JobRunner
-from agent.daemon.spool import Spool
+from agent.daemon.measure import Measurer, RunTotals, remote_probe, run_targets
+from agent.daemon.spool import Spool, SpoolFull
 from agent.daemon.startup import Shared, open_shared
 from agent.daemon.state import (
     FULL,
@@ -62,17 +71,17 @@ from agent.daemon.state import (
     next_run_ms,
     testlist_due_ms,
 )
-from agent.model.measurement import Target
 from agent.probes.connectivity import CachedCheck, check
-from agent.site import measure_site
-from agent.wire.record import encode_measurement
-from agent.wire.testlist import read_test_list
 
-__all__ = ["run_daemon"]
+__all__ = ["FIRST_FETCH_WAIT", "run_daemon"]
 
 log = logging.getLogger("netsonde.agent")
 
 SHUTDOWN_GRACE = 5.0  # seconds for cancelled jobs to unwind; the whole stop must fit in 10
+# Seconds the first run waits for the collector's list when none is cached: enough for a
+# collector that answers, short enough not to matter in a shutdown. The list, when it comes
+# later, gets a run of its own at once.
+FIRST_FETCH_WAIT = 5.0
 
 
 _PAUSED_JOBS = "measuring and uploading results paused (heartbeats go on)"
@@ -80,6 +89,13 @@ _PAUSED_JOBS = "measuring and uploading results paused (heartbeats go on)"
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _why(totals: RunTotals) -> str:
+    """Why a run left targets out, for the status; "" if it did not."""
+    parts = [f"{totals.skipped} targets: {BUDGET_SPENT}"] if totals.skipped else []
+    parts += [f"{totals.full} targets: disk full"] if totals.full else []
+    return "; ".join(parts)
 
 
 class _Daemon:
@@ -103,6 +119,13 @@ class _Daemon:
             self.probe.timeout,
             resolv_conf=self.probe.resolv_conf,
         )
+        self.disk = Disk(config.state_dir)
+        self.measurer = Measurer(
+            self.probe,
+            remote_probe(self.probe, config.testlist.allow_networks),
+            self.control, self.is_online, spool, self.budget, self.disk,
+            config.probe.concurrency,
+        )  # fmt: skip
         self.jobs = JobRunner(
             {
                 "measure": self.measure,
@@ -114,7 +137,11 @@ class _Daemon:
             # Lean idle mode, if this daemon may exec into it: asked as each job ends, the
             # moment the daemon may have fallen idle.
             after=self.maybe_idle if may_idle else None,
+            on_full=self.disk.failed,
         )
+        # A run made without the collector's list, none cached and the first fetch slow,
+        # is made again as soon as the list comes; ``measuring`` defers that to its end.
+        self.listless = self.measuring = False
         # Whether it was exec'd from lean mode (so runs are scheduled from the spool, not at
         # once), and the collector's last answer, since only a reachable collector lets lean
         # mode's check stand alone.
@@ -131,6 +158,8 @@ class _Daemon:
         ``agent.daemon.state.lean_threshold``."""
         if self.stop.is_set() or self.jobs.others_running(current) or not self.collector_reachable:
             return
+        if self.disk.full:
+            return  # lean mode could not store its checks, and would hand straight back
         assert self.jobs.scheduler is not None
         horizon = datetime.now(UTC) + timedelta(seconds=lean_threshold(self.config.schedule))
         for name in ("measure", "testlist"):
@@ -149,73 +178,55 @@ class _Daemon:
         self.next_mode = LEAN
         self.stop.set()
 
-    def targets(self) -> list[Target]:
-        """The local files, re-read each run so an edited list applies without a restart,
-        then the collector's cached list; each URL once. Reads files: call in a thread."""
-        targets: list[Target] = []
-        seen: set[str] = set()
-
-        def add(found: list[Target]) -> None:
-            for target in found:
-                if target.url not in seen:
-                    seen.add(target.url)
-                    targets.append(target)
-
-        for path in self.config.testlist.files:
-            found, problems = read_test_list(path)
-            for problem in problems:
-                log.warning("test list: skipped %s", problem)
-            add(found)
-        if self.config.testlist.from_collector:
-            add(self.testlist.targets())
-        return targets
-
     async def measure(self) -> None:
         started = _now_ms()
+        if await asyncio.to_thread(self.disk.blocks_measuring, self.spool):
+            return  # logged once; the connectivity job wakes this when there is room again
         if self.budget.spent():
             self.budget.log_exhausted(_PAUSED_JOBS)
             await asyncio.to_thread(self._record_run, started, 0, 0, f"all: {BUDGET_SPENT}")
             return
-        if self.config.testlist.from_collector and not self.testlist.tried:
-            # The first run after start waits for the first fetch, so an agent without a
-            # cached list does not measure an empty one and then sit out a whole interval.
-            await self.refresh_testlist()
-        targets = await asyncio.to_thread(self.targets)
-        if not targets:
-            log.warning("measure: the test list is empty; nothing measured")
-            await asyncio.to_thread(self._record_run, started, 0, 0, "the test list is empty")
-            return
-        semaphore = asyncio.Semaphore(self.config.probe.concurrency)
-        skipped = 0
-
-        async def one(target: Target) -> None:
-            nonlocal skipped
-            async with semaphore:
-                # Checked per target: a run that spends the budget stops there.
-                if self.budget.spent():
-                    skipped += 1
-                    return
-                m = await measure_site(target, self.probe, self.control, is_online=self.is_online)
-            # Spooled the moment it exists: a crash or shutdown later loses nothing measured.
-            # Its traffic is counted in the same transaction, so a restart cannot forget it.
-            usage = self.budget.add_measurement(m)
-            await self.spool.add_async(encode_measurement(m), m.id, m.started_ms, usage=usage)
-
-        log.info("measure: %d targets", len(targets))
-        # return_exceptions: one target's bug must not throw away the others' results.
-        outcomes = await asyncio.gather(*(one(t) for t in targets), return_exceptions=True)
-        failed = 0
-        for target, outcome in zip(targets, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                failed += 1
-                log.error("measure: %s: not measured: %r", target.url, outcome, exc_info=outcome)
-        spooled = len(targets) - failed - skipped
-        why = f"{skipped} targets: {BUDGET_SPENT}" if skipped else ""
-        await asyncio.to_thread(self._record_run, started, spooled, failed, why)
-        log.info("measure: done, %d spooled, %d failed, %d skipped", spooled, failed, skipped)
-        if skipped:
+        await self._first_list()
+        self.measuring = True
+        try:
+            targets = await asyncio.to_thread(run_targets, self.config, self.testlist)
+            self.listless = self.config.testlist.from_collector and self.testlist.cached is None
+            if not targets:
+                log.warning("measure: the test list is empty; nothing measured")
+                await asyncio.to_thread(self._record_run, started, 0, 0, "the test list is empty")
+                return
+            log.info("measure: %d targets", len(targets))
+            totals = await self.measurer.run(targets)
+            await asyncio.to_thread(
+                self._record_run, started, totals.spooled, totals.failed, _why(totals)
+            )
+        finally:
+            self.measuring = False
+        log.info(
+            "measure: done, %d spooled, %d failed, %d skipped",
+            totals.spooled, totals.failed, totals.skipped + totals.full,
+        )  # fmt: skip
+        if totals.skipped:
             self.budget.log_exhausted(_PAUSED_JOBS)
         self.jobs.wake("upload")
+        self._list_arrived()
+
+    async def _first_list(self) -> None:
+        """Waits up to :data:`FIRST_FETCH_WAIT` for the first fetch of the collector's list
+        when none is cached (a first start), so the first run is not one without it; with
+        a list cached, or once a fetch has been tried, not at all."""
+        lists, remote = self.testlist, self.config.testlist.from_collector
+        if not remote or lists.cached is not None or lists.done.is_set():
+            return
+        if not lists.lock.locked():
+            self.jobs.wake("testlist")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(lists.done.wait(), FIRST_FETCH_WAIT)
+
+    def _list_arrived(self) -> None:
+        if self.listless and not self.measuring and self.testlist.cached is not None:
+            self.listless = False
+            self.jobs.wake("measure")
 
     def _record_run(self, started: int, results: int, failed: int, skipped: str) -> None:
         self.spool.set_meta(META_LAST_RUN, started)
@@ -252,20 +263,30 @@ class _Daemon:
     async def refresh_testlist(self) -> None:
         """GET the collector's test list (conditionally) and cache it, budget allowing."""
         async with self.testlist.lock:
-            self.testlist.tried = True
-            await asyncio.to_thread(self.spool.set_meta, META_TESTLIST_TRIED, _now_ms())
-            if self.budget.spent():
-                self.budget.log_exhausted("test list refresh paused")
-                return
-            failure = await self.testlist.refresh(self.uploader.session, self.budget.spend)
-            if failure is None:
-                await asyncio.to_thread(self.spool.set_meta, META_TESTLIST_FETCHED, _now_ms())
-            await asyncio.to_thread(self.spool.set_meta, META_TESTLIST_FAILURE, failure or "")
+            try:
+                await self._refresh_testlist()
+            finally:
+                self.testlist.done.set()
+        self._list_arrived()
+
+    async def _refresh_testlist(self) -> None:
+        self.testlist.tried = True
+        await asyncio.to_thread(self.spool.set_meta, META_TESTLIST_TRIED, _now_ms())
+        if self.budget.spent():
+            self.budget.log_exhausted("test list refresh paused")
+            return
+        failure = await self.testlist.refresh(self.uploader.session, self.budget.spend)
+        if failure is None:
+            await asyncio.to_thread(self.spool.set_meta, META_TESTLIST_FETCHED, _now_ms())
+        await asyncio.to_thread(self.spool.set_meta, META_TESTLIST_FAILURE, failure or "")
 
     async def connectivity(self) -> None:
         # Dated by its start: an offline check lasts its timeouts, and the collector spaces
         # heartbeats by these times, so they must keep the schedule's rhythm.
         checked_ms = _now_ms()
+        # A statvfs each check while the disk is full, nothing otherwise.
+        if self.disk.full and await asyncio.to_thread(self.disk.recovered, self.spool):
+            self.jobs.wake("measure")
         # The collector first, on its own: the resolver checks would send DNS traffic that
         # is only needed when the collector cannot be reached.
         online = self.collector_reachable = await self.control.reachable()
@@ -319,8 +340,8 @@ class _Daemon:
             ("upload", schedule.upload, None),
         ]
         if self.config.testlist.from_collector:
-            # No first run at start: the first measure run fetches before it starts.
-            jobs.append(("testlist", self.config.testlist.refresh, first_testlist))
+            # At once, in the background: a run never waits for it beyond _first_list.
+            jobs.append(("testlist", self.config.testlist.refresh, first_testlist or now))
         self.jobs.start(jobs, schedule.jitter)
         try:
             await self.stop.wait()
@@ -345,15 +366,23 @@ async def run_daemon(
     until it is due (the spool's meta says when) instead of starting at once.
 
     Raises :class:`DaemonError` before starting if the agent is not enrolled or its key or
-    spool cannot be used. Returns within a few seconds of ``stop``, with the spool closed.
+    spool cannot be used; on a full disk it waits for room (``agent.daemon.disk``). Returns
+    within a few seconds of ``stop``, with the spool closed.
     ``resolv_conf`` replaces ``/etc/resolv.conf`` for the system resolver (tests point it at
     a loopback server).
     """
-    state, key, spool = open_enrolled(config)
+    state, key = read_enrolled(config)
+    spool = await open_spool(config, stop)
+    if spool is None:
+        log.info("agent stopped")
+        return None
     try:
         async with open_shared(config, state.agent_id, key, spool, resolv_conf) as shared:
             daemon = _Daemon(config, spool, shared, stop, may_idle=may_idle, resumed=resumed)
-            await asyncio.to_thread(spool.set_meta, META_MODE, FULL)
+            try:
+                await asyncio.to_thread(spool.set_meta, META_MODE, FULL)
+            except SpoolFull as exc:
+                daemon.disk.failed(exc, "the mode")
             log.info(
                 "agent %s started: %d collector URLs, every %.0f s",
                 state.agent_id,

@@ -16,7 +16,7 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
 
-from agent.daemon.spool import SpoolError
+from agent.daemon.spool import SpoolError, SpoolFull
 
 __all__ = ["Job", "JobRunner", "add_interval_job"]
 
@@ -55,8 +55,10 @@ class JobRunner:
     """One daemon mode's jobs by name. Every job runs through :meth:`run`, so shutdown knows
     which tasks to cancel and wait for.
 
-    ``error_format`` logs a :class:`SpoolError` with the job's name and the error; ``after``
-    runs once a job has finished without one, given that job's task.
+    ``error_format`` logs a :class:`SpoolError` with the job's name and the error; a
+    :class:`SpoolFull` goes to ``on_full`` with the job's name instead, when given (a full
+    disk would otherwise log at every check and upload); ``after`` runs once a job has
+    finished without one, given that job's task.
     """
 
     def __init__(
@@ -66,9 +68,10 @@ class JobRunner:
         *,
         error_format: str = "%s: %s",
         after: Callable[[asyncio.Task[Any] | None], Awaitable[None]] | None = None,
+        on_full: Callable[[SpoolFull, str], None] | None = None,
     ) -> None:
         self.jobs, self.stop = dict(jobs), stop
-        self.error_format, self.after = error_format, after
+        self.error_format, self.after, self.on_full = error_format, after, on_full
         self.scheduler: AsyncIOScheduler | None = None
         self.running: set[asyncio.Task[Any]] = set()
 
@@ -80,8 +83,13 @@ class JobRunner:
             await self.jobs[name]()
             if self.after is not None:
                 await self.after(task)
+        except SpoolFull as exc:
+            if self.on_full is None:
+                log.error(self.error_format, name, exc)
+            else:
+                self.on_full(exc, name)
         except SpoolError as exc:
-            # A full disk or a broken spool: log it and let the next run try again.
+            # A broken spool: log it and let the next run try again.
             log.error(self.error_format, name, exc)
         finally:
             if task is not None:

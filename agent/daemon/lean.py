@@ -40,9 +40,10 @@ from apscheduler.triggers.date import DateTrigger  # type: ignore[import-untyped
 from agent.api.errors import request_failure
 from agent.api.paths import HEALTH_PATH, MEASUREMENTS_PATH, MSGPACK, USER_AGENT
 from agent.daemon.budget import DailyBudget, upload_bytes
-from agent.daemon.enrollment import open_enrolled
+from agent.daemon.disk import open_spool
+from agent.daemon.enrollment import read_enrolled
 from agent.daemon.jobs import JobRunner
-from agent.daemon.spool import Spool
+from agent.daemon.spool import Spool, SpoolFull
 from agent.daemon.state import (
     FULL,
     LEAN,
@@ -69,7 +70,9 @@ __all__ = ["run_lean"]
 log = logging.getLogger("netsonde.agent")
 
 SHUTDOWN_GRACE = 5.0  # seconds for a running job to unwind (its request is in a thread)
-MAX_RESPONSE_BYTES = 1 << 20  # the collector answers in a few hundred bytes
+# The collector answers in a few hundred bytes; over this (agent.api.client's
+# MAX_ANSWER_BYTES, which lean mode cannot import) the answer is abandoned unread.
+MAX_RESPONSE_BYTES = 1 << 20
 UPLOAD_TIMEOUT = 60.0  # as agent.daemon.upload.Uploader's
 # Checks this close to the collector's age limit could get a batch refused: full mode's
 # uploader drops those (agent.daemon.upload), so lean mode hands them over to it.
@@ -142,7 +145,13 @@ class _Collector:
         try:
             connection.request(method, target, body=body, headers=headers)
             response = connection.getresponse()
-            return response.status, response.read(MAX_RESPONSE_BYTES)
+            if (response.length or 0) > MAX_RESPONSE_BYTES:
+                raise http.client.HTTPException(f"an answer of {response.length} bytes")
+            # read(n) reads as it goes, chunked encoding included: never more than n + 1.
+            answer = response.read(MAX_RESPONSE_BYTES + 1)
+            if len(answer) > MAX_RESPONSE_BYTES:
+                raise http.client.HTTPException(f"an answer over {MAX_RESPONSE_BYTES} bytes")
+            return response.status, answer
         finally:
             connection.close()
 
@@ -168,6 +177,9 @@ class _Lean:
             {"connectivity": self.connectivity, "heartbeat": self.heartbeat, "due": self.due},
             stop,
             error_format="lean %s: %s",
+            # Full mode knows what to do on a full disk (agent.daemon.disk); it never idles
+            # here while the disk is full, so this does not switch back and forth.
+            on_full=lambda exc, name: self.switch(f"disk full ({name}: {exc})"),
         )
 
     def switch(self, why: str) -> None:
@@ -235,7 +247,7 @@ class _Lean:
             return
         try:
             answer = json.loads(body)
-        except ValueError:  # a proxy's page, say
+        except (ValueError, RecursionError):  # a proxy's page, or nesting too deep to parse
             answer = None
         stored = answer.get("checks") if isinstance(answer, dict) else None
         if isinstance(stored, bool) or stored != len(checks):
@@ -317,11 +329,18 @@ class _Lean:
 async def run_lean(config: AgentConfig, *, stop: asyncio.Event) -> str | None:
     """Lean idle mode until ``stop`` is set (returns None) or full mode is needed (returns
     ``FULL``); the spool is closed either way. Raises :class:`DaemonError` before starting
-    if the agent is not enrolled or its key or spool cannot be used."""
-    state, key, spool = open_enrolled(config)
+    if the agent is not enrolled or its key or spool cannot be used; waits for a full disk
+    to make room for the spool (``agent.daemon.disk.open_spool``)."""
+    state, key = read_enrolled(config)
+    spool = await open_spool(config, stop)
+    if spool is None:
+        return None
     try:
         budget = await asyncio.to_thread(DailyBudget, config.limits.daily_bandwidth, spool)
-        await asyncio.to_thread(spool.set_meta, META_MODE, LEAN)
+        try:
+            await asyncio.to_thread(spool.set_meta, META_MODE, LEAN)
+        except SpoolFull:
+            return FULL  # which waits for space; lean mode cannot store its checks
         log.info("agent %s idle: lean mode", state.agent_id)
         return await _Lean(config, spool, state.agent_id, key, stop, budget).run()
     finally:

@@ -9,13 +9,13 @@ Connectivity checks (the agent's heartbeats) wait in a table of their own, one r
 time, until a batch carrying them is accepted; beyond ``max_checks`` rows the oldest go, and
 a running total of those counts them the same way.
 
-The file itself, its permissions, journaling and schema: ``agent.daemon.spoolfile``.
+The file itself, its permissions, journaling, schema, and the reserve that lets the deletes
+(:meth:`Spool.ack`, :meth:`Spool.ack_checks`) go on where a full disk makes every other write
+raise :class:`SpoolFull`: ``agent.daemon.spoolfile``. Each delete truncates the log after it.
 
-Threading: one connection, opened with ``check_same_thread=False`` and used only under a
-lock, so the synchronous API works from any thread and the ``*_async`` wrappers can run it
-in ``asyncio.to_thread`` without blocking the event loop. The lock serialises what the
-connection itself would serialise anyway, and keeps one caller's transaction from
-interleaving with another's on the shared connection.
+Threading: one connection (``check_same_thread=False``) used only under a lock, so the
+synchronous API works from any thread and the ``*_async`` wrappers run it in
+``asyncio.to_thread``; the lock keeps one caller's transaction from interleaving with another's.
 """
 
 from __future__ import annotations
@@ -24,16 +24,25 @@ import asyncio
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from agent.daemon.spoolfile import SpoolError, connect, make_durable, migrate
+from agent.daemon import spoolfile
+from agent.daemon.spoolfile import SpoolError, SpoolFull, SpoolRecordTooLarge
 
-__all__ = ["AddResult", "MetaValue", "Spool", "SpoolError", "SpoolRecord", "SpoolRecordTooLarge"]
+__all__ = [
+    "AddResult",
+    "MetaValue",
+    "Spool",
+    "SpoolError",
+    "SpoolFull",
+    "SpoolRecord",
+    "SpoolRecordTooLarge",
+]
 
 DEFAULT_MAX_CHECKS = 10_000  # 35 days at the default 5-minute interval: past the collector's 30
 # Internal counters share the meta table with the daemon's state but must only change in the
@@ -44,18 +53,14 @@ _STORED_BYTES = "stored_bytes"
 # can never leave them out of step: records added, and records deleted by ack().
 _SPOOLED = "spooled_total"
 _ACKED = "acked_total"
-_RESERVED = frozenset({_EVICTIONS, _STORED_BYTES, _SPOOLED, _ACKED})
+_CHECK_EVICTIONS = "check_evictions"  # checks evicted unsent: kept like the records' total
+_RESERVED = frozenset({_EVICTIONS, _STORED_BYTES, _SPOOLED, _ACKED, _CHECK_EVICTIONS})
 # Far under SQLite's limit on bound parameters, whatever version the system has.
 _CHUNK = 500
-# Checks evicted unsent: a running total, kept like the records' one.
-_CHECK_EVICTIONS = "check_evictions"
-_RESERVED |= {_CHECK_EVICTIONS}
+# Rows deleted per transaction on a full disk, so one transaction's log fits the reserve.
+_FULL_CHUNK = 100
 
 MetaValue = int | str
-
-
-class SpoolRecordTooLarge(SpoolError, ValueError):
-    """A single record larger than the whole spool: storing it would evict everything."""
 
 
 @dataclass(frozen=True)
@@ -94,15 +99,15 @@ class Spool:
         if isinstance(max_checks, bool) or not isinstance(max_checks, int) or max_checks <= 0:
             raise SpoolError(f"spool max_checks must be a positive integer, got {max_checks!r}")
         file = Path(path)
-        conn = connect(file)
+        conn = spoolfile.connect(file)
         try:
-            make_durable(conn, file)
+            spoolfile.make_durable(conn, file)
             spool = cls(conn, file, max_bytes, max_checks)
             with spool._transaction() as transaction:
-                migrate(transaction, file, _RESERVED)
+                spoolfile.migrate(transaction, file, _RESERVED)
         except sqlite3.Error as exc:
             conn.close()
-            raise SpoolError(f"spool {file} is unusable: {exc}") from exc
+            raise spoolfile.spool_error(exc, file) from exc
         except SpoolError:
             conn.close()
             raise
@@ -125,7 +130,7 @@ class Spool:
                 # A failed COMMIT (disk full, I/O error) may leave the transaction open.
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                raise SpoolError(f"spool {self.path}: {exc}") from exc
+                raise spoolfile.spool_error(exc, self.path) from exc
 
     # -- records ---------------------------------------------------------------------------
 
@@ -193,22 +198,39 @@ class Spool:
     def ack(self, ids: Iterable[str]) -> int:
         """Deletes the records the collector acknowledged (stored or duplicate alike); ids not
         in the spool (already acknowledged, or evicted) are ignored. Returns how many went."""
-        unique = list(dict.fromkeys(ids))
-        deleted = 0
-        with self._transaction() as conn:
-            for start in range(0, len(unique), _CHUNK):
-                chunk = unique[start : start + _CHUNK]
-                marks = ",".join("?" * len(chunk))
-                count, size = conn.execute(
-                    f"SELECT count(*), coalesce(sum(length(record)), 0) FROM records "
-                    f"WHERE id IN ({marks})",
-                    chunk,
-                ).fetchone()
-                conn.execute(f"DELETE FROM records WHERE id IN ({marks})", chunk)
-                self._bump(conn, _STORED_BYTES, -size)
-                self._bump(conn, _ACKED, count)
-                deleted += count
-        return int(deleted)
+        return self._delete(list(dict.fromkeys(ids)), self._delete_records)
+
+    def _delete_records(self, conn: sqlite3.Connection, chunk: list[str]) -> int:
+        marks = ",".join("?" * len(chunk))
+        count, size = conn.execute(
+            f"SELECT count(*), coalesce(sum(length(record)), 0) FROM records WHERE id IN ({marks})",
+            chunk,
+        ).fetchone()
+        conn.execute(f"DELETE FROM records WHERE id IN ({marks})", chunk)
+        self._bump(conn, _STORED_BYTES, -size)
+        self._bump(conn, _ACKED, count)
+        return int(count)
+
+    def _delete(
+        self, keys: list[Any], delete: Callable[[sqlite3.Connection, list[Any]], int]
+    ) -> int:
+        """``delete`` of every key in one transaction, or on a full disk, the reserve released,
+        :data:`_FULL_CHUNK` per transaction; then the log is truncated, the reserve refilled."""
+        try:
+            with self._transaction() as conn:
+                deleted = sum(
+                    delete(conn, keys[i : i + _CHUNK]) for i in range(0, len(keys), _CHUNK)
+                )
+        except SpoolFull:
+            spoolfile.release_reserve(self.path)
+            deleted = 0
+            for start in range(0, len(keys), _FULL_CHUNK):
+                with self._transaction() as conn:
+                    deleted += delete(conn, keys[start : start + _FULL_CHUNK])
+                spoolfile.checkpoint(self._conn, self._lock)
+        spoolfile.checkpoint(self._conn, self._lock)
+        spoolfile.fill_reserve(self.path)
+        return deleted
 
     def depth(self) -> tuple[int, int]:
         """(records, bytes of records) waiting for upload."""
@@ -269,14 +291,12 @@ class Spool:
     def ack_checks(self, times: Iterable[int]) -> int:
         """Deletes the checks at these times (the collector stored them, or they can never be
         sent); returns how many went."""
-        unique = list(dict.fromkeys(times))
-        deleted = 0
-        with self._transaction() as conn:
-            for start in range(0, len(unique), _CHUNK):
-                chunk = unique[start : start + _CHUNK]
-                marks = ",".join("?" * len(chunk))
-                deleted += conn.execute(f"DELETE FROM checks WHERE ms IN ({marks})", chunk).rowcount
-        return deleted
+        return self._delete(list(dict.fromkeys(times)), self._delete_checks)
+
+    @staticmethod
+    def _delete_checks(conn: sqlite3.Connection, chunk: list[int]) -> int:
+        marks = ",".join("?" * len(chunk))
+        return int(conn.execute(f"DELETE FROM checks WHERE ms IN ({marks})", chunk).rowcount)
 
     # -- small state -----------------------------------------------------------------------
 

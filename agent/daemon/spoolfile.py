@@ -1,19 +1,44 @@
 """Agent daemon: the spool's SQLite file (``agent.daemon.spool``): created private and durable,
-opened in WAL mode with full syncs, and its schema created or migrated.
+opened in WAL mode with full syncs, and its schema created or migrated; what a full disk looks
+like to it, and the reserve that lets it delete records on one.
+
+In WAL mode even a DELETE appends to the log first, so on a full disk the spool could not
+drop the records the collector acknowledged, and would send them again and again. A small
+reserve file next to it (``spool.db-reserve``, :data:`RESERVE_BYTES`) holds back room for
+that: released when a delete finds the disk full, filled again once the log is truncated.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
 from agent.daemon.files import fsync_dir
 
-__all__ = ["SCHEMA_VERSION", "SpoolError", "connect", "make_durable", "migrate"]
+__all__ = [
+    "RESERVE_BYTES",
+    "SCHEMA_VERSION",
+    "SpoolError",
+    "SpoolFull",
+    "SpoolRecordTooLarge",
+    "checkpoint",
+    "connect",
+    "fill_reserve",
+    "make_durable",
+    "migrate",
+    "release_reserve",
+    "spool_error",
+]
 
 SCHEMA_VERSION = 2  # 2: the checks table
+# Deleting 500 records of 1.5 kB appends about 1 MB to the log, so a reserve this size
+# deletes a few hundred records per transaction, the log truncated between them.
+RESERVE_BYTES = 1 << 20
+_RESERVE_SUFFIX = "-reserve"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -30,6 +55,59 @@ CREATE TABLE IF NOT EXISTS checks (ms INTEGER PRIMARY KEY, online INTEGER NOT NU
 
 class SpoolError(Exception):
     """The spool cannot be opened or used; the message says why."""
+
+
+class SpoolRecordTooLarge(SpoolError, ValueError):
+    """A single record larger than the whole spool: storing it would evict everything."""
+
+
+class SpoolFull(SpoolError):
+    """The spool's file system is full: nothing new can be stored until space returns."""
+
+
+def spool_error(exc: sqlite3.Error, file: Path) -> SpoolError:
+    """The SpoolError for ``exc``: a :class:`SpoolFull` when SQLite found no room."""
+    code = getattr(exc, "sqlite_errorcode", 0)
+    full = code & 0xFF == sqlite3.SQLITE_FULL or code == sqlite3.SQLITE_IOERR_SHMSIZE
+    return (SpoolFull if full else SpoolError)(f"spool {file}: {exc}")
+
+
+def _reserve(file: Path) -> Path:
+    return file.with_name(file.name + _RESERVE_SUFFIX)
+
+
+def fill_reserve(file: Path) -> None:
+    """Grows the reserve beside ``file`` towards :data:`RESERVE_BYTES`; on a full disk it
+    keeps what fitted, and is grown again after the next delete."""
+    path = _reserve(file)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError:
+        return
+    try:
+        size = os.fstat(fd).st_size
+        os.lseek(fd, size, os.SEEK_SET)
+        chunk = bytes(64 * 1024)
+        while size < RESERVE_BYTES:
+            # Written, not fallocated: fallocate is all or nothing, and not on every file system.
+            size += os.write(fd, chunk[: RESERVE_BYTES - size])
+    except OSError:
+        pass  # a full disk, most likely: the reserve is a help, not a need
+    finally:
+        os.close(fd)
+
+
+def release_reserve(file: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(_reserve(file))
+
+
+def checkpoint(conn: sqlite3.Connection, lock: threading.Lock) -> None:
+    """Copies the log into the database and truncates it to nothing, so the room a delete
+    used in the log is free again (for the reserve, or whatever else needs it)."""
+    # Busy (a reader) or full: the next one tries again.
+    with lock, contextlib.suppress(sqlite3.Error):
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def _create_private(file: Path) -> None:

@@ -11,7 +11,9 @@ from the meta keys both write. Standard library only, like everything lean mode 
 
 from __future__ import annotations
 
+import contextlib
 import random
+import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -38,6 +40,7 @@ META_TESTLIST_FETCHED = "testlist_fetched_ms"  # last answer from the collector,
 META_TESTLIST_TRIED = "testlist_tried_ms"  # last fetch attempted, whatever came of it
 META_TESTLIST_FAILURE = "testlist_failure"  # why the last fetch failed; "" if it did not
 META_MODE = "mode"  # FULL or LEAN: what the daemon runs now
+META_WRITE_FAILURES = "write_failures_total"  # spool writes lost to a full disk (agent.daemon.disk)
 
 FULL = "full"
 LEAN = "lean"
@@ -74,9 +77,18 @@ def next_run_ms(spool: Spool, schedule: ScheduleConfig) -> int | None:
 
 
 def next_batch_seq(spool: Spool) -> int:
-    """The next batch's sequence number. Persisted, so batch numbers keep growing across
-    restarts and across both modes; bumped in one transaction, a tiny write per batch."""
-    return spool.bump_meta(META_BATCH_SEQ, 1)
+    """The next batch's sequence number: one above the last, and at least the time in Unix
+    ms. The collector refuses a batch not numbered above the last it accepted (a replay), so
+    the numbers must keep growing across restarts and both modes; the time keeps them growing
+    where the last cannot be stored, on a full disk, since uploads must not need a write to go
+    out (they are what empties the spool there). Stored otherwise: a tiny write per batch."""
+    from agent.daemon.spool import SpoolFull
+
+    last = spool.get_meta(META_BATCH_SEQ)
+    seq = max((last if isinstance(last, int) else 0) + 1, int(time.time() * 1000))
+    with contextlib.suppress(SpoolFull):  # the clock stands in until writes work again
+        spool.set_meta(META_BATCH_SEQ, seq)
+    return seq
 
 
 def testlist_due_ms(spool: Spool, config: AgentConfig) -> int | None:

@@ -6,11 +6,17 @@ with the cached ETag, and writes a changed list to ``testlist.json`` in the stat
 before it is used, so an agent restarted during a shutdown (collector unreachable) still
 measures it. When to refresh, and whether the bandwidth budget allows it, is the daemon's
 business (``agent.daemon.full``).
+
+The list is the collector's say-so, not the operator's: a target whose host is an IP literal
+that ``agent.model.addresses.may_reach`` refuses (loopback, the LAN, link-local, CGNAT, ...)
+is dropped from it here, unless inside ``testlist.allow_networks``; a named target's addresses
+are filtered as they resolve (``agent.daemon.measure``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import time
@@ -23,6 +29,7 @@ import aiohttp
 from agent.api.testlist import NOT_MODIFIED, fetch_testlist
 from agent.daemon import budget
 from agent.daemon.files import write_private
+from agent.model.addresses import IPNetwork, may_reach
 from agent.model.measurement import Target, TargetError
 
 __all__ = ["TESTLIST_CACHE", "CachedTestList", "CollectorTestList", "read_testlist_cache"]
@@ -48,6 +55,14 @@ class CachedTestList:
             except TargetError as exc:  # the collector parses with our reader; belt and braces
                 log.warning("collector test list: skipped %s", exc)
         return found
+
+
+def _refused(target: Target, allowed: Sequence[IPNetwork]) -> bool:
+    try:
+        ipaddress.ip_address(target.host)
+    except ValueError:
+        return False  # a name: its addresses are judged as they resolve
+    return not may_reach(target.host, allowed)
 
 
 def read_testlist_cache(state_dir: Path) -> CachedTestList | None:
@@ -133,10 +148,25 @@ class CollectorTestList:
         self.collector_urls, self.proxy, self.state_dir = collector_urls, proxy, state_dir
         self.lock = asyncio.Lock()  # held by the caller around a refresh: one at a time
         self.tried = False  # a refresh was attempted since start; the caller sets it
+        self.done = asyncio.Event()  # set by the caller once a refresh attempt has ended
         self._state: str | None = None  # "ok" or the failure, logged when it changes
+        self._refused: frozenset[str] = frozenset()  # logged when it changes
 
-    def targets(self) -> list[Target]:
-        return [] if self.cached is None else self.cached.targets()
+    def targets(self, allowed: Sequence[IPNetwork] = ()) -> list[Target]:
+        """The list's targets but those whose IP literal may not be reached (``allowed``
+        networks excepted). Parses every URL: call in a thread."""
+        found = [] if self.cached is None else self.cached.targets()
+        kept = [target for target in found if not _refused(target, allowed)]
+        refused = frozenset(t.url for t in found) - {t.url for t in kept}
+        if refused != self._refused and refused:
+            shown = ", ".join(sorted(refused)[:5]) + (", ..." if len(refused) > 5 else "")
+            log.warning(
+                "collector test list: %d targets refused, non-public addresses (allow them "
+                "with testlist.allow_networks): %s",
+                len(refused), shown,
+            )  # fmt: skip
+        self._refused = refused
+        return kept
 
     async def refresh(
         self, session: aiohttp.ClientSession, spend: Callable[[int], Awaitable[None]]

@@ -25,7 +25,13 @@ from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.api.client import REQUEST_FAILURES, CollectorClient
+from agent.api.client import (
+    MAX_ANSWER_BYTES,
+    REQUEST_FAILURES,
+    CollectorClient,
+    json_or_none,
+    read_capped,
+)
 from agent.api.errors import request_failure
 from agent.api.paths import MEASUREMENTS_PATH as MEASUREMENTS_PATH
 from agent.api.paths import MSGPACK
@@ -266,13 +272,13 @@ class Uploader(CollectorClient):
             ) as resp:
                 status = resp.status
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-                body: Any = await resp.json(content_type=None) if status in (200, 400) else None
+                answer = await read_capped(resp, MAX_ANSWER_BYTES) if status in (200, 400) else b""
         except REQUEST_FAILURES as exc:
             result.failure = request_failure(exc, "upload")
             self.rotate()
             return False
-        except ValueError:  # JSON that is not: a proxy's or a load balancer's page
-            body, retry_after = None, 0.0
+        # Not JSON, or too big or deep to be our collector's: a proxy's page, or worse.
+        body: Any = None if answer is None else json_or_none(answer)
         if status == 200:
             ids = _acknowledged(body)
             if ids is None:
@@ -285,7 +291,8 @@ class Uploader(CollectorClient):
             result.acknowledged += len(acked)
             result.stored_checks = body.get("checks")
             return False
-        if status == 400 and isinstance(body, dict) and body.get("reason") in _RECORD_REASONS:
+        reason = body.get("reason") if isinstance(body, dict) else None
+        if status == 400 and isinstance(reason, str) and reason in _RECORD_REASONS:
             return True
         if status == 413:  # over this collector's body limit: smaller batches will fit
             return True

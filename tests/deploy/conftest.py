@@ -25,6 +25,7 @@ from tests.deploy.scripts import (
     AGENT_USER,
     COLLECTOR_USER,
     VENV,
+    ArgvWatch,
     Installed,
     as_user,
     assert_ok,
@@ -92,10 +93,12 @@ def installed(root: Path, users: None) -> Iterator[Installed]:
         )  # fmt: skip
         assert enroll.returncode == 0, enroll.stderr
         token = enroll.stdout.split()[0]
-        agent = run_script(
-            "install-agent.sh", "--root", str(root), "--collector", url, "--token", token
-        )
-        yield Installed(root, collector_output, assert_ok(agent), url, db)
+        with ArgvWatch(token) as watch:
+            agent = run_script(
+                "install-agent.sh", "--root", str(root), "--collector", url,
+                "--token-file", "-", stdin=token + "\n",
+            )  # fmt: skip
+        yield Installed(root, collector_output, assert_ok(agent), url, db, watch.found)
     finally:
         server.terminate()
         try:

@@ -11,6 +11,7 @@ import shutil
 import socket
 import stat
 import subprocess
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -54,17 +55,50 @@ def script_env(**extra: str) -> dict[str, str]:
 
 
 def run_script(
-    name: str, *args: str, env: dict[str, str] | None = None
+    name: str, *args: str, env: dict[str, str] | None = None, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["bash", str(DEPLOY / name), *args],
         env=env if env is not None else script_env(),
+        input=stdin if stdin is not None else "",
         capture_output=True,
         text=True,
         timeout=INSTALL_TIMEOUT,
         check=False,
         cwd="/",
     )
+
+
+class ArgvWatch:
+    """Every command line on the machine holding ``secret``, scanned from /proc every
+    :attr:`every` seconds while the ``with`` block runs: far shorter than the half second a
+    Python command (``netsonde-agent enroll``) lives at the least."""
+
+    every = 0.02
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret.encode()
+        self.found: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.every):
+            for path in Path("/proc").glob("[0-9]*/cmdline"):
+                try:
+                    argv = path.read_bytes()
+                except OSError:
+                    continue  # gone already
+                if self.secret in argv:
+                    self.found.append(argv.replace(b"\0", b" ").decode(errors="replace"))
+
+    def __enter__(self) -> ArgvWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def assert_ok(result: subprocess.CompletedProcess[str]) -> str:
@@ -122,6 +156,7 @@ class Installed:
     agent_output: str
     collector_url: str
     collector_db: str
+    token_argv: list[str]  # command lines that held the token during the agent's install
 
 
 def as_user(user: str, *command: str) -> subprocess.CompletedProcess[str]:

@@ -8,6 +8,9 @@ Needs root. A normal user gets a skip saying so; under CI=true that is a failure
 from __future__ import annotations
 
 import os
+import secrets
+import subprocess
+import tempfile
 from pathlib import Path
 
 from tests.deploy.scripts import (
@@ -18,6 +21,7 @@ from tests.deploy.scripts import (
     DEPLOY,
     UNITS,
     VENV,
+    ArgvWatch,
     Installed,
     as_user,
     assert_ok,
@@ -72,6 +76,16 @@ def test_agent_install_writes_config_state_and_unit(installed: Installed) -> Non
     assert "enrolled as ag-" in installed.agent_output
 
 
+def test_the_enrolment_token_was_on_no_command_line(installed: Installed) -> None:
+    assert "enrolled as ag-" in installed.agent_output
+    assert installed.token_argv == []
+    # The watch sees a command that does carry it: the check above can fail.
+    secret = "netsonde-argv-watch-" + secrets.token_hex(8)
+    with ArgvWatch(secret) as watch:
+        subprocess.run(["sh", "-c", "sleep 0.5", "sh", secret], check=True)
+    assert any(secret in argv for argv in watch.found)
+
+
 def test_the_venv_commands_work_as_the_service_users(installed: Installed) -> None:
     bin_dir = installed.root / VENV / "bin"
     for user, command in ((AGENT_USER, "netsonde-agent"), (COLLECTOR_USER, "netsonde-collector")):
@@ -115,8 +129,11 @@ def test_second_runs_change_nothing_and_keep_local_edits(
     assert "--no-systemd: not enabling or starting" in collector
 
     # The token was used up by the first run; a second run must not try it again.
-    args = ["--root", str(root), "--collector", installed.collector_url, "--token", "used-up"]
-    agent = assert_ok(run_script("install-agent.sh", *args))
+    with tempfile.NamedTemporaryFile("w", suffix=".token") as token:
+        token.write("used-up\n")
+        token.flush()
+        args = ["--root", str(root), "--collector", installed.collector_url]
+        agent = assert_ok(run_script("install-agent.sh", *args, "--token-file", token.name))
     assert "agent.toml exists: kept as it is" in agent
     assert "already enrolled (ag-" in agent
     assert f"unit /etc/systemd/system/{AGENT_UNIT} unchanged" in agent

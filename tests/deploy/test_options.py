@@ -49,6 +49,12 @@ BAD_AGENT_INPUT = [
     (["--collector", 'https://a.example/"x', "--token", "t"], {}, "quotes"),
     (["--token", "t"], {}, "--collector URL is needed"),
     (["--collector", URL, "--token", "two words"], {}, "not an enrolment token"),
+    (["--collector", URL, "--token-file", "/nonexistent"], {}, "not a readable file"),
+    (["--collector", URL, "--token-file", "TWO"], {}, "not an enrolment token"),
+    (["--collector", URL, "--token-file", "-"], {}, "nothing on standard input"),
+    (["--collector", URL, "--token", "t", "--token-file", "-"], {}, "give one of them"),
+    # Still accepted, with a warning; here the bad URL stops it.
+    (["--collector", "ftp://example.org", "--token", "t"], {}, "other users can read it"),
     (["--collector"], {}, "--collector needs a value"),
     (["--collector", URL, "--bogus"], {}, "unknown option --bogus"),
     (["--collector", URL, "--root", "relative/dir"], {}, "must be an absolute path"),
@@ -66,7 +72,11 @@ def test_install_agent_refuses_bad_input_before_changing_anything(
     empty_root: Path,
     fake_python: Path,
     fedora: Path,
+    tmp_path: Path,
 ) -> None:
+    two = tmp_path / "two-words.token"
+    two.write_text("two words\n")
+    args = [str(two) if a == "TWO" else a for a in args]
     values = {"FAKE": str(fake_python), "FEDORA": str(fedora)}
     extra = {k: values.get(v, v) for k, v in env.items()}
     if "--root" not in args and args != ["--collector"]:

@@ -67,3 +67,5 @@ def test_the_units_are_hardened(verify_root: Path) -> None:
     assert "CapabilityBoundingSet=" in collector
     assert "AmbientCapabilities=" in collector
     assert "StateDirectory=netsonde-collector" in collector
+    # The control must never reach link-local addresses (cloud metadata), whatever the code.
+    assert "IPAddressDeny=169.254.0.0/16 fe80::/10" in collector

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from agent.model.addresses import TEST_NETWORKS
 from tests.lab import addresses as plan
 from tests.lab.engine import fingerprint_paths
 from tests.lab.lab import REPO_ROOT, Lab
@@ -75,6 +76,10 @@ class LabAgent:
         settings |= probe or {}
         lists: dict[str, Any] = {"files": ["testlist.csv"], "from_collector": False}
         lists |= testlist or {}
+        if lists["from_collector"]:
+            # The lab's internet is the documentation ranges, which an agent refuses to enter
+            # on the collector's say-so unless its operator allows them.
+            lists.setdefault("allow_networks", [str(net) for net in TEST_NETWORKS])
         self.config_path.write_text(
             f'state_dir = "state"\nca_file = "{lab.ca_file}"\n'
             f'[collector]\nurls = ["{collector_url}"]\n'
@@ -82,9 +87,13 @@ class LabAgent:
         )
 
     def enroll(self, db_url: str) -> str:
-        """Enrols from the agent namespace, as a volunteer would; returns the agent id."""
+        """Enrols from the agent namespace, as a volunteer would, the token in a file of its
+        own (never on a command line); returns the agent id."""
+        token = self.directory / "enrolment.token"
+        token.touch(mode=0o600)
+        token.write_text(enrolment_token(db_url) + "\n")
         argv = [sys.executable, "-m", "agent.cli", "enroll", "--config", str(self.config_path)]
-        done = self.lab.run("agent", [*argv, "--token", enrolment_token(db_url)], timeout=60)
+        done = self.lab.run("agent", [*argv, "--token-file", str(token)], timeout=60)
         if done.returncode != 0:
             raise LabError(f"netsonde-agent enroll failed: {done.stderr}")
         return self.status()["agent_id"]  # type: ignore[no-any-return]

@@ -1,17 +1,21 @@
 """Agent daemon tests' loopback world: a DNS server (``site.test`` -> 127.0.0.1), a web site,
 the real collector app on SQLite, an agent configuration pointing at them, and enrolment
-tokens. Nothing leaves 127.0.0.0/8; the collector's control uses the same resolver.
+tokens; and ``netsonde-agent run`` as a process of its own that uses that DNS server.
+Nothing leaves 127.0.0.0/8; the collector's control uses the same resolver.
 """
 
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
+import subprocess
+import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import dns.message
 import dns.rcode
@@ -20,14 +24,29 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from agent.cli.daemon import status_data
+from agent.daemon.config import AgentConfig
+from agent.daemon.full import run_daemon
 from agent.model.measurement import Target
 from agent.site import ProbeConfig, measure_vantage
 from agent.wire.record import encode_vantage
 from collector.config import Settings
 from collector.web.app import create_app
 from collector.web.keys import STORAGE
+from tests import REPO
 
-__all__ = ["collector", "loopback_resolver", "token", "web_site", "write_config"]
+__all__ = [
+    "collector",
+    "daemon_argv",
+    "daemon_until",
+    "loopback_resolver",
+    "started",
+    "stop_daemon",
+    "token",
+    "until",
+    "web_site",
+    "write_config",
+]
 
 DNS_HOST = "127.53.0.1"  # its own loopback address, so port 53 is free whatever else runs
 SITE = "site.test."
@@ -68,11 +87,20 @@ async def loopback_resolver(tmp_path: Path) -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def web_site() -> AsyncIterator[int]:
+async def web_site(hits: list[str] | None = None) -> AsyncIterator[int]:
+    """A page at ``/``; the path of every request, 404s included, goes to ``hits``."""
+
     async def page(request: web.Request) -> web.Response:
         return web.Response(text="<html><title>hello</title>a perfectly ordinary page</html>")
 
-    app = web.Application()
+    @web.middleware
+    async def count(request: web.Request, handler: Any) -> web.StreamResponse:
+        if hits is not None:
+            hits.append(request.path)
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    app = web.Application(middlewares=[count])
     app.router.add_get("/", page)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
@@ -85,8 +113,10 @@ async def web_site() -> AsyncIterator[int]:
 
 @asynccontextmanager
 async def collector(
-    tmp_path: Path, resolv_conf: str, testlist: Path | None = None
+    tmp_path: Path, resolv_conf: str, testlist: Path | None = None, port: int | None = None
 ) -> AsyncIterator[TestServer]:
+    """The collector app on loopback, on ``port`` if given (a collector back after an
+    outage: the same database, the same URL)."""
     control_config = ProbeConfig(timeout=2.0, resolv_conf=resolv_conf)
 
     async def measure(target: Target, addresses: tuple[str, ...]) -> bytes:
@@ -97,7 +127,7 @@ async def collector(
         db_url=f"sqlite:///{tmp_path / 'collector.db'}",
         testlist=None if testlist is None else str(testlist),
     )
-    server = TestServer(create_app(settings, measure=measure), host="127.0.0.1")
+    server = TestServer(create_app(settings, measure=measure), host="127.0.0.1", port=port)
     await server.start_server()
     try:
         yield server
@@ -136,3 +166,58 @@ dns_timeout = "1s"
 def token(server: TestServer) -> str:
     storage = server.app[STORAGE]
     return storage.create_enroll_token("test", 3_600_000, int(time.time() * 1000))
+
+
+def daemon_argv(resolv_conf: str, config: Path) -> list[str]:
+    """``netsonde-agent run`` whose system resolver is the loopback one: in a mount namespace
+    of its own with the test's resolv.conf over /etc/resolv.conf. unshare and sh exec, so the
+    PID is the daemon's own."""
+    script = 'mount --bind "$0" /etc/resolv.conf && exec "$@"'
+    run = [sys.executable, "-m", "agent.cli", "run", "--config", str(config)]
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, resolv_conf, *run]
+
+
+@contextmanager
+def started(argv: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """The daemon, its output in ``log``; killed on the way out if still running."""
+    with log.open("ab") as out:
+        process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=out)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+async def until(what: str, ok: Callable[[], bool], timeout: float, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while not ok():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}; log:\n{log.read_text()[-4000:]}")
+        await asyncio.sleep(0.3)
+
+
+def stop_daemon(process: subprocess.Popen[bytes]) -> tuple[int, float]:
+    """SIGTERM; the exit status and the seconds it took."""
+    started_at = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    code = process.wait(15)
+    return code, time.monotonic() - started_at
+
+
+async def daemon_until(
+    config: AgentConfig, resolv_conf: str, ready: Callable[[dict[str, Any]], bool], timeout: float
+) -> dict[str, Any]:
+    """``run_daemon`` in this process until ``ready`` says yes to ``status --json``'s data;
+    then stopped (within 10 s, or the test fails), and that data returned."""
+    stop = asyncio.Event()
+    daemon = asyncio.create_task(run_daemon(config, stop=stop, resolv_conf=resolv_conf))
+    deadline = time.monotonic() + timeout
+    while not ready(status := status_data(config, config.state_dir)):
+        assert not daemon.done(), daemon
+        assert time.monotonic() < deadline, status
+        await asyncio.sleep(0.2)
+    stop.set()
+    await asyncio.wait_for(daemon, 10)
+    return status

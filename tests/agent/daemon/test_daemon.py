@@ -28,7 +28,14 @@ from agent.daemon.spool import Spool
 from agent.daemon.testlist import TESTLIST_CACHE
 from collector.web.keys import STORAGE
 from tests import REPO
-from tests.agent.daemon.loopback import collector, loopback_resolver, token, web_site, write_config
+from tests.agent.daemon.loopback import (
+    collector,
+    daemon_until,
+    loopback_resolver,
+    token,
+    web_site,
+    write_config,
+)
 
 
 @pytest.mark.asyncio
@@ -206,15 +213,7 @@ async def test_collector_test_list_is_fetched_merged_cached_and_kept(tmp_path: P
         assert data["totals"]["spooled"] == data["totals"]["acked"] == 3
 
         # The collector is gone now: the cached list is still measured, and the failure shown.
-        stop = asyncio.Event()
-        daemon = asyncio.create_task(run_daemon(config, stop=stop, resolv_conf=resolv_conf))
-        deadline = time.monotonic() + 20
-        while status_data(config, config.state_dir)["totals"]["spooled"] < 6:
-            assert not daemon.done(), daemon
-            assert time.monotonic() < deadline, status_data(config, config.state_dir)
-            await asyncio.sleep(0.2)
-        stop.set()
-        await asyncio.wait_for(daemon, 10)
+        await daemon_until(config, resolv_conf, lambda s: s["totals"]["spooled"] >= 6, 20)
     with Spool.open(config.state_dir / "spool.db", max_bytes=10**6) as spool:
         assert _measured_urls(spool) == [
             f"http://site.test:{port}/",
@@ -278,6 +277,7 @@ async def test_daily_bandwidth_budget_stops_measuring_and_uploading_but_not_hear
     assert uploaded > 0
     assert data["totals"] == {
         "spooled": 1, "acked": 0, "evicted": 0, "waiting": 1, "refused": 0, "runs": 1,
+        "write_failures": 0,
     }  # fmt: skip
     assert data["spool"]["records"] == 1
     assert data["bandwidth"]["budget"] == 1000

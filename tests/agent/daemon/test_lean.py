@@ -10,12 +10,9 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -26,7 +23,17 @@ from agent.daemon.spool import Spool
 from agent.daemon.state import LEAN_MIN_IDLE, META_MODE
 from collector.web.keys import STORAGE
 from tests import REPO
-from tests.agent.daemon.loopback import collector, loopback_resolver, token, web_site, write_config
+from tests.agent.daemon.loopback import (
+    collector,
+    daemon_argv,
+    loopback_resolver,
+    started,
+    stop_daemon,
+    token,
+    until,
+    web_site,
+    write_config,
+)
 
 # What lean mode exists to leave out (docs/design/005-lean-idle.md).
 HEAVY = ("aiohttp", "dns", "rich", "scapy", "agent.site", "agent.probes", "agent.wire.record")
@@ -49,39 +56,9 @@ def test_the_lean_module_imports_nothing_heavy() -> None:
     assert "agent.daemon.lean" in done.stdout.split()
 
 
-def _daemon(resolv_conf: str, config: Path) -> list[str]:
-    """``netsonde-agent run`` whose system resolver is the loopback one: in a mount namespace
-    of its own with the test's resolv.conf over /etc/resolv.conf. unshare and sh exec, so the
-    PID is the daemon's own."""
-    script = 'mount --bind "$0" /etc/resolv.conf && exec "$@"'
-    run = [sys.executable, "-m", "agent.cli", "run", "--config", str(config)]
-    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, resolv_conf, *run]
-
-
 def _mode(state_dir: Path) -> object:
     with Spool.open(state_dir / "spool.db", max_bytes=10**8) as spool:
         return spool.get_meta(META_MODE)
-
-
-async def _until(what: str, ok: Callable[[], bool], timeout: float, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while not ok():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; log:\n{log.read_text()[-4000:]}")
-        await asyncio.sleep(0.3)
-
-
-@contextmanager
-def _started(argv: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """The daemon, its output in ``log``; killed on the way out if still running."""
-    with log.open("wb") as out:
-        process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=out)
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def _lean_imports(text: str) -> list[str]:
@@ -90,13 +67,6 @@ def _lean_imports(text: str) -> list[str]:
     start = text.index("switching to lean mode (exec)")
     end = text.index("switching to full mode", start)
     return re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)", text[start:end], re.M)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> tuple[int, float]:
-    started = time.monotonic()
-    process.send_signal(signal.SIGTERM)
-    code = process.wait(15)
-    return code, time.monotonic() - started
 
 
 @pytest.mark.asyncio
@@ -120,19 +90,19 @@ async def test_goes_lean_keeps_heartbeats_and_returns_to_full_to_measure(tmp_pat
         log = tmp_path / "agent.log"
         # PYTHONPROFILEIMPORTTIME survives the execs, so the log shows what each mode imports.
         env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONPROFILEIMPORTTIME="1")
-        with _started(_daemon(resolv_conf, path), env, log) as process:
+        with started(daemon_argv(resolv_conf, path), env, log) as process:
             pid = process.pid
-            await _until("the first run", lambda: storage.count_measurements() == 2, 30, log)
-            await _until("lean mode", lambda: _mode(config.state_dir) == "lean", 30, log)
+            await until("the first run", lambda: storage.count_measurements() == 2, 30, log)
+            await until("lean mode", lambda: _mode(config.state_dir) == "lean", 30, log)
             assert process.pid == pid
             assert process.poll() is None
             lean_at = time.monotonic()
             before = heartbeats()
-            await _until("heartbeats in lean mode", lambda: heartbeats() >= before + 3, 20, log)
+            await until("heartbeats in lean mode", lambda: heartbeats() >= before + 3, 20, log)
             assert _mode(config.state_dir) == "lean"
 
             # The next run is due INTERVAL after the first: back to full mode, and measured.
-            await _until(
+            await until(
                 "the second run",
                 lambda: storage.count_measurements() == 4,
                 INTERVAL + 30 - (time.monotonic() - lean_at),
@@ -143,8 +113,8 @@ async def test_goes_lean_keeps_heartbeats_and_returns_to_full_to_measure(tmp_pat
             assert "switching to full mode" in text
             assert process.poll() is None
             # The second run went lean again: SIGTERM in lean mode.
-            await _until("lean mode again", lambda: _mode(config.state_dir) == "lean", 30, log)
-            code, took = await asyncio.to_thread(_stop, process)
+            await until("lean mode again", lambda: _mode(config.state_dir) == "lean", 30, log)
+            code, took = await asyncio.to_thread(stop_daemon, process)
             assert code == 0
             assert took < 10
         imported = _lean_imports(log.read_text())
@@ -166,10 +136,10 @@ async def test_sigterm_in_full_mode(tmp_path: Path) -> None:
         await enroll(url, token(server), config.state_dir)
         log = tmp_path / "agent.log"
         env = dict(os.environ, PYTHONPATH=str(REPO))
-        with _started(_daemon(resolv_conf, Path(config.source)), env, log) as process:
+        with started(daemon_argv(resolv_conf, Path(config.source)), env, log) as process:
             storage = server.app[STORAGE]
-            await _until("the first run", lambda: storage.count_measurements() == 2, 30, log)
+            await until("the first run", lambda: storage.count_measurements() == 2, 30, log)
             assert _mode(config.state_dir) == "full"
-            code, took = await asyncio.to_thread(_stop, process)
+            code, took = await asyncio.to_thread(stop_daemon, process)
             assert code == 0
             assert took < 10
