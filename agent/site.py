@@ -3,12 +3,16 @@
 Runs the DNS probe, asks the control what the target looks like from outside,
 measures every endpoint (the agent's addresses and the control's) in parallel,
 then hands both views to the pure ``agent.verdict.decide``. The same
-``measure_vantage`` is what the collector runs to produce a control.
+``measure_vantage`` is what the collector runs to produce a control. With
+``ProbeConfig.may_reach`` set, both connect only where it allows; ``measure_vantage`` also
+leaves the addresses it refuses out of the DNS answer it returns
+(docs/design/002-verdicts.md says how), while the agent keeps its own answer whole.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -17,7 +21,7 @@ from typing import Protocol
 from agent.fingerprints import FingerprintSet, inspector
 from agent.model import failures
 from agent.model.measurement import SiteMeasurement, Target, Vantage, new_measurement_id
-from agent.model.observations import DNSObservation
+from agent.model.observations import DNSExchange, DNSObservation
 from agent.probes import endpoint
 from agent.probes.dns import measure as measure_dns
 from agent.probes.endpoint import EndpointPlan
@@ -37,6 +41,9 @@ class ProbeConfig:
     fingerprints: FingerprintSet | None = None
     max_endpoints: int = 4
     resolv_conf: str = "/etc/resolv.conf"
+    # Where the site test may connect, when it runs on someone else's say-so (a control,
+    # a collector's target: agent.model.addresses.may_reach); None: wherever DNS points.
+    may_reach: Callable[[str], bool] | None = None
 
 
 class ControlSource(Protocol):
@@ -72,12 +79,55 @@ def _unique(addresses: Sequence[str], limit: int) -> list[str]:
     return list(dict.fromkeys(addresses))[:limit]
 
 
+def _reachable(addresses: Sequence[str], config: ProbeConfig) -> list[str]:
+    """What the site test may connect to: every address, unless ``config.may_reach`` says
+    otherwise (a control, or a target someone else listed); the DNS answer stays as it was."""
+    if config.may_reach is None:
+        return list(addresses)
+    return [ip for ip in addresses if config.may_reach(ip)]
+
+
+def _redact(dns_obs: DNSObservation, may_reach: Callable[[str], bool]) -> DNSObservation:
+    """The answers without the addresses ``may_reach`` refuses, so a control's reply tells
+    nobody what the collector's own network resolves, nor where its own resolvers are; an
+    answer left empty that way is marked ``dns_non_public_answer``."""
+    system = dns_obs.system
+    kept = tuple(a for a in system.addresses if may_reach(a))
+    failure = system.failure
+    if system.addresses and not kept:
+        failure = failure or failures.DNS_NON_PUBLIC_ANSWER
+    server = system.server if system.server is not None and may_reach(system.server) else None
+    system = dataclasses.replace(
+        system,
+        addresses=kept,
+        failure=failure,
+        nameservers=tuple(n for n in system.nameservers if may_reach(n)),
+        server=server,
+    )
+    public = tuple(_redact_exchange(e, may_reach) for e in dns_obs.public)
+    return DNSObservation(system=system, public=public)
+
+
+def _redact_exchange(exchange: DNSExchange, may_reach: Callable[[str], bool]) -> DNSExchange:
+    replies = tuple(
+        dataclasses.replace(r, addresses=tuple(a for a in r.addresses if may_reach(a)))
+        for r in exchange.replies
+    )
+    return dataclasses.replace(exchange, replies=replies)
+
+
 async def measure_vantage(
     target: Target, config: ProbeConfig, extra_addresses: Sequence[str] = ()
 ) -> Vantage:
-    """DNS, then every endpoint: what the collector runs as the control."""
+    """DNS, then every endpoint: what the collector runs as the control.
+
+    DNS is asked once and the endpoints are the addresses it gave, so a name that answers
+    differently the next time (DNS rebinding) cannot move a connection after the check.
+    """
     dns_obs = await _measure_dns(target, config)
-    ips = _unique([*dns_obs.addresses, *extra_addresses], config.max_endpoints)
+    ips = _unique(_reachable([*dns_obs.addresses, *extra_addresses], config), config.max_endpoints)
+    if config.may_reach is not None:
+        dns_obs = _redact(dns_obs, config.may_reach)
     plan = _plan(target, config)
     endpoints = await asyncio.gather(*(endpoint.measure(ip, plan) for ip in ips))
     return Vantage(dns=dns_obs, endpoints=tuple(endpoints))
@@ -95,7 +145,7 @@ async def measure_site(
     start = time.monotonic()
     dns_obs = await _measure_dns(target, config)
     plan = _plan(target, config)
-    own_ips = _unique(dns_obs.addresses, config.max_endpoints)
+    own_ips = _unique(_reachable(dns_obs.addresses, config), config.max_endpoints)
     control_task = (
         asyncio.ensure_future(control.fetch(target, own_ips)) if control is not None else None
     )
@@ -110,7 +160,9 @@ async def measure_site(
             control_failure = answer
     extra_ips: list[str] = []
     if control_view is not None:
-        extra_ips = [ip for ip in control_view.dns.addresses if ip not in own_ips]
+        extra_ips = [
+            ip for ip in _reachable(control_view.dns.addresses, config) if ip not in own_ips
+        ]
         extra_ips = extra_ips[: max(0, config.max_endpoints - len(own_ips))]
     more = await asyncio.gather(*(endpoint.measure(ip, plan) for ip in extra_ips))
     agent_view = Vantage(dns=dns_obs, endpoints=(*own, *more))

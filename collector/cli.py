@@ -16,10 +16,16 @@ import sys
 from typing import TYPE_CHECKING
 
 from collector import __version__
+from collector.agents_cli import OPERATOR_TOKEN, operator_token_parser
 from collector.config import (
     DEFAULT_BENIGN_SNI,
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_CONTROL_BURST,
+    DEFAULT_CONTROL_DEADLINE,
+    DEFAULT_CONTROL_RATE,
     DEFAULT_CONTROL_TTL,
     DEFAULT_DB,
+    DEFAULT_IDLE_TIMEOUT,
     DEFAULT_INGEST_BURST,
     DEFAULT_INGEST_RATE,
     DEFAULT_LISTEN,
@@ -56,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     _reclassify_parser(commands)
     _enroll_parser(commands)
     _agents_parser(commands)
+    operator_token_parser(commands)
     return parser
 
 
@@ -109,7 +116,47 @@ def _serve_parser(commands: _Commands) -> None:
         metavar="S",
         help=f"per-operation timeout of control probes (default {DEFAULT_TIMEOUT:g})",
     )
+    _control_limits(serve)
     _agents_options(serve)
+    _client_timeouts(serve)
+
+
+def _control_limits(serve: argparse.ArgumentParser) -> None:
+    """``serve``'s bounds on the control: where it may connect, how often an agent may ask,
+    how long one measurement may run."""
+    serve.add_argument(
+        "--allow-network",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="network the control may measure although it is not public, e.g. a lab's "
+        "documentation ranges (repeatable; default none: no loopback, private, link-local, "
+        "reserved or documentation address is measured)",
+    )
+    serve.add_argument(
+        "--control-rate",
+        type=float,
+        default=DEFAULT_CONTROL_RATE,
+        metavar="N",
+        help=f"control requests per second each agent may make (default "
+        f"{DEFAULT_CONTROL_RATE:g}); more get 429 with Retry-After",
+    )
+    serve.add_argument(
+        "--control-burst",
+        type=int,
+        default=DEFAULT_CONTROL_BURST,
+        metavar="N",
+        help=f"control requests an agent may make at once before the rate applies "
+        f"(default {DEFAULT_CONTROL_BURST})",
+    )
+    serve.add_argument(
+        "--control-deadline",
+        type=float,
+        default=DEFAULT_CONTROL_DEADLINE,
+        metavar="S",
+        help=f"longest one control measurement may take; then 504 "
+        f"(default {DEFAULT_CONTROL_DEADLINE:g})",
+    )
 
 
 def _agents_options(serve: argparse.ArgumentParser) -> None:
@@ -151,6 +198,20 @@ def _agents_options(serve: argparse.ArgumentParser) -> None:
         help=f"batches an agent may upload at once before the rate applies "
         f"(default {DEFAULT_INGEST_BURST})",
     )
+
+
+def _client_timeouts(serve: argparse.ArgumentParser) -> None:
+    """How long a client may take; collector.web.timeouts says how each is enforced."""
+    serve.add_argument(
+        "--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT, metavar="S",
+        help="close a connection idle, or still sending a request's head, after S seconds "
+        f"(default {DEFAULT_IDLE_TIMEOUT:g})",
+    )  # fmt: skip
+    serve.add_argument(
+        "--body-timeout", type=float, default=DEFAULT_BODY_TIMEOUT, metavar="S",
+        help="close a connection still sending a request body after S seconds, plus 1 s per "
+        f"KiB it sent (default {DEFAULT_BODY_TIMEOUT:g})",
+    )  # fmt: skip
 
 
 def _reclassify_parser(commands: _Commands) -> None:
@@ -240,6 +301,12 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         testlist=args.testlist,
         ingest_rate=args.ingest_rate,
         ingest_burst=args.ingest_burst,
+        allowed_networks=args.allow_network,
+        control_rate=args.control_rate,
+        control_burst=args.control_burst,
+        control_deadline=args.control_deadline,
+        idle_timeout=args.idle_timeout,
+        body_timeout=args.body_timeout,
     )
 
 
@@ -248,8 +315,17 @@ async def serve(settings: Settings) -> None:
     from aiohttp import web
 
     from collector.web.app import create_app
+    from collector.web.timeouts import runner_options
 
-    runner = web.AppRunner(create_app(settings), access_log=None, shutdown_timeout=SHUTDOWN_GRACE)
+    # handler_cancellation: a client that hangs up cancels its handler, and with it the
+    # control measurement it alone was waiting for (collector.control.ControlCache).
+    runner = web.AppRunner(
+        create_app(settings),
+        access_log=None,
+        shutdown_timeout=SHUTDOWN_GRACE,
+        handler_cancellation=True,
+        **runner_options(settings),
+    )
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -293,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.command == "reclassify":
         return run_reclassify(args.db, args.fingerprints)
-    if args.command in ("enroll", "agents"):
+    if args.command in ("enroll", "agents", OPERATOR_TOKEN):
         from collector.agents_cli import run_agents_command
 
         return run_agents_command(args)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from agent.model.addresses import IPNetwork, parse_networks
 from agent.model.hostnames import normalize_host
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
@@ -34,6 +35,18 @@ DEFAULT_MAX_BATCH_REQUEST_BYTES = 4 * 1024 * 1024 + 64 * 1024
 # Per agent: an uploader drains a backlog at a few batches a second; more is a bug or abuse.
 DEFAULT_INGEST_RATE = 10.0  # batches per second
 DEFAULT_INGEST_BURST = 20
+# How long a connection may idle, or take over a request head; above the agents' own 15 s
+# (aiohttp's client) and short of what leaves many trickling sockets open for long.
+DEFAULT_IDLE_TIMEOUT = 30.0
+# How long a request body may take before it must average 1 KiB/s (collector.web.timeouts).
+DEFAULT_BODY_TIMEOUT = 30.0
+# Per agent, on /control. A daemon runs 8 site tests at once, each asking one control, a
+# few a second at most; a CLI run starts its first 16 at once. Cache hits count too.
+DEFAULT_CONTROL_RATE = 10.0  # requests per second
+DEFAULT_CONTROL_BURST = 60
+# One control measurement, all of it: DNS (2 s) and, per endpoint, at most four steps of
+# --timeout each (a connect and handshake or request, then the swap's). A stuck one ends here.
+DEFAULT_CONTROL_DEADLINE = 30.0
 
 
 class ConfigError(ValueError):
@@ -56,6 +69,15 @@ class Settings:
     max_batch_request_bytes: int = DEFAULT_MAX_BATCH_REQUEST_BYTES
     ingest_rate: float = DEFAULT_INGEST_RATE
     ingest_burst: int = DEFAULT_INGEST_BURST
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
+    # The control: where it may connect besides public addresses (agent.model.addresses),
+    # how often each agent may ask, how long one measurement may take.
+    allowed_networks: tuple[IPNetwork, ...] = ()
+    control_rate: float = DEFAULT_CONTROL_RATE
+    control_burst: int = DEFAULT_CONTROL_BURST
+    control_deadline: float = DEFAULT_CONTROL_DEADLINE
+    resolv_conf: str = "/etc/resolv.conf"  # the control's system resolver
     # Enrichment (collector.enrich) and the served test list (collector.testlist).
     geoip: tuple[str, ...] = ()
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
@@ -160,6 +182,13 @@ def _check_trusted_proxies(
     return tuple(dict.fromkeys(checked))
 
 
+def _check_allowed(cidrs: Sequence[str]) -> tuple[IPNetwork, ...]:
+    try:
+        return tuple(dict.fromkeys(parse_networks(cidrs)))
+    except ValueError as exc:
+        raise ConfigError(f"--allow-network {exc}") from None
+
+
 def _check_geoip(paths: Sequence[str]) -> tuple[str, ...]:
     if not paths:
         return ()
@@ -202,6 +231,12 @@ def make_settings(
     testlist: str | None = None,
     ingest_rate: float = DEFAULT_INGEST_RATE,
     ingest_burst: int = DEFAULT_INGEST_BURST,
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    allowed_networks: Sequence[str] = (),
+    control_rate: float = DEFAULT_CONTROL_RATE,
+    control_burst: int = DEFAULT_CONTROL_BURST,
+    control_deadline: float = DEFAULT_CONTROL_DEADLINE,
 ) -> Settings:
     """Validate the command-line values and build :class:`Settings`, or raise ConfigError."""
     host, port = parse_listen(listen)
@@ -222,4 +257,10 @@ def make_settings(
         testlist=_check_testlist(testlist),
         ingest_rate=_positive("--ingest-rate", ingest_rate),
         ingest_burst=int(_positive("--ingest-burst", ingest_burst)),
+        idle_timeout=_positive("--idle-timeout", idle_timeout),
+        body_timeout=_positive("--body-timeout", body_timeout),
+        allowed_networks=_check_allowed(allowed_networks),
+        control_rate=_positive("--control-rate", control_rate),
+        control_burst=int(_positive("--control-burst", control_burst)),
+        control_deadline=_positive("--control-deadline", control_deadline),
     )

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress
 
+    from agent.api.auth import Credential
     from agent.api.control import HTTPControl
     from agent.cli.output import MsgpackSink
     from agent.fingerprints import FingerprintSet
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 PROG = "netsonde-agent"
 PROGRESS_MIN_TARGETS = 6  # below this a progress bar is just flicker
 PIPE_WIDTH = 160
+LOCAL_ONLY = "verdicts will rely on local evidence"
 
 PROBE_EPILOG = """\
 targets:
@@ -116,7 +118,9 @@ def _collector_url(text: str) -> str:
 # flag, argparse options, help: a table keeps the parser readable at a glance.
 _PROBE_OPTIONS: tuple[tuple[str, dict[str, Any], str], ...] = (
     ("--collector", {"metavar": "URL", "type": _collector_url},
-     "collector base URL, used as the uncensored control"),
+     "collector base URL, used as the uncensored control (for enrolled agents)"),
+    ("--state-dir", {"metavar": "DIR"},
+     "the enrolled agent's state, whose key signs control requests (default: the daemon's)"),
     ("--resolver", {"metavar": "IP", "type": _ip, "action": "append", "default": []},
      "public resolver to query as well (repeatable)"),
     ("--benign-sni", {"metavar": "NAME", "type": _host_name, "default": "example.com"},
@@ -264,19 +268,39 @@ async def _open_control(
         from agent.api.control import HTTPControl
 
         # The collector runs a whole site test before answering, so it gets longer.
-        control = await stack.enter_async_context(
-            HTTPControl(args.collector, timeout=max(10.0, 2 * args.timeout), ca_file=args.ca_file)
+        timeout, signer = max(10.0, 2 * args.timeout), _identity(args)
+        client = HTTPControl(
+            args.collector, timeout=timeout, ca_file=args.ca_file, credential=signer
         )
+        control = await stack.enter_async_context(client)
     is_online = CachedCheck(control, config.resolvers, config.benign_name, args.timeout)
     if control is not None:
         if await control.reachable():
             is_online.remember(True)
         else:
-            _say(
-                "warning",
-                f"collector unreachable at {args.collector}: verdicts will rely on local evidence",
-            )
+            _say("warning", f"collector unreachable at {args.collector}: {LOCAL_ONLY}")
     return control, is_online
+
+
+def _identity(args: argparse.Namespace) -> Credential | None:
+    """The enrolled identity the control needs; None, said once, if there is none."""
+    from pathlib import Path
+
+    from agent.api.auth import Credential
+    from agent.daemon.config import DEFAULT_STATE_DIR
+    from agent.daemon.enrollment import KEY_FILE, STATE_FILE, DaemonError, read_state
+    from agent.daemon.identity import load_key
+    from agent.wire.keys import IdentityError
+
+    state_dir = Path(args.state_dir) if args.state_dir else DEFAULT_STATE_DIR
+    try:
+        return Credential(read_state(state_dir).agent_id, load_key(state_dir / KEY_FILE))
+    except (DaemonError, IdentityError) as exc:
+        why = str(exc) if (state_dir / STATE_FILE).exists() else f"none in {state_dir}"
+        enrol = f"enroll --collector {args.collector} --token-file FILE --state-dir {state_dir}"
+        hint = f"enrol with: {PROG} {enrol}; until then {LOCAL_ONLY}"
+        _say("warning", f"the control needs an enrolled agent ({why}); {hint}")
+        return None
 
 
 async def _measure_all(
@@ -356,14 +380,8 @@ def _save(sink: MsgpackSink, m: SiteMeasurement, path: str) -> bool:
 def _progress(console: Console) -> Progress:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    return Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    )
+    columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn())
+    return Progress(*columns, TimeElapsedColumn(), console=console, transient=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,8 +1,9 @@
 """Agent daemon: full mode's start: what its jobs share, opened together and closed together.
 
-The probe settings with their blockpage fingerprints, the collector's control client, the
-daily bandwidth budget, the uploader that keeps to it, and the collector's test list with its
-cache read from the state directory; for :func:`agent.daemon.full.run_daemon`.
+The probe settings with their blockpage fingerprints, the collector's control client (its
+requests signed with the agent's key), the daily bandwidth budget, the uploader that keeps to
+it, and the collector's test list with its cache read from the state directory; for
+:func:`agent.daemon.full.run_daemon`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from agent.api.auth import Credential
 from agent.api.control import HTTPControl
 from agent.daemon.budget import DailyBudget
 from agent.daemon.config import AgentConfig
@@ -78,6 +80,7 @@ async def open_shared(
                 config.collector.urls[0],
                 timeout=max(10.0, 2 * config.probe.timeout),
                 ca_file=ca_file,
+                credential=Credential(agent_id, key),
             )
         )
         budget = await asyncio.to_thread(DailyBudget, config.limits.daily_bandwidth, spool)

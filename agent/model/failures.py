@@ -33,6 +33,11 @@ CONTROL_TIMEOUT = "control_timeout"
 CONTROL_BAD_RESPONSE = "control_bad_response"
 CONTROL_TLS_ERROR = "control_tls_error"
 CONTROL_HTTP_PREFIX = "control_http_"  # followed by the HTTP status
+# No enrolled identity to sign the request with: the collector serves enrolled agents only.
+CONTROL_UNAUTHENTICATED = "control_unauthenticated"
+# The control's resolver answered only addresses it may not reach (loopback, LAN, metadata
+# services); they are dropped from the answer it returns, and this stands for them.
+DNS_NON_PUBLIC_ANSWER = "dns_non_public_answer"
 # Why an upload failed, for the status and the logs. The first four are
 # ``agent.api.errors.request_failure(exc, "upload")``'s answers, as the control's are.
 UPLOAD_UNREACHABLE = "upload_unreachable"

@@ -8,19 +8,11 @@ is what exposes on-path injection.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 from collections.abc import Sequence
 
+from agent.model.addresses import is_address
 from agent.model.observations import DNSExchange, DNSObservation, SystemResolution
 from agent.net.dns import system_resolve, udp_exchange
-
-
-def _is_address(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 async def measure(
@@ -31,7 +23,7 @@ async def measure(
     window: float = 0.3,
     resolv_conf: str = "/etc/resolv.conf",
 ) -> DNSObservation:
-    if _is_address(host):
+    if is_address(host):
         # An address needs no resolving; asking a resolver about it would only leak the target.
         literal = SystemResolution(
             name=host,

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from agent.fingerprints import FingerprintSet
 from agent.model import failures as f
-from agent.model.bogons import is_bogon
+from agent.model.addresses import is_bogon
 from agent.model.measurement import Target, Vantage, Verdict
 from agent.model.observations import DNSReply, HTTPRoundTrip, SystemResolution
 from agent.verdict.judging import Evidence, inconclusive, listed, same_failure, swap_worked
@@ -66,6 +66,12 @@ def _resolved(system: SystemResolution) -> bool:
     return system.failure is None and bool(system.addresses)
 
 
+def _no_public_address(control: Vantage | None) -> bool:
+    """The control's resolver answered, but only with addresses it may not reach, which it
+    dropped from its answer: the name points into private space from outside too."""
+    return control is not None and control.dns.system.failure == f.DNS_NON_PUBLIC_ANSWER
+
+
 def _resolution(agent: Vantage, control: Vantage | None) -> Verdict | None:
     system = agent.dns.system
     if _resolved(system):
@@ -73,6 +79,9 @@ def _resolution(agent: Vantage, control: Vantage | None) -> Verdict | None:
     failure = system.failure or f.DNS_NO_ANSWER
     kind = _DNS_KINDS.get(failure)
     if control is not None:
+        if _no_public_address(control):
+            evidence: Evidence = {"failure": failure, "control_failure": f.DNS_NON_PUBLIC_ANSWER}
+            return Verdict("inconclusive", {**evidence, "reason": "no public address"})
         if not _resolved(control.dns.system):
             return same_failure(failure, control.dns.system.failure or f.DNS_NO_ANSWER)
     elif not any(r.addresses for e in agent.dns.public for r in e.replies):
@@ -91,7 +100,10 @@ def _answers(
     evidence: Evidence = {"trigger": "resolver"}
     if match is not None and not match.false_positive:
         evidence["fingerprint"] = match.fingerprint.name
-    if bogons := [a for a in addresses if is_bogon(a) and a not in known]:
+    # A bogon beside the control's own addresses hides nothing (the site also publishes
+    # one, which the control drops); nor does one when the control got only private ones.
+    bogons = [a for a in addresses if is_bogon(a) and a not in known]
+    if bogons and known.isdisjoint(addresses) and not _no_public_address(control):
         return Verdict("dns.bogon", {**evidence, "addresses": listed(bogons)})
     evidence["addresses"] = listed(addresses)
     if "fingerprint" in evidence and not set(addresses) <= known:

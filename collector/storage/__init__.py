@@ -1,4 +1,4 @@
-"""Collector storage: measurements, agents and hourly rollups on SQLite or PostgreSQL.
+"""Collector storage: measurements, agents, operator tokens and rollups on SQLite or PostgreSQL.
 
 ``open_storage(url)`` returns the one :class:`Storage` interface for either backend.
 """
@@ -10,17 +10,26 @@ from collector.storage.agents import (
     UnknownToken,
     UsedToken,
 )
-from collector.storage.records import IngestRecord, IngestResult, ReclassifyResult, RejectedBatch
+from collector.storage.records import (
+    BatchSeq,
+    IngestRecord,
+    IngestResult,
+    ReclassifyResult,
+    RejectedBatch,
+    ReplayedBatch,
+)
 from collector.storage.store import Storage, open_storage
 
 __all__ = [
     "AgentRow",
+    "BatchSeq",
     "EnrollError",
     "ExpiredToken",
     "IngestRecord",
     "IngestResult",
     "ReclassifyResult",
     "RejectedBatch",
+    "ReplayedBatch",
     "Storage",
     "UnknownToken",
     "UsedToken",

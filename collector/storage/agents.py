@@ -14,13 +14,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, or_, select, update
 from sqlalchemy.engine import Dialect, Engine
 
 from collector.storage.engine import READ_ONLY
+from collector.storage.records import BatchSeq
 from collector.storage.schema import agents, enroll_tokens
 
 AGENT_ID_PREFIX = "ag-"
+# Where a signed batch stands to the last one accepted from its agent (docs/wire-format.md,
+# "Sequence numbers"): store it, answer it as that batch again, or refuse it as a replay.
+NEWER, SAME, OLDER = "newer", "same", "older"
 # A fresh id colliding with an existing one is a 48-bit coincidence; retried, never hoped.
 _ID_ATTEMPTS = 5
 
@@ -49,6 +53,28 @@ class AgentRow:
     created_ms: int
     revoked_ms: int | None
     last_seq: int
+    # The signature of the batch numbered last_seq; None until a batch was accepted.
+    last_signature: bytes | None = None
+
+    def batch_order(self, batch: BatchSeq) -> str:
+        """NEWER, SAME or OLDER; the rule :func:`accepts` applies in the write itself."""
+        if self.last_signature is None or batch.seq > self.last_seq:
+            return NEWER
+        if batch.seq == self.last_seq and batch.signature == self.last_signature:
+            return SAME
+        return OLDER
+
+
+def accepts(batch: BatchSeq) -> ColumnElement[bool]:
+    """The agents row that may take ``batch`` as its last: none accepted yet, the last one
+    numbered lower, or this very batch (a retry racing its first upload: its records are
+    deduplicated, so it stores nothing twice)."""
+    a = agents.c
+    return or_(
+        a.last_signature.is_(None),
+        a.last_seq < batch.seq,
+        and_(a.last_seq == batch.seq, a.last_signature == batch.signature),
+    )
 
 
 def token_hash(token: str) -> bytes:
@@ -57,7 +83,7 @@ def token_hash(token: str) -> bytes:
 
 def _row(row: Any) -> AgentRow:
     """From a row of ``select(agents)``: the table's columns, in its order."""
-    agent_id, name, public_key, created_ms, revoked_ms, last_seq = row
+    agent_id, name, public_key, created_ms, revoked_ms, last_seq, last_signature = row
     return AgentRow(
         id=agent_id,
         name=name,
@@ -65,6 +91,7 @@ def _row(row: Any) -> AgentRow:
         created_ms=int(created_ms),
         revoked_ms=None if revoked_ms is None else int(revoked_ms),
         last_seq=int(last_seq),
+        last_signature=None if last_signature is None else bytes(last_signature),
     )
 
 
@@ -165,13 +192,17 @@ class AgentStore:
 
     def revoke_agent(self, agent_id: str, now_ms: int) -> bool:
         """Marks the agent revoked (first revocation time kept); False if it is unknown."""
-        a = agents.c
-        with self.engine.begin() as conn:
-            if conn.execute(select(a.id).where(a.id == agent_id)).first() is None:
-                return False
-            conn.execute(
-                update(agents)
-                .where(a.id == agent_id, a.revoked_ms.is_(None))
-                .values(revoked_ms=now_ms)
-            )
-        return True
+        return revoke(self.engine, agents, agent_id, now_ms)
+
+
+def revoke(engine: Engine, table: Table, row_id: str, now_ms: int) -> bool:
+    """Sets the ``revoked_ms`` of the row with ``id`` ``row_id`` unless set already (the
+    first revocation time is kept); False if there is no such row."""
+    c = table.c
+    with engine.begin() as conn:
+        if conn.execute(select(c.id).where(c.id == row_id)).first() is None:
+            return False
+        conn.execute(
+            update(table).where(c.id == row_id, c.revoked_ms.is_(None)).values(revoked_ms=now_ms)
+        )
+    return True

@@ -3,8 +3,9 @@
 The blocking matrix has its own module (``collector.storage.blocking``). ``timeline``
 reads only the hourly rollups (never ``measurements``). ``measurements_page`` pages the
 raw records by keyset on (measured_ms, id), newest first, so a page costs the same however
-deep it is and rows inserted meanwhile neither repeat nor shift a walk. SQLAlchemy Core
-only: the same statements run on SQLite and PostgreSQL.
+deep it is and rows inserted meanwhile neither repeat nor shift a walk; it stops between
+chunks of rows once its caller has gone (:class:`QueryCancelled`). SQLAlchemy Core only:
+the same statements run on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import base64
 import binascii
 import hashlib
 import struct
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,10 +49,24 @@ from collector.storage.windows import rollup_window
 
 MAX_PAGE = 1000
 _CURSOR = struct.Struct(">q16s")  # measured_ms, then the id's 16 bytes
+# Rows fetched between two looks at the cancel flag: each costs microseconds, the records
+# they carry up to 64 KiB.
+_CHUNK_ROWS = 100
 
 
 class BadCursor(ValueError):
     """A pagination cursor this collector did not hand out (or a mangled one)."""
+
+
+class QueryCancelled(Exception):
+    """The request a query was for has gone: its work was dropped half-way."""
+
+
+def stop_if(cancelled: threading.Event | None) -> None:
+    """Raises :class:`QueryCancelled` once ``cancelled`` is set: worker threads cannot be
+    interrupted, so long loops on them look here between steps."""
+    if cancelled is not None and cancelled.is_set():
+        raise QueryCancelled("the client went away")
 
 
 @dataclass(frozen=True)
@@ -147,10 +163,15 @@ class QueryStore(BlockingQueries):
         return [(bucket, dict(sorted(counts.items()))) for bucket, counts in buckets.items()]
 
     def measurements_page(
-        self, where: MeasurementFilter, limit: int = 100, cursor: str | None = None
+        self,
+        where: MeasurementFilter,
+        limit: int = 100,
+        cursor: str | None = None,
+        cancelled: threading.Event | None = None,
     ) -> tuple[list[StoredMeasurement], str | None]:
         """Up to ``limit`` records newest first, and the cursor of the next page (None at
-        the end). :class:`BadCursor` for a cursor that does not decode."""
+        the end). :class:`BadCursor` for a cursor that does not decode;
+        :class:`QueryCancelled` once ``cancelled`` is set."""
         if not 1 <= limit <= MAX_PAGE:
             raise ValueError(f"limit must be 1..{MAX_PAGE}")
         m = measurements.c
@@ -179,8 +200,11 @@ class QueryStore(BlockingQueries):
             .order_by(m.measured_ms.desc(), m.id.desc())
             .limit(limit + 1)  # one more says whether there is a next page
         )
+        rows: list[Any] = []
         with self._query() as conn:
-            rows = conn.execute(query).all()
+            for chunk in conn.execute(query).partitions(_CHUNK_ROWS):
+                stop_if(cancelled)
+                rows += chunk
         page = [_stored(row) for row in rows[:limit]]
         more = len(rows) > limit
         last = rows[limit - 1] if more else None

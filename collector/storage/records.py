@@ -21,6 +21,19 @@ class RejectedBatch(ValueError):
     of it was stored."""
 
 
+class ReplayedBatch(ValueError):
+    """A batch numbered below the agent's last accepted one, or numbered the same but not
+    that batch: a replay, of which nothing was stored."""
+
+
+class BatchSeq(NamedTuple):
+    """A signed batch's sequence number and signature, which ingest records as the agent's
+    last; the signature tells the same batch sent again from another one numbered alike."""
+
+    seq: int
+    signature: bytes
+
+
 @functools.lru_cache(maxsize=65536)
 def domain_of(url: str) -> str:
     """The URL's host, as stored and queried. Cached: parsing a URL costs more than the

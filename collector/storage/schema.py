@@ -70,6 +70,10 @@ agents = Table(
     Column("revoked_ms", BigInteger, nullable=True),
     # The highest batch sequence number accepted, against replayed uploads.
     Column("last_seq", BigInteger, nullable=False, server_default="0"),
+    # Migration 0010: that batch's signature, NULL until a batch is accepted. Ed25519
+    # signatures are deterministic and bind the body, so an equal one is the same batch sent
+    # again (a retry whose answer was lost), which is not a replay.
+    Column("last_signature", LargeBinary(64), nullable=True),
 )
 
 measurements = Table(
@@ -110,6 +114,20 @@ enroll_tokens = Table(
     Column("expires_ms", BigInteger, nullable=False),
     Column("used_ms", BigInteger, nullable=True),
     Column("agent_id", String(MAX_AGENT_ID), ForeignKey("agents.id"), nullable=True),
+)
+
+# Migration 0010: the operators' bearer tokens for the read API's agent-level routes. A token
+# is ``<id>.<secret>``: the id finds the row, and only the secret's SHA-256 is kept, compared
+# in constant time, so neither the table nor a timing difference hands out a token.
+MAX_OPERATOR_ID = 32
+operator_tokens = Table(
+    "operator_tokens",
+    metadata,
+    Column("id", String(MAX_OPERATOR_ID), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("secret_hash", LargeBinary(32), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("revoked_ms", BigInteger, nullable=True),
 )
 
 # Migration 0007: the blocking matrix's cells, (domain, asn, cc), as integer ids, which the

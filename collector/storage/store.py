@@ -24,18 +24,25 @@ from operator import attrgetter
 from typing import Any, TypeVar
 
 import psycopg
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from collector.ingest.columns import uuid_text
-from collector.storage.agents import AgentStore
+from collector.storage.agents import AgentStore, accepts
 from collector.storage.engine import READ_ONLY, make_engine, sqlstate, upgrade
 from collector.storage.idmap import cell_ids, verdict_ids
+from collector.storage.operators import OperatorStore
 from collector.storage.queries import QueryStore
 from collector.storage.reclassify import Reclassification
-from collector.storage.records import IngestRecord, IngestResult, RejectedBatch
+from collector.storage.records import (
+    BatchSeq,
+    IngestRecord,
+    IngestResult,
+    RejectedBatch,
+    ReplayedBatch,
+)
 from collector.storage.schema import (
     agents,
     cells,
@@ -59,7 +66,7 @@ _T = TypeVar("_T")
 _KEY = attrgetter("key")
 
 
-class Storage(AgentStore, QueryStore, Reclassification):
+class Storage(AgentStore, OperatorStore, QueryStore, Reclassification):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.backend = engine.dialect.name
@@ -106,9 +113,12 @@ class Storage(AgentStore, QueryStore, Reclassification):
         cc: str | None,
         received_ms: int,
         checks: Sequence[tuple[int, bool]] = (),
+        seq: BatchSeq | None = None,
     ) -> IngestResult:
         """Stores the new records of one batch, and its connectivity checks (ms, online), all
-        or nothing (:class:`RejectedBatch`)."""
+        or nothing (:class:`RejectedBatch`). With ``seq``, the batch becomes the agent's last
+        in the same write, or nothing is stored if a later one was accepted meanwhile
+        (:class:`ReplayedBatch`, the rule of ``collector.storage.agents.accepts``)."""
         unique = dict(zip(map(_KEY, records), records, strict=True))
         repeated: list[str] = []
         if len(unique) < len(records):  # the first of repeated ids is the one stored
@@ -136,12 +146,12 @@ class Storage(AgentStore, QueryStore, Reclassification):
         )
         ordered = sorted(unique.values())
         if isinstance(writes, SQLiteWrites) and self._write_batch(
-            writes, writes.prepare_batch(ordered, sorted(dict(checks).items()))
+            writes, writes.prepare_batch(ordered, sorted(dict(checks).items()), seq)
         ):
             inserted: set[bytes] | None = None
         else:
             inserted = self._write_transaction(
-                writes, ordered, agent_id, asn, cc, received_ms, checks
+                writes, ordered, agent_id, asn, cc, received_ms, checks, seq
             )
         if inserted is None:  # all of them
             stored, duplicates = list(map(uuid_text, unique)), repeated
@@ -176,11 +186,14 @@ class Storage(AgentStore, QueryStore, Reclassification):
         cc: str | None,
         received_ms: int,
         checks: Sequence[tuple[int, bool]],
+        seq: BatchSeq | None,
     ) -> set[bytes] | None:
         # Prepared before the transaction, which then only runs statements (writes.py).
         prepared = writes.prepare(ordered)
 
         def write(conn: Connection) -> set[bytes] | None:
+            if seq is not None:
+                _claim(conn, agent_id, seq)
             inserted = writes.run(conn.connection.driver_connection, prepared)
             self._store_checks(conn, agent_id, checks, asn, cc, received_ms)
             return inserted
@@ -255,6 +268,19 @@ _REFUSED = (
     IntegrityError, DataError, psycopg.IntegrityError, psycopg.DataError,
     sqlite3.IntegrityError, sqlite3.DataError,
 )  # fmt: skip
+
+
+def _claim(conn: Connection, agent_id: str, seq: BatchSeq) -> None:
+    """Makes ``seq`` the agent's last batch, or raises :class:`ReplayedBatch`. First in the
+    transaction: on PostgreSQL a second batch of the agent waits here for the first to
+    commit and is then judged against it, before either has taken any other lock."""
+    claimed = conn.execute(
+        update(agents)
+        .where(agents.c.id == agent_id, accepts(seq))
+        .values(last_seq=seq.seq, last_signature=seq.signature)
+    )
+    if claimed.rowcount != 1:
+        raise ReplayedBatch(f"batch {seq.seq} is older than the last accepted from {agent_id!r}")
 
 
 def _refusal(error: Exception) -> RejectedBatch:

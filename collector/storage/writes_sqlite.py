@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from itertools import chain
 from typing import Any, cast
 
-from collector.storage.records import IngestRecord
+from collector.storage.records import BatchSeq, IngestRecord, ReplayedBatch
 from collector.storage.schema import WEEKDAYS
 from collector.storage.writes import Prepared, Writes, rollup_rows
 
@@ -61,7 +61,13 @@ _ROLLUP_TABLES = (
 _BATCH_INPUT = "ingest_batch"
 _MEASUREMENT_KIND = len(_ROLLUP_TABLES)
 _CHECK_KIND = _MEASUREMENT_KIND + 1
+# The batch's sequence number rides in measured_ms, its signature in record.
+_SEQ_KIND = _CHECK_KIND + 1
 STORED_ALREADY = "netsonde: a measurement is stored already"
+REPLAYED = "netsonde: the batch is older than the last of its agent"
+# Migration 0010's downgrade drops and remakes it: SQLite checks an ALTER TABLE against the
+# triggers that name the table, TEMP ones too, and this one names the column it drops.
+SEQ_TRIGGER = f"{_BATCH_INPUT}_seq"
 _BATCH_VIEW_COLUMNS = ("kind", *_RECORD_COLUMNS, *_BATCH_COLUMNS, "start", "cell", "n", *WEEKDAYS)
 _MEASUREMENT_COLUMNS = _RECORD_COLUMNS + _BATCH_COLUMNS
 _CHECK_COLUMNS = ("ms", "online", *_BATCH_COLUMNS)
@@ -86,6 +92,11 @@ def _sqlite_batch_trigger() -> tuple[str, ...]:
     check = "NEW.measured_ms, NEW.n, " + ", ".join(f"NEW.{c}" for c in _BATCH_COLUMNS)
     view = "TEMP VIEW IF NOT EXISTS"
     trigger = f"TEMP TRIGGER IF NOT EXISTS {_BATCH_INPUT}"
+    # collector.storage.agents.accepts, spelled in SQL.
+    newer = (
+        "last_signature IS NULL OR last_seq < NEW.measured_ms "
+        "OR (last_seq = NEW.measured_ms AND last_signature = NEW.record)"
+    )
     return (
         f"CREATE {view} {_BATCH_INPUT} AS SELECT "
         + ", ".join(f"NULL AS {column}" for column in _BATCH_VIEW_COLUMNS)
@@ -101,6 +112,11 @@ def _sqlite_batch_trigger() -> tuple[str, ...]:
         f"WHEN NEW.kind = {_CHECK_KIND} BEGIN "
         f"INSERT INTO connectivity ({', '.join(_CHECK_COLUMNS)}) VALUES ({check}) "
         "ON CONFLICT DO NOTHING; END",
+        f"CREATE TEMP TRIGGER IF NOT EXISTS {SEQ_TRIGGER} INSTEAD OF INSERT ON {_BATCH_INPUT} "
+        f"WHEN NEW.kind = {_SEQ_KIND} BEGIN "
+        "UPDATE agents SET last_seq = NEW.measured_ms, last_signature = NEW.record "
+        f"WHERE id = NEW.agent_id AND ({newer}); "
+        f"SELECT RAISE(ABORT, '{REPLAYED}') WHERE changes() = 0; END",
     )
 
 
@@ -138,6 +154,9 @@ _ROLLUP_SELECTS = [
 _CHECK_SELECT = _select(
     {"kind": str(_CHECK_KIND), "measured_ms": "column1", "n": "column2"}
     | dict.fromkeys(_BATCH_COLUMNS, "?")
+)
+_SEQ_SELECT = "SELECT " + _select(
+    {"kind": str(_SEQ_KIND), "measured_ms": "?", "record": "?", "agent_id": "?"}
 )
 
 
@@ -213,18 +232,26 @@ class SQLiteWrites(Writes):
             db.execute(statement, values)
 
     def prepare_batch(
-        self, records: Sequence[IngestRecord], checks: Sequence[tuple[int, bool]]
+        self,
+        records: Sequence[IngestRecord],
+        checks: Sequence[tuple[int, bool]],
+        seq: BatchSeq | None = None,
     ) -> tuple[str, list[Any]] | None:
         """The whole batch, ``records`` (sorted by id and unique) and ``checks`` (sorted by
-        time and unique), as one statement for :meth:`run_batch`; None if it would take
-        more parameters than a statement can."""
+        time and unique), and ``seq`` made the agent's last, as one statement for
+        :meth:`run_batch`; None if it would take more parameters than a statement can."""
         batch = (self.received_ms, self.agent_id, self.asn, self.cc)
         rollups = self._rollup_rows(records)
-        parameters = len(records) * 6 + len(checks) * 2 + 2 * len(batch)
+        parameters = len(records) * 6 + len(checks) * 2 + 2 * len(batch) + 3
         parameters += sum(len(rows) * len(_ROLLUP_COLUMNS[kind]) for kind, rows in rollups)
         if parameters > _SQLITE_MAX_PARAMETERS or not (records or checks):
             return None
-        selects, values = [], []
+        selects: list[str] = []
+        values: list[Any] = []
+        if seq is not None:
+            # First: a replay is refused before any row is written.
+            selects.append(_SEQ_SELECT)
+            values += [seq.seq, seq.signature, self.agent_id]
         if records:
             selects.append(_select_values(_MEASUREMENT_SELECT, records))
             values += [*batch, *chain.from_iterable(records)]
@@ -239,11 +266,13 @@ class SQLiteWrites(Writes):
     def run_batch(self, driver: Any, statement: tuple[str, list[Any]]) -> bool:
         """Runs a :meth:`prepare_batch` statement outside any transaction: True if it
         stored the batch, False if it stored nothing because some measurement was there
-        already."""
+        already; :class:`ReplayedBatch` if a later batch of the agent was accepted."""
         try:
             cast("sqlite3.Connection", driver).execute(*statement)
         except sqlite3.IntegrityError as exc:
             if str(exc) == STORED_ALREADY:
                 return False
+            if str(exc) == REPLAYED:
+                raise ReplayedBatch(f"batch of {self.agent_id!r}: {REPLAYED}") from None
             raise
         return True

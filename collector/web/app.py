@@ -1,23 +1,28 @@
 """Collector web layer: the aiohttp app factory.
 
 ``create_app(settings)`` builds the service; the CLI runs it. The routes are the tables of
-``collector.web.handlers`` (the agents' and the service's) and ``collector.web.queries``;
-what they share sits on the app under the keys of ``collector.web.keys``, set here or in a
-``cleanup_ctx`` that opens it before the first request and closes it after the last. Bad
-input is always a 4xx with a JSON ``{"error": ...}`` body (``collector.web.errors``).
+``collector.web.handlers`` (the agents' and the service's), ``collector.web.queries`` and
+``collector.web.operator`` (what needs the operator's token); what they share sits on the
+app under the keys of ``collector.web.keys``, set here or in a ``cleanup_ctx`` that opens it
+before the first request and closes it after the last. Bad input is always a 4xx with a
+JSON ``{"error": ...}`` body (``collector.web.errors``). How long a client may take to send
+a request: ``collector.web.timeouts``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.api.paths import MEASUREMENTS_PATH
+from agent.model.addresses import may_reach
 from agent.model.measurement import Target
 from agent.site import ProbeConfig, measure_vantage
 from agent.wire.record import encode_vantage
@@ -28,9 +33,11 @@ from collector.ingest.accept import RateLimiter
 from collector.ingest.verify import prepare_verifier
 from collector.storage import open_storage
 from collector.testlist import TestListSource
-from collector.web import handlers, queries
+from collector.web import handlers, operator, queries
 from collector.web.errors import json_errors
 from collector.web.keys import (
+    AGENT_KEYS,
+    CONTROL_LIMITER,
     CONTROLS,
     ENRICHER,
     INGEST_THREADS,
@@ -44,11 +51,17 @@ from collector.web.keys import (
     Measure,
 )
 from collector.web.metrics import Metrics
+from collector.web.timeouts import body_deadline
 
 __all__ = ["create_app"]
 
 # The agent sends up to its own max_endpoints addresses; the control's DNS answers come first.
 CONTROL_MAX_ENDPOINTS = 8
+# An agent's key is looked up once per this many seconds, not per control request; a
+# revocation takes effect on the control within it.
+AGENT_KEY_TTL = 30.0
+AGENT_KEY_ENTRIES = 10_000
+AGENT_KEY_LOOKUPS = 4  # at once, each a trip to a storage thread
 
 Context = Callable[[web.Application], AsyncIterator[None]]
 
@@ -61,6 +74,9 @@ def probe_config(settings: Settings) -> ProbeConfig:
         timeout=settings.timeout,
         dns_timeout=min(2.0, settings.timeout),
         max_endpoints=CONTROL_MAX_ENDPOINTS,
+        resolv_conf=settings.resolv_conf,
+        # Never the collector's own host, LAN or metadata service on an agent's say-so.
+        may_reach=functools.partial(may_reach, allowed=settings.allowed_networks),
     )
 
 
@@ -102,10 +118,16 @@ def _control_cache(settings: Settings) -> Context:
             ttl=settings.control_ttl,
             max_entries=settings.cache_entries,
             max_concurrent=settings.concurrent_controls,
+            deadline=settings.control_deadline,
         )
         app[CONTROLS] = cache
+        keys: ControlCache[str, Ed25519PublicKey | None] = ControlCache(
+            ttl=AGENT_KEY_TTL, max_entries=AGENT_KEY_ENTRIES, max_concurrent=AGENT_KEY_LOOKUPS
+        )
+        app[AGENT_KEYS] = keys
         yield
         await cache.close()
+        await keys.close()
 
     return context
 
@@ -142,13 +164,17 @@ def create_app(settings: Settings, *, measure: Measure | None = None) -> web.App
     app[SETTINGS] = settings
     app[MEASURE] = measure if measure is not None else control_measure(settings)
     app[LIMITER] = RateLimiter(settings.ingest_rate, settings.ingest_burst)
+    app[CONTROL_LIMITER] = RateLimiter(settings.control_rate, settings.control_burst)
     app[METRICS] = metrics = Metrics()
     # Outermost, before json_errors, so it counts the status the client finally gets.
     app.middlewares.insert(0, metrics.middleware(MEASUREMENTS_PATH))
+    # First of all: the body's clock starts as soon as its head is in.
+    app.middlewares.insert(0, body_deadline(settings.body_timeout))
     app.cleanup_ctx.append(_storage(settings))
     app.cleanup_ctx.append(_control_cache(settings))
     app.cleanup_ctx.append(_enricher(settings.geoip))
     app.cleanup_ctx.append(_testlist(settings.testlist))
     app.router.add_routes(handlers.routes)
     app.router.add_routes(queries.routes)
+    operator.install(app)
     return app

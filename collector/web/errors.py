@@ -2,8 +2,8 @@
 
 Handlers, ingest and the parameter parsers raise :class:`collector.errors.ApiError`; aiohttp
 raises its own ``HTTPException`` for a 404, 405 or 413. This middleware turns both into
-``{"error": message, "reason": ...}`` with the right status (and ``Retry-After``, ``Allow``),
-and notes the reason for the metrics' rejects counter.
+``{"error": message, "reason": ...}`` with the right status (and ``Retry-After``, ``Allow``,
+``WWW-Authenticate``), and notes the reason for the metrics' rejects counter.
 """
 
 from __future__ import annotations
@@ -16,7 +16,10 @@ from aiohttp.typedefs import Handler
 from collector.errors import ApiError
 from collector.web.metrics import note_reject
 
-__all__ = ["error_response", "json_errors"]
+__all__ = ["OPERATOR_REASON", "error_response", "json_errors"]
+
+# The reason of a 401 for want of the operator's bearer token (collector.web.operator).
+OPERATOR_REASON = "operator_token"
 
 
 def error_response(status: int, message: str, reason: str | None = None) -> web.Response:
@@ -35,6 +38,10 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         response = error_response(exc.status, str(exc), exc.reason)
         if exc.retry_after:
             response.headers["Retry-After"] = str(max(1, round(exc.retry_after + 0.5)))
+        if exc.reason == OPERATOR_REASON:
+            # RFC 9110 11.6.1: a 401 says how to authenticate. Only the operator's routes
+            # use HTTP authentication; agents sign their requests instead.
+            response.headers["WWW-Authenticate"] = 'Bearer realm="netsonde-operator"'
         return response
     except web.HTTPException as exc:
         if exc.status < 400:

@@ -1,20 +1,25 @@
 """Collector web layer: the agents' routes and the service routes, as a route table.
 
-``/api/v1/health``, ``/control``, ``/enroll``, ``POST /measurements``, ``/testlist`` and
-``/metrics``. Handlers only parse the request, call into ``collector.control`` (the cache),
-``collector.ingest`` or the storage, and shape the answer; a bad request raises
-:class:`collector.errors.ApiError`, which ``collector.web.errors`` renders.
+``/api/v1/health``, ``/control``, ``/enroll``, ``POST /measurements`` and ``/testlist``
+(``/metrics`` is the operator's: ``collector.web.operator``). Handlers only parse the
+request, call into ``collector.control`` (the cache), ``collector.ingest`` or the storage,
+and shape the answer; a bad request raises :class:`collector.errors.ApiError`, which
+``collector.web.errors`` renders.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import json
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from agent.api.auth import AuthError, claimed_agent, verify_request
 from agent.api.paths import (
     CACHE_HEADER,
     CONTROL_PATH,
@@ -22,17 +27,21 @@ from agent.api.paths import (
     HEALTH_PATH,
     MAX_ADDRESSES,
     MEASUREMENTS_PATH,
-    METRICS_PATH,
     MSGPACK,
     TESTLIST_PATH,
 )
+from agent.model.addresses import IPNetwork, is_address
 from agent.model.measurement import Target, TargetError
+from agent.wire.keys import IdentityError, public_key_from_bytes
 from collector import __version__
-from collector.control import measurable
+from collector.control import control_target, measurable
 from collector.enrich import client_address
 from collector.errors import ApiError
 from collector.ingest.accept import enroll, ingest
+from collector.storage import Storage
 from collector.web.keys import (
+    AGENT_KEYS,
+    CONTROL_LIMITER,
     CONTROLS,
     ENRICHER,
     INGEST_THREADS,
@@ -64,11 +73,15 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"ok": True, "version": __version__})
 
 
-def parse_control_request(data: Any) -> tuple[Target, tuple[str, ...]]:
-    """``{"url": str, "addresses": [ip, ...]}`` -> the target and the addresses to measure.
+def parse_control_request(
+    data: Any, allowed: Sequence[IPNetwork]
+) -> tuple[Target, tuple[str, ...]]:
+    """``{"url": str, "addresses": [ip, ...]}`` -> the target to measure (without its query,
+    ``collector.control.control_target``) and the addresses to measure.
 
-    Addresses the collector must not probe (its own host or LAN) are dropped, not refused:
-    an agent legitimately forwards a bogon its resolver handed it.
+    A URL naming an address the collector must not reach (its own host or LAN, a metadata
+    service) is refused; such addresses in the list are dropped, not refused: an agent
+    legitimately forwards a bogon its resolver handed it.
     """
     if not isinstance(data, dict):
         raise bad_request("the body must be a JSON object")
@@ -76,9 +89,12 @@ def parse_control_request(data: Any) -> tuple[Target, tuple[str, ...]]:
     if not isinstance(url, str):
         raise bad_request("'url' must be a string")
     try:
-        target = Target.parse(url)
+        target = control_target(Target.parse(url))
     except TargetError as exc:
         raise bad_request(f"'url': {exc}") from None
+    if is_address(target.host) and not measurable(target.host, allowed):
+        # Host only, never the port: the answer must not tell an open port from a closed one.
+        raise bad_request(f"'url': {target.host} may not be measured: not a public address")
     raw = data.get("addresses", [])
     if not isinstance(raw, list) or not all(isinstance(a, str) for a in raw):
         raise bad_request("'addresses' must be a list of IP address strings")
@@ -90,17 +106,60 @@ def parse_control_request(data: Any) -> tuple[Target, tuple[str, ...]]:
             addresses.add(str(ipaddress.ip_address(text)))
         except ValueError:
             raise bad_request(f"'addresses': {text!r} is not an IP address") from None
-    return target, tuple(sorted(a for a in addresses if measurable(a)))
+    return target, tuple(sorted(a for a in addresses if measurable(a, allowed)))
+
+
+def _active_key(storage: Storage, agent_id: str) -> Ed25519PublicKey | None:
+    """The key of an enrolled, unrevoked agent, else None; blocks (a storage thread's job)."""
+    agent = storage.get_agent(agent_id)
+    if agent is None or agent.revoked_ms is not None:
+        return None
+    try:
+        return public_key_from_bytes(agent.public_key)
+    except IdentityError:
+        return None
+
+
+async def signed_body(request: web.Request) -> tuple[str, bytes]:
+    """The agent that signed this request and its body (at most ``client_max_size``, else
+    413); 401 unless an enrolled, unrevoked agent signed exactly this request, now."""
+    try:
+        agent_id = claimed_agent(request.headers)
+        loop = asyncio.get_running_loop()
+        threads, storage = request.app[INGEST_THREADS], request.app[STORAGE]
+        key, _ = await request.app[AGENT_KEYS].get(
+            agent_id, lambda: loop.run_in_executor(threads, _active_key, storage, agent_id)
+        )
+        if key is None:
+            raise AuthError(f"agent {agent_id!r} is not enrolled here, or was revoked")
+        body = await request.read()
+        verify_request(request.headers, request.method, request.path, body, key)
+    except AuthError as exc:
+        raise ApiError(401, str(exc), "auth") from None
+    return agent_id, body
 
 
 @routes.post(CONTROL_PATH)
 async def control(request: web.Request) -> web.Response:
-    target, addresses = parse_control_request(await json_body(request))
+    """A signed JSON request -> the control's msgpack Vantage; 401 for anyone but an enrolled
+    agent, 429 past its rate, 504 past the measurement's deadline."""
+    agent_id, body = await signed_body(request)
+    if wait := request.app[CONTROL_LIMITER].check(agent_id):
+        raise ApiError(429, "too many control requests from this agent; slow down", "rate", wait)
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):  # syntax, not UTF-8, or nested thousands deep
+        raise bad_request("the body must be JSON") from None
+    target, addresses = parse_control_request(data, request.app[SETTINGS].allowed_networks)
     measure = request.app[MEASURE]
-    body, cache = await request.app[CONTROLS].get(
-        (target.url, addresses), lambda: measure(target, addresses)
-    )
-    return web.Response(body=body, content_type=MSGPACK, headers={CACHE_HEADER: cache})
+    try:
+        answer, cache = await request.app[CONTROLS].get(
+            (target.url, addresses), lambda: measure(target, addresses)
+        )
+    except TimeoutError:
+        deadline = request.app[SETTINGS].control_deadline
+        raise ApiError(504, f"the control took over {deadline:g} s", "deadline") from None
+    return web.Response(body=answer, content_type=MSGPACK, headers={CACHE_HEADER: cache})
 
 
 @routes.post(ENROLL_PATH)
@@ -181,11 +240,3 @@ async def get_testlist(request: web.Request) -> web.StreamResponse:
         response = web.json_response(body, headers=headers)
     response.etag = etag
     return response
-
-
-@routes.get(METRICS_PATH)
-async def serve_metrics(request: web.Request) -> web.Response:
-    """The text exposition format. The Content-Type is set as a header, whole, because it
-    carries a version parameter aiohttp's content_type would not take."""
-    body = request.app[METRICS].exposition()
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

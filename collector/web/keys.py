@@ -1,9 +1,9 @@
 """Collector web layer: the typed keys of everything the app holds, in one place.
 
 What a handler finds on ``request.app``: the settings, the open storage, the control cache
-and its measuring function, the ingest threads and rate limiter, the metrics, the address
-enricher and the test list. Each is set once, by ``create_app`` or a ``cleanup_ctx`` in
-``collector.web.app``.
+and its measuring function, the agents' keys and rate limiter for the control, the ingest
+threads and rate limiter, the metrics, the address enricher and the test list. Each is set
+once, by ``create_app`` or a ``cleanup_ctx`` in ``collector.web.app``.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.model.measurement import Target
 from collector.config import Settings
@@ -23,7 +24,9 @@ from collector.testlist import TestListSource
 from collector.web.metrics import Metrics
 
 __all__ = [
+    "AGENT_KEYS",
     "CONTROLS",
+    "CONTROL_LIMITER",
     "ENRICHER",
     "INGEST_THREADS",
     "LIMITER",
@@ -36,7 +39,8 @@ __all__ = [
     "Measure",
 ]
 
-# The control cache's key: the normalized URL and the sorted, de-duplicated extra addresses.
+# The control cache's key: the measured URL (no query string, collector.control.control_target)
+# and the sorted, de-duplicated extra addresses.
 ControlKey = tuple[str, tuple[str, ...]]
 # Runs one control measurement and returns the encoded Vantage.
 Measure = Callable[[Target, tuple[str, ...]], Awaitable[bytes]]
@@ -44,6 +48,9 @@ Measure = Callable[[Target, tuple[str, ...]], Awaitable[bytes]]
 SETTINGS = web.AppKey("settings", Settings)
 MEASURE: web.AppKey[Measure] = web.AppKey("measure")
 CONTROLS: web.AppKey[ControlCache[ControlKey, bytes]] = web.AppKey("controls")
+# Enrolled agents' public keys by id, None for an unknown or revoked one, briefly cached.
+AGENT_KEYS: web.AppKey[ControlCache[str, Ed25519PublicKey | None]] = web.AppKey("agent_keys")
+CONTROL_LIMITER = web.AppKey("control_limiter", RateLimiter)
 STORAGE = web.AppKey("storage", Storage)
 INGEST_THREADS = web.AppKey("ingest_threads", ThreadPoolExecutor)
 LIMITER = web.AppKey("limiter", RateLimiter)

@@ -1,4 +1,5 @@
-"""Collector web layer: the Prometheus metrics, the counters behind ``GET /metrics``.
+"""Collector web layer: the Prometheus metrics, the counters behind ``GET /metrics`` (served
+to the operator only, by ``collector.web.operator``).
 
 Each app owns its :class:`Metrics` and with it a private ``CollectorRegistry``, never the
 global default one: several apps in one process (the tests, an embedding) would otherwise
@@ -11,6 +12,7 @@ which the status alone does not tell.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from aiohttp import web
@@ -30,6 +32,7 @@ REJECT_REASONS = (
     "duplicate_id",
     "agent",
     "revoked",
+    "replay",
     "rate",
     "content_type",
     "other",
@@ -58,7 +61,8 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.batches = Counter(
             "netsonde_ingest_batches",
-            "Batch uploads by outcome: accepted (2xx), rejected (4xx), error (5xx).",
+            "Batch uploads by outcome: accepted (2xx), rejected (4xx), error (5xx), "
+            "abandoned (no answer: the client went away or was cut off for slowness).",
             ["outcome"],
             registry=self.registry,
         )
@@ -90,7 +94,7 @@ class Metrics:
             ["cache"],
             registry=self.registry,
         )
-        for outcome in ("accepted", "rejected", "error"):
+        for outcome in ("accepted", "rejected", "error", "abandoned"):
             self.batches.labels(outcome)
         for result in ("stored", "duplicate"):
             self.measurements.labels(result)
@@ -123,18 +127,24 @@ class Metrics:
             if request.path != ingest_path:
                 return await handler(request)
             started = time.perf_counter()
-            status = 500  # stays so if the handler raises
+            status: int | None = 500  # stays so if the handler raises
             try:
                 response = await handler(request)
                 status = response.status
                 return response
+            except asyncio.CancelledError:
+                status = None  # not an error of the collector's: nobody is waiting
+                raise
             finally:
                 self.seconds.observe(time.perf_counter() - started)
                 self._count_batch(request, status)
 
         return measure
 
-    def _count_batch(self, request: web.Request, status: int) -> None:
+    def _count_batch(self, request: web.Request, status: int | None) -> None:
+        if status is None:
+            self.batches.labels("abandoned").inc()
+            return
         outcome = _outcome(status)
         self.batches.labels(outcome).inc()
         if outcome == "rejected":

@@ -1,52 +1,74 @@
 """Collector web layer: the JSON query API, as a route table.
 
-``GET /api/v1/blocking``, ``/timeline``, ``/measurements``, ``/agents`` and ``/outages``;
-the SQL is in ``collector.storage.queries`` and ``collector.storage.blocking`` (and the outage
-logic in ``collector.outages``). Handlers parse the query string (``collector.web.params``;
-a bad value raises a 400 that ``collector.web.errors`` renders), call the storage on a
-worker thread and shape the JSON. Times go out as Unix milliseconds.
+``GET /api/v1/blocking``, ``/timeline``, ``/measurements`` and ``/outages``; the SQL is in
+``collector.storage.queries`` and ``collector.storage.blocking`` (and the outage logic in
+``collector.outages``). Handlers check the query string (``collector.web.params``; a bad
+value raises a 400 that ``collector.web.errors`` renders), call the storage on a worker
+thread and shape the JSON. Times go out as Unix milliseconds.
+
+Public answers are at network granularity: no agent id, no time the collector received a
+batch (the records of one upload share it to the millisecond, which would group them by
+agent), outages with a count of agents. The operator's token (``collector.web.operator``)
+adds those, and the ``agent`` filter. The operator-only routes are in that module.
+
+A client that goes away cancels its handler (aiohttp's handler cancellation, on in
+``serve`` and in the test server); a measurements page being built on a worker thread then
+stops at its next row (:func:`cancellable`), rather than finish for nobody while other
+requests wait for the threads.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import msgspec
 from aiohttp import web
 
-from agent.api.paths import (
-    AGENTS_PATH,
-    BLOCKING_PATH,
-    MEASUREMENTS_PATH,
-    OUTAGES_PATH,
-    TIMELINE_PATH,
-)
+from agent.api.paths import BLOCKING_PATH, MEASUREMENTS_PATH, OUTAGES_PATH, TIMELINE_PATH
 from agent.model.measurement import Target, TargetError
 from agent.wire.json import measurement_json
 from agent.wire.record import WireError, decode_measurement
 from collector.ingest.accept import now_ms
 from collector.outages import Outage
-from collector.storage.queries import BadCursor, StoredMeasurement
-from collector.storage.schema import MAX_AGENT_ID
+from collector.storage.queries import StoredMeasurement, stop_if
 from collector.web.keys import STORAGE
+from collector.web.operator import is_operator, operator_only
 from collector.web.params import (
     BUCKETS,
     OUTAGE_PARAMS,
+    PAGE_PARAMS,
+    TIMELINE_PARAMS,
     WINDOW,
-    BadParam,
-    one,
+    check_query,
+    parse_bucket,
     parse_filters,
+    parse_name,
     parse_page,
 )
 
 routes = web.RouteTableDef()
+_T = TypeVar("_T")
+
+
+async def cancellable(work: Callable[[threading.Event], _T]) -> _T:
+    """``work(cancelled)`` on a worker thread; ``cancelled`` is set if this coroutine is
+    cancelled first, for ``work`` to stop at its next look. A thread cannot be interrupted,
+    and a job still queued for one is dropped by the executor on cancellation anyway."""
+    cancelled = threading.Event()
+    try:
+        return await asyncio.to_thread(work, cancelled)
+    except asyncio.CancelledError:
+        cancelled.set()
+        raise
 
 
 @routes.get(BLOCKING_PATH, allow_head=False)
 async def blocking(request: web.Request) -> web.Response:
-    filters = parse_filters(request.query, WINDOW)
+    filters = parse_filters(check_query(request.query, WINDOW))
     storage = request.app[STORAGE]
 
     def encoded() -> bytes:
@@ -62,10 +84,9 @@ async def blocking(request: web.Request) -> web.Response:
 
 @routes.get(TIMELINE_PATH, allow_head=False)
 async def timeline(request: web.Request) -> web.Response:
-    filters = parse_filters(request.query, WINDOW | {"bucket"})
-    bucket = one(request.query, "bucket") or "hour"
-    if bucket not in BUCKETS:
-        raise BadParam("'bucket' must be 'hour' or 'day'")
+    params = check_query(request.query, TIMELINE_PARAMS)
+    filters = parse_filters(params)
+    bucket = parse_bucket(params)
     points = await request.app[STORAGE].timeline_async(bucket_ms=BUCKETS[bucket], **filters)
     return web.json_response(
         {
@@ -80,64 +101,45 @@ async def timeline(request: web.Request) -> web.Response:
 
 @routes.get(MEASUREMENTS_PATH, allow_head=False)
 async def list_measurements(request: web.Request) -> web.Response:
-    where, limit, cursor = parse_page(request.query)
+    where, limit, cursor = parse_page(check_query(request.query, PAGE_PARAMS))
+    operator = await is_operator(request)
     storage = request.app[STORAGE]
 
-    def page() -> tuple[list[dict[str, Any]], str | None]:
-        rows, next_cursor = storage.measurements_page(where, limit, cursor)
-        return [measurement_view(row) for row in rows], next_cursor
+    def page(cancelled: threading.Event) -> tuple[list[dict[str, Any]], str | None]:
+        rows, next_cursor = storage.measurements_page(where, limit, cursor, cancelled)
+        views = []
+        # Decoding a record is the page's main cost: looked at between every two.
+        for row in rows:
+            stop_if(cancelled)
+            views.append(measurement_view(row, operator=operator))
+        return views, next_cursor
 
-    try:
-        # Decoding up to a page of records is CPU work: off the event loop with the query.
-        views, next_cursor = await asyncio.to_thread(page)
-    except BadCursor as exc:
-        raise BadParam(str(exc)) from None
+    # Decoding up to a page of records is CPU work: off the event loop with the query.
+    views, next_cursor = await cancellable(page)
     return web.json_response({"measurements": views, "next_cursor": next_cursor})
-
-
-@routes.get(AGENTS_PATH, allow_head=False)
-async def list_agents(request: web.Request) -> web.Response:
-    if request.query:
-        raise BadParam("this route takes no parameters")
-    summaries = await request.app[STORAGE].agent_summaries_async()
-    return web.json_response(
-        {
-            "agents": [
-                {
-                    "id": s.id,
-                    "name": s.name,
-                    "created_ms": s.created_ms,
-                    "revoked_ms": s.revoked_ms,
-                    "last_seen_ms": s.last_seen_ms,
-                    "key_fingerprint": s.key_fingerprint,
-                }
-                for s in summaries
-            ]
-        }
-    )
 
 
 @routes.get(OUTAGES_PATH, allow_head=False)
 async def outages(request: web.Request) -> web.Response:
-    """``?cc=&asn=&agent=&since=&until=``: the outage events from the agents' connectivity
-    checks (``collector.outages``), newest first."""
-    filters = parse_filters(request.query, OUTAGE_PARAMS)
-    if (agent := one(request.query, "agent")) is not None:
-        if len(agent) > MAX_AGENT_ID:
-            raise BadParam("'agent' is too long to be an agent id")
+    """``?cc=&asn=&since=&until=``, and for the operator ``agent=``: the outage events from
+    the agents' connectivity checks (``collector.outages``), newest first."""
+    params = check_query(request.query, OUTAGE_PARAMS)
+    filters = parse_filters(params)
+    operator = await is_operator(request)
+    if (agent := parse_name(params, "agent")) is not None:
+        if not operator:  # one agent's outages are when that volunteer was offline
+            raise operator_only("the 'agent' filter")
         filters["agent"] = agent
     found = await request.app[STORAGE].outages_async(now_ms=now_ms(), **filters)
-    return web.json_response({"outages": [outage_view(o) for o in found]})
+    return web.json_response({"outages": [outage_view(o, operator=operator) for o in found]})
 
 
-def measurement_view(row: StoredMeasurement) -> dict[str, Any]:
-    """The record as the agent's CLI prints it, plus where and when the collector got it."""
-    extra = {
-        "agent_id": row.agent_id,
-        "asn": row.asn,
-        "cc": row.cc,
-        "received_ms": row.received_ms,
-    }
+def measurement_view(row: StoredMeasurement, *, operator: bool) -> dict[str, Any]:
+    """The record as the agent's CLI prints it, plus where it was measured from; for the
+    operator also which agent sent it and when."""
+    extra: dict[str, Any] = {"asn": row.asn, "cc": row.cc}
+    if operator:
+        extra |= {"agent_id": row.agent_id, "received_ms": row.received_ms}
     try:
         m = decode_measurement(row.record)
         obj: dict[str, Any] = json.loads(measurement_json(Target.parse(m.url), m))
@@ -149,8 +151,8 @@ def measurement_view(row: StoredMeasurement) -> dict[str, Any]:
     return {**obj, **extra}
 
 
-def outage_view(o: Outage) -> dict[str, Any]:
-    return {
+def outage_view(o: Outage, *, operator: bool) -> dict[str, Any]:
+    view: dict[str, Any] = {
         "kind": o.kind,
         "start_ms": o.start_ms,
         "end_ms": o.end_ms,
@@ -158,6 +160,9 @@ def outage_view(o: Outage) -> dict[str, Any]:
         "first_online_ms": o.first_online_ms,
         "asn": o.asn,
         "cc": o.cc,
-        "agents": list(o.agents),
+        "agent_count": len(o.agents),
         "checks": o.checks,
     }
+    if operator:
+        view["agents"] = list(o.agents)
+    return view

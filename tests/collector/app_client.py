@@ -1,4 +1,5 @@
-"""Collector tests: the real app on a test server, an enrolled agent, and recent measurements.
+"""Collector tests: the real app on a test server, an enrolled agent, an operator token, and
+recent measurements.
 
 Shared by the web, ingest and enrichment tests; the control is never asked for here.
 """
@@ -22,7 +23,7 @@ from collector.web.app import create_app
 from collector.web.keys import STORAGE
 from tests.collector.storage.records import clones
 
-__all__ = ["MSGPACK", "enrolled", "recent", "running"]
+__all__ = ["MSGPACK", "enrolled", "operator", "recent", "running"]
 
 MSGPACK = {"Content-Type": "application/msgpack"}
 
@@ -53,6 +54,12 @@ async def enrolled(
     assert response.status == 201, await response.text()
     agent_id: str = (await response.json())["agent_id"]
     return agent_id, key
+
+
+def operator(client: TestClient[web.Request, web.Application]) -> dict[str, str]:
+    """The header of a new operator token, for what only the operator may read."""
+    _, token = client.app[STORAGE].create_operator_token("test", int(time.time() * 1000))
+    return {"Authorization": f"Bearer {token}"}
 
 
 def recent(n: int) -> list[SiteMeasurement]:

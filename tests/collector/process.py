@@ -29,15 +29,15 @@ def free_port() -> int:
 
 
 class CollectorProcess:
-    """One ``serve`` on a free loopback port, with the store at ``db``."""
+    """One ``serve`` on a free loopback port, with the store at ``db`` and ``options``."""
 
-    def __init__(self, db: str, log: Path) -> None:
+    def __init__(self, db: str, log: Path, *options: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         with log.open("w") as out:
             self.process = subprocess.Popen(
-                collector_cli("serve", "--listen", f"127.0.0.1:{self.port}", "--db", db),
+                collector_cli("serve", "--listen", f"127.0.0.1:{self.port}", "--db", db, *options),
                 cwd=REPO,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -1,4 +1,5 @@
-"""Lab fixtures: the real collector, serving controls from the lab's net namespace."""
+"""Lab fixtures: the real collector, serving controls from the lab's net namespace to the
+probe identity it enrolled (``tests.lab.engine.probe_state_dir``)."""
 
 from __future__ import annotations
 

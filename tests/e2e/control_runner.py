@@ -2,8 +2,9 @@
 
 Executed as ``ip netns exec NS python -m tests.e2e.control_runner OP JSON-ARGS``, so
 the requests leave from that namespace (the agent's, behind the censors). ``fetch`` goes
-through the real agent client, ``agent.control.HTTPControl``; ``post`` is a raw request,
-for what the client never sends (bad input) and for response headers.
+through the real agent client, ``agent.api.control.HTTPControl``; ``post`` is a raw request,
+for what the client never sends (bad input) and for response headers. Both sign as the
+agent enrolled in ``state_dir`` (the lab's probe identity), unless it is None.
 """
 
 from __future__ import annotations
@@ -14,17 +15,28 @@ import json
 import sys
 import time
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from agent.api.auth import Credential, signed_headers
 from agent.api.control import HTTPControl
 from agent.api.paths import CACHE_HEADER, CONTROL_PATH
+from agent.daemon.enrollment import KEY_FILE, read_state
+from agent.daemon.identity import load_key
 from agent.model.measurement import Target
 
 
 def _ms(start: float) -> float:
     return round((time.monotonic() - start) * 1000, 1)
+
+
+def credential(state_dir: str | None) -> Credential | None:
+    if state_dir is None:
+        return None
+    path = Path(state_dir)
+    return Credential(read_state(path).agent_id, load_key(path / KEY_FILE))
 
 
 async def fetch(
@@ -33,8 +45,12 @@ async def fetch(
     addresses: list[str] | None = None,
     timeout: float = 10.0,
     ca_file: str | None = None,
+    state_dir: str | None = None,
 ) -> dict[str, Any]:
-    async with HTTPControl(collector, timeout=timeout, ca_file=ca_file) as control:
+    agent = credential(state_dir)
+    async with HTTPControl(
+        collector, timeout=timeout, ca_file=ca_file, credential=agent
+    ) as control:
         start = time.monotonic()
         answer = await control.fetch(Target.parse(url), addresses or [])
         ms = _ms(start)
@@ -43,13 +59,16 @@ async def fetch(
     return {"ms": ms, "failure": None, "vantage": dataclasses.asdict(answer)}
 
 
-async def post(collector: str, body: Any = None, raw: str | None = None) -> dict[str, Any]:
+async def post(
+    collector: str, body: Any = None, raw: str | None = None, state_dir: str | None = None
+) -> dict[str, Any]:
     data = raw.encode() if raw is not None else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"}
+    if (agent := credential(state_dir)) is not None:
+        headers |= signed_headers(agent, "POST", CONTROL_PATH, data)
     async with aiohttp.ClientSession() as session:
         start = time.monotonic()
-        async with session.post(
-            collector + CONTROL_PATH, data=data, headers={"Content-Type": "application/json"}
-        ) as resp:
+        async with session.post(collector + CONTROL_PATH, data=data, headers=headers) as resp:
             payload = await resp.read()
             ms = _ms(start)
             result: dict[str, Any] = {

@@ -3,7 +3,7 @@ the censors.
 
 The collector runs as its own process (``python -m collector.cli serve``) at the lab's
 collector address; requests leave from the agent namespace through the ISP and border
-hops, exactly as a deployed agent's would.
+hops, exactly as a deployed agent's would, signed with the lab probe's enrolled key.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.lab.collector import COLLECTOR_URL, LabCollector
+from tests.lab.engine import probe_state_dir
 from tests.lab.lab import Lab
 from tests.lab.scenarios import Scenario
 
@@ -27,7 +28,10 @@ NOWHERE_URL = "http://198.51.100.11:8080"  # nothing listens or routes there
 STOP_TIMEOUT = 5.0
 
 
-def runner(lab: Lab, role: str, op: str, **kwargs: Any) -> dict[str, Any]:
+def runner(lab: Lab, role: str, op: str, *, signed: bool = True, **kwargs: Any) -> dict[str, Any]:
+    """``op`` of control_runner in ``role``'s namespace, as the enrolled probe if ``signed``."""
+    if signed and op != "health":
+        kwargs["state_dir"] = str(probe_state_dir(lab))
     argv = [sys.executable, "-m", "tests.e2e.control_runner", op, json.dumps(kwargs)]
     done = lab.run(role, argv, timeout=60)
     assert done.returncode == 0, f"control_runner {op} crashed: {done.stderr.strip()}"
@@ -112,6 +116,24 @@ def test_private_addresses_from_the_agent_are_not_probed(lab: Lab, collector: La
     seen = fetch(lab, site.url, addresses=["10.10.34.34", "127.0.0.1"])
     assert seen["failure"] is None
     assert [e["ip"] for e in seen["vantage"]["endpoints"]] == [site.ip]
+
+
+def test_only_an_enrolled_agent_is_served(lab: Lab, collector: LabCollector) -> None:
+    body = {"url": row(lab, "clean").url}
+    unsigned = runner(lab, "agent", "post", signed=False, collector=COLLECTOR_URL, body=body)
+    assert (unsigned["status"], unsigned["json"]["reason"]) == (401, "auth")
+    assert runner(lab, "agent", "post", collector=COLLECTOR_URL, body=body)["status"] == 200
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8080/metrics", "http://[::ffff:127.0.0.1]:8080/", "http://10.0.0.5/"]
+)
+def test_the_collectors_own_host_and_lan_are_refused(
+    lab: Lab, collector: LabCollector, url: str
+) -> None:
+    seen = runner(lab, "agent", "post", collector=COLLECTOR_URL, body={"url": url})
+    assert seen["status"] == 400
+    assert "may not be measured" in seen["json"]["error"]
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,9 @@ collector (SQLite) in the net namespace; then a shutdown with a kill -9 in the m
 
 (a) after three measure cycles /api/v1/blocking says what the scenario table expects;
 (b) the uplink is cut for more than two cycles, and the agent is killed with SIGKILL and
-    restarted during the outage;
+    restarted during the outage: the restarted daemon spools its first results within one
+    interval plus the probe timeouts, the link still cut (it measures the cached collector
+    list and the local file at once, without waiting on the unreachable collector);
 (c) once the link is back and the spool drained, every measurement the agent counted as
     acknowledged is stored at the collector exactly once;
 (d) the outage is in /api/v1/outages, its ends within one check interval of the cut and the
@@ -36,6 +38,11 @@ CHECK = 2.0  # seconds between connectivity checks
 # An offline check lasts until its probes time out (the collector's health request, then the
 # resolvers); it is dated by its start, so an edge can be seen this much later.
 CHECK_SLACK = 2.0
+# How soon a daemon restarted in the shutdown must spool results: its first run starts at
+# once; a target then waits on DNS (dns_timeout 2 s), the control (the control client's
+# max(10 s, 2 x timeout)) and the connectivity check a failed target asks for (the
+# collector's 10 s, then the resolvers' 5 s); one interval of slack and 5 s to start.
+FIRST_RESULTS = INTERVAL + 2 + 10 + 10 + 5 + 5
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +151,13 @@ def _shutdown_with_a_restart(lab: Lab, agent: LabAgent) -> Outage:
         agent.kill()
         killed = agent.status()["totals"]
         agent.start()
+        wait_for(
+            "results spooled by the restarted daemon, the link still cut",
+            lambda: agent.status()["totals"]["spooled"] > killed["spooled"],
+            FIRST_RESULTS,
+            agent,
+        )
+        assert lab.is_shut_down()
         wait_for(
             "a measure run after the restart",
             lambda: agent.status()["totals"]["runs"] >= killed["runs"] + 1,

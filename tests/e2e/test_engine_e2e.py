@@ -118,3 +118,24 @@ def test_bad_input_is_reported_and_the_rest_is_measured(lab: Lab, tmp_path: Path
         "tls.reset",
         "sni",
     )
+
+
+def test_an_agent_that_is_not_enrolled_is_told_how_and_decides_locally(
+    lab: Lab, collector: LabCollector, tmp_path: Path
+) -> None:
+    """The control serves enrolled agents only: without an identity the probe never asks it,
+    says once how to enrol, and still names what local evidence shows."""
+    sni = lab.table.by_technique("sni-reset")[0]
+    argv = engine.probe_argv(lab, collector_url=COLLECTOR_URL, options=["--json"])
+    argv += ["--state-dir", str(tmp_path / "nobody"), sni.url, lab.table.benign.url]
+    done = lab.run("agent", argv, timeout=120)
+    assert done.returncode == 0, done.stderr
+    stderr = " ".join(done.stderr.split())
+    assert stderr.count("the control needs an enrolled agent") == 1
+    assert f"netsonde-agent enroll --collector {COLLECTOR_URL}" in stderr
+    results = by_host([json.loads(line) for line in done.stdout.splitlines() if line.strip()])
+    assert {r["control_failure"] for r in results.values()} == {"control_unauthenticated"}
+    assert (results[sni.domain]["verdict"], results[sni.domain]["evidence"]["trigger"]) == (
+        "tls.reset",
+        "sni",
+    )

@@ -2,13 +2,17 @@
 
 Shared by the end-to-end tests, the demo and the benchmarks, so all of them run
 the collector the same way: ``python -m collector.cli serve`` at the lab's
-collector address, with an embedded SQLite database and the lab CA.
+collector address, with an embedded SQLite database and the lab CA, allowed to measure
+the lab's internet (the documentation ranges, which a real collector refuses). Once it
+listens it enrols the identity ``netsonde-agent probe`` signs its control requests with
+(``tests.lab.engine.probe_state_dir``): the control serves enrolled agents only.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +23,8 @@ from types import TracebackType
 from typing import Any
 
 from tests.lab import addresses as plan
+from tests.lab.agent import enrolment_token
+from tests.lab.engine import probe_state_dir
 from tests.lab.lab import REPO_ROOT, Lab
 from tests.lab.scenarios import ScenarioTable
 from tests.lab.shell import LabError, in_ns
@@ -27,6 +33,11 @@ PORT = 8080
 COLLECTOR_URL = f"http://{plan.COLLECTOR}:{PORT}"
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 5.0
+# The lab's "public internet", which the control may measure only when told to.
+INTERNET = ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")
+# One probe identity measures whole tables at --concurrency 32 (benchmarks/bench_probe.py);
+# the per-agent limit itself is tested in tests/security.
+CONTROL_LIMITS = ("--control-rate", "1000", "--control-burst", "1000")
 # Verdicts that are not a blocking technique: the matrix has no dominant technique for them.
 NOT_BLOCKING = frozenset({"ok", "down", "offline", "inconclusive"})
 
@@ -40,6 +51,7 @@ class LabCollector:
         self.db_url = f"sqlite:///{directory / 'netsonde.db'}"
         self.url = COLLECTOR_URL
         self.process: subprocess.Popen[bytes] | None = None
+        self._operator_token: str | None = None
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
@@ -48,7 +60,10 @@ class LabCollector:
         argv = [sys.executable, "-m", "collector.cli", "serve"]
         argv += ["--listen", f"{plan.COLLECTOR}:{PORT}", "--db", self.db_url]
         argv += ["--ca-file", str(self.lab.ca_file), "--resolver", plan.PUBLIC_RESOLVER]
-        argv += ["--timeout", "2", *self.extra_args]
+        argv += ["--timeout", "2", *CONTROL_LIMITS]
+        for network in INTERNET:
+            argv += ["--allow-network", network]
+        argv += self.extra_args
         env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), PYTHONUNBUFFERED="1")
         self.directory.mkdir(parents=True, exist_ok=True)
         with self.log.open("wb") as out:
@@ -67,16 +82,52 @@ class LabCollector:
                 self.stop()
                 raise LabError(f"the collector did not listen within {START_TIMEOUT:.0f}s")
             time.sleep(0.05)
+        try:
+            self.enroll_probe()
+        except (LabError, subprocess.SubprocessError):
+            self.stop()
+            raise
         return self
 
+    def enroll_probe(self) -> Path:
+        """A new probe identity for this collector (whose database knows only its own
+        agents), enrolled from the net namespace, which reaches it with the uplink cut."""
+        state_dir = probe_state_dir(self.lab)
+        shutil.rmtree(state_dir, ignore_errors=True)
+        token = self.directory / "probe-token"
+        token.write_text(enrolment_token(self.db_url))
+        argv = [sys.executable, "-m", "agent.cli", "enroll", "--collector", self.url]
+        argv += ["--token-file", str(token), "--state-dir", str(state_dir)]
+        done = self.lab.run("net", argv, timeout=60)
+        if done.returncode != 0:
+            raise LabError(f"enrolling the probe failed: {done.stderr.strip()[-500:]}")
+        return state_dir
+
+    def operator_token(self) -> str:
+        """A token for what only the operator may read (agent ids on measurements, outages
+        by agent, /agents, /metrics), made once by `operator-token create`."""
+        if self._operator_token is None:
+            argv = [sys.executable, "-m", "collector.cli", "operator-token", "create"]
+            argv += ["--name", "lab", "--db", self.db_url]
+            done = subprocess.run(
+                argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False
+            )
+            if done.returncode != 0:
+                raise LabError(f"operator-token create failed: {done.stderr.strip()[-500:]}")
+            self._operator_token = done.stdout.split()[0]
+        return self._operator_token
+
     def get_json(self, path: str, timeout: float = 30.0) -> Any:
-        """GET ``path`` (with its query) from the net namespace: it works with the agent's
-        uplink cut, and no censor sees it."""
+        """GET ``path`` (with its query) from the net namespace, as the operator: it works with
+        the agent's uplink cut, and no censor sees it."""
         script = (
             "import sys, urllib.request as u; "
-            "print(u.urlopen(sys.argv[1], timeout=10).read().decode())"
+            "auth = {'Authorization': 'Bearer ' + sys.argv[2]} if sys.argv[2] else {}; "
+            "request = u.Request(sys.argv[1], headers=auth); "
+            "print(u.urlopen(request, timeout=10).read().decode())"
         )
-        done = self.lab.run("net", [sys.executable, "-c", script, self.url + path], timeout=timeout)
+        argv = [sys.executable, "-c", script, self.url + path, self.operator_token()]
+        done = self.lab.run("net", argv, timeout=timeout)
         if done.returncode != 0:
             raise LabError(f"GET {path} failed: {done.stderr.strip()[-500:]}")
         return json.loads(done.stdout)

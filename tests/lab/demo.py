@@ -1,7 +1,8 @@
 """Censor lab: the demo - the lab's censors, then netsonde telling how each site is blocked.
 
 1. Bring the lab up and show, with plain clients, that every censor acts as configured.
-2. Start the collector in the net namespace (embedded SQLite) as the uncensored control.
+2. Start the collector in the net namespace (embedded SQLite) as the uncensored control,
+   and enrol the probe with it: the control serves enrolled agents only.
 3. Run ``netsonde-agent probe`` in the agent namespace on every scenario's URL and set
    its verdicts and evidence next to what the scenario table expects.
 4. Cut the agent's uplink, as a shutdown order would, and measure again.
@@ -92,7 +93,10 @@ def run_demo(table: ScenarioTable, console: Console) -> int:
             censors = run_checks(lab)
         print_checks(console, censors)
         with LabCollector(lab, lab.state_dir / "collector") as collector:
-            console.print(f"collector (control, SQLite at {collector.db_url}) on {collector.url}")
+            console.print(
+                f"collector (control, SQLite at {collector.db_url}) on {collector.url}, "
+                f"the probe enrolled in $LAB/{engine.probe_state_dir(lab).name}"
+            )
             with console.status("netsonde-agent probe: measuring every scenario"):
                 results = measure(lab, collector, console)
         console.print(_verdicts_table(list(table.rows), results))

@@ -1,8 +1,9 @@
 """Censor lab: run the real ``netsonde-agent probe`` inside the lab's agent namespace.
 
 One place that knows how the agent is pointed at the lab (its public resolver,
-its CA, the benign name, the OONI fingerprint files, the collector), shared by
-the end-to-end tests, the demo and the benchmarks.
+its CA, the benign name, the OONI fingerprint files, the collector, and the enrolled
+identity the control asks for, which ``tests.lab.collector.LabCollector`` creates in
+:func:`probe_state_dir`), shared by the end-to-end tests, the demo and the benchmarks.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ def fingerprint_paths() -> list[Path]:
     return [SHARED_DATA / name for name in FINGERPRINT_FILES]
 
 
+def probe_state_dir(lab: Lab) -> Path:
+    """Where the lab's running collector enrolled the probe: its key signs control requests."""
+    return lab.state_dir / "probe-agent"
+
+
 def probe_argv(lab: Lab, *, collector_url: str | None, options: Sequence[str] = ()) -> list[str]:
     argv = [sys.executable, "-m", "agent.cli", "probe", "--timeout", "2"]
     argv += ["--resolver", plan.PUBLIC_RESOLVER, "--ca-file", str(lab.ca_file)]
@@ -33,7 +39,7 @@ def probe_argv(lab: Lab, *, collector_url: str | None, options: Sequence[str] = 
     for path in fingerprint_paths():
         argv += ["--fingerprints", str(path)]
     if collector_url is not None:
-        argv += ["--collector", collector_url]
+        argv += ["--collector", collector_url, "--state-dir", str(probe_state_dir(lab))]
     return [*argv, *options]
 
 

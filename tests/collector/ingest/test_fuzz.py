@@ -76,9 +76,9 @@ class Harness:
             ingest_rate=1e9,
             ingest_burst=1_000_000_000,
         )
-        self.client: TestClient[web.Request, web.Application] = self._run(self._start(settings))
+        self.client: TestClient[web.Request, web.Application] = self.run(self._start(settings))
         self.storage = self.client.app[STORAGE]
-        self.agent_id, self.key = self._run(enrolled(self.client))
+        self.agent_id, self.key = self.run(enrolled(self.client))
         # Stored once, so the snapshot below has rows and rollups a bad request could touch.
         now = int(time.time() * 1000)
         first = encode_batch(self.agent_id, 0, recent(5), self.key, checks=[(now - 60_000, True)])
@@ -88,7 +88,7 @@ class Harness:
                                   checks=[(now - 30_000, False), (now - 20_000, True)])  # fmt: skip
         self.baseline = self.snapshot()
 
-    def _run(self, coro: Coroutine[Any, Any, _T]) -> _T:
+    def run(self, coro: Coroutine[Any, Any, _T]) -> _T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=120)
 
     async def _start(self, settings: Settings) -> TestClient[web.Request, web.Application]:
@@ -122,7 +122,7 @@ class Harness:
             except ValueError:
                 return response.status, None
 
-        return self._run(send())
+        return self.run(send())
 
     def check(self, case: Case) -> tuple[int, Any]:
         """The property, for one case; returns the status and the JSON body."""
@@ -137,7 +137,7 @@ class Harness:
         return status, body
 
     def close(self) -> None:
-        self._run(self.client.close())
+        self.run(self.client.close())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
         self.loop.close()

@@ -3,28 +3,30 @@ registry per app, read back through prometheus-client's own parser."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
-from aiohttp import web
+from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
+from agent.api.auth import Credential, signed_headers
 from agent.api.paths import CACHE_HEADER, CONTROL_PATH, MEASUREMENTS_PATH
 from agent.model.measurement import Target
 from agent.wire.batch import encode_batch
 from collector.config import Settings
 from collector.web.app import create_app
-from tests.collector.app_client import MSGPACK, enrolled, recent, running
+from tests.collector.app_client import MSGPACK, enrolled, operator, recent, running
 
 Client = TestClient[web.Request, web.Application]
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 async def scrape(client: Client) -> Samples:
-    response = await client.get("/metrics")
+    response = await client.get("/metrics", headers=operator(client))
     assert response.status == 200
     assert response.headers["Content-Type"] == CONTENT_TYPE_LATEST
     samples: Samples = {}
@@ -87,12 +89,18 @@ async def test_control_cache_counts_and_registries_are_per_app(tmp_path: Path) -
     first: Client = TestClient(TestServer(apps[0]))
     second: Client = TestClient(TestServer(apps[1]))
     async with first, second:
-        body = {"url": "https://example.org/"}
+        agent = Credential(*await enrolled(first))
+
+        async def post(body: object) -> ClientResponse:
+            data = json.dumps(body).encode()
+            headers = signed_headers(agent, "POST", CONTROL_PATH, data)
+            return await first.post(CONTROL_PATH, data=data, headers=headers)
+
         caches = [
-            (await first.post(CONTROL_PATH, json=body)).headers[CACHE_HEADER] for _ in range(3)
+            (await post({"url": "https://example.org/"})).headers[CACHE_HEADER] for _ in range(3)
         ]
         assert caches == ["miss", "hit", "hit"]
-        assert (await first.post(CONTROL_PATH, json={"url": 5})).status == 400
+        assert (await post({"url": 5})).status == 400
         samples = await scrape(first)
         assert value(samples, "netsonde_control_requests_total", cache="miss") == 1
         assert value(samples, "netsonde_control_requests_total", cache="hit") == 2

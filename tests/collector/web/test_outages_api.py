@@ -1,6 +1,7 @@
 """GET /api/v1/outages on SQLite and PostgreSQL: connectivity checks uploaded in signed
 batches (stored once however often they come), then outage events grouped by network, an
-ongoing one, a silent gap, the filters, and the storage's window edges."""
+ongoing one, a silent gap, the filters, and the storage's window edges; the agents in each
+event for the operator, and only how many for the public."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from agent.wire.batch import encode_batch
 from collector.config import Settings
 from collector.storage.schema import connectivity
 from collector.web.keys import STORAGE
-from tests.collector.app_client import MSGPACK, enrolled, recent, running
+from tests.collector.app_client import MSGPACK, enrolled, operator, recent, running
 
 STEP = 5 * 60_000  # the agents' check interval
 
@@ -63,6 +64,17 @@ async def test_checks_are_stored_once_with_the_batch(storage_url: str) -> None:
         assert count_rows(client) == 5
 
 
+async def _public_view(client: Any, outages: list[dict[str, Any]], agent: str) -> None:
+    """The public gets the same events, counting the agents instead of naming them, and no
+    one agent's outages."""
+    public = await (await client.get(OUTAGES_PATH)).json()
+    assert public["outages"] == [{k: v for k, v in o.items() if k != "agents"} for o in outages]
+    for params in ({"agent": agent}, {"agent": agent, "asn": "64500"}):
+        refused = await client.get(OUTAGES_PATH, params=params)
+        assert refused.status == 401
+        assert (await refused.json())["reason"] == "operator_token"
+
+
 @pytest.mark.asyncio
 async def test_outages_grouped_by_network_with_ongoing_and_silent(storage_url: str) -> None:
     async with running(Settings(db_url=storage_url)) as client:
@@ -77,26 +89,28 @@ async def test_outages_grouped_by_network_with_ongoing_and_silent(storage_url: s
         storage.ingest(d, [], 64500, "PK", received, checks_of("++++++", t0, gaps={3: 8 * STEP}))
         storage.ingest(e, [], 64502, "PK", received, checks_of("++++", t0))  # silent since
 
-        response = await client.get(OUTAGES_PATH)
+        token = operator(client)
+        response = await client.get(OUTAGES_PATH, headers=token)
         assert response.status == 200, await response.text()
         outages = (await response.json())["outages"]
         assert outages == [
             {"kind": "offline", "start_ms": t0 + 6 * STEP, "end_ms": None,
              "last_online_ms": t0 + 5 * STEP, "first_online_ms": None, "asn": 64501,
-             "cc": "PK", "agents": [c], "checks": 2},
+             "cc": "PK", "agent_count": 1, "agents": [c], "checks": 2},
             {"kind": "silent", "start_ms": t0 + 3 * STEP, "end_ms": None,
              "last_online_ms": t0 + 3 * STEP, "first_online_ms": None, "asn": 64502,
-             "cc": "PK", "agents": [e], "checks": 0},
+             "cc": "PK", "agent_count": 1, "agents": [e], "checks": 0},
             {"kind": "offline", "start_ms": t0 + 2 * STEP, "end_ms": t0 + 6 * STEP + 30_000,
              "last_online_ms": t0 + STEP, "first_online_ms": t0 + 6 * STEP + 30_000,
-             "asn": 64500, "cc": "PK", "agents": sorted([a, b]), "checks": 6},
+             "asn": 64500, "cc": "PK", "agent_count": 2, "agents": sorted([a, b]), "checks": 6},
             {"kind": "silent", "start_ms": t0 + 2 * STEP, "end_ms": t0 + 11 * STEP,
              "last_online_ms": t0 + 2 * STEP, "first_online_ms": t0 + 11 * STEP,
-             "asn": 64500, "cc": "PK", "agents": [d], "checks": 0},
+             "asn": 64500, "cc": "PK", "agent_count": 1, "agents": [d], "checks": 0},
         ]  # fmt: skip
+        await _public_view(client, outages, d)
 
         async def query(**params: str) -> list[dict[str, Any]]:
-            response = await client.get(OUTAGES_PATH, params=params)
+            response = await client.get(OUTAGES_PATH, params=params, headers=token)
             assert response.status == 200, await response.text()
             found: list[dict[str, Any]] = (await response.json())["outages"]
             return found

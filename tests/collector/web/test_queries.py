@@ -14,6 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from agent.api.paths import AGENTS_PATH, BLOCKING_PATH, MEASUREMENTS_PATH, TIMELINE_PATH
+from agent.model.measurement import SiteMeasurement
 from agent.wire.batch import encode_batch
 from collector.config import Settings
 from collector.storage import IngestRecord, Storage, open_storage
@@ -22,7 +23,7 @@ from collector.storage.queries import BadCursor, MeasurementFilter
 from collector.storage.schema import HOUR_MS
 from collector.web.keys import STORAGE
 from tests import REPO
-from tests.collector.app_client import MSGPACK, enrolled, recent, running
+from tests.collector.app_client import MSGPACK, enrolled, operator, recent, running
 from tests.collector.storage.records import AGENT, batch
 
 T0 = 1_700_000_000_000 - 1_700_000_000_000 % (24 * HOUR_MS)  # a UTC midnight
@@ -187,16 +188,44 @@ def test_agent_summaries_show_last_upload_and_no_key(store: Storage) -> None:
 
 
 async def _every_page(
-    client: TestClient[web.Request, web.Application], params: dict[str, str]
+    client: TestClient[web.Request, web.Application],
+    params: dict[str, str],
+    headers: dict[str, str] | None = None,
 ) -> list[Any]:
     """The measurements of every page of ``GET /measurements``, the cursor followed to the end."""
     seen: list[dict[str, Any]] = []
     while True:
-        page = await (await client.get(MEASUREMENTS_PATH, params=params)).json()
+        response = await client.get(MEASUREMENTS_PATH, params=params, headers=headers)
+        page = await response.json()
         seen += page["measurements"]
         if page["next_cursor"] is None:
             return seen
         params = {**params, "cursor": page["next_cursor"]}
+
+
+async def _pages_of(
+    client: TestClient[web.Request, web.Application],
+    uploaded: list[SiteMeasurement],
+    agent_id: str,
+    token: dict[str, str],
+) -> None:
+    """Every page of the uploaded measurements: decoded, with their agent for the operator,
+    and the same without it (nor when it was received) for the public."""
+    seen = await _every_page(client, {"limit": "10", "asn": "0"}, token)
+    assert sorted(m["id"] for m in seen) == sorted(m.id for m in uploaded)
+    by_id = {m.id: m for m in uploaded}
+    for view in seen:
+        original = by_id[str(view["id"])]
+        assert view["verdict"] == original.verdict.verdict
+        assert view["evidence"] == json.loads(json.dumps(dict(original.verdict.evidence)))
+        assert view["target"] == original.url
+        assert view["agent_id"] == agent_id
+        assert (view["asn"], view["cc"]) == (None, None)
+        assert isinstance(view["received_ms"], int)
+    public = await _every_page(client, {"limit": "10", "asn": "0"})
+    assert [m["id"] for m in public] == [m["id"] for m in seen]
+    assert all("agent_id" not in m and "received_ms" not in m for m in public)
+    assert public[0] == {k: v for k, v in seen[0].items() if k not in ("agent_id", "received_ms")}
 
 
 @pytest.mark.asyncio
@@ -242,19 +271,9 @@ async def test_http_queries_on_uploaded_batches(storage_url: str) -> None:
             "points": [{"start_ms": T0, "counts": {"tls.reset": 3}, "total": 3}],
         }
 
-        seen = await _every_page(client, {"limit": "10", "asn": "0"})
-        assert sorted(m["id"] for m in seen) == sorted(m.id for m in uploaded)
-        by_id = {m.id: m for m in uploaded}
-        for view in seen:
-            original = by_id[str(view["id"])]
-            assert view["verdict"] == original.verdict.verdict
-            assert view["evidence"] == json.loads(json.dumps(dict(original.verdict.evidence)))
-            assert view["target"] == original.url
-            assert view["agent_id"] == agent_id
-            assert (view["asn"], view["cc"]) == (None, None)
-            assert isinstance(view["received_ms"], int)
-
-        agents = (await (await client.get(AGENTS_PATH)).json())["agents"]
+        token = operator(client)
+        await _pages_of(client, uploaded, agent_id, token)
+        agents = (await (await client.get(AGENTS_PATH, headers=token)).json())["agents"]
         assert [a["id"] for a in agents] == [agent_id]
         assert agents[0]["last_seen_ms"] is not None
         assert "public_key" not in agents[0]
@@ -286,7 +305,7 @@ async def test_bad_parameters_are_400_json(
     tmp_path: Path, path: str, params: dict[str, str]
 ) -> None:
     async with running(Settings(db_url=f"sqlite:///{tmp_path}/c.db")) as client:
-        response = await client.get(path, params=params)
+        response = await client.get(path, params=params, headers=operator(client))
         assert response.status == 400, await response.text()
         assert "error" in await response.json()
 

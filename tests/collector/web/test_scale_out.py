@@ -4,14 +4,15 @@ uploaded to at the same time, the same batches to both and overlapping ones to e
 Every measurement must be stored exactly once, reported as stored by exactly one process
 (the other sees a duplicate), and counted once in the rollups; both processes must stop
 cleanly on SIGTERM. PostgreSQL is required here (CI=true makes its absence a failure): it is
-the backend that scales out this way.
+the backend that scales out this way. Each batch comes from an agent of its own: one agent's
+batches must arrive in order (docs/wire-format.md, "Sequence numbers"), where these race.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import subprocess
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 
-from agent.api.paths import ENROLL_PATH, MEASUREMENTS_PATH
+from agent.api.paths import MEASUREMENTS_PATH, METRICS_PATH
 from agent.wire.batch import encode_batch
 from agent.wire.keys import public_key_bytes
 from collector.storage import open_storage
@@ -51,12 +52,22 @@ def collectors(pg_url: str, tmp_path: Path) -> Iterator[tuple[CollectorProcess, 
             collector.kill()
 
 
-def _enroll_token(db: str) -> str:
+def _operator_header(db: str) -> dict[str, str]:
     done = subprocess.run(
-        collector_cli("enroll", "--name", "scale-out", "--db", db),
+        collector_cli("operator-token", "create", "--name", "scale-out", "--db", db),
         cwd=REPO, capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
-    return done.stdout.splitlines()[0]
+    return {"Authorization": f"Bearer {done.stdout.splitlines()[0]}"}
+
+
+def _agents(db: str, key: Ed25519PrivateKey, count: int) -> list[str]:
+    """``count`` agents sharing ``key``, enrolled straight into the store."""
+    store = open_storage(db)
+    ids = [f"ag-scale-{n:03}" for n in range(count)]
+    for agent_id in ids:
+        store.add_agent(agent_id, "scale-out", public_key_bytes(key), int(time.time() * 1000))
+    store.close()
+    return ids
 
 
 async def _upload(
@@ -73,8 +84,10 @@ async def _upload(
             return body["stored"], body["duplicates"]
 
 
-async def _stored_metric(session: aiohttp.ClientSession, url: str) -> float:
-    async with session.get(url + "/metrics") as resp:
+async def _stored_metric(
+    session: aiohttp.ClientSession, url: str, headers: dict[str, str]
+) -> float:
+    async with session.get(url + METRICS_PATH, headers=headers) as resp:
         families = text_string_to_metric_families(await resp.text())
     return sum(
         s.value
@@ -100,7 +113,8 @@ def test_two_processes_store_each_measurement_once(
 ) -> None:
     a, b = collectors
     key = Ed25519PrivateKey.generate()
-    token = _enroll_token(pg_url)
+    agents = iter(_agents(pg_url, key, 30))
+    token = _operator_header(pg_url)
     measurements = recent(25 * RECORDS)  # ids all distinct
     chunks = [measurements[i : i + RECORDS] for i in range(0, len(measurements), RECORDS)]
     shared, only_a, fresh = chunks[:10], chunks[10:20], chunks[20:]
@@ -113,17 +127,11 @@ def test_two_processes_store_each_measurement_once(
 
     async def run() -> tuple[list[list[str]], list[list[str]], float]:
         async with aiohttp.ClientSession() as session:
-            public = base64.b64encode(public_key_bytes(key)).decode()
-            async with session.post(
-                b.url + ENROLL_PATH, json={"token": token, "public_key": public}
-            ) as resp:
-                assert resp.status == 201, await resp.text()
-                agent_id = (await resp.json())["agent_id"]
-            sign = [encode_batch(agent_id, seq, ms, key) for seq, ms in enumerate(chunks)]
+            sign = [encode_batch(next(agents), 1, ms, key) for ms in chunks[:20]]
             shared_batches = sign[:10]
             to_a = shared_batches + sign[10:20]
             to_b = shared_batches[::-1] + [
-                encode_batch(agent_id, 100 + i, ms, key) for i, ms in enumerate(overlapping)
+                encode_batch(next(agents), 1, ms, key) for ms in overlapping
             ]
             sent = [to_a, to_b]
             # Several uploads in flight per process, both processes at once.
@@ -134,7 +142,7 @@ def test_two_processes_store_each_measurement_once(
                     for batch in batches
                 )
             )
-            metric = sum([await _stored_metric(session, c.url) for c in (a, b)])
+            metric = sum([await _stored_metric(session, c.url, token) for c in (a, b)])
         stored_a = [r[0] for r in results[: len(to_a)]]
         stored_b = [r[0] for r in results[len(to_a) :]]
         for (stored, dups), batch_ms in zip(
