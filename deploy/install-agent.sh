@@ -89,6 +89,11 @@ fi
 [ -f "$REPO_DIR/deploy/agent.toml" ] || die "$REPO_DIR/deploy/agent.toml is missing: run this script from a netsonde checkout"
 [ -n "$ROOT" ] && info "installing under $ROOT"
 
+# Last of the checks, first of the changes: what pip needs to build on armhf. Nothing else
+# (user, directories, virtualenv) is made until it is there.
+step "build tools"
+ensure_build_deps
+
 step "system user $AGENT_USER"
 ensure_user "$AGENT_USER" "$STATE_DIR" "netsonde agent"
 

@@ -13,6 +13,11 @@ ROOT=${NETSONDE_ROOT:-}
 NO_SYSTEMD=0
 PACKAGE=${NETSONDE_PACKAGE:-}
 SUPPORTED_ARCHES="amd64 arm64 armhf"
+# Where PyPI has wheels for every compiled dependency of the agent (cryptography's cffi,
+# msgpack). Elsewhere (armhf) pip builds them: it needs a compiler and the headers.
+WHEEL_ARCHES="amd64 arm64"
+BUILD_PACKAGES="gcc python3-dev libffi-dev"
+ARCH=
 MIN_PYTHON=3.11
 
 # Removed on exit, however the script ends.
@@ -100,7 +105,9 @@ check_system() {
     esac
 
     command -v dpkg >/dev/null || die "dpkg not found: not a Debian-based system"
-    local arch=${NETSONDE_ARCH:-$(dpkg --print-architecture)}
+    # dpkg's, not uname's: a 32-bit Raspberry Pi OS on a 64-bit kernel is armhf.
+    ARCH=${NETSONDE_ARCH:-$(dpkg --print-architecture)}
+    local arch=$ARCH
     case " $SUPPORTED_ARCHES " in
         *" $arch "*) ;;
         *) die "unsupported architecture: $arch (supported: $SUPPORTED_ARCHES)" ;;
@@ -122,6 +129,48 @@ check_python() {
     "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null \
         || die "Python's venv module is missing; install it with: apt-get install python3-venv"
     info "python: $("$PYTHON" --version 2>&1)"
+}
+
+# The Debian packages of $BUILD_PACKAGES that are not installed, on one line.
+missing_build_packages() {
+    local pkg missing=()
+    for pkg in $BUILD_PACKAGES; do
+        dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null | grep -qx installed \
+            || missing+=("$pkg")
+    done
+    printf '%s' "${missing[*]}"
+}
+
+# On an architecture without wheels on PyPI for the compiled dependencies (armhf), makes
+# sure pip can build them: installs $BUILD_PACKAGES with apt-get, or stops naming them.
+# Run after the checks and before anything else changes, so a failure leaves no user and
+# no half-made virtualenv behind. Raspberry Pi OS's /etc/pip.conf (piwheels) is read by
+# pip as it is; it saves the builds when piwheels has the versions pip picks.
+ensure_build_deps() {
+    case " $WHEEL_ARCHES " in
+        *" $ARCH "*) info "build tools: not needed on $ARCH (wheels from PyPI)"; return ;;
+    esac
+    if grep -qs piwheels /etc/pip.conf; then
+        info "pip index: piwheels, from /etc/pip.conf"
+    fi
+    local missing
+    missing=$(missing_build_packages)
+    if [ -z "$missing" ]; then
+        info "build tools: $BUILD_PACKAGES installed (pip builds cffi and msgpack on $ARCH)"
+        return
+    fi
+    command -v apt-get >/dev/null \
+        || die "on $ARCH pip builds cffi and msgpack from source, which needs: $missing; install them (Debian packages: apt-get install $missing) and run this script again"
+    info "on $ARCH pip builds cffi and msgpack from source: installing $missing"
+    # The package lists of a fresh image may be missing or stale: updated once on failure.
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing; then
+        DEBIAN_FRONTEND=noninteractive apt-get update -q \
+            && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing \
+            || die "apt-get could not install $missing; install them with: apt-get install $missing, then run this script again"
+    fi
+    missing=$(missing_build_packages)
+    [ -z "$missing" ] || die "still missing after apt-get: $missing; install them with: apt-get install $missing"
+    info "installed $BUILD_PACKAGES"
 }
 
 # Creates the system group and user $1 (home $2, never created, no login) unless it exists.
@@ -184,7 +233,10 @@ install_venv() {
     else
         info "installing $spec"
     fi
-    local status=0 pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input)
+    # --no-cache-dir: a wheel cached by an earlier run (a pure-Python msgpack built with
+    # MSGPACK_PUREPYTHON=1, say) is never reused. The index is pip's own configuration:
+    # /etc/pip.conf names piwheels on Raspberry Pi OS.
+    local status=0 pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input --no-cache-dir)
     if [ -n "$src" ]; then
         # The checkout's build requirements go into the virtualenv once, instead of into a
         # throw-away build environment fetched again on every run.
