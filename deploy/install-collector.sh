@@ -149,4 +149,4 @@ info "To enrol an agent, create a one-time token here:"
 # shellcheck disable=SC2016  # the $NETSONDE_DB is for the shell that runs the command
 info "  runuser -u $COLLECTOR_USER -- sh -c '. $ENV_FILE && exec $VENV_DIR/bin/netsonde-collector enroll --name pi-city-1 --db \"\$NETSONDE_DB\"'"
 info "then on the agent's machine, from a netsonde checkout:"
-info "  sudo bash deploy/install-agent.sh --collector https://collector.example.org --token TOKEN"
+info "  sudo bash deploy/install-agent.sh --collector https://collector.example.org --token-file token.txt"

@@ -244,7 +244,8 @@ def status_data(config: AgentConfig | None, state_dir: Path) -> dict[str, Any]:
     """What ``status --json`` prints, read from the state directory alone: ``agent_id`` and
     ``collector`` (None if not enrolled), and when the spool exists, ``spool`` (records and
     bytes waiting), ``totals`` (``spooled``, ``acked``, ``evicted``, ``waiting``, ``refused``,
-    ``runs``, ``uploaded_bytes`` and ``write_failures``, spool writes lost to a full disk,
+    ``runs``, ``uploaded_bytes``, ``write_failures``, spool writes lost to a full disk, and
+    ``checks_evicted``, connectivity checks dropped unsent beyond the spool's bound,
     since the spool was made), ``bandwidth`` (today's ``used``, ``budget``), ``meta`` (the
     daemon's last run, upload, connectivity and test list state) and ``disk`` (``free``:
     bytes free in the state directory)."""
@@ -252,7 +253,7 @@ def status_data(config: AgentConfig | None, state_dir: Path) -> dict[str, Any]:
     from agent.daemon import state as daemon
     from agent.daemon.disk import free_bytes
     from agent.daemon.enrollment import DaemonError, read_state
-    from agent.daemon.spool import Spool
+    from agent.daemon.spool import CHECK_EVICTIONS, Spool
 
     out: dict[str, Any] = {"agent_id": None, "collector": None, "state_dir": str(state_dir)}
     try:
@@ -283,6 +284,9 @@ def status_data(config: AgentConfig | None, state_dir: Path) -> dict[str, Any]:
             "runs": spool.get_meta(daemon.META_RUNS),
             "uploaded_bytes": spool.get_meta(daemon.META_UPLOADED_BYTES),
             "write_failures": spool.get_meta(daemon.META_WRITE_FAILURES),
+            # Heartbeats lost while the collector was out of reach too long: an outage
+            # the collector will see shorter than it was.
+            "checks_evicted": spool.get_meta(CHECK_EVICTIONS),
         }
         used = spool.get_meta(budget.day_key())
     totals |= {key: value if isinstance(value, int) else 0 for key, value in extra.items()}
@@ -343,7 +347,7 @@ def status_lines(config: AgentConfig | None, state_dir: Path) -> list[str]:
     return [
         *lines,
         f"spool:         {count} records, {size} bytes waiting",
-        f"evictions:     {evictions}",
+        f"evictions:     {evictions} measurements, {totals['checks_evicted']} connectivity checks",
         f"measurements:  {totals['spooled']} made, {totals['acked']} acknowledged by the "
         f"collector ({totals['refused']} of them refused), {evictions} evicted, "
         f"{totals['runs']} runs",

@@ -53,8 +53,8 @@ _STORED_BYTES = "stored_bytes"
 # can never leave them out of step: records added, and records deleted by ack().
 _SPOOLED = "spooled_total"
 _ACKED = "acked_total"
-_CHECK_EVICTIONS = "check_evictions"  # checks evicted unsent: kept like the records' total
-_RESERVED = frozenset({_EVICTIONS, _STORED_BYTES, _SPOOLED, _ACKED, _CHECK_EVICTIONS})
+CHECK_EVICTIONS = "check_evictions"  # checks evicted unsent: kept like the records' total
+_RESERVED = frozenset({_EVICTIONS, _STORED_BYTES, _SPOOLED, _ACKED, CHECK_EVICTIONS})
 # Far under SQLite's limit on bound parameters, whatever version the system has.
 _CHUNK = 500
 # Rows deleted per transaction on a full disk, so one transaction's log fits the reserve.
@@ -277,7 +277,7 @@ class Spool:
                 "DELETE FROM checks WHERE ms IN (SELECT ms FROM checks ORDER BY ms LIMIT ?)",
                 (excess,),
             )
-            self._bump(conn, _CHECK_EVICTIONS, excess)
+            self._bump(conn, CHECK_EVICTIONS, excess)
         return int(excess)
 
     def peek_checks(self, limit: int) -> list[tuple[int, bool]]:

@@ -277,7 +277,7 @@ async def test_daily_bandwidth_budget_stops_measuring_and_uploading_but_not_hear
     assert uploaded > 0
     assert data["totals"] == {
         "spooled": 1, "acked": 0, "evicted": 0, "waiting": 1, "refused": 0, "runs": 1,
-        "write_failures": 0,
+        "write_failures": 0, "checks_evicted": 0,
     }  # fmt: skip
     assert data["spool"]["records"] == 1
     assert data["bandwidth"]["budget"] == 1000

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.daemon.spool import Spool, SpoolError
+from agent.cli.daemon import status_data, status_lines
+from agent.daemon.spool import CHECK_EVICTIONS, Spool, SpoolError
+from agent.daemon.state import SPOOL_FILE
 
 
 def test_checks_survive_reopen_and_leave_only_when_acknowledged(tmp_path: Path) -> None:
@@ -32,9 +34,9 @@ def test_beyond_max_checks_the_oldest_are_evicted_and_counted(tmp_path: Path) ->
         assert [spool.add_check(ms, True) for ms in range(1, 6)] == [0, 0, 0, 1, 1]
         assert spool.peek_checks(10) == [(3, True), (4, True), (5, True)]
         # The running total, in the meta table; the records' own total is not touched.
-        assert (spool.get_meta("check_evictions"), spool.evictions()) == (2, 0)
+        assert (spool.get_meta(CHECK_EVICTIONS), spool.evictions()) == (2, 0)
         with pytest.raises(SpoolError, match="maintained by the spool"):
-            spool.set_meta("check_evictions", 0)
+            spool.set_meta(CHECK_EVICTIONS, 0)
         with pytest.raises(SpoolError, match="Unix ms"):
             spool.add_check(-1, True)
         with pytest.raises(TypeError):
@@ -66,3 +68,11 @@ async def test_async_check_wrappers(tmp_path: Path) -> None:
         assert [ms for ms, _ in peeked] == list(range(50))
         assert await spool.ack_checks_async(ms for ms, _ in peeked[:10]) == 10
         assert len(spool.peek_checks(100)) == 40
+
+
+def test_status_shows_the_evicted_checks(tmp_path: Path) -> None:
+    with Spool.open(tmp_path / SPOOL_FILE, max_bytes=1 << 20, max_checks=3) as spool:
+        for ms in range(1, 6):
+            spool.add_check(ms, True)
+    assert status_data(None, tmp_path)["totals"]["checks_evicted"] == 2
+    assert "evictions:     0 measurements, 2 connectivity checks" in status_lines(None, tmp_path)
