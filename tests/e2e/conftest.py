@@ -7,21 +7,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.e2e.serving import serving
 from tests.lab.collector import COLLECTOR_URL, LabCollector
 from tests.lab.lab import Lab
-from tests.lab.shell import LabError
 
 __all__ = ["COLLECTOR_URL", "collector"]
 
 
 @pytest.fixture(scope="module")
 def collector(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabCollector]:
-    running = LabCollector(lab, tmp_path_factory.mktemp("collector"))
-    try:
-        running.start()
-    except LabError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        yield running
-    finally:
-        running.stop()
+    yield from serving(LabCollector(lab, tmp_path_factory.mktemp("collector")))

@@ -24,10 +24,10 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.serving import serving
 from tests.lab.agent import LabAgent, write_test_list
 from tests.lab.collector import LabCollector, blocking_mismatches
 from tests.lab.lab import Lab
-from tests.lab.shell import LabError
 
 pytestmark = pytest.mark.lab
 
@@ -51,15 +51,7 @@ def served(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabCo
     directory = tmp_path_factory.mktemp("collector")
     urls = [row.url for row in lab.table.rows if row.technique not in LATER]
     testlist = write_test_list(directory / "served.csv", urls)
-    running = LabCollector(lab, directory, ["--testlist", str(testlist)])
-    try:
-        running.start()
-    except LabError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        yield running
-    finally:
-        running.stop()
+    yield from serving(LabCollector(lab, directory, ["--testlist", str(testlist)]))
 
 
 def wait_for(what: str, ready: Callable[[], bool], timeout: float, agent: LabAgent) -> None:
