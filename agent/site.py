@@ -2,7 +2,8 @@
 
 Runs the DNS probe, asks the control what the target looks like from outside,
 measures every endpoint (the agent's addresses and the control's) in parallel,
-then hands both views to the pure ``agent.verdict.decide``. The same
+then hands both views to the pure ``agent.verdict``; a redirect is followed as a browser
+would, each hop measured the same way (``agent.verdict.chain``). The same
 ``measure_vantage`` is what the collector runs to produce a control. With
 ``ProbeConfig.may_reach`` set, both connect only where it allows; ``measure_vantage`` also
 leaves the addresses it refuses out of the DNS answer it returns
@@ -20,12 +21,12 @@ from typing import Protocol
 
 from agent.fingerprints import FingerprintSet, inspector
 from agent.model import failures
-from agent.model.measurement import SiteMeasurement, Target, Vantage, new_measurement_id
+from agent.model.measurement import Hop, SiteMeasurement, Target, Vantage, new_measurement_id
 from agent.model.observations import DNSExchange, DNSObservation
 from agent.probes import endpoint
 from agent.probes.dns import measure as measure_dns
 from agent.probes.endpoint import EndpointPlan
-from agent.verdict import decide
+from agent.verdict import judge_chain
 
 DEFAULT_BENIGN_NAME = "example.com"
 
@@ -133,16 +134,11 @@ async def measure_vantage(
     return Vantage(dns=dns_obs, endpoints=tuple(endpoints))
 
 
-async def measure_site(
-    target: Target,
-    config: ProbeConfig,
-    control: ControlSource | None,
-    *,
-    is_online: Callable[[], Awaitable[bool]] | None = None,
-) -> SiteMeasurement:
-    """The whole site test: agent probes and control in parallel, then the verdict."""
-    started = time.time()
-    start = time.monotonic()
+async def _measure_hop(
+    target: Target, config: ProbeConfig, control: ControlSource | None
+) -> tuple[Vantage, Vantage | None, str | None]:
+    """One URL from the agent, with the control's view of it in parallel: the agent's view,
+    the control's (None if it failed) and why it failed."""
     dns_obs = await _measure_dns(target, config)
     plan = _plan(target, config)
     own_ips = _unique(_reachable(dns_obs.addresses, config), config.max_endpoints)
@@ -165,13 +161,39 @@ async def measure_site(
         ]
         extra_ips = extra_ips[: max(0, config.max_endpoints - len(own_ips))]
     more = await asyncio.gather(*(endpoint.measure(ip, plan) for ip in extra_ips))
-    agent_view = Vantage(dns=dns_obs, endpoints=(*own, *more))
+    return Vantage(dns=dns_obs, endpoints=(*own, *more)), control_view, control_failure
+
+
+async def measure_site(
+    target: Target,
+    config: ProbeConfig,
+    control: ControlSource | None,
+    *,
+    is_online: Callable[[], Awaitable[bool]] | None = None,
+) -> SiteMeasurement:
+    """The whole site test: agent probes and control in parallel, then the verdict; then
+    each redirect the page leads to, measured the same way, while every hop so far is ok
+    (``agent.verdict.judge_chain`` says which URL is next)."""
+    started = time.time()
+    start = time.monotonic()
+    agent_view, control_view, control_failure = await _measure_hop(target, config, control)
     online: bool | None = None
     if is_online is not None and _nothing_worked(agent_view) and control_view is None:
         online = await is_online()
-    verdict = decide(
-        target, agent_view, control_view, online=online, fingerprints=config.fingerprints
-    )
+    hops: list[Hop] = []
+    while True:
+        verdict, following = judge_chain(
+            target,
+            agent_view,
+            control_view,
+            hops,
+            online=online,
+            fingerprints=config.fingerprints,
+        )
+        if following is None:
+            break
+        hop_agent, hop_control, hop_failure = await _measure_hop(following, config, control)
+        hops.append(Hop(following.url, hop_agent, hop_control, hop_failure))
     return SiteMeasurement(
         id=new_measurement_id(int(started * 1000)),
         url=target.url,
@@ -182,6 +204,7 @@ async def measure_site(
         control_failure=control_failure,
         online=online,
         verdict=verdict,
+        hops=tuple(hops),
     )
 
 

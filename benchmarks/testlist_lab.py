@@ -32,6 +32,9 @@ ROTATION = (
     ("clean", "none", "ok", ("http", "https")),
     ("dns-redirect", "isp", "dns.mismatch", ("http",)),
     ("down", "none", "down", ("http", "https")),
+    # As most real sites do: http redirects to https on the same host, a two-hop chain.
+    ("redirect", "none", "ok", ("http",)),
+    ("clean", "none", "ok", ("http", "https")),
 )
 
 
@@ -67,9 +70,10 @@ def table_for(urls: list[str], source: Path) -> tuple[ScenarioTable, list[str]]:
             technique, hop, expected = "clean", "none", "ok"
         else:
             turn += 1
-        rows.append(
-            {"domain": host, "technique": technique, "hop": hop, "expected": expected,
-             "scheme": scheme}
-        )  # fmt: skip
+        row = {"domain": host, "technique": technique, "hop": hop, "expected": expected,
+               "scheme": scheme}  # fmt: skip
+        if technique == "redirect":
+            row["params"] = {"to": f"https://{host}/", "status": "301", "from_scheme": "http"}
+        rows.append(row)
     table = parse({"benign_domain": BENIGN, "scenario": rows}, source)
     return table, urls

@@ -38,6 +38,11 @@ CONTROL_UNAUTHENTICATED = "control_unauthenticated"
 # The control's resolver answered only addresses it may not reach (loopback, LAN, metadata
 # services); they are dropped from the answer it returns, and this stands for them.
 DNS_NON_PUBLIC_ANSWER = "dns_non_public_answer"
+# A redirect chain that no browser would finish (agent.verdict.chain): a Location that is no
+# http(s) URL, a URL met twice, or more redirects than a browser follows.
+REDIRECT_BAD_LOCATION = "redirect_bad_location"
+REDIRECT_LOOP = "redirect_loop"
+REDIRECT_LIMIT = "redirect_limit"
 # Why an upload failed, for the status and the logs. The first four are
 # ``agent.api.errors.request_failure(exc, "upload")``'s answers, as the control's are.
 UPLOAD_UNREACHABLE = "upload_unreachable"

@@ -92,6 +92,16 @@ class Verdict:
 
 
 @dataclass(frozen=True)
+class Hop:
+    """One redirect followed: the URL a Location led to, measured in full from both sides."""
+
+    url: str
+    agent: Vantage
+    control: Vantage | None
+    control_failure: str | None
+
+
+@dataclass(frozen=True)
 class SiteMeasurement:
     id: str  # UUIDv7, the collector's deduplication key
     url: str
@@ -102,6 +112,9 @@ class SiteMeasurement:
     control_failure: str | None
     online: bool | None  # the connectivity check, when it ran
     verdict: Verdict
+    # The redirects followed after the first URL (whose views are ``agent`` and
+    # ``control``), in order; empty when its page was not a redirect.
+    hops: tuple[Hop, ...] = ()
 
 
 def new_measurement_id(now_ms: int | None = None) -> str:

@@ -9,18 +9,22 @@ fingerprints, the SNI and Host swaps) and says ``inconclusive`` where it cannot 
 The rules, and why they are these, are in docs/design/002-verdicts.md.
 
 A module per layer (``dns``, ``tcp``, ``tls``, ``http``), on what they share (``judging``);
-the verdict names are ``agent.model.verdicts``.
+redirect chains in ``chain``: ``judge_chain`` walks the hops a site test followed, each
+judged by ``decide``, and says which hop to measure next. The verdict names are
+``agent.model.verdicts``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from agent.fingerprints import FingerprintSet
-from agent.model.measurement import SiteMeasurement, Target, Vantage, Verdict
+from agent.model.measurement import Hop, SiteMeasurement, Target, TargetError, Vantage, Verdict
 from agent.model.verdicts import VERDICTS
-from agent.verdict import dns, http, tcp, tls
+from agent.verdict import chain, dns, http, tcp, tls
 from agent.verdict.judging import Evidence, Layer, pair_up
 
-__all__ = ["VERDICTS", "decide", "redecide"]
+__all__ = ["VERDICTS", "decide", "judge_chain", "redecide"]
 
 _LAYERS: tuple[Layer, ...] = (tcp.layer, tls.layer, http.layer)
 
@@ -53,8 +57,46 @@ def decide(
     return Verdict("ok")
 
 
+def judge_chain(
+    target: Target,
+    agent: Vantage,
+    control: Vantage | None,
+    hops: Sequence[Hop] = (),
+    *,
+    online: bool | None = None,
+    fingerprints: FingerprintSet | None = None,
+) -> tuple[Verdict, Target | None]:
+    """The verdict of a site test and the redirects it followed so far, and the next URL to
+    measure (None: the chain ends here). The first hop that is not ``ok`` decides, with
+    ``redirect_hop`` and ``redirect_host`` in its evidence when it is not the first URL."""
+    verdict = decide(target, agent, control, online=online, fingerprints=fingerprints)
+    for index, hop in enumerate(hops, 1):
+        if verdict.verdict != "ok":
+            return verdict, None
+        try:
+            hop_target = Target.parse(hop.url)
+        except TargetError:
+            return Verdict(
+                "inconclusive", {"reason": "invalid hop URL", "redirect_hop": index}
+            ), None
+        hop_verdict = decide(hop_target, hop.agent, hop.control, fingerprints=fingerprints)
+        verdict = chain.at_hop(hop_verdict, index, hop_target.host)
+    if verdict.verdict != "ok":
+        return verdict, None
+    end = chain.chain_end(target, (agent, control), hops)
+    if isinstance(end, Verdict):
+        return end, None
+    return verdict, end
+
+
 def redecide(m: SiteMeasurement, fingerprints: FingerprintSet | None = None) -> Verdict:
     """The verdict of a stored measurement under the current rules: what reclassification runs."""
-    return decide(
-        Target.parse(m.url), m.agent, m.control, online=m.online, fingerprints=fingerprints
+    verdict, _ = judge_chain(
+        Target.parse(m.url),
+        m.agent,
+        m.control,
+        m.hops,
+        online=m.online,
+        fingerprints=fingerprints,
     )
+    return verdict

@@ -1,15 +1,16 @@
-"""Agent layer 3, wire: msgpack schema v1, the one format measurements travel and rest in.
+"""Agent layer 3, wire: msgpack schema v2, the one format measurements travel and rest in.
 
-A record is a msgpack map ``{"v": 1, ...}`` with one-character keys. Durations and
-timestamps are integer milliseconds, IP addresses 4/16-byte bin, SHA-256 hashes 32-byte
-bin, the id its 16 UUID bytes. Failures, TLS versions, ciphers, ALPN and content types are
-small integers from append-only tables (a value missing from its table travels as its
-text, so those fields are ``int | str``); rcodes are dnspython's numbers. Within a
-measurement each distinct address or hash is stored once in the top-level ``b`` array and
-referred to by index, since agent and control mostly see the same ones. A key is absent
-when its field holds the default: None, empty, False, 0, or what the record implies (the
-URL's host and port, the endpoint's address, the UUIDv7's time, port 53, qtype A, path /).
-docs/wire-format.md has the field-by-field table; keep it in step with the specs below.
+A record is a msgpack map ``{"v": 1, ...}`` (``"v": 2`` when it holds redirect hops) with
+one-character keys. Durations and timestamps are integer milliseconds, IP addresses
+4/16-byte bin, SHA-256 hashes 32-byte bin, the id its 16 UUID bytes. Failures, TLS
+versions, ciphers, ALPN and content types are small integers from append-only tables (a
+value missing from its table travels as its text, so those fields are ``int | str``);
+rcodes are dnspython's numbers. Within a measurement each distinct address or hash is
+stored once in the top-level ``b`` array and referred to by index, since agent and control
+mostly see the same ones. A key is absent when its field holds the default: None, empty,
+False, 0, or what the record implies (the URL's host and port, the endpoint's address, the
+UUIDv7's time, port 53, qtype A, path /). docs/wire-format.md has the field-by-field table;
+keep it in step with the specs below.
 
 Round trip is exact except that float ms are rounded to integers (ties to even) and
 titles are cut to 128 characters. Decoding validates everything and raises only
@@ -26,7 +27,7 @@ from urllib.parse import urlsplit
 import msgpack  # type: ignore[import-untyped]  # no stubs or py.typed
 
 from agent.model import failures as f
-from agent.model.measurement import SiteMeasurement, Vantage, Verdict
+from agent.model.measurement import Hop, SiteMeasurement, Vantage, Verdict
 from agent.model.observations import (
     DNSExchange,
     DNSObservation,
@@ -62,7 +63,9 @@ from agent.wire.codec import (
 
 __all__ = [
     "FAILURE_CODES",
+    "MAX_HOPS",
     "VERSION",
+    "VERSIONS",
     "WireError",
     "decode_measurement",
     "decode_vantage",
@@ -72,7 +75,12 @@ __all__ = [
     "measurement_to_obj",
 ]
 
-VERSION = 1
+# Version 2 added redirect hops ("h"). A record is written with the lowest version that can
+# hold it, so a single-URL record is still a version 1 record that older collectors read.
+VERSION = 2
+VERSIONS = frozenset((1, 2))
+_HOPS_KEY = "h"
+MAX_HOPS = 10  # agent.verdict.chain.MAX_REDIRECTS; the wire refuses longer chains
 MAX_RECORD = 64 * 1024
 MAX_TITLE = 128
 
@@ -99,6 +107,9 @@ FAILURE_CODES: Mapping[int, str] = {
     18: f.CONTROL_TIMEOUT,
     19: f.CONTROL_BAD_RESPONSE,
     20: f.CONTROL_TLS_ERROR,
+    21: f.REDIRECT_BAD_LOCATION,
+    22: f.REDIRECT_LOOP,
+    23: f.REDIRECT_LIMIT,
 }
 TLS_VERSION_CODES: Mapping[int, str] = {1: "TLSv1", 2: "TLSv1.1", 3: "TLSv1.2", 4: "TLSv1.3"}
 CIPHER_CODES: Mapping[int, str] = {
@@ -212,19 +223,32 @@ _VANTAGE = Struct(Vantage, (
 _VERDICT = Struct(Verdict, (
     Field("verdict", "v", Text(64), _R), Field("evidence", "e", Evidence(), {}),
 ))  # fmt: skip
+
+
+def _hop_context(attrs: dict[str, Any]) -> dict[str, Any]:
+    """A hop's names and ports default to its own URL's host and port."""
+    url = attrs.get("url")
+    return _implied(0, url if isinstance(url, str) else "")
+
+
+_HOP = Struct(Hop, (
+    Field("url", "u", Text(LONG), _R), Field("agent", "a", _VANTAGE, _R),
+    Field("control", "c", _VANTAGE), Field("control_failure", "f", _FAILURE),
+), context=_hop_context, context_from=("url",))  # fmt: skip
 _SCHEMA = Struct(SiteMeasurement, (
     Field("id", "i", Uuid(), _R), Field("url", "u", Text(LONG), _R),
     Field("started_ms", "t", UInt(), Ctxt("id_ms")), Field("ms", "d", Ms(), _R),
     Field("agent", "a", _VANTAGE, _R), Field("control", "c", _VANTAGE),
     Field("control_failure", "f", _FAILURE), Field("online", "o", Bool()),
-    Field("verdict", "r", _VERDICT, _R),
+    Field("verdict", "r", _VERDICT, _R), Field("hops", "h", List(_HOP, MAX_HOPS), ()),
 ), context=_record_context, context_from=("id", "url"))  # fmt: skip
 
 
 def _versioned_to_obj(schema: Struct, value: Any, name: str) -> dict[str, Any]:
     bins: dict[bytes, int] = {}
     body = schema.enc(value, name, {"bins": bins} if schema is _SCHEMA else {})
-    return {"v": VERSION, **({"b": list(bins)} if bins else {}), **body}
+    version = VERSION if _HOPS_KEY in body and schema is _SCHEMA else 1
+    return {"v": version, **({"b": list(bins)} if bins else {}), **body}
 
 
 def _versioned(schema: Struct, obj: Any, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -232,8 +256,10 @@ def _versioned(schema: Struct, obj: Any, name: str) -> tuple[dict[str, Any], dic
     if not isinstance(obj, dict):
         raise WireError(f"{name}: expected a map")
     version = obj.get("v")
-    if type(version) is not int or version != VERSION:
-        raise WireError(f"{name}.v: unsupported schema version {version!r} (expected {VERSION})")
+    if type(version) is not int or version not in VERSIONS:
+        raise WireError(f"{name}.v: unsupported schema version {version!r} (expected 1 or 2)")
+    if version == 1 and schema is _SCHEMA and _HOPS_KEY in obj:
+        raise WireError(f"{name}.h: redirect hops need schema version 2")
     rest = {k: v for k, v in obj.items() if k not in ("v", "b")}
     if "b" not in obj:
         return rest, {}

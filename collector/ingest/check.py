@@ -166,9 +166,13 @@ class _Decoding:
     and a record has ~20 references."""
 
     def __init__(
-        self, kind: Any, needed: frozenset[str], implied: Callable[[Any], AbstractSet[str]]
+        self,
+        kind: Any,
+        needed: frozenset[str],
+        implied: Callable[[Any], AbstractSet[str]],
+        consistent: Callable[[Any], bool],
     ) -> None:
-        self.needed, self.implied = needed, implied
+        self.needed, self.implied, self.consistent = needed, implied, consistent
         self.addresses: list[int] = []
         self.hashes: list[int] = []
         self.layouts: dict[tuple[bytes, tuple[int, ...], tuple[int, ...]], bool] = {}
@@ -218,7 +222,7 @@ class _Decoding:
             return None
         if self.needed and not self.needed <= self.implied(record):
             return None
-        return record
+        return record if self.consistent(record) else None
 
 
 # Reference layouts a decoder remembers, bounded for a sender that makes every one new.
@@ -246,17 +250,23 @@ class RecordCheck:
     the check is (msgspec builds type information then), never later in a worker thread."""
 
     def __init__(
-        self, schema: Struct, version: int, implied: Callable[[Any], AbstractSet[str]]
+        self,
+        schema: Struct,
+        versions: AbstractSet[int],
+        implied: Callable[[Any], AbstractSet[str]],
+        consistent: Callable[[Any], bool] = lambda record: True,
     ) -> None:
         """``implied(record)`` names the context a decoded record supplies (the URL's host
-        and port, the id's time): what ``Ctxt`` defaults may stand for."""
+        and port, the id's time): what ``Ctxt`` defaults may stand for. ``consistent(record)``
+        is whatever else the decoder requires across fields (a field of a later version)."""
         compiler = _Compiler()
         bins = _meta(_LIST[_meta(bytes, min_length=4, max_length=32)], max_length=MAX_BINS)
-        kind = compiler.struct(schema, (("v", _LITERAL[version], _REQUIRED), ("b", bins, _ABSENT)))
+        version = _LITERAL[tuple(sorted(versions))]
+        kind = compiler.struct(schema, (("v", version, _REQUIRED), ("b", bins, _ABSENT)))
         needed = frozenset(compiler.needed - compiler.provided)
         self._pool: queue.SimpleQueue[_Decoding] = queue.SimpleQueue()
         for _ in range(DECODERS):
-            self._pool.put(_Decoding(kind, needed, implied))
+            self._pool.put(_Decoding(kind, needed, implied, consistent))
 
     def __call__(self, data: bytes | memoryview) -> Any:
         """The record as msgspec structs (attributes named by the wire keys) if it is

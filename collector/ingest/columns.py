@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from agent.wire.record import (
     _SCHEMA,
     MAX_RECORD,
-    VERSION,
+    VERSIONS,
     WireError,
     _url_context,
     decode_measurement,
@@ -84,6 +84,11 @@ def _implied_names(record: Any) -> frozenset[str]:
     return _url_implies(record.u)[any(record.i[:6])]
 
 
+def _versioned_fields(record: Any) -> bool:
+    """Hops are a version 2 field: the decoder refuses them in a version 1 record."""
+    return record.h is None or record.v != 1
+
+
 _CHECK: RecordCheck | None = None
 
 
@@ -93,7 +98,9 @@ def record_check() -> RecordCheck:
     if _CHECK is None:
         from collector.ingest.check import RecordCheck, build_once
 
-        _CHECK = build_once("measurement", lambda: RecordCheck(_SCHEMA, VERSION, _implied_names))
+        _CHECK = build_once(
+            "measurement", lambda: RecordCheck(_SCHEMA, VERSIONS, _implied_names, _versioned_fields)
+        )
     return _CHECK
 
 

@@ -44,8 +44,12 @@ def mismatches(rows: list[Scenario], results: list[dict[str, Any]]) -> list[str]
     for row in rows:
         result = seen[row.domain]
         evidence = result["evidence"]
-        if result["verdict"] != row.expected or (
-            row.trigger is not None and evidence.get("trigger") != row.trigger
+        hop = int(row.params.get("redirect_hop", "0"))
+        if (
+            result["verdict"] != row.expected
+            or (row.trigger is not None and evidence.get("trigger") != row.trigger)
+            or evidence.get("redirect_hop", 0) != hop
+            or evidence.get("failure") != row.params.get("failure", evidence.get("failure"))
         ):
             wrong.append(
                 f"{row.domain} ({row.technique}): expected {row.expected}"
@@ -62,7 +66,7 @@ def test_every_scenario_gets_its_expected_verdict(lab: Lab, collector: LabCollec
 
 
 def test_clean_rows_stay_ok_in_repeated_runs(lab: Lab, collector: LabCollector) -> None:
-    clean = lab.table.by_technique("clean")
+    clean = [row for row in lab.table.rows if row.expected == "ok"]
     urls = [f"{row.url}?run={n}" for n in range(CLEAN_REPEATS) for row in clean]
     results = probe(lab, urls, "--concurrency", "32")
     false_positives = [

@@ -66,7 +66,20 @@ def public_resolver_config() -> dict[str, Any]:
 
 def webserver_config(table: ScenarioTable, cert_for: dict[str, str]) -> dict[str, Any]:
     sites = [
-        {"domain": row.domain, "ip": row.ip, "cert": cert_for[row.domain]}
+        {
+            "domain": row.domain,
+            "ip": row.ip,
+            "cert": cert_for[row.domain],
+            **(
+                {
+                    "redirect_to": row.params["to"],
+                    "redirect_status": row.params.get("status"),
+                    "redirect_from": row.params.get("from_scheme"),
+                }
+                if row.technique == "redirect"
+                else {}
+            ),
+        }
         for row in table.rows
         if row.serves
     ]

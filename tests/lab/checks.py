@@ -237,6 +237,15 @@ def check_throttle(lab: Lab, row: Scenario) -> CheckResult:
     return _result(row, passed, observed, real=real, benign=benign, ratio=ratio)
 
 
+def check_redirect(lab: Lab, row: Scenario) -> CheckResult:
+    """The site answers with the configured redirect, from both sides (no censor acts on it)."""
+    agent, control = _page(lab, "agent", row), _page(lab, "net", row)
+    status = int(row.params.get("status", "302"))
+    seen = [(p.get("status"), p.get("location")) for p in (agent, control)]
+    passed = seen == [(status, row.params["to"])] * 2
+    return _result(row, passed, f"agent {seen[0]}, control {seen[1]}")
+
+
 def check_shutdown(lab: Lab, row: Scenario) -> CheckResult:
     """Cut the uplink, see everything fail, restore it, see it work again."""
     benign = lab.table.benign
@@ -274,6 +283,7 @@ CHECKS: dict[str, Callable[[Lab, Scenario], CheckResult]] = {
     "tls-intercept": check_tls_intercept,
     "throttle": check_throttle,
     "shutdown": check_shutdown,
+    "redirect": check_redirect,
 }
 
 # Checks that change the lab while they run, so they must not overlap with others.

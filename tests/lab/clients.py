@@ -178,6 +178,7 @@ def http_get(
     return {
         "error": None,
         "status": response.status,
+        "location": response.getheader("Location"),
         "title": match.group(1).decode(errors="replace").strip() if match else None,
         "length": len(body),
         "body_head": body[:2048].decode(errors="replace"),

@@ -68,6 +68,11 @@ TECHNIQUES: dict[str, Technique] = {
         Technique("tls-intercept", "a TLS interceptor presents another CA's cert", HOPS),
         Technique("throttle", "tc slows connections whose ClientHello names it", HOPS, True),
         Technique("shutdown", "the ISP cuts the agent's uplink (toggled)", ("isp",)),
+        Technique(
+            "redirect",
+            "the site redirects (params: to, status); a censor may sit on a later hop",
+            ("none",),
+        ),
     )
 }
 
@@ -222,10 +227,28 @@ def _check_params(technique: str, params: dict[str, str], where: str) -> None:
             raise ScenarioError(f"{where}: params.answer must be an IPv4 address") from exc
     if "rate" in params and not re.fullmatch(r"\d+(bit|kbit|mbit|gbit)", params["rate"]):
         raise ScenarioError(f"{where}: params.rate must look like 1mbit or 500kbit")
-    allowed = {"dns-bogon": {"answer"}, "dns-inject": {"answer"}, "throttle": {"rate"}}
+    if technique == "redirect":
+        _check_redirect(params, where)
+    allowed = {
+        "dns-bogon": {"answer"},
+        "dns-inject": {"answer"},
+        "throttle": {"rate"},
+        "redirect": {"to", "status", "redirect_hop", "failure", "from_scheme"},
+    }
     extra = set(params) - allowed.get(technique, set())
     if extra:
         raise ScenarioError(f"{where}: {technique} takes no param(s) {', '.join(sorted(extra))}")
+
+
+def _check_redirect(params: dict[str, str], where: str) -> None:
+    if not params.get("to"):
+        raise ScenarioError(f"{where}: a redirect row needs params.to, its Location")
+    if params.get("status", "302") not in {"301", "302", "303", "307", "308"}:
+        raise ScenarioError(f"{where}: params.status must be a redirect status (301-308)")
+    if params.get("from_scheme", "http") not in SCHEMES:
+        raise ScenarioError(f"{where}: params.from_scheme must be http or https")
+    if not params.get("redirect_hop", "0").isdigit():
+        raise ScenarioError(f"{where}: params.redirect_hop must be a whole number")
 
 
 def _check_table(table: ScenarioTable) -> None:

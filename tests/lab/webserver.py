@@ -48,6 +48,17 @@ class Site:
     domain: str
     ip: str
     cert: str
+    # A redirecting site answers "/" with this Location, and /r/N with /r/N+1 forever: the
+    # chains, loops and endless redirects of the redirect rows.
+    redirect_to: str | None = None
+    redirect_status: int = 302
+    redirect_from: str | None = None  # only requests of this scheme redirect (http -> https)
+
+    def redirects(self, request: web.BaseRequest) -> str | None:
+        scheme = "https" if request.secure else "http"
+        if self.redirect_from not in (None, scheme):
+            return None
+        return self.redirect_to
 
 
 def _title(domain: str) -> str:
@@ -103,14 +114,17 @@ class SiteDirectory:
         self._by_ip = {site.ip: site for site in sites}
 
     def site_for(self, request: web.BaseRequest) -> str:
+        site = self.config_for(request)
+        if site is not None:
+            return site.domain
+        # Unreachable with a correct config; any answer beats a 500 for a lab client.
+        return _host_name(request.headers.get("Host", "")) or _local_ip(request) or "unknown"
+
+    def config_for(self, request: web.BaseRequest) -> Site | None:
         host = _host_name(request.headers.get("Host", ""))
         if host in self._by_domain:
-            return self._by_domain[host].domain
-        local_ip = _local_ip(request)
-        if local_ip in self._by_ip:
-            return self._by_ip[local_ip].domain
-        # Unreachable with a correct config; any answer beats a 500 for a lab client.
-        return host or local_ip or "unknown"
+            return self._by_domain[host]
+        return self._by_ip.get(_local_ip(request))
 
 
 def _host_name(header: str) -> str:
@@ -140,8 +154,25 @@ def _html_response(body: str, status: int = 200) -> web.Response:
     )
 
 
+def _redirect(site: Site, location: str) -> web.Response:
+    return web.Response(
+        status=site.redirect_status, headers={"Location": location, "Server": "netsonde-lab"}
+    )
+
+
 async def handle_index(request: web.Request) -> web.Response:
+    site = request.app[SITES_KEY].config_for(request)
+    if site is not None and (location := site.redirects(request)) is not None:
+        return _redirect(site, location)
     return _html_response(render_page(request.app[SITES_KEY].site_for(request)))
+
+
+async def handle_endless(request: web.Request) -> web.Response:
+    site = request.app[SITES_KEY].config_for(request)
+    step = request.match_info["n"]
+    if site is None or site.redirect_to is None or not step.isdigit():
+        return await handle_not_found(request)
+    return _redirect(site, f"/r/{int(step) + 1}")
 
 
 async def handle_bytes(request: web.Request) -> web.StreamResponse:
@@ -181,6 +212,7 @@ def build_app(sites: list[Site]) -> web.Application:
     app[SITES_KEY] = SiteDirectory(sites)
     app.router.add_get("/", handle_index)
     app.router.add_get("/bytes/{n}", handle_bytes)
+    app.router.add_get("/r/{n}", handle_endless)
     app.router.add_route("*", "/{tail:.*}", handle_not_found)
     return app
 
@@ -193,7 +225,14 @@ def _tls_context(cert_path: str) -> ssl.SSLContext:
 
 def parse_sites(config: dict[str, Any]) -> list[Site]:
     return [
-        Site(domain=str(s["domain"]), ip=str(s["ip"]), cert=str(s["cert"]))
+        Site(
+            domain=str(s["domain"]),
+            ip=str(s["ip"]),
+            cert=str(s["cert"]),
+            redirect_to=s.get("redirect_to"),
+            redirect_status=int(s.get("redirect_status") or 302),
+            redirect_from=s.get("redirect_from"),
+        )
         for s in config.get("sites", [])
     ]
 

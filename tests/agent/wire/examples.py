@@ -13,7 +13,7 @@ import hashlib
 from typing import Any
 
 from agent.model import failures
-from agent.model.measurement import SiteMeasurement, Vantage, Verdict, new_measurement_id
+from agent.model.measurement import Hop, SiteMeasurement, Vantage, Verdict, new_measurement_id
 from agent.model.observations import (
     DNSExchange,
     DNSObservation,
@@ -182,12 +182,37 @@ HOST_SWAP = site(
     url=f"http://{HOST}/",
 )
 NO_CONTROL = dataclasses.replace(CLEAN, control=None, control_failure="no_control")
+
+
+def _hop_vantage(host: str, ip: str) -> Vantage:
+    dns = DNSObservation(system((ip,), name=host), ())
+    return Vantage(dns, (endpoint(ip, tls=tls(host), http=http(host, path="/a/b?c=d")),))
+
+
+_MOVED = http(status=301, location="https://www.example.net/a/b?c=d", title=None, body_length=0)
+# http -> https on another host: a version 2 record, its hop's names implied by the hop's URL.
+REDIRECTED = dataclasses.replace(
+    site(
+        Vantage(clean_vantage().dns, (endpoint(port=80, http=_MOVED),)),
+        Verdict("ok"),
+        url=f"http://{HOST}/",
+    ),
+    hops=(
+        Hop(
+            "https://www.example.net/a/b?c=d",
+            _hop_vantage("www.example.net", "192.0.2.20"),
+            _hop_vantage("www.example.net", "192.0.2.20"),
+            None,
+        ),
+    ),
+)
 EXAMPLES = {
     "clean": CLEAN,
     "clean_no_control": NO_CONTROL,
     "injected": INJECTED,
     "tls_failed": TLS_FAILED,
     "host_swap": HOST_SWAP,
+    "redirected": REDIRECTED,
 }
 
 

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.wire.record import MAX_RECORD, WireError, decode_measurement
+from agent.wire.record import MAX_RECORD, WireError, decode_measurement, encode_measurement
 from collector.ingest import check as wire_check
 from collector.ingest.check import DECODERS
 from collector.ingest.columns import (
@@ -28,6 +28,7 @@ from collector.ingest.columns import (
     record_check,
 )
 from tests.agent.observations import RECORDED
+from tests.agent.wire.examples import REDIRECTED
 
 _CHECK = record_check()
 
@@ -40,7 +41,8 @@ def _records() -> list[bytes]:
     return out
 
 
-RECORDS = _records()
+# Records as older agents sent them (version 1), and one with redirect hops (version 2).
+RECORDS = [*_records(), encode_measurement(REDIRECTED)]
 OBJS = [msgpack.unpackb(r, raw=False) for r in RECORDS]
 
 
@@ -149,7 +151,8 @@ def test_refuses_exactly_what_the_decoder_refuses(data: bytes) -> None:
         (lambda o: o["a"]["e"][0].update(a="not an address"), True),  # text is kept as is
         (lambda o: o.update(u="https:///"), False),  # no host, so names must be written out
         (lambda o: o.update(i=uuid.UUID(int=1).bytes), False),  # time 0: "t" must be written
-        (lambda o: o.update(v=2), False),
+        (lambda o: o.update(v=3), False),
+        (lambda o: o.update(v=2), True),  # version 2 may hold hops; this one has none
         (lambda o: o["r"].update(v=None), False),  # an explicit nil
     ],
 )
