@@ -67,8 +67,9 @@ def next_hop(url: str, view: Vantage, seen: Collection[str], followed: int) -> T
 
 
 def at_hop(verdict: Verdict, index: int, host: str) -> Verdict:
-    """A hop's verdict as the chain's: which hop, and whose host, it was reached at."""
-    if index == 0:
+    """A hop's verdict as the chain's: which hop, and whose host, it was reached at. An
+    ``ok`` is left bare: the record's hops already say how it was reached."""
+    if index == 0 or verdict.verdict == "ok":
         return verdict
     return Verdict(
         verdict.verdict, {**verdict.evidence, "redirect_hop": index, "redirect_host": host}

@@ -114,6 +114,13 @@ def test_no_more_than_the_limit_of_redirects() -> None:
     }
 
 
+def test_a_chain_that_ends_well_is_a_bare_ok() -> None:
+    first, final = moved("https://wikipedia.org/"), vantage()
+    verdict, following = judge_chain(START, first, first, (hop("https://wikipedia.org/", final),))
+    assert following is None
+    assert (verdict.verdict, verdict.evidence) == ("ok", {})
+
+
 def test_a_redirect_without_location_is_a_final_page() -> None:
     view = moved(None)
     assert judge_chain(START, view, view) == (judge_chain(START, view, view)[0], None)
