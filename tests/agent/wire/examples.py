@@ -191,12 +191,10 @@ def _hop_vantage(host: str, ip: str) -> Vantage:
 
 _MOVED = http(status=301, location="https://www.example.net/a/b?c=d", title=None, body_length=0)
 # http -> https on another host: a version 2 record, its hop's names implied by the hop's URL.
+_MOVED_VIEW = Vantage(clean_vantage().dns, (endpoint(port=80, http=_MOVED),))
 REDIRECTED = dataclasses.replace(
-    site(
-        Vantage(clean_vantage().dns, (endpoint(port=80, http=_MOVED),)),
-        Verdict("ok"),
-        url=f"http://{HOST}/",
-    ),
+    site(_MOVED_VIEW, Verdict("ok"), url=f"http://{HOST}/"),
+    control=_MOVED_VIEW,
     hops=(
         Hop(
             "https://www.example.net/a/b?c=d",

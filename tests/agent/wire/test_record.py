@@ -42,7 +42,7 @@ SIZES = {
     "injected": 570,
     "tls_failed": 560,
     "host_swap": 525,
-    "redirected": 853,
+    "redirected": 816,
 }
 
 
