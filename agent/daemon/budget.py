@@ -4,12 +4,12 @@ the day's running total, and the uploader that keeps to it.
 Volunteers on metered links cap the agent's traffic per UTC day. The agent cannot see its own
 packets without privileges, so the count is an estimate built from what it does observe:
 
-- a site measurement: every DNS exchange the probes made (query and each reply, at a fixed
-  size per message), every TCP connection attempt (handshake and teardown packets), every TLS
-  handshake (client hello, and for a completed one the server's flight, sized by the number
-  of certificates it sent), every HTTP round trip (request and response headers at a fixed
-  size, plus the body bytes actually read), and the control request to the collector with
-  its encoded answer;
+- a site measurement (and each redirect hop it followed, the same way): every DNS exchange
+  the probes made (query and each reply, at a fixed size per message), every TCP connection
+  attempt (handshake and teardown packets), every TLS handshake (client hello, and for a
+  completed one the server's flight, sized by the number of certificates it sent), every
+  HTTP round trip (request and response headers at a fixed size, plus the body bytes
+  actually read), and the control request to the collector with its encoded answer;
 - an upload: the exact bytes of every signed batch body POSTed, heartbeat-only ones
   included, plus a fixed allowance for the HTTP headers and the collector's answer;
 - a test-list fetch: the answer's body bytes plus headers.
@@ -40,6 +40,8 @@ from typing import TYPE_CHECKING
 from agent.daemon.spoolfile import SpoolFull
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from agent.daemon.spool import Spool
     from agent.model.measurement import SiteMeasurement, Vantage
 
@@ -101,12 +103,21 @@ def _vantage_bytes(vantage: Vantage) -> int:
     return total
 
 
-def measurement_bytes(m: SiteMeasurement, control_answer: int = 0) -> int:
-    """Estimated bytes the agent sent and received to make ``m``; ``control_answer`` is the
-    size of the collector's encoded control view, when one came back."""
-    total = _vantage_bytes(m.agent)
-    if m.control is not None or m.control_failure is not None:
-        total += HTTP_OVERHEAD + CONTROL_REQUEST + control_answer
+def measurement_bytes(m: SiteMeasurement, control_answers: Sequence[int] = ()) -> int:
+    """Estimated bytes the agent sent and received to make ``m``; ``control_answers`` are the
+    sizes of the collector's encoded control views, the first URL's and then each hop's,
+    where one came back (missing ones count 0)."""
+    total = 0
+    # Each redirect followed is a site test of its own, with its own control request.
+    steps = (
+        (m.agent, m.control, m.control_failure),
+        *((h.agent, h.control, h.control_failure) for h in m.hops),
+    )
+    for index, (agent, control, control_failure) in enumerate(steps):
+        total += _vantage_bytes(agent)
+        if control is not None or control_failure is not None:
+            answer = control_answers[index] if index < len(control_answers) else 0
+            total += HTTP_OVERHEAD + CONTROL_REQUEST + answer
     return total
 
 
@@ -159,7 +170,8 @@ class DailyBudget:
         in the transaction that stores ``m``."""
         from agent.wire.record import encode_vantage  # only the full daemon measures
 
-        cost = measurement_bytes(m, len(encode_vantage(m.control)) if m.control is not None else 0)
+        controls = (m.control, *(hop.control for hop in m.hops))
+        cost = measurement_bytes(m, [len(encode_vantage(c)) if c else 0 for c in controls])
         day = self.roll()
         self.used += cost
         return day, cost
