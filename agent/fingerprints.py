@@ -16,6 +16,7 @@ confidence wins, then the earlier row, so results are deterministic.
 from __future__ import annotations
 
 import csv
+import io
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,10 +25,21 @@ from typing import Final
 
 from agent.model.observations import Inspector
 
-__all__ = ["Fingerprint", "FingerprintFileError", "FingerprintSet", "Match", "inspector", "load"]
+__all__ = [
+    "Fingerprint",
+    "FingerprintFileError",
+    "FingerprintSet",
+    "Match",
+    "dump",
+    "inspector",
+    "load",
+    "parse",
+]
 
 PATTERN_TYPES: Final = frozenset({"full", "prefix", "contains", "regexp"})
 _COLUMNS: Final = ("name", "scope", "location_found", "pattern_type", "pattern")
+# What dump() writes: the columns a fingerprint is made of, without OONI's notes and sources.
+_SERVED_COLUMNS: Final = (*_COLUMNS, "confidence_no_fp", "expected_countries")
 
 
 class FingerprintFileError(OSError):
@@ -171,24 +183,33 @@ def _parse_row(row: Mapping[str, str | None]) -> Fingerprint:
     )
 
 
+def _read_rows(
+    lines: Iterable[str], source: str, out: list[Fingerprint], problems: list[str]
+) -> bool:
+    """Parse one CSV; False if its header lacks the columns. Raises csv.Error (and the
+    file's OSError) for the caller to name."""
+    reader = csv.DictReader(lines)
+    if reader.fieldnames is None or not set(_COLUMNS) <= set(reader.fieldnames):
+        problems.append(f"{source}:1: header lacks columns {', '.join(_COLUMNS)}")
+        return False
+    start = reader.line_num + 1
+    for row in reader:
+        # Quoted fields can span lines; report where the record starts.
+        line, start = start, reader.line_num + 1
+        if None in row or None in row.values():
+            problems.append(f"{source}:{line}: wrong number of columns")
+            continue
+        try:
+            out.append(_parse_row(row))
+        except ValueError as exc:
+            problems.append(f"{source}:{line}: {exc}")
+    return True
+
+
 def _load_file(path: Path, out: list[Fingerprint], problems: list[str]) -> None:
     try:
         with path.open(encoding="utf-8", newline="") as fh:
-            reader = csv.DictReader(fh)
-            if reader.fieldnames is None or not set(_COLUMNS) <= set(reader.fieldnames):
-                problems.append(f"{path}:1: header lacks columns {', '.join(_COLUMNS)}")
-                return
-            start = reader.line_num + 1
-            for row in reader:
-                # Quoted fields can span lines; report where the record starts.
-                line, start = start, reader.line_num + 1
-                if None in row or None in row.values():
-                    problems.append(f"{path}:{line}: wrong number of columns")
-                    continue
-                try:
-                    out.append(_parse_row(row))
-                except ValueError as exc:
-                    problems.append(f"{path}:{line}: {exc}")
+            _read_rows(fh, str(path), out, problems)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise FingerprintFileError(f"cannot read fingerprint file {path}: {exc}") from exc
 
@@ -200,6 +221,33 @@ def load(paths: Iterable[Path]) -> FingerprintSet:
     for path in paths:
         _load_file(Path(path), fingerprints, problems)
     return FingerprintSet(fingerprints, problems)
+
+
+def parse(text: str, source: str) -> FingerprintSet:
+    """Fingerprints from CSV text (the collector's ``/api/v1/fingerprints``, or its cached
+    copy) by the same rules as :func:`load`; ``source`` names it in ``problems``. Text that
+    is no fingerprint CSV at all (no OONI header, a NUL byte) raises ValueError."""
+    fingerprints: list[Fingerprint] = []
+    problems: list[str] = []
+    try:
+        if not _read_rows(io.StringIO(text, newline=""), source, fingerprints, problems):
+            raise ValueError(problems[-1])
+    except csv.Error as exc:
+        raise ValueError(f"{source}: not CSV: {exc}") from exc
+    return FingerprintSet(fingerprints, problems)
+
+
+def dump(fingerprints: FingerprintSet) -> str:
+    """The set as a CSV with the OONI columns :func:`parse` reads, rank ties in their order:
+    ``parse(dump(s), ...)`` gives ``s`` back."""
+    out = io.StringIO(newline="")
+    # The default "\r\n" line end, as RFC 4180 has it: a field holding either is quoted.
+    writer = csv.writer(out)
+    writer.writerow(_SERVED_COLUMNS)
+    for fp in fingerprints.fingerprints:
+        row = (fp.name, fp.scope, fp.location, fp.pattern_type, fp.pattern, fp.confidence)
+        writer.writerow((*row, ",".join(fp.countries)))
+    return out.getvalue()
 
 
 def inspector(fingerprints: FingerprintSet | None) -> Inspector | None:

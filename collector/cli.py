@@ -183,6 +183,11 @@ def _agents_options(serve: argparse.ArgumentParser) -> None:
         help="Citizen Lab test list CSV served at GET /api/v1/testlist (re-read when changed)",
     )
     serve.add_argument(
+        "--fingerprints", action="append", default=[], metavar="PATH",
+        help="blockpage fingerprint CSV (OONI schema) served to agents at GET "
+        "/api/v1/fingerprints, read once at start (repeatable)",
+    )  # fmt: skip
+    serve.add_argument(
         "--ingest-rate",
         type=float,
         default=DEFAULT_INGEST_RATE,
@@ -299,6 +304,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         geoip=args.geoip,
         trusted_proxies=args.trusted_proxy,
         testlist=args.testlist,
+        fingerprints=args.fingerprints,
         ingest_rate=args.ingest_rate,
         ingest_burst=args.ingest_burst,
         allowed_networks=args.allow_network,

@@ -82,6 +82,7 @@ class Settings:
     geoip: tuple[str, ...] = ()
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     testlist: str | None = None
+    fingerprints: tuple[str, ...] = ()  # OONI CSVs served at /api/v1/fingerprints
 
     @property
     def url(self) -> str:
@@ -217,6 +218,19 @@ def _check_testlist(path: str | None) -> str | None:
     return path
 
 
+def _check_fingerprints(paths: Sequence[str]) -> tuple[str, ...]:
+    if not paths:
+        return ()
+    # Imported here: the agent's fingerprint loader, which --help must not load.
+    from collector.fingerprints import FingerprintsError, load_served
+
+    try:
+        load_served(paths)
+    except FingerprintsError as exc:
+        raise ConfigError(f"--fingerprints {exc}") from None
+    return tuple(dict.fromkeys(paths))
+
+
 def make_settings(
     *,
     listen: str = DEFAULT_LISTEN,
@@ -229,6 +243,7 @@ def make_settings(
     geoip: Sequence[str] = (),
     trusted_proxies: Sequence[str] = (),
     testlist: str | None = None,
+    fingerprints: Sequence[str] = (),
     ingest_rate: float = DEFAULT_INGEST_RATE,
     ingest_burst: int = DEFAULT_INGEST_BURST,
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
@@ -255,6 +270,7 @@ def make_settings(
         geoip=_check_geoip(geoip),
         trusted_proxies=_check_trusted_proxies(trusted_proxies),
         testlist=_check_testlist(testlist),
+        fingerprints=_check_fingerprints(fingerprints),
         ingest_rate=_positive("--ingest-rate", ingest_rate),
         ingest_burst=int(_positive("--ingest-burst", ingest_burst)),
         idle_timeout=_positive("--idle-timeout", idle_timeout),

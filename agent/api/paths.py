@@ -16,8 +16,10 @@ __all__ = [
     "CACHE_HEADER",
     "CONTROL_PATH",
     "ENROLL_PATH",
+    "FINGERPRINTS_PATH",
     "HEALTH_PATH",
     "MAX_ADDRESSES",
+    "MAX_FINGERPRINTS_BYTES",
     "MEASUREMENTS_PATH",
     "METRICS_PATH",
     "MSGPACK",
@@ -34,6 +36,7 @@ ENROLL_PATH = f"{API}/enroll"
 CONTROL_PATH = f"{API}/control"
 MEASUREMENTS_PATH = f"{API}/measurements"  # POST: a signed batch; GET: the query API
 TESTLIST_PATH = f"{API}/testlist"
+FINGERPRINTS_PATH = f"{API}/fingerprints"  # the blockpage fingerprints, OONI CSV
 # Queries, for people and their tools.
 BLOCKING_PATH = f"{API}/blocking"
 TIMELINE_PATH = f"{API}/timeline"
@@ -46,3 +49,7 @@ USER_AGENT = f"netsonde-agent/{__version__}"
 # Whether a control answer came from the collector's cache: "hit", "miss" or "shared".
 CACHE_HEADER = "X-Netsonde-Control-Cache"
 MAX_ADDRESSES = 16  # addresses one control request may ask about; the collector refuses more
+# The fingerprints a collector may serve and an agent reads: OONI's whole set is ~170 kB as
+# served (agent.fingerprints.dump); the collector refuses to start with more, the agent
+# abandons a larger answer unread.
+MAX_FINGERPRINTS_BYTES = 2 << 20

@@ -20,6 +20,7 @@ from agent.model.hostnames import normalize_host
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
     from contextlib import AsyncExitStack
+    from pathlib import Path
 
     from rich.console import Console
     from rich.progress import Progress
@@ -128,7 +129,7 @@ _PROBE_OPTIONS: tuple[tuple[str, dict[str, Any], str], ...] = (
     ("--ca-file", {"metavar": "PATH", "type": _existing_file},
      "extra CA certificates (PEM) to trust, for the sites and the collector"),
     ("--fingerprints", {"metavar": "PATH", "action": "append", "default": []},
-     "blockpage fingerprint CSV, OONI schema (repeatable)"),
+     "blockpage fingerprint CSV, OONI schema (repeatable; default: the --collector's)"),
     ("--concurrency", {"metavar": "N", "type": _positive_int, "default": 16},
      "targets measured at once (default: %(default)s)"),
     ("--timeout", {"metavar": "S", "type": _seconds, "default": 5.0},
@@ -175,27 +176,6 @@ def _usage_error(message: str) -> int:
     return 2
 
 
-def _load_fingerprints(paths: list[str]) -> FingerprintSet | None:
-    from pathlib import Path
-
-    from agent.fingerprints import FingerprintFileError, FingerprintSet, load
-
-    loaded: list[FingerprintSet] = []
-    for path in paths:
-        # One file at a time, so a missing one costs only its own fingerprints.
-        try:
-            loaded.append(load([Path(path)]))
-        except FingerprintFileError as exc:
-            _say("warning", f"{exc}; continuing without it")
-    if not loaded:
-        return None
-    problems = [p for s in loaded for p in s.problems]
-    if problems:
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        _say("warning", f"skipped {len(problems)} malformed fingerprint rows: {problems[0]}{more}")
-    return FingerprintSet([fp for s in loaded for fp in s.fingerprints], problems)
-
-
 def cmd_probe(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -207,7 +187,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
         _say("skipped", problem)
     if not parsed.targets:
         return _usage_error("no targets to measure")
-    fingerprints = _load_fingerprints(args.fingerprints)
+    from agent.cli.fingerprints import load_local
+
+    fingerprints = load_local(args.fingerprints, _say)
     sink = None
     if args.msgpack_out:
         try:
@@ -229,6 +211,7 @@ async def _probe(
     sink: MsgpackSink | None,
 ) -> int:
     from contextlib import AsyncExitStack
+    from dataclasses import replace
 
     from rich.console import Console
 
@@ -246,7 +229,14 @@ async def _probe(
     wide = not sys.stdout.isatty() and "COLUMNS" not in os.environ
     stdout, stderr = Console(width=PIPE_WIDTH if wide else None), Console(stderr=True)
     async with AsyncExitStack() as stack:
-        control, is_online = await _open_control(args, config, stack)
+        control, is_online, reachable = await _open_control(args, config, stack)
+        if control is not None and not args.fingerprints:
+            from agent.cli.fingerprints import from_collector
+
+            # Not given any: the collector's, or the daemon's cached copy of them.
+            session = control.session if reachable else None
+            found = await from_collector(session, args.collector, _state_dir(args), _say)
+            config = replace(config, fingerprints=found)
 
         async def measure(target: Target) -> SiteMeasurement:
             return await measure_site(target, config, control, is_online=is_online)
@@ -258,9 +248,9 @@ async def _probe(
 
 async def _open_control(
     args: argparse.Namespace, config: ProbeConfig, stack: AsyncExitStack
-) -> tuple[HTTPControl | None, CachedCheck]:
+) -> tuple[HTTPControl | None, CachedCheck, bool]:
     """The collector's control client (None without ``--collector``), closed with ``stack``,
-    and the connectivity check the site tests share."""
+    the connectivity check the site tests share, and whether the collector answered."""
     from agent.probes.connectivity import CachedCheck
 
     control = None
@@ -274,25 +264,30 @@ async def _open_control(
         )
         control = await stack.enter_async_context(client)
     is_online = CachedCheck(control, config.resolvers, config.benign_name, args.timeout)
-    if control is not None:
-        if await control.reachable():
-            is_online.remember(True)
-        else:
-            _say("warning", f"collector unreachable at {args.collector}: {LOCAL_ONLY}")
-    return control, is_online
+    reachable = control is not None and await control.reachable()
+    if reachable:
+        is_online.remember(True)
+    elif control is not None:
+        _say("warning", f"collector unreachable at {args.collector}: {LOCAL_ONLY}")
+    return control, is_online, reachable
+
+
+def _state_dir(args: argparse.Namespace) -> Path:
+    from pathlib import Path
+
+    from agent.daemon.config import DEFAULT_STATE_DIR
+
+    return Path(args.state_dir) if args.state_dir else DEFAULT_STATE_DIR
 
 
 def _identity(args: argparse.Namespace) -> Credential | None:
     """The enrolled identity the control needs; None, said once, if there is none."""
-    from pathlib import Path
-
     from agent.api.auth import Credential
-    from agent.daemon.config import DEFAULT_STATE_DIR
     from agent.daemon.enrollment import KEY_FILE, STATE_FILE, DaemonError, read_state
     from agent.daemon.identity import load_key
     from agent.wire.keys import IdentityError
 
-    state_dir = Path(args.state_dir) if args.state_dir else DEFAULT_STATE_DIR
+    state_dir = _state_dir(args)
     try:
         return Credential(read_state(state_dir).agent_id, load_key(state_dir / KEY_FILE))
     except (DaemonError, IdentityError) as exc:

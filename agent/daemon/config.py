@@ -98,7 +98,7 @@ class ProbeSettings:
     max_endpoints: int = 4
     resolvers: tuple[str, ...] = ()
     benign_sni: str = "example.com"
-    fingerprints: tuple[Path, ...] = ()  # loaded by the daemon, not here
+    fingerprints: tuple[Path, ...] = ()  # loaded by the daemon; none: the collector's
 
 
 @dataclass(frozen=True)
@@ -117,6 +117,17 @@ class AgentConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     probe: ProbeSettings = field(default_factory=ProbeSettings)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+
+    @property
+    def collector_fingerprints(self) -> bool:
+        """Whether the daemon measures with the collector's fingerprints
+        (``agent.daemon.fingerprints``): only when no local files are configured."""
+        return not self.probe.fingerprints
+
+    @property
+    def refreshes_from_collector(self) -> bool:
+        """Whether the test-list job runs: for the collector's test list or fingerprints."""
+        return self.testlist.from_collector or self.collector_fingerprints
 
     def probe_config(self, fingerprints: FingerprintSet | None = None) -> ProbeConfig:
         """The probing settings, so ``agent.site`` never reads the file itself."""

@@ -7,8 +7,8 @@
 - ``upload``: drains the spool to the collector (``agent.daemon.upload``), with backoff;
 - ``connectivity``: whether this network reaches the outside, kept in the spool's meta table
   so ``netsonde-agent status`` can show it without talking to the daemon;
-- ``testlist`` (with ``testlist.from_collector``): refreshes the collector's test list
-  (``agent.daemon.testlist``) at start, in the background, then every ``testlist.refresh``.
+- ``testlist``: refreshes the collector's test list and fingerprints (``agent.daemon.testlist``,
+  ``agent.daemon.fingerprints``) at start, in the background, then every ``testlist.refresh``.
   The configuration file itself is read once, at start.
 
 The agent must be enrolled first (``agent.daemon.enrollment``). With
@@ -112,6 +112,7 @@ class _Daemon:
         self.config, self.spool, self.stop = config, spool, stop
         self.probe, self.control, self.uploader = shared.probe, shared.control, shared.uploader
         self.budget, self.testlist = shared.budget, shared.testlist
+        self.fingerprints = shared.fingerprints
         self.is_online = CachedCheck(
             self.control,
             self.probe.resolvers,
@@ -161,7 +162,8 @@ class _Daemon:
         if self.disk.full:
             return  # lean mode could not store its checks, and would hand straight back
         assert self.jobs.scheduler is not None
-        horizon = datetime.now(UTC) + timedelta(seconds=lean_threshold(self.config.schedule))
+        idle = lean_threshold(self.config.schedule)
+        horizon = datetime.now(UTC) + timedelta(seconds=idle)
         for name in ("measure", "testlist"):
             job = self.jobs.scheduler.get_job(name)
             if job is not None and job.next_run_time is not None and job.next_run_time < horizon:
@@ -171,10 +173,7 @@ class _Daemon:
             return
         if self.stop.is_set() or self.jobs.others_running(current):
             return  # a job started while the spool was read
-        log.info(
-            "idle: nothing due within %.0f s; switching to lean mode",
-            (lean_threshold(self.config.schedule)),
-        )
+        log.info("idle: nothing due within %.0f s; switching to lean mode", idle)
         self.next_mode = LEAN
         self.stop.set()
 
@@ -196,7 +195,7 @@ class _Daemon:
                 await asyncio.to_thread(self._record_run, started, 0, 0, "the test list is empty")
                 return
             log.info("measure: %d targets", len(targets))
-            totals = await self.measurer.run(targets)
+            totals = await self.measurer.with_fingerprints(self.fingerprints.current).run(targets)
             await asyncio.to_thread(
                 self._record_run, started, totals.spooled, totals.failed, _why(totals)
             )
@@ -213,10 +212,12 @@ class _Daemon:
 
     async def _first_list(self) -> None:
         """Waits up to :data:`FIRST_FETCH_WAIT` for the first fetch of the collector's list
-        when none is cached (a first start), so the first run is not one without it; with
-        a list cached, or once a fetch has been tried, not at all."""
-        lists, remote = self.testlist, self.config.testlist.from_collector
-        if not remote or lists.cached is not None or lists.done.is_set():
+        (or fingerprints) when none is cached (a first start), so the first run is not one
+        without it; with them cached, or once a fetch has been tried, not at all."""
+        lists, config = self.testlist, self.config
+        listless = config.testlist.from_collector and lists.cached is None
+        bare = config.collector_fingerprints and self.fingerprints.cached is None
+        if not (listless or bare) or lists.done.is_set():
             return
         if not lists.lock.locked():
             self.jobs.wake("testlist")
@@ -275,7 +276,11 @@ class _Daemon:
         if self.budget.spent():
             self.budget.log_exhausted("test list refresh paused")
             return
-        failure = await self.testlist.refresh(self.uploader.session, self.budget.spend)
+        session, spend, config = self.uploader.session, self.budget.spend, self.config
+        if config.collector_fingerprints:
+            await self.fingerprints.refresh(session, spend)  # it logs its own failures
+        remote = config.testlist.from_collector
+        failure = await self.testlist.refresh(session, spend) if remote else None
         if failure is None:
             await asyncio.to_thread(self.spool.set_meta, META_TESTLIST_FETCHED, _now_ms())
         await asyncio.to_thread(self.spool.set_meta, META_TESTLIST_FAILURE, failure or "")
@@ -291,12 +296,9 @@ class _Daemon:
         # is only needed when the collector cannot be reached.
         online = self.collector_reachable = await self.control.reachable()
         if not online:
+            probe = self.probe
             online = await check(
-                None,
-                self.probe.resolvers,
-                self.probe.benign_name,
-                5.0,
-                resolv_conf=self.probe.resolv_conf,
+                None, probe.resolvers, probe.benign_name, 5.0, resolv_conf=probe.resolv_conf
             )
         self.is_online.remember(online)
         # Every check, not just changes: the collector finds outages, and an agent's silences,
@@ -316,9 +318,8 @@ class _Daemon:
         self.spool.set_meta(META_CONNECTIVITY_AT, _now_ms())
 
     def _due_from_spool(self) -> tuple[int | None, int | None]:
-        return next_run_ms(self.spool, self.config.schedule), testlist_due_ms(
-            self.spool, self.config
-        )
+        spool, config = self.spool, self.config
+        return next_run_ms(spool, config.schedule), testlist_due_ms(spool, config)
 
     # -- lifetime --------------------------------------------------------------------------
 
@@ -339,7 +340,7 @@ class _Daemon:
             ("connectivity", schedule.connectivity_check, now),
             ("upload", schedule.upload, None),
         ]
-        if self.config.testlist.from_collector:
+        if self.config.refreshes_from_collector:
             # At once, in the background: a run never waits for it beyond _first_list.
             jobs.append(("testlist", self.config.testlist.refresh, first_testlist or now))
         self.jobs.start(jobs, schedule.jitter)

@@ -28,6 +28,7 @@ from agent.daemon.config import AgentConfig
 from agent.daemon.disk import Disk
 from agent.daemon.spool import Spool, SpoolFull
 from agent.daemon.testlist import CollectorTestList
+from agent.fingerprints import FingerprintSet
 from agent.model.addresses import IPNetwork, may_reach
 from agent.model.measurement import Target
 from agent.site import ControlSource, ProbeConfig, measure_site
@@ -86,6 +87,14 @@ class Measurer:
     budget: DailyBudget
     disk: Disk
     concurrency: int
+
+    def with_fingerprints(self, fingerprints: FingerprintSet | None) -> Measurer:
+        """This measurer with the collector's ``fingerprints``; itself when there are none."""
+        if fingerprints is None:
+            return self
+        probe = dataclasses.replace(self.probe, fingerprints=fingerprints)
+        remote = dataclasses.replace(self.remote, fingerprints=fingerprints)
+        return dataclasses.replace(self, probe=probe, remote=remote)
 
     async def run(self, targets: list[tuple[Target, bool]]) -> RunTotals:
         totals = RunTotals()

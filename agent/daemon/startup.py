@@ -2,8 +2,8 @@
 
 The probe settings with their blockpage fingerprints, the collector's control client (its
 requests signed with the agent's key), the daily bandwidth budget, the uploader that keeps to
-it, and the collector's test list with its cache read from the state directory; for
-:func:`agent.daemon.full.run_daemon`.
+it, and the collector's test list and fingerprints with their caches read from the state
+directory; for :func:`agent.daemon.full.run_daemon`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from agent.api.auth import Credential
 from agent.api.control import HTTPControl
 from agent.daemon.budget import DailyBudget
 from agent.daemon.config import AgentConfig
+from agent.daemon.fingerprints import CollectorFingerprints, read_fingerprints_cache
 from agent.daemon.spool import Spool
 from agent.daemon.state import next_batch_seq
 from agent.daemon.testlist import CollectorTestList, read_testlist_cache
@@ -43,6 +44,7 @@ class Shared:
     uploader: BudgetedUploader
     budget: DailyBudget
     testlist: CollectorTestList
+    fingerprints: CollectorFingerprints  # used only with config.collector_fingerprints
 
 
 def _load_fingerprints(paths: tuple[Path, ...]) -> FingerprintSet | None:
@@ -57,6 +59,18 @@ def _load_fingerprints(paths: tuple[Path, ...]) -> FingerprintSet | None:
     for problem in fingerprints.problems:
         log.warning("fingerprints: skipped %s", problem)
     return fingerprints
+
+
+async def _fingerprints(config: AgentConfig) -> CollectorFingerprints:
+    cached = None
+    if config.collector_fingerprints:
+        cached = await asyncio.to_thread(read_fingerprints_cache, config.state_dir)
+    return CollectorFingerprints(
+        cached,
+        collector_urls=config.collector.urls,
+        proxy=config.collector.proxy,
+        state_dir=config.state_dir,
+    )
 
 
 @asynccontextmanager
@@ -104,4 +118,4 @@ async def open_shared(
             proxy=config.collector.proxy,
             state_dir=config.state_dir,
         )
-        yield Shared(probe, control, uploader, budget, testlist)
+        yield Shared(probe, control, uploader, budget, testlist, await _fingerprints(config))

@@ -92,9 +92,9 @@ def next_batch_seq(spool: Spool) -> int:
 
 
 def testlist_due_ms(spool: Spool, config: AgentConfig) -> int | None:
-    """When the collector's test list is due for a refresh (Unix ms); None if it is not
-    fetched at all, or never was (the first measure run fetches it then)."""
-    if not config.testlist.from_collector:
+    """When the collector's test list (and fingerprints) are due for a refresh (Unix ms);
+    None if neither is fetched at all, or never was (the first measure run fetches them)."""
+    if not config.refreshes_from_collector:
         return None
     times = [spool.get_meta(key) for key in (META_TESTLIST_TRIED, META_TESTLIST_FETCHED)]
     tried = [t for t in times if isinstance(t, int)]

@@ -29,6 +29,7 @@ from agent.wire.record import encode_vantage
 from collector.config import Settings
 from collector.control import ControlCache
 from collector.enrich import Enricher
+from collector.fingerprints import load_served, report
 from collector.ingest.accept import RateLimiter
 from collector.ingest.verify import prepare_verifier
 from collector.storage import open_storage
@@ -40,6 +41,7 @@ from collector.web.keys import (
     CONTROL_LIMITER,
     CONTROLS,
     ENRICHER,
+    FINGERPRINTS,
     INGEST_THREADS,
     LIMITER,
     MEASURE,
@@ -151,6 +153,16 @@ def _testlist(path: str | None) -> Context:
     return context
 
 
+def _fingerprints(paths: Sequence[str]) -> Context:
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        # Once, off the loop: ~2,000 rows parsed and their regexps compiled.
+        app[FINGERPRINTS] = served = await asyncio.to_thread(load_served, paths)
+        report(served)
+        yield
+
+    return context
+
+
 def create_app(settings: Settings, *, measure: Measure | None = None) -> web.Application:
     """The collector service; ``measure`` replaces the real control only in tests.
 
@@ -174,6 +186,7 @@ def create_app(settings: Settings, *, measure: Measure | None = None) -> web.App
     app.cleanup_ctx.append(_control_cache(settings))
     app.cleanup_ctx.append(_enricher(settings.geoip))
     app.cleanup_ctx.append(_testlist(settings.testlist))
+    app.cleanup_ctx.append(_fingerprints(settings.fingerprints))
     app.router.add_routes(handlers.routes)
     app.router.add_routes(queries.routes)
     operator.install(app)

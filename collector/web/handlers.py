@@ -1,6 +1,7 @@
 """Collector web layer: the agents' routes and the service routes, as a route table.
 
-``/api/v1/health``, ``/control``, ``/enroll``, ``POST /measurements`` and ``/testlist``
+``/api/v1/health``, ``/control``, ``/enroll``, ``POST /measurements``, ``/testlist`` and
+``/fingerprints``
 (``/metrics`` is the operator's: ``collector.web.operator``). Handlers only parse the
 request, call into ``collector.control`` (the cache), ``collector.ingest`` or the storage,
 and shape the answer; a bad request raises :class:`collector.errors.ApiError`, which
@@ -24,6 +25,7 @@ from agent.api.paths import (
     CACHE_HEADER,
     CONTROL_PATH,
     ENROLL_PATH,
+    FINGERPRINTS_PATH,
     HEALTH_PATH,
     MAX_ADDRESSES,
     MEASUREMENTS_PATH,
@@ -44,6 +46,7 @@ from collector.web.keys import (
     CONTROL_LIMITER,
     CONTROLS,
     ENRICHER,
+    FINGERPRINTS,
     INGEST_THREADS,
     LIMITER,
     MEASURE,
@@ -238,5 +241,42 @@ async def get_testlist(request: web.Request) -> web.StreamResponse:
     else:
         body = {"urls": list(current.urls), "count": len(current.urls), "source": current.source}
         response = web.json_response(body, headers=headers)
+    response.etag = etag
+    return response
+
+
+def _accepts_gzip(request: web.Request) -> bool:
+    for item in request.headers.get("Accept-Encoding", "").lower().split(","):
+        coding, _, params = item.partition(";")
+        if coding.strip() == "gzip":
+            weight = params.strip()
+            if not weight.startswith("q="):
+                return True
+            try:
+                return float(weight[2:]) > 0  # "q=0" is a refusal
+            except ValueError:
+                return False
+    return False
+
+
+@routes.get(FINGERPRINTS_PATH)
+async def get_fingerprints(request: web.Request) -> web.Response:
+    """The blockpage fingerprints as OONI CSV (``collector.fingerprints``), gzipped when the
+    client accepts it; a header only when none are configured. Public: they name pages,
+    not agents."""
+    served = request.app[FINGERPRINTS]
+    gzipped = _accepts_gzip(request)
+    # Strong, and one per encoding (RFC 9110 8.8.3): the gzip bytes are another representation.
+    etag = f"{served.digest}-gzip" if gzipped else served.digest
+    headers = {"Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
+    if _matches(request, etag):
+        response = web.Response(status=304, headers=headers)
+    else:
+        if gzipped:
+            headers["Content-Encoding"] = "gzip"
+        body = served.gzipped if gzipped else served.csv
+        response = web.Response(
+            body=body, content_type="text/csv", charset="utf-8", headers=headers
+        )
     response.etag = etag
     return response

@@ -2,8 +2,9 @@
 
 What a handler finds on ``request.app``: the settings, the open storage, the control cache
 and its measuring function, the agents' keys and rate limiter for the control, the ingest
-threads and rate limiter, the metrics, the address enricher and the test list. Each is set
-once, by ``create_app`` or a ``cleanup_ctx`` in ``collector.web.app``.
+threads and rate limiter, the metrics, the address enricher, the test list and the
+fingerprints. Each is set once, by ``create_app`` or a ``cleanup_ctx`` in
+``collector.web.app``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from agent.model.measurement import Target
 from collector.config import Settings
 from collector.control import ControlCache
 from collector.enrich import Enricher
+from collector.fingerprints import ServedFingerprints
 from collector.ingest.accept import RateLimiter
 from collector.storage import Storage
 from collector.testlist import TestListSource
@@ -28,6 +30,7 @@ __all__ = [
     "CONTROLS",
     "CONTROL_LIMITER",
     "ENRICHER",
+    "FINGERPRINTS",
     "INGEST_THREADS",
     "LIMITER",
     "MEASURE",
@@ -57,3 +60,4 @@ LIMITER = web.AppKey("limiter", RateLimiter)
 METRICS = web.AppKey("metrics", Metrics)
 ENRICHER = web.AppKey("enricher", Enricher)
 TESTLIST = web.AppKey("testlist", TestListSource)  # absent when no test list is configured
+FINGERPRINTS = web.AppKey("fingerprints", ServedFingerprints)  # empty when none configured

@@ -1,9 +1,10 @@
 """Censor lab: the real agent daemon, ``netsonde-agent run``, in the lab's agent namespace.
 
-Writes the daemon's configuration for the lab (its CA, public resolver, benign name, the OONI
-fingerprint files and the collector), a Citizen Lab CSV of the URLs to measure, enrols the
-agent with a token from the collector's database, and starts, kills and stops the daemon as
-a process of its own, as systemd would. Shared by the end-to-end test and the benchmark.
+Writes the daemon's configuration for the lab (its CA, public resolver, benign name and the
+collector, whose OONI fingerprints it measures with, as a Raspberry Pi without files of its
+own would), a Citizen Lab CSV of the URLs to measure, enrols the agent with a token from
+the collector's database, and starts, kills and stops the daemon as a process of its own,
+as systemd would. Shared by the end-to-end test and the benchmark.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from typing import Any
 
 from agent.model.addresses import TEST_NETWORKS
 from tests.lab import addresses as plan
-from tests.lab.engine import fingerprint_paths
 from tests.lab.lab import REPO_ROOT, Lab
 from tests.lab.shell import LabError, in_ns
 
@@ -71,7 +71,6 @@ class LabAgent:
             "concurrency": 16,
             "resolvers": [plan.PUBLIC_RESOLVER],
             "benign_sni": lab.table.benign_domain,
-            "fingerprints": [str(p) for p in fingerprint_paths()],
         }
         settings |= probe or {}
         lists: dict[str, Any] = {"files": ["testlist.csv"], "from_collector": False}

@@ -3,7 +3,8 @@
 Shared by the end-to-end tests, the demo and the benchmarks, so all of them run
 the collector the same way: ``python -m collector.cli serve`` at the lab's
 collector address, with an embedded SQLite database and the lab CA, allowed to measure
-the lab's internet (the documentation ranges, which a real collector refuses). Once it
+the lab's internet (the documentation ranges, which a real collector refuses), serving the
+shared OONI fingerprints to the agents. Once it
 listens it enrols the identity ``netsonde-agent probe`` signs its control requests with
 (``tests.lab.engine.probe_state_dir``): the control serves enrolled agents only.
 """
@@ -24,7 +25,7 @@ from typing import Any
 
 from tests.lab import addresses as plan
 from tests.lab.agent import enrolment_token
-from tests.lab.engine import probe_state_dir
+from tests.lab.engine import fingerprint_paths, probe_state_dir
 from tests.lab.lab import REPO_ROOT, Lab
 from tests.lab.scenarios import ScenarioTable
 from tests.lab.shell import LabError, in_ns
@@ -63,6 +64,8 @@ class LabCollector:
         argv += ["--timeout", "2", *CONTROL_LIMITS]
         for network in INTERNET:
             argv += ["--allow-network", network]
+        for path in fingerprint_paths():  # what the lab's daemons measure with
+            argv += ["--fingerprints", str(path)]
         argv += self.extra_args
         env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), PYTHONUNBUFFERED="1")
         self.directory.mkdir(parents=True, exist_ok=True)

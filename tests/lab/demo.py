@@ -2,7 +2,8 @@
 
 1. Bring the lab up and show, with plain clients, that every censor acts as configured.
 2. Start the collector in the net namespace (embedded SQLite) as the uncensored control,
-   and enrol the probe with it: the control serves enrolled agents only.
+   serving the OONI fingerprints, and enrol the probe with it: the control serves enrolled
+   agents only.
 3. Run ``netsonde-agent probe`` in the agent namespace on every scenario's URL and set
    its verdicts and evidence next to what the scenario table expects.
 4. Cut the agent's uplink, as a shutdown order would, and measure again.
@@ -95,6 +96,7 @@ def run_demo(table: ScenarioTable, console: Console) -> int:
         with LabCollector(lab, lab.state_dir / "collector") as collector:
             console.print(
                 f"collector (control, SQLite at {collector.db_url}) on {collector.url}, "
+                "serving the OONI fingerprints at /api/v1/fingerprints, "
                 f"the probe enrolled in $LAB/{engine.probe_state_dir(lab).name}"
             )
             with console.status("netsonde-agent probe: measuring every scenario"):

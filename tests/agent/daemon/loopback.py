@@ -113,10 +113,14 @@ async def web_site(hits: list[str] | None = None) -> AsyncIterator[int]:
 
 @asynccontextmanager
 async def collector(
-    tmp_path: Path, resolv_conf: str, testlist: Path | None = None, port: int | None = None
+    tmp_path: Path,
+    resolv_conf: str,
+    testlist: Path | None = None,
+    port: int | None = None,
+    fingerprints: tuple[Path, ...] = (),
 ) -> AsyncIterator[TestServer]:
     """The collector app on loopback, on ``port`` if given (a collector back after an
-    outage: the same database, the same URL)."""
+    outage: the same database, the same URL), serving ``fingerprints``."""
     control_config = ProbeConfig(timeout=2.0, resolv_conf=resolv_conf)
 
     async def measure(target: Target, addresses: tuple[str, ...]) -> bytes:
@@ -126,6 +130,7 @@ async def collector(
     settings = Settings(
         db_url=f"sqlite:///{tmp_path / 'collector.db'}",
         testlist=None if testlist is None else str(testlist),
+        fingerprints=tuple(map(str, fingerprints)),
     )
     server = TestServer(create_app(settings, measure=measure), host="127.0.0.1", port=port)
     await server.start_server()
