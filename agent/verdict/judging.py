@@ -1,11 +1,13 @@
 """Agent verdict: what the layers share, the pairs of endpoints they walk, the evidence they
-give, and the judgement of a layer at which every endpoint failed."""
+give, the judgement of a layer at which every endpoint failed, and the doubts that keep a
+walk without a control from ending in ``ok``."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from agent.model import failures as f
 from agent.model.measurement import Target, Vantage, Verdict
 from agent.model.observations import EndpointObservation, HTTPRoundTrip, TLSHandshake
 
@@ -46,6 +48,36 @@ def pair_up(agent: Vantage, control: Vantage | None) -> list[Pair]:
     return shared or [Pair(e, None) for e in agent.endpoints]
 
 
+def dns_failure(control: Vantage | None) -> str | None:
+    """Why the control's resolver gave it nothing to connect to, if it did not: the control
+    then failed before any endpoint layer, and shares whatever failure the agent has there."""
+    if control is None:
+        return None
+    system = control.dns.system
+    if system.failure is None and system.addresses:
+        return None
+    return system.failure or f.DNS_NO_ANSWER
+
+
+def control_side(
+    pair: Pair, control: Vantage | None, passed: bool, failure: str | None
+) -> tuple[bool | None, str | None]:
+    """How the control fared at a layer, for ``Failed``: ``passed`` and ``failure`` are read
+    off its endpoint at the pair's IP; with none there, a control whose own DNS failed failed
+    too, and otherwise there is nothing to compare with."""
+    if pair.control is not None:
+        return passed, failure
+    if (theirs := dns_failure(control)) is not None:
+        return False, theirs
+    return None, None
+
+
+def doubt(doubts: list[Evidence], ip: str, failure: str) -> None:
+    """A failure seen with no control to weigh it: the walk may go on with the endpoints that
+    worked, but may not end in ``ok`` on local evidence alone."""
+    doubts.append({"ip": ip, "failure": failure, "reason": "no control"})
+
+
 def status_of(page: HTTPRoundTrip | None) -> int | None:
     return None if page is None else page.status
 
@@ -84,8 +116,8 @@ def judge(kinds: Mapping[str, str], failed: Sequence[Failed], default: str | Non
         if blocked is None:
             return inconclusive(failed[0].failure, "no control to compare with")
     if blocked is None:
-        compared = [x for x in failed if x.control_ok is False]
-        return same_failure(compared[0].failure, *(x.control_failure or "" for x in compared))
+        compared = next(x for x in failed if x.control_ok is False)
+        return same_failure(compared.failure, compared.control_failure or "")
     kind = kinds.get(blocked.failure)
     if kind is None:
         return inconclusive(blocked.failure, "unclassified failure")
@@ -95,11 +127,10 @@ def judge(kinds: Mapping[str, str], failed: Sequence[Failed], default: str | Non
     return Verdict(kind, evidence)
 
 
-def same_failure(failure: str, *control_failures: str) -> Verdict:
-    evidence: Evidence = {"failure": failure, "control_failure": control_failures[0]}
-    if all(c == failure for c in control_failures):
-        return Verdict("down", evidence)
-    return Verdict("inconclusive", {**evidence, "reason": "the control failed differently"})
+def same_failure(failure: str, control_failure: str) -> Verdict:
+    """The control failed too, at this layer or before it: the site is down, not censored,
+    whatever each failure is called (both are in the evidence)."""
+    return Verdict("down", {"failure": failure, "control_failure": control_failure})
 
 
 def inconclusive(failure: str, reason: str) -> Verdict:

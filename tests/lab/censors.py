@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.lab import addresses as plan
+from tests.lab import censors_more as more
 from tests.lab.scenarios import Scenario, ScenarioTable
 
 DNS_TTL = 300
@@ -33,9 +34,10 @@ def _dnsmasq_common(listen: str) -> list[str]:
 
 
 def authoritative_conf(table: ScenarioTable) -> str:
-    """The net's authoritative server: every domain (and its www.) at its own IP."""
+    """The net's authoritative server: every domain (and its www.) at its own IP, but for
+    the names broken for everyone (``censors_more.authoritative_records``)."""
     lines = _dnsmasq_common(plan.AUTHORITATIVE_DNS)
-    lines += [f"host-record={row.domain},www.{row.domain},{row.ip}" for row in table.rows]
+    lines += [line for row in table.rows for line in more.authoritative_records(row)]
     lines.append("local=/#/")  # authoritative for everything: unknown names are NXDOMAIN
     return "\n".join(lines) + "\n"
 
@@ -51,6 +53,7 @@ def isp_resolver_conf(table: ScenarioTable) -> str:
             lines.append(f"address=/{row.domain}/{row.params.get('answer', DEFAULT_BOGON)}")
         elif row.technique == "dns-redirect":
             lines.append(f"address=/{row.domain}/{plan.BLOCKPAGE_SERVER}")
+        lines += more.isp_resolver_records(row)
     return "\n".join(lines) + "\n"
 
 
@@ -79,6 +82,7 @@ def webserver_config(table: ScenarioTable, cert_for: dict[str, str]) -> dict[str
                 if row.technique == "redirect"
                 else {}
             ),
+            **more.site_extras(row),
         }
         for row in table.rows
         if row.serves
@@ -127,7 +131,8 @@ def hop_rules(table: ScenarioTable, hop: str) -> HopRules:
             rules.filter.append(f"-A FORWARD -d {row.ip} -p tcp -j {RESET}")
         elif technique in ("sni-reset", "host-reset"):
             rules.filter.append(_string_rule(row, RESET))
-        elif technique in ("sni-drop", "host-drop"):
+        elif technique in ("sni-drop", "host-drop", "sni-fin", "host-fin"):
+            # The FIN injector (censors_more.fin_injector_config) answers what this drops.
             rules.filter.append(_string_rule(row, "DROP"))
         elif technique == "http-blockpage":
             rules.nat.append(
@@ -166,7 +171,7 @@ def censor_http_config(table: ScenarioTable, hop: str, certs: dict[str, str]) ->
     rows = [row for row in table.rows if row.hop == hop]
     proxy_hosts = [row.domain for row in rows if row.technique == "http-blockpage"]
     intercepted = [row.domain for row in rows if row.technique == "tls-intercept"]
-    blockpage = hop == "isp" and bool(table.by_technique("dns-redirect"))
+    blockpage = hop == "isp" and more.needs_blockpage_server(table)
     return {
         "blockpage": (
             {"listen": [plan.BLOCKPAGE_SERVER], "cert": certs["blockpage"]} if blockpage else None

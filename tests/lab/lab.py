@@ -25,7 +25,7 @@ from typing import Any, TextIO
 
 from tests import REPO
 from tests.lab import addresses as plan
-from tests.lab import censors, pki, topology
+from tests.lab import censors, censors_more, pki, topology
 from tests.lab.scenarios import DEFAULT_TABLE, ScenarioTable, load
 from tests.lab.service import READY_LINE
 from tests.lab.shell import LabError, in_ns, require_root, require_tools, run
@@ -194,7 +194,8 @@ class Lab:
         progress("certificates")
         served = [row.domain for row in self.table.rows if row.serves]
         intercepted = [row.domain for row in self.table.by_technique("tls-intercept")]
-        lab_pki = pki.build(self.state_dir, served, intercepted, plan.BLOCKPAGE_SERVER)
+        bad = censors_more.bad_certs(self.table)
+        lab_pki = pki.build(self.state_dir, served, intercepted, plan.BLOCKPAGE_SERVER, bad)
         self.pki = lab_pki
         progress("namespaces and links")
         topology.build(self.topo, [row.ip for row in self.table.rows])
@@ -221,6 +222,8 @@ class Lab:
         self._add_python("resolver", "net", "resolver", censors.public_resolver_config())
         webserver = censors.webserver_config(self.table, certs)
         self._add_python("webserver", "net", "webserver", webserver)
+        if (broken := censors_more.broken_server_config(self.table)) is not None:
+            self._add_python("broken-server", "net", "broken_server", broken)
         box_certs = {
             "blockpage": str(lab_pki.blockpage_cert),
             "interceptor": str(lab_pki.interceptor_cert),
@@ -232,6 +235,8 @@ class Lab:
             injector = censors.injector_config(self.table, hop)
             if injector is not None:
                 self._add_python(f"injector-{hop}", hop, "injector", injector)
+            if (fin := censors_more.fin_injector_config(self.table, hop)) is not None:
+                self._add_python(f"fin-injector-{hop}", hop, "fin_injector", fin)
 
     def _add_dnsmasq(self, name: str, role: str, conf: str) -> None:
         conf_path = self.state_dir / f"{name}.conf"

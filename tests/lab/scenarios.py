@@ -73,8 +73,27 @@ TECHNIQUES: dict[str, Technique] = {
             "the site redirects (params: to, status); a censor may sit on a later hop",
             ("none",),
         ),
+        # Sites broken for everyone, the control included: down, never censored.
+        Technique("private-everywhere", "the name resolves to 127.0.0.1 for all", ("none",)),
+        Technique("nxdomain-everywhere", "the name exists nowhere", ("none",)),
+        Technique("noanswer-everywhere", "the name has no address record", ("none",)),
+        Technique("bad-cert", "the site's certificate fails for all (params: cert)", ("none",)),
+        Technique("reset-everywhere", "the site's server resets every connection", ("none",)),
+        Technique("silent-everywhere", "the site's server never answers", ("none",)),
+        Technique("captcha", "the site serves a challenge to the ISP's addresses", ("none",)),
+        Technique(
+            "dns-ghost",
+            "the name exists nowhere; the ISP resolver answers the blockpage server",
+            ("isp",),
+            covers_subdomains=True,
+        ),
+        Technique("sni-fin", "a ClientHello naming the domain gets a forged FIN", HOPS, True),
+        Technique("host-fin", "an HTTP request with its Host gets a forged FIN", HOPS, True),
     )
 }
+# Rows whose IP no lab web server serves: nothing listens, or tests.lab.broken_server does.
+NOT_SERVED = frozenset({"down", "reset-everywhere", "silent-everywhere"})
+BAD_CERTS = ("expired", "wrong-host", "unknown-root")
 
 SCHEMES = ("https", "http")
 TRIGGERS = ("sni", "host", "ip", "resolver")
@@ -107,7 +126,7 @@ class Scenario:
     @property
     def serves(self) -> bool:
         """Whether the lab runs a web server for this domain."""
-        return self.technique != "down"
+        return self.technique not in NOT_SERVED
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -229,7 +248,11 @@ def _check_params(technique: str, params: dict[str, str], where: str) -> None:
         raise ScenarioError(f"{where}: params.rate must look like 1mbit or 500kbit")
     if technique == "redirect":
         _check_redirect(params, where)
+    if technique == "bad-cert" and params.get("cert", BAD_CERTS[0]) not in BAD_CERTS:
+        raise ScenarioError(f"{where}: params.cert must be one of {', '.join(BAD_CERTS)}")
     allowed = {
+        "private-everywhere": {"answer"},
+        "bad-cert": {"cert"},
         "dns-bogon": {"answer"},
         "dns-inject": {"answer"},
         "throttle": {"rate"},

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from agent.model import failures as f
 from agent.model.measurement import Verdict
-from tests.agent.observations import SITE_IP, vantage
+from tests.agent.observations import SITE_IP, endpoint, exchange, reply, vantage
 from tests.agent.verdict.cases import assert_verdict, judge
 
 # The control's resolver answered only private addresses; it returns none of them.
@@ -18,14 +18,26 @@ def test_a_private_answer_the_control_also_got_is_not_a_bogon() -> None:
     assert judge(vantage("10.0.0.5"), vantage()).verdict == "dns.bogon"
 
 
-def test_a_resolver_failure_against_no_public_address_is_inconclusive() -> None:
+def test_a_resolver_failure_against_no_public_address_is_down() -> None:
+    """No one outside can reach the name either: a failure the control shares."""
     agent = vantage(failure=f.DNS_NXDOMAIN, endpoints=())
     assert_verdict(
         judge(agent, NO_PUBLIC),
-        "inconclusive",
+        "down",
         failure=f.DNS_NXDOMAIN,
         control_failure=f.DNS_NON_PUBLIC_ANSWER,
-        reason="no public address",
+    )
+
+
+def test_a_private_answer_nobody_reaches_is_down_not_refused() -> None:
+    """A name on 127.0.0.1 for everyone: the agent's connection is refused, the control had
+    nothing to connect to. Not ``tcp.refused``: that would accuse the network."""
+    agent = vantage("127.0.0.1", endpoints=(endpoint("127.0.0.1", tcp=f.CONNECTION_REFUSED),))
+    assert_verdict(
+        judge(agent, NO_PUBLIC),
+        "down",
+        failure=f.CONNECTION_REFUSED,
+        control_failure=f.DNS_NON_PUBLIC_ANSWER,
     )
 
 
@@ -41,5 +53,10 @@ def test_a_bogon_beside_the_sites_own_address_hides_nothing() -> None:
     assert judge(vantage("10.0.0.5"), vantage()).verdict == "dns.bogon"
 
 
-def test_without_a_control_a_bogon_beside_a_public_address_is_still_one() -> None:
-    assert_verdict(judge(vantage(SITE_IP, "10.0.0.5")), "dns.bogon", addresses="10.0.0.5")
+def test_without_a_control_the_public_resolvers_are_the_reference() -> None:
+    honest = (exchange(reply(SITE_IP)),)
+    assert_verdict(judge(vantage("10.0.0.5", public=honest)), "dns.bogon", addresses="10.0.0.5")
+    # Beside the real address a bogon hides nothing, as beside the control's.
+    assert judge(vantage(SITE_IP, "10.0.0.5", public=honest)) == Verdict("ok")
+    # The public resolvers pass the same private address on: it is the name's own.
+    assert judge(vantage(SITE_IP, "10.0.0.5")) == Verdict("ok")

@@ -10,6 +10,7 @@ import pytest
 from agent.model import failures as f
 from agent.model.measurement import Vantage, Verdict
 from agent.model.observations import DNSExchange
+from agent.verdict import decide
 from tests.agent.observations import (
     BENIGN,
     BLOCKPAGE_FP,
@@ -20,6 +21,7 @@ from tests.agent.observations import (
     handshake,
     page,
     reply,
+    target,
     vantage,
 )
 from tests.agent.verdict.cases import BLOCKPAGE_IP, OTHER_IP, assert_verdict, judge
@@ -121,10 +123,14 @@ def test_resolver_failure_the_control_shares_is_down() -> None:
     assert_verdict(judge(agent, control), "down", control_failure=f.DNS_NXDOMAIN)
 
 
-def test_resolver_failure_the_control_has_differently_is_inconclusive() -> None:
+def test_resolver_failure_the_control_has_differently_is_down_too() -> None:
+    """Whatever each failure is called, the name resolves for no one."""
     agent = vantage(failure=f.GENERIC_TIMEOUT, endpoints=())
-    control = vantage(failure=f.DNS_NXDOMAIN, endpoints=())
-    assert_verdict(judge(agent, control), "inconclusive", control_failure=f.DNS_NXDOMAIN)
+    for theirs in (f.DNS_NXDOMAIN, f.DNS_NO_ANSWER, f.DNS_SERVFAIL):
+        control = vantage(failure=theirs, endpoints=())
+        assert_verdict(
+            judge(agent, control), "down", failure=f.GENERIC_TIMEOUT, control_failure=theirs
+        )
 
 
 def test_resolver_failure_without_control_uses_public_resolvers() -> None:
@@ -167,7 +173,50 @@ def test_resolver_failure_without_control_or_public_answer_is_inconclusive() -> 
 def test_bogon_answer(bogon: str) -> None:
     agent = vantage(bogon)
     assert_verdict(judge(agent, vantage()), "dns.bogon", trigger="resolver", addresses=bogon)
-    assert judge(agent).verdict == "dns.bogon"
+    # No control: an honest public resolver is the outside view, and no resolver is none.
+    for public in ((exchange(reply(SITE_IP)),), ()):
+        assert judge(vantage(bogon, public=public)).verdict == "dns.bogon"
+
+
+def test_bogon_every_resolver_answers_is_the_names_own_without_control() -> None:
+    """A site parked on 127.0.0.1: the public resolvers say so too. The endpoints decide,
+    and a refused connection with nothing to compare with decides nothing."""
+    refused = endpoint("127.0.0.1", tcp=f.CONNECTION_REFUSED)
+    agent = vantage("127.0.0.1", endpoints=(refused,))
+    assert_verdict(judge(agent), "inconclusive", failure=f.CONNECTION_REFUSED)
+    # A fingerprint of a private address cannot tell a censor's sinkhole from a parked name.
+    sinkhole = vantage("10.10.34.34", endpoints=(endpoint("10.10.34.34", tcp=f.GENERIC_TIMEOUT),))
+    assert_verdict(judge(sinkhole, fingerprints=True), "inconclusive", failure=f.GENERIC_TIMEOUT)
+
+
+def test_private_fingerprint_the_control_cannot_see_past_is_no_evidence() -> None:
+    """OONI fingerprints 127.0.0.1 (a convention of some censors). A name on 127.0.0.1 for
+    the control too is down, not a DNS mismatch."""
+    refused = endpoint("10.10.34.34", tcp=f.CONNECTION_REFUSED)
+    agent = vantage("10.10.34.34", endpoints=(refused,))
+    no_public = vantage(failure=f.DNS_NON_PUBLIC_ANSWER, endpoints=())
+    assert_verdict(
+        judge(agent, no_public, fingerprints=True),
+        "down",
+        control_failure=f.DNS_NON_PUBLIC_ANSWER,
+    )
+
+
+def test_ip_literal_target_asked_no_resolver() -> None:
+    """https://127.0.0.1/ is not a resolver's bogon: no resolver was asked."""
+    literal = Vantage(
+        dns=replace(
+            vantage().dns,
+            system=replace(
+                vantage().dns.system, name="127.0.0.1", addresses=("127.0.0.1",), server=None
+            ),
+            public=(),
+        ),
+        endpoints=(endpoint("127.0.0.1", tcp=f.CONNECTION_REFUSED),),
+    )
+    result = decide(target("https://127.0.0.1/"), literal, None)
+    assert_verdict(result, "inconclusive", failure=f.CONNECTION_REFUSED)
+    assert "trigger" not in result.evidence
 
 
 @pytest.mark.parametrize("public", ["192.0.2.1", "198.51.100.7", "203.0.113.5", "2001:db8::1"])
@@ -318,4 +367,7 @@ def test_different_address_with_no_evidence_goes_on() -> None:
     )
     control = vantage(scheme="http", endpoints=(endpoint(SITE_IP, "http", http=cut()),))
     assert judge(agent, control, http=True) == Verdict("ok")
-    assert judge(agent, None, http=True) == Verdict("ok")
+    # With no control the cut request is a failure nothing explains: never ok.
+    assert_verdict(
+        judge(agent, None, http=True), "inconclusive", ip="192.0.2.98", reason="no control"
+    )

@@ -1,5 +1,5 @@
 """The verdict's HTTP rules (docs/design/002-verdicts.md): requests cut, the Host swap,
-blockpages and differences from the control's page."""
+blockpages (by fingerprint only) and differences from the control's page."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 
 from agent.model import failures as f
 from agent.model.measurement import Vantage, Verdict
+from agent.model.observations import HTTPRoundTrip
 from tests.agent.observations import BENIGN, BLOCKPAGE_FP, SITE_IP, cut, endpoint, page, vantage
 from tests.agent.verdict.cases import OTHER_IP, assert_verdict, judge
 
@@ -63,10 +64,13 @@ def test_http_down_for_everyone() -> None:
     control = vantage(scheme="http", endpoints=(endpoint(scheme="http", http=cut(f.EOF)),))
     agent = host_blocked(f.EOF, benign="cut")
     assert_verdict(judge(agent, control, http=True), "down", failure=f.EOF)
+    # Cut differently for the control, or before the request: still a failure it shares.
     other = vantage(scheme="http", endpoints=(endpoint(scheme="http", http=cut()),))
     assert_verdict(
-        judge(agent, other, http=True), "inconclusive", control_failure=f.CONNECTION_RESET
+        judge(agent, other, http=True), "down", failure=f.EOF, control_failure=f.CONNECTION_RESET
     )
+    refused = vantage(scheme="http", endpoints=(endpoint(scheme="http", tcp=f.CONNECTION_REFUSED),))
+    assert_verdict(judge(agent, refused, http=True), "down", control_failure=f.CONNECTION_REFUSED)
 
 
 def test_blockpage_fingerprint() -> None:
@@ -86,23 +90,43 @@ def test_blockpage_with_host_swap_names_the_trigger() -> None:
         assert_verdict(judge(agent, vantage()), "http.blockpage", trigger=trigger)
 
 
-def test_response_unlike_the_control_in_every_way_is_a_blockpage() -> None:
+def test_response_unlike_the_control_in_every_way_is_only_a_diff() -> None:
+    """A CAPTCHA or rate-limit page served to the agent's address differs in status, title
+    and length, as a blockpage would: without a fingerprint it names no censor."""
     other = page(403, title="Access denied", body_length=300)
     agent = vantage(endpoints=(endpoint(http=other),))
-    assert_verdict(judge(agent, vantage()), "http.blockpage", reason="differs from control")
+    assert_verdict(
+        judge(agent, vantage()),
+        "http.diff",
+        reason="differs from control: status, title, length",
+        status=403,
+        control_status=200,
+        title_differs=True,
+        length_ratio=0.06,
+        ip=SITE_IP,
+    )
 
 
 @pytest.mark.parametrize(
     ("response", "reason"),
     [
-        (page(403, body_length=300), "status differs from control"),
-        (page(title="Something else", body_length=300), "title differs from control"),
-        (page(403, title="Access denied"), "status differs from control"),
+        (page(403, body_length=5000), "differs from control: status"),
+        (page(title="Something else", body_length=300), "differs from control: title, length"),
+        (page(403, title="Access denied"), "differs from control: status, title"),
     ],
 )
-def test_response_partly_unlike_the_control_is_a_diff(response: object, reason: str) -> None:
+def test_response_partly_unlike_the_control_is_a_diff(response: HTTPRoundTrip, reason: str) -> None:
     agent = vantage(endpoints=(endpoint(http=response),))
-    assert_verdict(judge(agent, vantage()), "http.diff", reason=reason)
+    result = judge(agent, vantage())
+    assert_verdict(result, "http.diff", reason=reason, control_status=200)
+    assert result.evidence["title_differs"] == (response.title != "Wikipedia")
+
+
+def test_a_page_without_control_is_judged_by_its_status() -> None:
+    """No control: a fingerprint still decides, and an error status is a doubt, not ok."""
+    challenge = vantage(endpoints=(endpoint(http=page(429, title="Slow down")),))
+    assert_verdict(judge(challenge), "inconclusive", status=429, reason="no control")
+    assert judge(vantage(endpoints=(endpoint(http=page(title="Other")),))) == Verdict("ok")
 
 
 def test_same_response_with_other_length_is_ok() -> None:
@@ -120,7 +144,7 @@ def test_blockpage_at_one_endpoint_beats_a_diff_at_another() -> None:
         OTHER_IP,
         endpoints=(
             endpoint(SITE_IP, http=page(title="Other")),
-            endpoint(OTHER_IP, http=page(403, title="Denied", body_length=1)),
+            endpoint(OTHER_IP, http=page(title="Blocked", fingerprint=BLOCKPAGE_FP)),
         ),
     )
     assert_verdict(judge(agent, vantage(SITE_IP, OTHER_IP)), "http.blockpage", ip=OTHER_IP)

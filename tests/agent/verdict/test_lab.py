@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from agent.model import failures as f
@@ -28,6 +30,8 @@ def lab_views(row: Scenario) -> tuple[Vantage, Vantage | None, bool | None]:
     ip = row.ip
     control = vantage(ip, scheme=s)
     technique = row.technique
+    if technique in EVERYWHERE or technique in ("captcha", "dns-ghost", "sni-fin", "host-fin"):
+        return more_views(row), more_control(row), None
     if technique == "dns-nxdomain":
         return vantage(failure=f.DNS_NXDOMAIN, endpoints=(), scheme=s), control, None
     if technique == "dns-bogon":
@@ -77,7 +81,72 @@ def lab_views(row: Scenario) -> tuple[Vantage, Vantage | None, bool | None]:
     return vantage(ip, scheme=s), control, None  # clean, and throttle (a later issue)
 
 
-LAB = [r for r in load().rows if r.expected != "throttled"]
+def more_views(row: Scenario) -> Vantage:
+    """The agent's view of the rows broken for everyone, CAPTCHA, ghost names and FIN."""
+    s, ip, technique = row.scheme, row.ip, row.technique
+    if technique in EVERYWHERE:
+        return EVERYWHERE[technique](row)
+    if technique == "captcha":
+        challenge = page(403, title="Just a moment...", body_length=300)
+        return vantage(ip, scheme=s, endpoints=(endpoint(ip, s, http=challenge),))
+    if technique == "dns-ghost":
+        blockpage = page(title="Blocked", body_length=400, fingerprint=BLOCKPAGE_FP)
+        nxdomain = (exchange(reply(rcode="NXDOMAIN")),)
+        end = endpoint(BLOCKPAGE_IP, s, http=blockpage, http_benign=blockpage)
+        return vantage(BLOCKPAGE_IP, scheme=s, endpoints=(end,), public=nxdomain)
+    if technique == "sni-fin":
+        end = endpoint(ip, s, tls=handshake(failure=f.EOF), tls_benign=handshake(BENIGN), http=None)
+        return vantage(ip, scheme=s, endpoints=(end,))
+    end = endpoint(ip, s, http=cut(f.EOF), http_benign=page(host=BENIGN))  # host-fin
+    return vantage(ip, scheme=s, endpoints=(end,))
+
+
+def more_control(row: Scenario) -> Vantage:
+    """The control's view: the same failure for a site broken for everyone, else the site."""
+    s, ip, technique = row.scheme, row.ip, row.technique
+    if technique == "private-everywhere":
+        return vantage(failure=f.DNS_NON_PUBLIC_ANSWER, endpoints=(), scheme=s)
+    if technique == "dns-ghost":
+        unreachable = endpoint(BLOCKPAGE_IP, s, tcp=f.NETWORK_UNREACHABLE)
+        return vantage(failure=f.DNS_NXDOMAIN, endpoints=(unreachable,), scheme=s)
+    if technique in EVERYWHERE:
+        return EVERYWHERE[technique](row)
+    return vantage(ip, scheme=s)
+
+
+def _bad_cert(row: Scenario) -> Vantage:
+    failure = {
+        "expired": f.SSL_INVALID_CERTIFICATE,
+        "wrong-host": f.SSL_INVALID_HOSTNAME,
+        "unknown-root": f.SSL_UNKNOWN_AUTHORITY,
+    }[row.params.get("cert", "expired")]
+    bad = handshake(validation_failure=failure, issuer="the site's own CA")
+    return vantage(row.ip, endpoints=(endpoint(row.ip, tls=bad),))
+
+
+def _server(failure: str) -> Callable[[Scenario], Vantage]:
+    def view(row: Scenario) -> Vantage:
+        cut_tls = handshake(failure=failure)
+        end = endpoint(
+            row.ip, tls=cut_tls, tls_benign=handshake(BENIGN, failure=failure), http=None
+        )
+        return vantage(row.ip, endpoints=(end,))
+
+    return view
+
+
+EVERYWHERE: dict[str, Callable[[Scenario], Vantage]] = {
+    "private-everywhere": lambda row: vantage(
+        "127.0.0.1", endpoints=(endpoint("127.0.0.1", tcp=f.CONNECTION_REFUSED),)
+    ),
+    "nxdomain-everywhere": lambda row: vantage(failure=f.DNS_NXDOMAIN, endpoints=()),
+    "noanswer-everywhere": lambda row: vantage(failure=f.DNS_NO_ANSWER, endpoints=()),
+    "bad-cert": _bad_cert,
+    "reset-everywhere": _server(f.CONNECTION_RESET),
+    "silent-everywhere": _server(f.GENERIC_TIMEOUT),
+}
+# Redirect chains are judged hop by hop (test_chain.py, and the lab end to end).
+LAB = [r for r in load().rows if r.expected != "throttled" and r.technique != "redirect"]
 
 
 @pytest.mark.parametrize("row", LAB, ids=[r.domain for r in LAB])

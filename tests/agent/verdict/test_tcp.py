@@ -44,10 +44,16 @@ def test_tcp_down_for_everyone() -> None:
     )
 
 
-def test_tcp_failing_differently_from_control_is_inconclusive() -> None:
+def test_tcp_failing_differently_from_control_is_down_too() -> None:
+    """The control cannot connect either: the site is down for it, whatever the failure."""
     agent = vantage(endpoints=(endpoint(tcp=f.GENERIC_TIMEOUT),))
     control = vantage(endpoints=(endpoint(tcp=f.CONNECTION_REFUSED),))
-    assert_verdict(judge(agent, control), "inconclusive", reason="the control failed differently")
+    assert_verdict(
+        judge(agent, control),
+        "down",
+        failure=f.GENERIC_TIMEOUT,
+        control_failure=f.CONNECTION_REFUSED,
+    )
 
 
 def test_tcp_failure_without_control_is_inconclusive() -> None:
@@ -64,3 +70,7 @@ def test_some_endpoints_connecting_is_enough() -> None:
         SITE_IP, OTHER_IP, endpoints=(endpoint(SITE_IP, tcp=f.GENERIC_TIMEOUT), endpoint(OTHER_IP))
     )
     assert judge(agent, vantage(SITE_IP, OTHER_IP)) == Verdict("ok")
+    # Without a control the failure is unexplained: never ok from local evidence alone.
+    assert_verdict(
+        judge(agent), "inconclusive", ip=SITE_IP, failure=f.GENERIC_TIMEOUT, reason="no control"
+    )

@@ -58,10 +58,16 @@ def test_tls_down_for_everyone() -> None:
     assert_verdict(judge(agent, control), "down", failure=f.EOF)
 
 
-def test_tls_cut_where_control_could_not_connect() -> None:
+def test_tls_cut_where_control_could_not_connect_is_down() -> None:
+    """The control failed a layer earlier: a failure it shares, whatever the layer."""
     control = vantage(endpoints=(endpoint(tcp=f.GENERIC_TIMEOUT),))
     agent = sni_blocked(f.CONNECTION_RESET)
-    assert_verdict(judge(agent, control), "inconclusive", control_failure=f.GENERIC_TIMEOUT)
+    assert_verdict(
+        judge(agent, control),
+        "down",
+        failure=f.CONNECTION_RESET,
+        control_failure=f.GENERIC_TIMEOUT,
+    )
 
 
 def test_some_handshakes_completing_is_enough() -> None:
@@ -74,6 +80,7 @@ def test_some_handshakes_completing_is_enough() -> None:
         ),
     )
     assert judge(agent, vantage(SITE_IP, OTHER_IP)) == Verdict("ok")
+    assert_verdict(judge(agent), "inconclusive", ip=SITE_IP, failure=f.CONNECTION_RESET)
 
 
 def test_interception_with_untrusted_certificate() -> None:
@@ -85,7 +92,10 @@ def test_interception_with_untrusted_certificate() -> None:
     assert_verdict(
         judge(agent, vantage()), "tls.mitm", issuer="Interceptor", reason=f.SSL_UNKNOWN_AUTHORITY
     )
-    assert_verdict(judge(agent), "tls.mitm", reason=f.SSL_UNKNOWN_AUTHORITY)
+    # Alone, an untrusted issuer is as likely the site's own private CA: no accusation.
+    assert_verdict(
+        judge(agent), "inconclusive", failure=f.SSL_UNKNOWN_AUTHORITY, reason="no control"
+    )
 
 
 def test_interception_with_a_trusted_but_foreign_issuer() -> None:
@@ -97,12 +107,27 @@ def test_interception_with_a_trusted_but_foreign_issuer() -> None:
     assert judge(rotated, vantage()) == Verdict("ok")
 
 
-def test_invalid_certificate_the_control_sees_too_is_not_interception() -> None:
-    bad = handshake(validation_failure=f.SSL_INVALID_CERTIFICATE)
+@pytest.mark.parametrize(
+    "failure", [f.SSL_INVALID_CERTIFICATE, f.SSL_INVALID_HOSTNAME, f.SSL_UNKNOWN_AUTHORITY]
+)
+def test_bad_certificate_for_everyone_is_down(failure: str) -> None:
+    """Expired, misnamed or from an unknown root for the control too: no browser opens the
+    site anywhere. Not ``ok``, and not interception."""
+    bad = handshake(validation_failure=failure, issuer="Site's own CA")
     both = vantage(endpoints=(endpoint(tls=bad),))
-    assert judge(both, both) == Verdict("ok")
+    assert_verdict(judge(both, both), "down", failure=failure, control_failure=failure)
     failed_control = vantage(endpoints=(endpoint(tls=handshake(failure=f.EOF), http=None),))
-    assert judge(both, failed_control) == Verdict("ok")
+    assert_verdict(judge(both, failed_control), "down", failure=failure, control_failure=f.EOF)
+    no_connect = vantage(endpoints=(endpoint(tcp=f.CONNECTION_REFUSED),))
+    assert_verdict(judge(both, no_connect), "down", control_failure=f.CONNECTION_REFUSED)
+
+
+def test_another_bad_certificate_than_the_controls_is_interception() -> None:
+    """The site's certificate expired, and the agent is shown an interceptor's instead."""
+    expired = handshake(validation_failure=f.SSL_INVALID_CERTIFICATE, issuer="Site CA")
+    fake = handshake(validation_failure=f.SSL_UNKNOWN_AUTHORITY, issuer="Box", leaf="cc" * 32)
+    agent, control = (vantage(endpoints=(endpoint(tls=t),)) for t in (fake, expired))
+    assert_verdict(judge(agent, control), "tls.mitm", reason="issuer differs: Site CA")
 
 
 def test_control_certificate_is_taken_from_another_endpoint_when_needed() -> None:
@@ -112,11 +137,12 @@ def test_control_certificate_is_taken_from_another_endpoint_when_needed() -> Non
     result = judge(agent, control)
     assert_verdict(result, "tls.mitm", reason=f.SSL_INVALID_HOSTNAME)
     assert "issuer" not in result.evidence
+    # A control with no certificate to compare with: a doubt, never ok.
     no_tls = vantage(endpoints=(endpoint(SITE_IP, tls=None),))
-    assert judge(agent, no_tls) == Verdict("ok")
+    assert_verdict(judge(agent, no_tls), "inconclusive", failure=f.SSL_INVALID_HOSTNAME)
 
 
-def test_invalid_certificate_without_control_is_inconclusive_unless_untrusted() -> None:
+def test_invalid_certificate_without_control_is_inconclusive() -> None:
     expired = handshake(validation_failure=f.SSL_INVALID_CERTIFICATE)
     result = judge(vantage(endpoints=(endpoint(tls=expired),)))
     assert_verdict(result, "inconclusive", failure=f.SSL_INVALID_CERTIFICATE, reason="no control")
@@ -126,3 +152,17 @@ def test_invalid_certificate_without_control_is_inconclusive_unless_untrusted() 
         "inconclusive",
         failure=f.SSL_INVALID_CERTIFICATE,
     )
+
+
+def test_a_completed_control_handshake_elsewhere_beats_a_failed_one_here() -> None:
+    fake = handshake(validation_failure=f.SSL_UNKNOWN_AUTHORITY, issuer="Box", leaf="cc" * 32)
+    agent = vantage(endpoints=(endpoint(tls=fake),))
+    control = vantage(
+        SITE_IP,
+        OTHER_IP,
+        endpoints=(
+            endpoint(SITE_IP, tls=handshake(failure=f.GENERIC_TIMEOUT), http=None),
+            endpoint(OTHER_IP),
+        ),
+    )
+    assert_verdict(judge(agent, control), "tls.mitm", reason=f.SSL_UNKNOWN_AUTHORITY)
