@@ -35,13 +35,14 @@ _CHECK = record_check()
 
 def _records() -> list[bytes]:
     out = []
-    for name in ("with-control.msgpack", "without-control.msgpack"):
-        with (RECORDED / name).open("rb") as handle:
+    names = ("with-control.msgpack", "without-control.msgpack")
+    for path in [RECORDED / n for n in names] + [RECORDED / "v1" / n for n in names]:
+        with path.open("rb") as handle:
             out += [msgpack.packb(obj, use_bin_type=True) for obj in msgpack.Unpacker(handle)]
     return out
 
 
-# Records as older agents sent them (version 1), and one with redirect hops (version 2).
+# Records the lab recorded, now and as older agents sent them (v1/), and a redirect example.
 RECORDS = [*_records(), encode_measurement(REDIRECTED)]
 OBJS = [msgpack.unpackb(r, raw=False) for r in RECORDS]
 
