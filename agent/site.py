@@ -192,8 +192,12 @@ async def measure_site(
         )
         if following is None:
             break
-        hop_agent, hop_control, hop_failure = await _measure_hop(following, config, control)
-        hops.append(Hop(following.url, hop_agent, hop_control, hop_failure))
+        # A control that failed once (cut for the agent, unreachable, refusing it) is not
+        # asked again for the later hops: each would wait out the same timeout.
+        asked = control if control_failure is None else None
+        hop_agent, hop_control, hop_failure = await _measure_hop(following, config, asked)
+        failure = hop_failure if asked is not None else control_failure
+        hops.append(Hop(following.url, hop_agent, hop_control, failure))
     return SiteMeasurement(
         id=new_measurement_id(int(started * 1000)),
         url=target.url,
