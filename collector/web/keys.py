@@ -8,16 +8,21 @@ once, by ``create_app`` or a ``cleanup_ctx`` in ``collector.web.app``.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
 
 from agent.model.measurement import Target
 from collector.config import Settings
 from collector.control import ControlCache
 from collector.enrich import Enricher
+from collector.export.stream import ExportLimits
 from collector.ingest.accept import RateLimiter
 from collector.storage import Storage
 from collector.testlist import TestListSource
@@ -25,13 +30,16 @@ from collector.web.metrics import Metrics
 
 __all__ = [
     "AGENT_KEYS",
+    "COLLECTOR_KEY",
     "CONTROLS",
     "CONTROL_LIMITER",
     "ENRICHER",
+    "EXPORTS",
     "INGEST_THREADS",
     "LIMITER",
     "MEASURE",
     "METRICS",
+    "REPORTS",
     "SETTINGS",
     "STORAGE",
     "TESTLIST",
@@ -57,3 +65,9 @@ LIMITER = web.AppKey("limiter", RateLimiter)
 METRICS = web.AppKey("metrics", Metrics)
 ENRICHER = web.AppKey("enricher", Enricher)
 TESTLIST = web.AppKey("testlist", TestListSource)  # absent when no test list is configured
+# The collector's own key, which signs evidence bundles (collector.evidence.key).
+COLLECTOR_KEY = web.AppKey("collector_key", Ed25519PrivateKey)
+# How many exports run at once, and their page size (collector.web.export).
+EXPORTS = web.AppKey("exports", ExportLimits)
+# Reports built at once (collector.web.incidents): each reads all its query's measurements.
+REPORTS = web.AppKey("reports", asyncio.Semaphore)
