@@ -35,6 +35,9 @@ from collector.config import (
     check_db_url,
     make_settings,
 )
+from collector.evidence import cli as evidence_cli
+from collector.export.cli import EXPORT, export_parser
+from collector.report_cli import REPORT, incident_options, report_parser, thresholds_from_args
 
 if TYPE_CHECKING:
     # What add_subparsers returns; argparse names its type only privately.
@@ -63,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     _enroll_parser(commands)
     _agents_parser(commands)
     operator_token_parser(commands)
+    export_parser(commands)
+    evidence_cli.evidence_parsers(commands, DEFAULT_DB)
+    report_parser(commands, DEFAULT_DB)
     return parser
 
 
@@ -116,9 +122,11 @@ def _serve_parser(commands: _Commands) -> None:
         metavar="S",
         help=f"per-operation timeout of control probes (default {DEFAULT_TIMEOUT:g})",
     )
+    evidence_cli.key_file_option(serve)
     _control_limits(serve)
     _agents_options(serve)
     _client_timeouts(serve)
+    incident_options(serve)
 
 
 def _control_limits(serve: argparse.ArgumentParser) -> None:
@@ -313,6 +321,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         control_deadline=args.control_deadline,
         idle_timeout=args.idle_timeout,
         body_timeout=args.body_timeout,
+        key_file=args.key_file,
+        incidents=thresholds_from_args(args),
     )
 
 
@@ -373,6 +383,16 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    if args.command == EXPORT:
+        from collector.export.cli import run_export
+
+        return run_export(args)
+    if args.command == REPORT:
+        from collector.report_cli import run_report
+
+        return run_report(args)
+    if args.command in evidence_cli.COMMANDS:
+        return evidence_cli.run_evidence_command(args)
     if args.command == "reclassify":
         return run_reclassify(args.db, args.fingerprints)
     if args.command in ("enroll", "agents", OPERATOR_TOKEN):
@@ -385,6 +405,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if (failed := evidence_cli.check_key(settings)) is not None:
+        return failed
     try:
         asyncio.run(serve(settings))
     except ListenError as exc:

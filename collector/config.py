@@ -12,12 +12,13 @@ import contextlib
 import ipaddress
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from agent.model.addresses import IPNetwork, parse_networks
 from agent.model.hostnames import normalize_host
+from collector.thresholds import Thresholds
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_DB = "sqlite:///netsonde.db"
@@ -47,6 +48,9 @@ DEFAULT_CONTROL_BURST = 60
 # One control measurement, all of it: DNS (2 s) and, per endpoint, at most four steps of
 # --timeout each (a connect and handshake or request, then the swap's). A stuck one ends here.
 DEFAULT_CONTROL_DEADLINE = 30.0
+# The collector's own signing key (collector.evidence.key), by default beside a SQLite
+# database, else in systemd's StateDirectory=, else in the user's state directory.
+KEY_FILE_NAME = "collector-key.pem"
 
 
 class ConfigError(ValueError):
@@ -83,6 +87,11 @@ class Settings:
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     testlist: str | None = None
     fingerprints: tuple[str, ...] = ()  # OONI CSVs served at /api/v1/fingerprints
+    # The key that signs evidence bundles (collector.evidence.key), created at first start;
+    # None (Settings built in code, as tests do): a key for this process only, never saved.
+    key_file: str | None = None
+    # When stored verdicts and offline checks make an incident (collector.incidents).
+    incidents: Thresholds = field(default_factory=Thresholds)
 
     @property
     def url(self) -> str:
@@ -143,6 +152,19 @@ def check_db_url(url: str) -> str:
     raise ConfigError(
         f"--db {url!r}: unsupported database; use sqlite:///PATH or postgresql://USER@HOST/DB"
     )
+
+
+def default_key_file(db_url: str) -> str:
+    """Where the collector keeps its signing key unless told: beside a SQLite database,
+    else in systemd's StateDirectory= ($STATE_DIRECTORY), else the user's state directory
+    ($XDG_STATE_HOME or ~/.local/state, then netsonde-collector/)."""
+    parts = urlsplit(db_url)
+    if parts.scheme.lower() == "sqlite" and parts.path[1:]:
+        return str(Path(parts.path[1:]).parent / KEY_FILE_NAME)
+    if state := os.environ.get("STATE_DIRECTORY", "").split(":")[0]:
+        return str(Path(state) / KEY_FILE_NAME)
+    home = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return str(Path(home) / "netsonde-collector" / KEY_FILE_NAME)
 
 
 def _check_ca_file(path: str | None) -> str | None:
@@ -252,6 +274,8 @@ def make_settings(
     control_rate: float = DEFAULT_CONTROL_RATE,
     control_burst: int = DEFAULT_CONTROL_BURST,
     control_deadline: float = DEFAULT_CONTROL_DEADLINE,
+    key_file: str | None = None,
+    incidents: Thresholds | None = None,
 ) -> Settings:
     """Validate the command-line values and build :class:`Settings`, or raise ConfigError."""
     host, port = parse_listen(listen)
@@ -279,4 +303,6 @@ def make_settings(
         control_rate=_positive("--control-rate", control_rate),
         control_burst=int(_positive("--control-burst", control_burst)),
         control_deadline=_positive("--control-deadline", control_deadline),
+        key_file=key_file or default_key_file(db),
+        incidents=incidents or Thresholds(),
     )

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(python3 python3-venv python3-pip iproute2 iptables dnsmasq-base procps ca-certificates postgresql systemd)  # systemd: systemd-analyze and systemctl, for tests/deploy
+APT_PACKAGES=(python3 python3-venv python3-pip iproute2 iptables dnsmasq-base procps ca-certificates postgresql systemd chromium chromium-driver)  # systemd: systemd-analyze and systemctl, for tests/deploy; chromium: tests/browser
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
     missing=()

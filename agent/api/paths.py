@@ -14,16 +14,21 @@ __all__ = [
     "AGENTS_PATH",
     "BLOCKING_PATH",
     "CACHE_HEADER",
+    "COLLECTOR_KEY_PATH",
     "CONTROL_PATH",
     "ENROLL_PATH",
+    "EVIDENCE_PATH",
+    "EXPORT_PATH",
     "FINGERPRINTS_PATH",
     "HEALTH_PATH",
+    "INCIDENTS_PATH",
     "MAX_ADDRESSES",
     "MAX_FINGERPRINTS_BYTES",
     "MEASUREMENTS_PATH",
     "METRICS_PATH",
     "MSGPACK",
     "OUTAGES_PATH",
+    "REPORT_PATH",
     "TESTLIST_PATH",
     "TIMELINE_PATH",
     "USER_AGENT",
@@ -42,7 +47,15 @@ BLOCKING_PATH = f"{API}/blocking"
 TIMELINE_PATH = f"{API}/timeline"
 AGENTS_PATH = f"{API}/agents"
 OUTAGES_PATH = f"{API}/outages"
+INCIDENTS_PATH = f"{API}/incidents"
+# Evidence: the collector's public signing key, and a signed bundle for a query.
+COLLECTOR_KEY_PATH = f"{API}/collector-key"
+EVIDENCE_PATH = f"{API}/evidence"
+# Measurements as JSON lines, netsonde's or OONI's format, streamed (collector.export).
+EXPORT_PATH = f"{API}/export"
 METRICS_PATH = "/metrics"
+# A report for people (HTML, to print to PDF); `netsonde-collector report` writes the same.
+REPORT_PATH = "/report"
 
 MSGPACK = "application/msgpack"
 USER_AGENT = f"netsonde-agent/{__version__}"

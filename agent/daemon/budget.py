@@ -19,7 +19,7 @@ when the budget is spent, since they are what detects a shutdown), IP and TCP ov
 the allowances, retransmissions, and TLS records after the handshake. The estimate is meant
 to err a little low on a lossy link, never to be an order of magnitude off.
 
-Once the day's total reaches the budget, ``agent.daemon.upload.BudgetedUploader`` sends
+Once the day's total reaches the budget, ``agent.daemon.upload_budgeted.BudgetedUploader`` sends
 heartbeat-only batches (the spooled checks, no records): an agent over budget must not look to
 the collector like one silenced by a shutdown. Their bytes still count.
 

@@ -58,7 +58,13 @@ from agent.daemon.state import (
     testlist_due_ms,
 )
 from agent.model import failures
-from agent.wire.batch import DEFAULT_MAX_AGE_MS, MAX_CHECKS, BatchError, encode_batch
+from agent.wire.batch import (
+    DEFAULT_MAX_AGE_MS,
+    MAX_CHECKS,
+    REPORTED_VERSION,
+    BatchError,
+    encode_batch,
+)
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -173,6 +179,8 @@ class _Lean:
         # The full daemon's control client timeout, which its connectivity check uses.
         self.check_timeout = max(10.0, 2 * config.probe.timeout)
         self.next_mode: str | None = None
+        # The spool depth and version in each batch, until a collector refuses them.
+        self.with_status = True
         self.jobs = JobRunner(
             {"connectivity": self.connectivity, "heartbeat": self.heartbeat, "due": self.due},
             stop,
@@ -237,6 +245,12 @@ class _Lean:
         except (OSError, http.client.HTTPException) as exc:
             await self._upload_failed(request_failure(exc, "upload"))
             return
+        if status in (400, 413) and self.with_status:
+            # Perhaps a collector older than the status keys (agent.daemon.upload): the
+            # checks go once more without them, as they will for as long as this mode runs.
+            self.with_status = False
+            await self.heartbeat()
+            return
         if status in (400, 413):
             # Refused for its content: full mode's uploader splits the batch to find and
             # drop the check at fault, which is not worth repeating here.
@@ -260,7 +274,14 @@ class _Lean:
     def _sign(self, checks: list[tuple[int, bool]]) -> bytes:
         seq = next_batch_seq(self.spool)  # the sequence full mode numbers its batches with
         evictions = self.spool.evictions()
-        return encode_batch(self.agent_id, seq, [], self.key, evictions=evictions, checks=checks)
+        spool, version = None, None
+        if self.with_status:
+            records, waiting = self.spool.backlog()
+            spool, version = (records, max(0, waiting - len(checks))), REPORTED_VERSION
+        return encode_batch(
+            self.agent_id, seq, [], self.key, evictions=evictions, checks=checks, spool=spool,
+            version=version,
+        )  # fmt: skip
 
     async def _upload_failed(self, failure: str) -> None:
         log.warning("heartbeat: %s", failure)

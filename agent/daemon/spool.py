@@ -239,6 +239,14 @@ class Spool:
             size = self._get(_STORED_BYTES)
         return int(count), int(size)
 
+    def backlog(self) -> tuple[int, int]:
+        """(records, checks) waiting for upload: what each batch tells the collector."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT (SELECT count(*) FROM records), (SELECT count(*) FROM checks)"
+            ).fetchone()
+        return int(row[0]), int(row[1])
+
     def evictions(self) -> int:
         """Records dropped unsent since the spool was created: a running total, never reset,
         so the collector can tell how many it will never see."""
@@ -371,6 +379,9 @@ class Spool:
 
     async def depth_async(self) -> tuple[int, int]:
         return await asyncio.to_thread(self.depth)
+
+    async def backlog_async(self) -> tuple[int, int]:
+        return await asyncio.to_thread(self.backlog)
 
     async def evictions_async(self) -> int:
         return await asyncio.to_thread(self.evictions)

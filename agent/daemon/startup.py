@@ -26,7 +26,7 @@ from agent.daemon.fingerprints import CollectorFingerprints, read_fingerprints_c
 from agent.daemon.spool import Spool
 from agent.daemon.state import next_batch_seq
 from agent.daemon.testlist import CollectorTestList, read_testlist_cache
-from agent.daemon.upload import BudgetedUploader
+from agent.daemon.upload_budgeted import BudgetedUploader
 from agent.fingerprints import FingerprintFileError, FingerprintSet, load
 from agent.site import ProbeConfig
 

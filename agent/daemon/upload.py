@@ -12,6 +12,10 @@ The spool's connectivity checks ride in the same batches (``"c"``), and in a hea
 batch when no record waits (or :attr:`Uploader.checks_only` holds the records back), so the
 collector hears from the agent at every upload. They leave the spool once the collector says
 it stored them all.
+
+Each batch also says what else waits in the spool and the agent's version (``q``, ``r``). A
+collector older than those keys refuses them (400, schema): the batch goes again without
+them, as do all later ones to that collector, rather than being split and records dropped.
 """
 
 from __future__ import annotations
@@ -36,13 +40,13 @@ from agent.api.errors import request_failure
 from agent.api.paths import MEASUREMENTS_PATH as MEASUREMENTS_PATH
 from agent.api.paths import MSGPACK
 from agent.daemon.backoff import Backoff, parse_retry_after
-from agent.daemon.budget import DailyBudget, upload_bytes
 from agent.model import failures
 from agent.model.measurement import SiteMeasurement
 from agent.wire.batch import (
     DEFAULT_MAX_AGE_MS,
     MAX_CHECKS,
     MAX_MEASUREMENTS,
+    REPORTED_VERSION,
     BatchError,
     encode_batch,
 )
@@ -78,6 +82,7 @@ class Spool(Protocol):
     async def peek_async(self, limit: int) -> Sequence[SpoolEntry]: ...
     async def ack_async(self, ids: Sequence[str]) -> object: ...  # the count, if any
     async def evictions_async(self) -> int: ...
+    async def backlog_async(self) -> tuple[int, int]: ...  # (records, checks) waiting
     async def peek_checks_async(self, limit: int) -> Sequence[Check]: ...
     async def ack_checks_async(self, times: Sequence[int]) -> object: ...
 
@@ -150,6 +155,8 @@ class Uploader(CollectorClient):
         # spent, ``agent.daemon.budget``), the checks still go.
         self.checks_only = False
         self._current = 0
+        # Collector URLs that took a batch only without the spool depth and version.
+        self._no_status: set[str] = set()
 
     @property
     def current_url(self) -> str:
@@ -201,26 +208,15 @@ class Uploader(CollectorClient):
         data, but one record the collector will never take (too old, too big, unreadable by
         it) would otherwise sit at the head of the spool and block every record behind it
         forever."""
-        evictions = await spool.evictions_async()
-        try:
-            data = await asyncio.to_thread(
-                encode_batch,
-                self.agent_id,
-                self.next_seq(),
-                [m for _, m in batch],
-                self.key,
-                evictions=evictions,
-                checks=checks,
-            )
-        except BatchError:
-            refused = True  # what the collector would refuse too; no need to ask it
-        else:
-            result.sent += len(batch)
-            result.checks_sent += len(checks)
-            result.stored_checks = None
-            refused = await self._post(spool, data, batch, result)
-            if not refused and result.failure is None and checks:
-                await self._ack_checks(spool, checks, result)
+        with_status = self.current_url not in self._no_status
+        refused = await self._attempt(spool, batch, result, checks, with_status)
+        if refused == "schema" and with_status:
+            # Perhaps a collector older than the status keys: the batch again without them,
+            # and none to that collector from then on if it takes the batch so.
+            url = self.current_url  # a refusal never rotates
+            refused = await self._attempt(spool, batch, result, checks, False)
+            if not refused and result.failure is None:
+                self._no_status.add(url)
         if not refused:
             return
         parts: list[tuple[list[tuple[str, SiteMeasurement]], Sequence[Check]]]
@@ -242,6 +238,37 @@ class Uploader(CollectorClient):
             if result.failure is not None:
                 return
 
+    async def _attempt(
+        self,
+        spool: Spool,
+        batch: list[tuple[str, SiteMeasurement]],
+        result: UploadResult,
+        checks: Sequence[Check],
+        with_status: bool,
+    ) -> str | None:
+        """One POST, signed afresh (with the spool's depth besides this batch and the
+        version if ``with_status``): why it was refused for its content, else None."""
+        evictions = await spool.evictions_async()
+        depth = None
+        if with_status:
+            records, waiting = await spool.backlog_async()
+            depth = (max(0, records - len(batch)), max(0, waiting - len(checks)))
+        try:
+            data = await asyncio.to_thread(
+                encode_batch, self.agent_id, self.next_seq(), [m for _, m in batch], self.key,
+                evictions=evictions, checks=checks, spool=depth,
+                version=REPORTED_VERSION if with_status else None,
+            )  # fmt: skip
+        except BatchError:
+            return "local"  # the collector would refuse it too; no need to ask it
+        result.sent += len(batch)
+        result.checks_sent += len(checks)
+        result.stored_checks = None
+        refused = await self._post(spool, data, batch, result)
+        if not refused and result.failure is None and checks:
+            await self._ack_checks(spool, checks, result)
+        return refused
+
     async def _ack_checks(
         self, spool: Spool, checks: Sequence[Check], result: UploadResult
     ) -> None:
@@ -262,9 +289,10 @@ class Uploader(CollectorClient):
         data: bytes,
         batch: list[tuple[str, SiteMeasurement]],
         result: UploadResult,
-    ) -> bool:
-        """Whether the collector refused the batch for its records; other failures are set
-        on ``result`` (and rotate to the next URL when another collector might do better)."""
+    ) -> str | None:
+        """Why the collector refused the batch for its content (its 400 reason, or "size"
+        for a 413), None if it did not; other failures are set on ``result`` (and rotate
+        to the next URL when another collector might do better)."""
         url = self.current_url + MEASUREMENTS_PATH
         try:
             async with self.session.post(
@@ -276,7 +304,7 @@ class Uploader(CollectorClient):
         except REQUEST_FAILURES as exc:
             result.failure = request_failure(exc, "upload")
             self.rotate()
-            return False
+            return None
         # Not JSON, or too big or deep to be our collector's: a proxy's page, or worse.
         body: Any = None if answer is None else json_or_none(answer)
         if status == 200:
@@ -284,18 +312,18 @@ class Uploader(CollectorClient):
             if ids is None:
                 result.failure = BAD_RESPONSE
                 self.rotate()
-                return False
+                return None
             acked = [spool_id for spool_id, m in batch if m.id in ids]
             if acked:
                 await spool.ack_async(acked)
             result.acknowledged += len(acked)
             result.stored_checks = body.get("checks")
-            return False
+            return None
         reason = body.get("reason") if isinstance(body, dict) else None
         if status == 400 and isinstance(reason, str) and reason in _RECORD_REASONS:
-            return True
+            return reason
         if status == 413:  # over this collector's body limit: smaller batches will fit
-            return True
+            return "size"
         if status == 401:
             result.failure = UNAUTHORIZED
         elif status == 403:
@@ -306,7 +334,7 @@ class Uploader(CollectorClient):
         else:
             result.failure = f"{HTTP_PREFIX}{status}"
             self.rotate()
-        return False
+        return None
 
     async def drain(self, spool: Spool, stop: asyncio.Event) -> UploadResult:
         """Uploads until the spool is empty or ``stop`` is set, backing off between failures.
@@ -346,39 +374,3 @@ def _acknowledged(body: Any) -> set[str] | None:
     if not isinstance(stored, list) or not isinstance(duplicates, list):
         return None
     return {i for i in stored + duplicates if isinstance(i, str)}
-
-
-class BudgetedUploader(Uploader):
-    """The uploader, counting every batch body it POSTs against ``budget``, and sending only
-    heartbeat-only batches once the budget is spent."""
-
-    def __init__(
-        self,
-        collector_urls: Sequence[str],
-        agent_id: str,
-        key: Ed25519PrivateKey,
-        *,
-        budget: DailyBudget,
-        **options: Any,
-    ) -> None:
-        super().__init__(collector_urls, agent_id, key, **options)
-        self.budget = budget
-        self.counted = 0  # bytes since the daemon last took them (budget.spend)
-        self.body_bytes = 0  # batch bodies alone, since the daemon last took them
-
-    async def upload_once(self, spool: Spool) -> UploadResult:
-        # Checked before every batch, with what this drain already sent: records spooled
-        # while a drain runs would otherwise go out after the budget ran out.
-        self.checks_only = self.budget.spent(self.counted)
-        return await super().upload_once(spool)
-
-    async def _post(
-        self,
-        spool: Spool,
-        data: bytes,
-        batch: list[tuple[str, SiteMeasurement]],
-        result: UploadResult,
-    ) -> bool:
-        self.counted += upload_bytes(len(data), len(batch))
-        self.body_bytes += len(data)
-        return await super()._post(spool, data, batch, result)

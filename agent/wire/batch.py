@@ -2,8 +2,10 @@
 
 A batch is ``{"b": body, "g": signature}``, where the body is the packed map
 ``{"v": 1, "a": agent id, "s": sequence, "t": created ms, "m": [measurement, ...], "e":
-evictions, "c": [[ms, online], ...]}``, each measurement the map of
-``agent.wire.measurement_to_obj`` and each ``c`` entry a connectivity check (a heartbeat).
+evictions, "c": [[ms, online], ...], "q": [records, checks], "r": version}``, each
+measurement the map of ``agent.wire.measurement_to_obj``, each ``c`` entry a connectivity
+check (a heartbeat), ``q`` what else waits in the agent's spool and ``r`` its software
+version (both for the operator's agent health page; absent: not said).
 The signature is Ed25519 by the agent's key (``agent.identity``) over a domain prefix and the
 body bytes, so the collector verifies exactly the bytes it then decodes.
 docs/wire-format.md, "Batches", lists the fields and limits.
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgpack  # type: ignore[import-untyped]  # no stubs or py.typed
 
+from agent import __version__
 from agent.wire.errors import WireError
 
 if TYPE_CHECKING:
@@ -34,6 +37,7 @@ if TYPE_CHECKING:
 # signs those with this module while staying light (docs/design/005-lean-idle.md).
 
 __all__ = [
+    "REPORTED_VERSION",
     "BatchAgentError",
     "BatchDuplicateIdError",
     "BatchError",
@@ -43,7 +47,9 @@ __all__ = [
     "BatchTimestampError",
     "Envelope",
     "check_agent_id",
+    "check_spool",
     "check_uint",
+    "check_version",
     "encode_batch",
 ]
 
@@ -62,7 +68,11 @@ DEFAULT_MAX_SKEW_MS = 5 * 60 * 1000
 # A week-long shutdown, then a backlog drained at the agent's pace, must still get in.
 DEFAULT_MAX_AGE_MS = 30 * 24 * 3600 * 1000
 _UINT_MAX = (1 << 63) - 1
-BODY_KEYS = frozenset("vastmec")
+BODY_KEYS = frozenset("vastmecqr")
+# An agent's version as it reports it: a PEP 440 version, local part included (setuptools-scm
+# makes "0.2.1.dev12+g1a2b3c4d.d20261201"), and nothing a page or a log could misread.
+MAX_VERSION = 64
+_VERSION_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.+-_")
 
 
 class BatchError(WireError):
@@ -129,6 +139,39 @@ def check_agent_id(value: Any) -> str:
     return value
 
 
+def check_version(value: Any) -> str:
+    """``value`` as an agent version (``r``); BatchSchemaError if it cannot be one."""
+    if (
+        not isinstance(value, str)
+        or not 0 < len(value) <= MAX_VERSION
+        or not _VERSION_CHARS.issuperset(value)
+    ):
+        raise BatchSchemaError(
+            f"batch.r: the agent version must be 1 to {MAX_VERSION} letters, digits or "
+            f"'.+-_', got {value!r:.80}"
+        )
+    return value
+
+
+def check_spool(value: Any) -> tuple[int, int]:
+    """``value`` as the spool depth ``q``, [records, checks]; BatchSchemaError otherwise."""
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        raise BatchSchemaError("batch.q: expected [records, checks] waiting in the spool")
+    return check_uint(value[0], "q[0]"), check_uint(value[1], "q[1]")
+
+
+def reported_version(version: str) -> str | None:
+    """``version`` as batches report it (``r``); None for one the collector would refuse,
+    which must never cost an agent its batches."""
+    try:
+        return check_version(version)
+    except BatchSchemaError:
+        return None
+
+
+REPORTED_VERSION = reported_version(__version__)  # this agent's
+
+
 def encode_batch(
     agent_id: str,
     seq: int,
@@ -138,9 +181,12 @@ def encode_batch(
     created_ms: int | None = None,
     evictions: int = 0,
     checks: Sequence[tuple[int, bool]] = (),
+    spool: tuple[int, int] | None = None,
+    version: str | None = None,
 ) -> bytes:
     """Refuses what the collector would refuse (bar the clock), so the uploader learns to
-    split or fix a batch here rather than from a 4xx it would otherwise retry forever."""
+    split or fix a batch here rather than from a 4xx it would otherwise retry forever.
+    ``spool`` (records, checks waiting besides the batch's) and ``version``: None, unsaid."""
     if len(measurements) > MAX_MEASUREMENTS:
         raise BatchSizeError(
             f"batch.m: {len(measurements)} measurements, at most {MAX_MEASUREMENTS} per batch"
@@ -174,6 +220,10 @@ def encode_batch(
         body["e"] = evictions  # absent means 0, as in the measurement schema
     if checks:
         body["c"] = _checks_to_obj(checks)  # absent means none
+    if spool is not None:
+        body["q"] = list(check_spool(spool))
+    if version is not None:
+        body["r"] = check_version(version)
     packed: bytes = msgpack.packb(body, use_bin_type=True)
     data: bytes = msgpack.packb(
         {"b": packed, "g": key.sign(SIGNATURE_DOMAIN + packed)}, use_bin_type=True

@@ -29,6 +29,7 @@ from collector.errors import ApiError
 from collector.ingest.verify import check_signature, read_batch_envelope, read_signed_batch
 from collector.storage import (
     AgentRow,
+    AgentStatus,
     BatchSeq,
     EnrollError,
     IngestRecord,
@@ -216,6 +217,13 @@ def store_signed_batch(
     ReplayedBatch or ValueError for a batch refused whole."""
     batch = read_signed_batch(envelope, now_ms=received_ms)
     records = IngestRecord.from_columns(batch.columns)
+    if seq is not None:
+        # What the batch says of its agent, for the operator's agent health page; the body
+        # kept with its records, so that each can be checked on its own against the key
+        # (docs/design/007-evidence.md).
+        waiting, checks = batch.spool or (None, None)
+        status = AgentStatus(batch.version, waiting, checks, batch.evictions)
+        seq = seq._replace(status=status, body=envelope.body if records else None)
     return storage.ingest(envelope.agent_id, records, asn, cc, received_ms, batch.checks, seq=seq)
 
 

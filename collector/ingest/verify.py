@@ -37,7 +37,9 @@ from agent.wire.batch import (
     BatchTimestampError,
     Envelope,
     check_agent_id,
+    check_spool,
     check_uint,
+    check_version,
 )
 from collector.ingest.columns import RecordColumns
 
@@ -66,6 +68,10 @@ class Batch:
     columns: list[RecordColumns]  # each record as the agent signed it, and its columns
     # Connectivity checks (ms, online), in the order sent: the agent's heartbeats.
     checks: list[tuple[int, bool]] = field(default_factory=list)
+    # What else waited in the agent's spool (records, checks), and the agent's version;
+    # None when the batch does not say (an older agent's).
+    spool: tuple[int, int] | None = None
+    version: str | None = None
 
     @property
     def records(self) -> list[bytes]:
@@ -347,7 +353,9 @@ def read_signed_batch(
         error = BatchSizeError if len(records[exc.index]) > MAX_RECORD else BatchSchemaError
         raise error(f"batch.m[{exc.index}]: {exc}") from None
     _check_records(columns, now_ms, max_skew_ms, max_age_ms)
-    return Batch(envelope.agent_id, seq, created_ms, evictions, columns, checks)
+    spool = None if "q" not in obj else check_spool(obj["q"])
+    version = None if "r" not in obj else check_version(obj["r"])
+    return Batch(envelope.agent_id, seq, created_ms, evictions, columns, checks, spool, version)
 
 
 def _check_records(

@@ -11,6 +11,7 @@ from collector.storage.agents import (
     UsedToken,
 )
 from collector.storage.records import (
+    AgentStatus,
     BatchSeq,
     IngestRecord,
     IngestResult,
@@ -22,6 +23,7 @@ from collector.storage.store import Storage, open_storage
 
 __all__ = [
     "AgentRow",
+    "AgentStatus",
     "BatchSeq",
     "EnrollError",
     "ExpiredToken",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from sqlalchemy import ColumnElement, Table, and_, bindparam, or_, select, update
@@ -81,8 +81,13 @@ def token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
+# What ingest and the agents command need of an agent: not its status (migration 0012),
+# which only the operator's pages read (``collector.storage.queries.AgentSummary``).
+_COLUMNS = tuple(agents.c[f.name] for f in fields(AgentRow))  # named alike, in order
+
+
 def _row(row: Any) -> AgentRow:
-    """From a row of ``select(agents)``: the table's columns, in its order."""
+    """From a row of ``select(*_COLUMNS)``, in that order."""
     agent_id, name, public_key, created_ms, revoked_ms, last_seq, last_signature = row
     return AgentRow(
         id=agent_id,
@@ -103,7 +108,7 @@ def _agent_by_id(dialect: Dialect) -> tuple[str, bool]:
     positional; one per backend."""
     key = (dialect.name, dialect.paramstyle)
     if key not in _AGENT_BY_ID:
-        compiled = select(agents).where(agents.c.id == bindparam("id")).compile(dialect=dialect)
+        compiled = select(*_COLUMNS).where(agents.c.id == bindparam("id")).compile(dialect=dialect)
         _AGENT_BY_ID[key] = (compiled.string, compiled.positional)
     return _AGENT_BY_ID[key]
 
@@ -187,7 +192,7 @@ class AgentStore:
         with self.engine.connect() as conn:
             conn = conn.execution_options(**{READ_ONLY: True})
             with conn.begin():
-                rows = conn.execute(select(agents).order_by(agents.c.created_ms, agents.c.id))
+                rows = conn.execute(select(*_COLUMNS).order_by(agents.c.created_ms, agents.c.id))
                 return [_row(row) for row in rows]
 
     def revoke_agent(self, agent_id: str, now_ms: int) -> bool:

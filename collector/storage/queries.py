@@ -36,6 +36,7 @@ from collector.outages import Check, Outage, find_outages
 from collector.storage.blocking import BlockingQueries
 from collector.storage.engine import READ_ONLY
 from collector.storage.idmap import CellKey, IdMap
+from collector.storage.records import UNKNOWN_STATUS, AgentStatus
 from collector.storage.schema import (
     DAY_MS,
     HOUR_MS,
@@ -99,6 +100,10 @@ class AgentSummary:
     revoked_ms: int | None
     last_seen_ms: int | None  # the latest upload that stored a measurement
     key_fingerprint: str  # SHA-256 of the public key, hex: identifies it, reveals nothing
+    # The last accepted batch's receive time (heartbeat-only ones too) and what it said of
+    # the agent; None where nothing was said (docs/design/009-dashboard.md, "Agent health").
+    last_batch_ms: int | None = None
+    status: AgentStatus = UNKNOWN_STATUS
 
 
 def encode_cursor(measured_ms: int, key: bytes) -> str:
@@ -221,8 +226,9 @@ class QueryStore(BlockingQueries):
             .scalar_subquery()
         )
         query = select(
-            a.id, a.name, a.public_key, a.created_ms, a.revoked_ms, last_seen.label("last_seen")
-        ).order_by(a.id)
+            a.id, a.name, a.public_key, a.created_ms, a.revoked_ms, last_seen.label("last_seen"),
+            a.last_batch_ms, *(a[name] for name in AgentStatus._fields),
+        ).order_by(a.id)  # fmt: skip
         with self._query() as conn:
             return [_summary(row) for row in conn.execute(query)]
 
@@ -348,4 +354,13 @@ def _summary(row: Any) -> AgentSummary:
         revoked_ms=None if row.revoked_ms is None else int(row.revoked_ms),
         last_seen_ms=None if row.last_seen is None else int(row.last_seen),
         key_fingerprint=hashlib.sha256(bytes(row.public_key)).hexdigest(),
+        last_batch_ms=None if row.last_batch_ms is None else int(row.last_batch_ms),
+        status=AgentStatus(row.version, *(_int_or_none(getattr(row, c)) for c in _STATUS_COUNTS)),
     )
+
+
+_STATUS_COUNTS = ("spool_records", "spool_checks", "evictions")
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)

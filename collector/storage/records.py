@@ -26,12 +26,31 @@ class ReplayedBatch(ValueError):
     that batch: a replay, of which nothing was stored."""
 
 
+class AgentStatus(NamedTuple):
+    """What an agent's batch says of the agent (docs/wire-format.md, "Batches"), kept with
+    the agent as of its last accepted batch for the operator's agent health page; None where
+    the batch does not say."""
+
+    version: str | None = None
+    spool_records: int | None = None  # waiting in its spool besides the batch's own
+    spool_checks: int | None = None
+    evictions: int | None = None  # the agent's running total of records dropped unsent
+
+
+UNKNOWN_STATUS = AgentStatus()  # a batch that said nothing of its agent
+
+
 class BatchSeq(NamedTuple):
     """A signed batch's sequence number and signature, which ingest records as the agent's
     last; the signature tells the same batch sent again from another one numbered alike."""
 
     seq: int
     signature: bytes
+    # The signed body, to be stored with the batch's records (``batches``, migration 0011)
+    # so that each can be checked on its own; None: not stored (no measurements in it).
+    body: bytes | None = None
+    # Recorded on the agent with the number, in the same write; None: nothing said.
+    status: AgentStatus | None = None
 
 
 @functools.lru_cache(maxsize=65536)
@@ -50,6 +69,8 @@ class IngestRecord(NamedTuple):
     url: str
     verdict: str
     record: bytes  # the msgpack wire record, kept as received
+    # Its place in its signed batch's measurements (``batches``, migration 0011).
+    batch_index: int | None = None
 
     @property
     def id(self) -> str:
@@ -69,8 +90,8 @@ class IngestRecord(NamedTuple):
         a URL has no host the store can key it by. A batch at a time: one loop, no call per
         record."""
         return [
-            cls(key, started_ms, domain_of(url), url, verdict, record)
-            for key, started_ms, url, verdict, record in batch
+            cls(key, started_ms, domain_of(url), url, verdict, record, index)
+            for index, (key, started_ms, url, verdict, record) in enumerate(batch)
         ]
 
 

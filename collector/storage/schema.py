@@ -35,6 +35,8 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from agent.wire.batch import MAX_VERSION
+
 # Rollup dimensions cannot be NULL (they form the primary key), so an unknown ASN or
 # country is stored as these in rollups, and as NULL in measurements.
 UNKNOWN_ASN = 0
@@ -74,6 +76,13 @@ agents = Table(
     # signatures are deterministic and bind the body, so an equal one is the same batch sent
     # again (a retry whose answer was lost), which is not a replay.
     Column("last_signature", LargeBinary(64), nullable=True),
+    # Migration 0012: the agent as its last accepted batch described it (collector.storage.
+    # records.AgentStatus), set in that batch's write; NULL where it did not say.
+    Column("last_batch_ms", BigInteger, nullable=True),  # that batch's receive time
+    Column("version", String(MAX_VERSION), nullable=True),
+    Column("spool_records", BigInteger, nullable=True),
+    Column("spool_checks", BigInteger, nullable=True),
+    Column("evictions", BigInteger, nullable=True),
 )
 
 measurements = Table(
@@ -102,6 +111,26 @@ measurements = Table(
     Index(None, "verdict"),
     # Migration 0003: an agent's last upload, one seek (the query API's agent list).
     Index(None, "agent_id", "received_ms"),
+    # Migration 0011: the signed batch the record came in, (agent_id, batch_seq) in
+    # ``batches``, and its place in the batch's measurements; NULL for records stored
+    # before (not verifiable on their own) or without a batch (tools, tests).
+    Column("batch_seq", BigInteger, nullable=True),
+    Column("batch_index", Integer, nullable=True),
+)
+
+# Migration 0011: each accepted batch with measurements, its signed body and signature as
+# the agent sent them, once; a stored record is checked on its own against its agent's key
+# through it (collector.evidence, docs/design/007-evidence.md).
+batches = Table(
+    "batches",
+    metadata,
+    Column("agent_id", String(MAX_AGENT_ID), ForeignKey("agents.id"), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("received_ms", BigInteger, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("signature", LargeBinary(64), nullable=False),
+    PrimaryKeyConstraint("agent_id", "seq"),
+    CheckConstraint("length(signature) = 64", name="signature_64_bytes"),
 )
 
 # One-time enrolment tokens; only the token's SHA-256 is kept, so the table hands out nothing.

@@ -10,7 +10,8 @@ NOTHING``, learning which ones *this* transaction inserted, even with other coll
 inserting the same ids at once), then add exactly those to the rollups; the statements are
 in ``collector.storage.writes``. docs/design/003-storage.md has the argument. The batch's
 connectivity checks go in the same transaction, keyed by (agent, time), so a repeated
-upload adds none of them twice.
+upload adds none of them twice; what the batch says of its agent (``AgentStatus``) goes on
+the agent's row, in the update that makes the batch the agent's last.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from collector.storage.operators import OperatorStore
 from collector.storage.queries import QueryStore
 from collector.storage.reclassify import Reclassification
 from collector.storage.records import (
+    UNKNOWN_STATUS,
     BatchSeq,
     IngestRecord,
     IngestResult,
@@ -45,6 +47,7 @@ from collector.storage.records import (
 )
 from collector.storage.schema import (
     agents,
+    batches,
     cells,
     connectivity,
     measurements,
@@ -141,9 +144,14 @@ class Storage(AgentStore, OperatorStore, QueryStore, Reclassification):
 
             self._write(create)
         ids = self.cells.ids()
+        # The signed batch is kept, and named by its records, when there is one to keep.
+        kept = seq if seq is not None and seq.body is not None and unique else None
         writes = (PostgresWrites if self.backend == "postgresql" else SQLiteWrites)(
-            agent_id, asn, cc, received_ms, {key[0]: ids[key] for key in keys}, self.verdicts.ids()
-        )
+            agent_id, asn, cc, received_ms, {key[0]: ids[key] for key in keys},
+            self.verdicts.ids(), None if kept is None else kept.seq,
+        )  # fmt: skip
+        if seq is not None and kept is None:
+            seq = seq._replace(body=None)
         ordered = sorted(unique.values())
         if isinstance(writes, SQLiteWrites) and self._write_batch(
             writes, writes.prepare_batch(ordered, sorted(dict(checks).items()), seq)
@@ -193,9 +201,14 @@ class Storage(AgentStore, OperatorStore, QueryStore, Reclassification):
 
         def write(conn: Connection) -> set[bytes] | None:
             if seq is not None:
-                _claim(conn, agent_id, seq)
+                _claim(conn, agent_id, seq, received_ms)
             inserted = writes.run(conn.connection.driver_connection, prepared)
             self._store_checks(conn, agent_id, checks, asn, cc, received_ms)
+            # Kept only if some record of it is new, and so names it.
+            if seq is not None and seq.body is not None and (inserted is None or inserted):
+                row = {"agent_id": agent_id, "seq": seq.seq, "received_ms": received_ms,
+                       "body": seq.body, "signature": seq.signature}  # fmt: skip
+                conn.execute(self._insert(batches).on_conflict_do_nothing(), row)
             return inserted
 
         return self._write(write)
@@ -270,14 +283,20 @@ _REFUSED = (
 )  # fmt: skip
 
 
-def _claim(conn: Connection, agent_id: str, seq: BatchSeq) -> None:
-    """Makes ``seq`` the agent's last batch, or raises :class:`ReplayedBatch`. First in the
-    transaction: on PostgreSQL a second batch of the agent waits here for the first to
-    commit and is then judged against it, before either has taken any other lock."""
+def _claim(conn: Connection, agent_id: str, seq: BatchSeq, received_ms: int) -> None:
+    """Makes ``seq`` the agent's last batch, its status the agent's, or raises
+    :class:`ReplayedBatch`. First in the transaction: on PostgreSQL a second batch of the
+    agent waits here for the first to commit and is then judged against it, before either
+    has taken any other lock."""
     claimed = conn.execute(
         update(agents)
         .where(agents.c.id == agent_id, accepts(seq))
-        .values(last_seq=seq.seq, last_signature=seq.signature)
+        .values(
+            last_seq=seq.seq,
+            last_signature=seq.signature,
+            last_batch_ms=received_ms,
+            **(seq.status or UNKNOWN_STATUS)._asdict(),
+        )
     )
     if claimed.rowcount != 1:
         raise ReplayedBatch(f"batch {seq.seq} is older than the last accepted from {agent_id!r}")

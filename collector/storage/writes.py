@@ -82,11 +82,14 @@ class Writes:
         received_ms: int,
         cell_of: Mapping[str, int],
         verdict_of: Mapping[str, int],
+        batch_seq: int | None = None,
     ) -> None:
         """``cell_of`` gives the cell id of each domain of the batch in its one network,
-        ``verdict_of`` the id of each verdict (IdMap.create made any that were missing)."""
+        ``verdict_of`` the id of each verdict (IdMap.create made any that were missing);
+        ``batch_seq`` names the signed batch kept with the records, if one is."""
         self.agent_id, self.asn, self.cc, self.received_ms = agent_id, asn, cc, received_ms
         self.cell_of, self.verdict_of = cell_of, verdict_of
+        self.batch_seq = batch_seq
 
     def prepare(self, records: Sequence[IngestRecord]) -> Prepared:
         """``records`` sorted by id and unique."""

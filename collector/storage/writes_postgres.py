@@ -20,12 +20,15 @@ from collector.storage.writes import Prepared, Writes, rollup_rows
 # the driver more than the server.
 _PG_NEW_MEASUREMENTS = """
     INSERT INTO measurements
-        (id, measured_ms, received_ms, agent_id, asn, cc, domain, url, verdict, record)
+        (id, measured_ms, received_ms, agent_id, asn, cc, domain, url, verdict, record,
+         batch_seq, batch_index)
     SELECT id, measured_ms, %(received_ms)s::bigint, %(agent_id)s::text,
-           %(asn)s::bigint, %(cc)s::text, domain, url, verdict, record
+           %(asn)s::bigint, %(cc)s::text, domain, url, verdict, record,
+           %(batch_seq)s::bigint, batch_index
     FROM unnest(%(id)s::bytea[], %(measured_ms)s::bigint[], %(domain)s::text[],
-                %(url)s::text[], %(verdict)s::text[], %(record)s::bytea[])
-         AS batch (id, measured_ms, domain, url, verdict, record)
+                %(url)s::text[], %(verdict)s::text[], %(record)s::bytea[],
+                %(batch_index)s::integer[])
+         AS batch (id, measured_ms, domain, url, verdict, record, batch_index)
     ORDER BY id
     ON CONFLICT DO NOTHING
     RETURNING id
@@ -71,6 +74,8 @@ class PostgresWrites(Writes):
             "url": [r.url for r in records],
             "verdict": [r.verdict for r in records],
             "record": [r.record for r in records],
+            "batch_index": [r.batch_index for r in records],
+            "batch_seq": self.batch_seq,
             "received_ms": self.received_ms,
             "agent_id": self.agent_id,
             "asn": self.asn,

@@ -15,7 +15,13 @@ from collections.abc import Mapping, Sequence
 from itertools import chain
 from typing import Any, cast
 
-from collector.storage.records import BatchSeq, IngestRecord, ReplayedBatch
+from collector.storage.records import (
+    UNKNOWN_STATUS,
+    AgentStatus,
+    BatchSeq,
+    IngestRecord,
+    ReplayedBatch,
+)
 from collector.storage.schema import WEEKDAYS
 from collector.storage.writes import Prepared, Writes, rollup_rows
 
@@ -24,10 +30,12 @@ from collector.storage.writes import Prepared, Writes, rollup_rows
 # in the write transaction, the write lock, and IngestRecords flatten straight into rows.
 _RECORD_COLUMNS = tuple("id" if name == "key" else name for name in IngestRecord._fields)
 _BATCH_COLUMNS = ("received_ms", "agent_id", "asn", "cc")
+# A measurement's also name its signed batch (migration 0011), which checks do not.
+_MEASUREMENT_BATCH_COLUMNS = (*_BATCH_COLUMNS, "batch_seq")
 _INSERT_MEASUREMENTS = (
-    f"INSERT INTO measurements ({', '.join(_RECORD_COLUMNS + _BATCH_COLUMNS)}) "
+    f"INSERT INTO measurements ({', '.join(_RECORD_COLUMNS + _MEASUREMENT_BATCH_COLUMNS)}) "
     f"SELECT {', '.join(f'column{n}' for n in range(1, len(_RECORD_COLUMNS) + 1))}, "
-    f"{', '.join('?' * len(_BATCH_COLUMNS))} FROM ("
+    f"{', '.join('?' * len(_MEASUREMENT_BATCH_COLUMNS))} FROM ("
 )
 # WHERE: else SQLite reads ON CONFLICT as a join's ON.
 _INSERT_MEASUREMENTS_TAIL = ") WHERE true ON CONFLICT DO NOTHING"
@@ -61,15 +69,21 @@ _ROLLUP_TABLES = (
 _BATCH_INPUT = "ingest_batch"
 _MEASUREMENT_KIND = len(_ROLLUP_TABLES)
 _CHECK_KIND = _MEASUREMENT_KIND + 1
-# The batch's sequence number rides in measured_ms, its signature in record.
+# The batch's sequence number rides in measured_ms, its signature in record; its signed
+# body, when the batch is to be kept (migration 0011), in body; the agent's status
+# (migration 0012) in columns of its own, written onto the agent with the number.
 _SEQ_KIND = _CHECK_KIND + 1
 STORED_ALREADY = "netsonde: a measurement is stored already"
 REPLAYED = "netsonde: the batch is older than the last of its agent"
 # Migration 0010's downgrade drops and remakes it: SQLite checks an ALTER TABLE against the
 # triggers that name the table, TEMP ones too, and this one names the column it drops.
 SEQ_TRIGGER = f"{_BATCH_INPUT}_seq"
-_BATCH_VIEW_COLUMNS = ("kind", *_RECORD_COLUMNS, *_BATCH_COLUMNS, "start", "cell", "n", *WEEKDAYS)
-_MEASUREMENT_COLUMNS = _RECORD_COLUMNS + _BATCH_COLUMNS
+_STATUS_COLUMNS = AgentStatus._fields
+_BATCH_VIEW_COLUMNS = (
+    "kind", *_RECORD_COLUMNS, *_MEASUREMENT_BATCH_COLUMNS, "body", "start", "cell", "n",
+    *WEEKDAYS, *_STATUS_COLUMNS,
+)  # fmt: skip
+_MEASUREMENT_COLUMNS = _RECORD_COLUMNS + _MEASUREMENT_BATCH_COLUMNS
 _CHECK_COLUMNS = ("ms", "online", *_BATCH_COLUMNS)
 
 
@@ -114,13 +128,22 @@ def _sqlite_batch_trigger() -> tuple[str, ...]:
         "ON CONFLICT DO NOTHING; END",
         f"CREATE TEMP TRIGGER IF NOT EXISTS {SEQ_TRIGGER} INSTEAD OF INSERT ON {_BATCH_INPUT} "
         f"WHEN NEW.kind = {_SEQ_KIND} BEGIN "
-        "UPDATE agents SET last_seq = NEW.measured_ms, last_signature = NEW.record "
-        f"WHERE id = NEW.agent_id AND ({newer}); "
-        f"SELECT RAISE(ABORT, '{REPLAYED}') WHERE changes() = 0; END",
+        "UPDATE agents SET last_seq = NEW.measured_ms, last_signature = NEW.record, "
+        "last_batch_ms = NEW.received_ms, "
+        + ", ".join(f"{column} = NEW.{column}" for column in _STATUS_COLUMNS)
+        + f" WHERE id = NEW.agent_id AND ({newer}); "
+        f"SELECT RAISE(ABORT, '{REPLAYED}') WHERE changes() = 0; "
+        "INSERT INTO batches (agent_id, seq, received_ms, body, signature) "
+        "SELECT NEW.agent_id, NEW.measured_ms, NEW.received_ms, NEW.body, NEW.record "
+        "WHERE NEW.body IS NOT NULL ON CONFLICT DO NOTHING; END",
     )
 
 
 SQLITE_BATCH_TRIGGER = _sqlite_batch_trigger()
+# Every TEMP trigger above, for a migration that must drop them to alter a table they name.
+SQLITE_TRIGGER_NAMES = tuple(
+    f"{_BATCH_INPUT}_{kind}" for kind in ("measurement", "rollup", "check", "seq")
+)
 _BATCH_HEAD = f"INSERT INTO {_BATCH_INPUT} ({', '.join(_BATCH_VIEW_COLUMNS)}) "
 # SQLite's limit on a statement's parameters (SQLITE_MAX_VARIABLE_NUMBER, since 3.32).
 _SQLITE_MAX_PARAMETERS = 32_766
@@ -139,7 +162,7 @@ _MEASUREMENT_SELECT = _select(
     {
         "kind": str(_MEASUREMENT_KIND),
         **{column: f"column{n}" for n, column in enumerate(_RECORD_COLUMNS, 1)},
-        **dict.fromkeys(_BATCH_COLUMNS, "?"),
+        **dict.fromkeys(_MEASUREMENT_BATCH_COLUMNS, "?"),
     }
 )
 # Each rollup table's rows' columns in the view, in _ROLLUP_TABLES' order, and the select
@@ -156,7 +179,15 @@ _CHECK_SELECT = _select(
     | dict.fromkeys(_BATCH_COLUMNS, "?")
 )
 _SEQ_SELECT = "SELECT " + _select(
-    {"kind": str(_SEQ_KIND), "measured_ms": "?", "record": "?", "agent_id": "?"}
+    {
+        "kind": str(_SEQ_KIND),
+        "measured_ms": "?",
+        "record": "?",
+        "agent_id": "?",
+        "received_ms": "?",
+        "body": "?",
+        **dict.fromkeys(_STATUS_COLUMNS, "?"),
+    }
 )
 
 
@@ -182,7 +213,7 @@ def _multirow(
 
 class SQLiteWrites(Writes):
     def prepare_insert(self, records: Sequence[IngestRecord]) -> Any:
-        batch = (self.received_ms, self.agent_id, self.asn, self.cc)
+        batch = (self.received_ms, self.agent_id, self.asn, self.cc, self.batch_seq)
         return _multirow(_INSERT_MEASUREMENTS, _INSERT_MEASUREMENTS_TAIL, records, batch)
 
     def insert(self, driver: Any, prepared: Prepared) -> set[bytes] | None:
@@ -242,7 +273,7 @@ class SQLiteWrites(Writes):
         :meth:`run_batch`; None if it would take more parameters than a statement can."""
         batch = (self.received_ms, self.agent_id, self.asn, self.cc)
         rollups = self._rollup_rows(records)
-        parameters = len(records) * 6 + len(checks) * 2 + 2 * len(batch) + 3
+        parameters = len(records) * len(_RECORD_COLUMNS) + len(checks) * 2 + 2 * len(batch) + 11
         parameters += sum(len(rows) * len(_ROLLUP_COLUMNS[kind]) for kind, rows in rollups)
         if parameters > _SQLITE_MAX_PARAMETERS or not (records or checks):
             return None
@@ -251,10 +282,13 @@ class SQLiteWrites(Writes):
         if seq is not None:
             # First: a replay is refused before any row is written.
             selects.append(_SEQ_SELECT)
-            values += [seq.seq, seq.signature, self.agent_id]
+            # In the view's column order: measured_ms, record, received_ms, agent_id, body,
+            # then the status's.
+            values += [seq.seq, seq.signature, self.received_ms, self.agent_id, seq.body]
+            values += seq.status or UNKNOWN_STATUS
         if records:
             selects.append(_select_values(_MEASUREMENT_SELECT, records))
-            values += [*batch, *chain.from_iterable(records)]
+            values += [*batch, self.batch_seq, *chain.from_iterable(records)]
         for kind, rows in rollups:
             selects.append(_select_values(_ROLLUP_SELECTS[kind], rows))
             values += chain.from_iterable(rows)

@@ -19,7 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from aiohttp import web
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
 
 from agent.api.paths import MEASUREMENTS_PATH
 from agent.model.addresses import may_reach
@@ -28,16 +31,19 @@ from agent.site import ProbeConfig, measure_vantage
 from agent.wire.record import encode_vantage
 from collector.config import Settings
 from collector.control import ControlCache
+from collector.dashboard import routes as dashboard
 from collector.enrich import Enricher
+from collector.evidence.key import load_or_create_key
 from collector.fingerprints import load_served, report
 from collector.ingest.accept import RateLimiter
 from collector.ingest.verify import prepare_verifier
 from collector.storage import open_storage
 from collector.testlist import TestListSource
-from collector.web import handlers, operator, queries
+from collector.web import evidence, export, handlers, incidents, operator, queries
 from collector.web.errors import json_errors
 from collector.web.keys import (
     AGENT_KEYS,
+    COLLECTOR_KEY,
     CONTROL_LIMITER,
     CONTROLS,
     ENRICHER,
@@ -163,6 +169,20 @@ def _fingerprints(paths: Sequence[str]) -> Context:
     return context
 
 
+def _collector_key(path: str | None) -> Context:
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        # Created at the first start, reused after (collector.evidence.key); without a
+        # file (Settings built in code) one for this process only.
+        app[COLLECTOR_KEY] = (
+            Ed25519PrivateKey.generate()
+            if path is None
+            else await asyncio.to_thread(load_or_create_key, path)
+        )
+        yield
+
+    return context
+
+
 def create_app(settings: Settings, *, measure: Measure | None = None) -> web.Application:
     """The collector service; ``measure`` replaces the real control only in tests.
 
@@ -187,7 +207,13 @@ def create_app(settings: Settings, *, measure: Measure | None = None) -> web.App
     app.cleanup_ctx.append(_enricher(settings.geoip))
     app.cleanup_ctx.append(_testlist(settings.testlist))
     app.cleanup_ctx.append(_fingerprints(settings.fingerprints))
+    app.cleanup_ctx.append(_collector_key(settings.key_file))
     app.router.add_routes(handlers.routes)
     app.router.add_routes(queries.routes)
+    app.router.add_routes(evidence.routes)
+    incidents.install(app)
     operator.install(app)
+    export.install(app)
+    # The dashboard's pages at /; after the operator's token cache, which they use.
+    dashboard.install(app)
     return app

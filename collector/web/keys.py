@@ -9,16 +9,21 @@ fingerprints. Each is set once, by ``create_app`` or a ``cleanup_ctx`` in
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
 
 from agent.model.measurement import Target
 from collector.config import Settings
 from collector.control import ControlCache
 from collector.enrich import Enricher
+from collector.export.stream import ExportLimits
 from collector.fingerprints import ServedFingerprints
 from collector.ingest.accept import RateLimiter
 from collector.storage import Storage
@@ -27,14 +32,17 @@ from collector.web.metrics import Metrics
 
 __all__ = [
     "AGENT_KEYS",
+    "COLLECTOR_KEY",
     "CONTROLS",
     "CONTROL_LIMITER",
     "ENRICHER",
+    "EXPORTS",
     "FINGERPRINTS",
     "INGEST_THREADS",
     "LIMITER",
     "MEASURE",
     "METRICS",
+    "REPORTS",
     "SETTINGS",
     "STORAGE",
     "TESTLIST",
@@ -61,3 +69,9 @@ METRICS = web.AppKey("metrics", Metrics)
 ENRICHER = web.AppKey("enricher", Enricher)
 TESTLIST = web.AppKey("testlist", TestListSource)  # absent when no test list is configured
 FINGERPRINTS = web.AppKey("fingerprints", ServedFingerprints)  # empty when none configured
+# The collector's own key, which signs evidence bundles (collector.evidence.key).
+COLLECTOR_KEY = web.AppKey("collector_key", Ed25519PrivateKey)
+# How many exports run at once, and their page size (collector.web.export).
+EXPORTS = web.AppKey("exports", ExportLimits)
+# Reports built at once (collector.web.incidents): each reads all its query's measurements.
+REPORTS = web.AppKey("reports", asyncio.Semaphore)

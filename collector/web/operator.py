@@ -33,6 +33,7 @@ from collector.web.params import check_query
 
 __all__ = [
     "OPERATOR_TOKENS",
+    "check_token",
     "install",
     "is_operator",
     "operator_only",
@@ -63,9 +64,18 @@ async def is_operator(request: web.Request) -> bool:
     if header is None:
         return False
     scheme, _, credentials = header.strip().partition(" ")
-    parts = split_token(credentials.strip())
-    if scheme.lower() != "bearer" or parts is None:
+    if scheme.lower() != "bearer" or split_token(credentials.strip()) is None:
         raise _unauthorized("'Authorization' must be 'Bearer' and an operator token")
+    await check_token(request, credentials.strip())
+    return True
+
+
+async def check_token(request: web.Request, credential: str) -> None:
+    """A 401 unless ``credential`` is a valid operator token: the one check of it, whether it
+    came as a Bearer header or as the dashboard's session cookie."""
+    parts = split_token(credential)
+    if parts is None:
+        raise _unauthorized("not an operator token")
     token_id, secret = parts
     storage = request.app[STORAGE]
     token, _ = await request.app[OPERATOR_TOKENS].get(
@@ -76,7 +86,6 @@ async def is_operator(request: web.Request) -> bool:
         raise _unauthorized("unknown operator token")
     if token.revoked_ms is not None:
         raise _unauthorized("this operator token has been revoked")
-    return True
 
 
 def operator_only(what: str) -> ApiError:
@@ -107,6 +116,9 @@ async def list_agents(request: web.Request) -> web.Response:
                     "revoked_ms": s.revoked_ms,
                     "last_seen_ms": s.last_seen_ms,
                     "key_fingerprint": s.key_fingerprint,
+                    # As the agent's last accepted batch said (None: not said).
+                    "last_batch_ms": s.last_batch_ms,
+                    **s.status._asdict(),
                 }
                 for s in summaries
             ]

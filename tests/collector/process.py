@@ -35,9 +35,14 @@ class CollectorProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
+        # Beside the log, not in the user's state: one key for the test's collectors, which
+        # may share a database.
+        key = ("--key-file", str(log.with_name("collector-key.pem")))
         with log.open("w") as out:
             self.process = subprocess.Popen(
-                collector_cli("serve", "--listen", f"127.0.0.1:{self.port}", "--db", db, *options),
+                collector_cli(
+                    "serve", "--listen", f"127.0.0.1:{self.port}", "--db", db, *key, *options
+                ),
                 cwd=REPO,
                 stdout=out,
                 stderr=subprocess.STDOUT,

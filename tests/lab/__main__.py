@@ -8,7 +8,8 @@ shutdown on|off             cut or restore the agent's uplink
 down [--all]                take a lab down
 cleanup                     remove labs left behind by crashed runs
 scenarios [--json]          print the scenario table
-demo                        bring a lab up, show each censor acting, take it down
+demo [--keep] [--port N]    bring a lab up, show each censor acting and netsonde's
+                            verdicts; --keep: its dashboard on 127.0.0.1:N until Ctrl-C
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tests.lab.addresses import ROLES
+from tests.lab.dashboard import DEFAULT_PORT
 from tests.lab.demo import print_checks, run_checks, run_demo
 from tests.lab.lab import STATE_ROOT, Lab, cleanup_stale, live_labs, read_state
 from tests.lab.scenarios import DEFAULT_TABLE, ScenarioError, ScenarioTable, load
@@ -216,7 +218,7 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     _exit_on_sigterm()
-    return run_demo(_table(args.scenarios), console)
+    return run_demo(_table(args.scenarios), console, keep=args.port if args.keep else None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -246,6 +248,15 @@ def main(argv: list[str] | None = None) -> int:
             )
         if name == "scenarios":
             p.add_argument("--json", action="store_true")
+        if name == "demo":
+            p.add_argument(
+                "--keep", action="store_true",
+                help="keep the collector running, its dashboard open on the host, until Ctrl-C",
+            )  # fmt: skip
+            p.add_argument(
+                "--port", type=int, default=DEFAULT_PORT,
+                help="with --keep, the dashboard's port on 127.0.0.1 (default 8080)",
+            )  # fmt: skip
     for name, func, help_text in (
         ("status", cmd_status, "show a running lab"),
         ("check", cmd_check, "run every scenario's self-check against a running lab"),

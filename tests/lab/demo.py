@@ -7,6 +7,8 @@
 3. Run ``netsonde-agent probe`` in the agent namespace on every scenario's URL and set
    its verdicts and evidence next to what the scenario table expects.
 4. Cut the agent's uplink, as a shutdown order would, and measure again.
+5. Upload the results as the agent would; with ``--keep``, keep the collector running and
+   open its dashboard to the host's browser at http://127.0.0.1:8080/ until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from tests.lab import checks, engine
+from tests.lab import checks, dashboard, engine
 from tests.lab.collector import LabCollector
 from tests.lab.lab import Lab
 from tests.lab.scenarios import Scenario, ScenarioTable
@@ -71,10 +73,15 @@ def measure(lab: Lab, collector: LabCollector, console: Console) -> dict[str, di
         "[dim]in the agent namespace:[/dim] "
         + shlex.join(["netsonde-agent", *argv[3:], "URL..."]).replace(str(lab.state_dir), "$LAB")
     )
-    return engine.measure_table(lab, collector_url=collector.url)
+    records = collector.directory / "results.msgpack"
+    results = engine.measure_table(lab, collector_url=collector.url, msgpack_out=records)
+    # Uploaded as an agent would, signed, for the dashboard to show.
+    dashboard.upload(collector, records)
+    return results
 
 
-def run_demo(table: ScenarioTable, console: Console) -> int:
+def run_demo(table: ScenarioTable, console: Console, keep: int | None = None) -> int:
+    """The demo; with ``keep`` (a port), the dashboard stays open on the host until Ctrl-C."""
     console.rule("netsonde demo: the censor lab")
     console.print(
         f"{len(table.rows)} scenarios from {table.source}. "
@@ -93,7 +100,8 @@ def run_demo(table: ScenarioTable, console: Console) -> int:
         with console.status("checking every censor from the agent namespace"):
             censors = run_checks(lab)
         print_checks(console, censors)
-        with LabCollector(lab, lab.state_dir / "collector") as collector:
+        geoip = dashboard.write_geoip(lab.state_dir / "lab.mmdb")
+        with LabCollector(lab, lab.state_dir / "collector", ["--geoip", geoip]) as collector:
             console.print(
                 f"collector (control, SQLite at {collector.db_url}) on {collector.url}, "
                 "serving the OONI fingerprints at /api/v1/fingerprints, "
@@ -101,7 +109,14 @@ def run_demo(table: ScenarioTable, console: Console) -> int:
             )
             with console.status("netsonde-agent probe: measuring every scenario"):
                 results = measure(lab, collector, console)
-        console.print(_verdicts_table(list(table.rows), results))
+            console.print(_verdicts_table(list(table.rows), results))
+            if keep is not None:
+                dashboard.keep_serving(collector, console, keep)
+            else:
+                console.print(
+                    "The dashboard of these results: run the demo with --keep, then open "
+                    f"http://127.0.0.1:{dashboard.DEFAULT_PORT}/"
+                )
     finally:
         lab.down()
     measured = [row for row in table.rows if row.domain in results]

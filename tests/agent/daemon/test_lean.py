@@ -17,10 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from agent import __version__
 from agent.daemon.config import load_config
 from agent.daemon.enrollment import enroll, read_state
 from agent.daemon.spool import Spool
 from agent.daemon.state import LEAN_MIN_IDLE, META_MODE
+from collector.storage import AgentStatus
 from collector.web.keys import STORAGE
 from tests import REPO
 from tests.agent.daemon.loopback import (
@@ -100,6 +102,9 @@ async def test_goes_lean_keeps_heartbeats_and_returns_to_full_to_measure(tmp_pat
             before = heartbeats()
             await until("heartbeats in lean mode", lambda: heartbeats() >= before + 3, 20, log)
             assert _mode(config.state_dir) == "lean"
+            # Each heartbeat says the agent's version and its empty spool.
+            (summary,) = storage.agent_summaries()
+            assert summary.status == AgentStatus(__version__, 0, 0, 0)
 
             # The next run is due INTERVAL after the first: back to full mode, and measured.
             await until(

@@ -113,6 +113,9 @@ class _Spool:
     async def evictions_async(self) -> int:
         return 0
 
+    async def backlog_async(self) -> tuple[int, int]:
+        return len(self.entries), 0
+
     async def peek_checks_async(self, limit: int) -> list[tuple[int, bool]]:
         return []  # no connectivity checks: a heartbeat-only batch would be a request
 

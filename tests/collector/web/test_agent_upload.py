@@ -59,6 +59,9 @@ class FakeSpool:
     async def evictions_async(self) -> int:
         return self.evicted
 
+    async def backlog_async(self) -> tuple[int, int]:
+        return len(self.entries), len(self.checks)
+
     async def peek_checks_async(self, limit: int) -> list[tuple[int, bool]]:
         return self.checks[:limit]
 
