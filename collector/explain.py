@@ -104,7 +104,10 @@ def _ok(facts: _Facts) -> list[str]:
 def _down(facts: _Facts) -> list[str]:
     failure = facts.get("failure")
     said = f" ({failure})" if failure else ""
-    return [f"down rather than blocked: the agent failed{said}", "the control failed the same way"]
+    return [
+        f"down rather than blocked: the agent's attempt{_at(facts)} failed{said}",
+        "the control failed the same way",
+    ]
 
 
 def _offline(facts: _Facts) -> list[str]:
@@ -116,7 +119,9 @@ def _inconclusive(facts: _Facts) -> list[str]:
     theirs = facts.get("control_failure")
     first = "no conclusion could be drawn"
     if failure:
-        first += f": the agent's attempt failed ({failure})"
+        first += f": the agent's attempt{_at(facts)} failed ({failure})"
+    elif ip := facts.get("ip"):
+        first += f" about {ip}"
     parts = [first]
     if reason == "the control failed differently":
         parts.append(f"the control failed too, differently ({theirs or 'unknown'})")
@@ -265,8 +270,11 @@ def _blockpage(facts: _Facts) -> list[str]:
 
 def _diff(facts: _Facts) -> list[str]:
     reason = (facts.get("reason") or "it differs").replace(" from control", " from the control's")
-    smaller = "a smaller difference than a block page, which may be the site's own variation"
-    return [f"the page the agent got is not quite the site's ({reason})", smaller]
+    status, theirs = facts.get("status"), facts.get("control_status")
+    codes = f"; status {status} where the control got {theirs}" if status and theirs else ""
+    page = f"the page the agent got{_from(facts)} is not the site's ({reason}{codes})"
+    # No fingerprint matched: a CAPTCHA, a rate limit or a regional page look the same.
+    return [page, "it matches no known block page, so it is not called one"]
 
 
 _Rule = Callable[[_Facts], list[str]]

@@ -103,6 +103,7 @@ def test_blocking_accessible_and_dns_consistency_follow_the_verdict(m: SiteMeasu
         "down": (False, False),
         "offline": (None, None),
         "http.blockpage": ("http-diff", False),
+        "http.diff": ("http-diff", False),
     }.get(verdict, (BLOCKING.get(verdict.split(".")[0]), False))
     assert (keys["blocking"], keys["accessible"]) == expected
     assert keys["dns_consistency"] == (
