@@ -9,7 +9,8 @@ fingerprints, the SNI and Host swaps) and says ``inconclusive`` where it cannot 
 The rules, and why they are these, are in docs/design/002-verdicts.md.
 
 A module per layer (``dns``, ``tcp``, ``tls``, ``http``), on what they share (``judging``);
-the verdict names are ``agent.model.verdicts``.
+``families`` judges IPv4 and IPv6 apart and puts the two together; the verdict names are
+``agent.model.verdicts``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 from agent.fingerprints import FingerprintSet
 from agent.model.measurement import SiteMeasurement, Target, Vantage, Verdict
 from agent.model.verdicts import VERDICTS
-from agent.verdict import dns, http, tcp, tls
+from agent.verdict import dns, families, http, tcp, tls
 from agent.verdict.judging import Evidence, Layer, pair_up
 
 __all__ = ["VERDICTS", "decide", "redecide"]
@@ -36,6 +37,11 @@ def decide(
     """The verdict for one site test; total and deterministic for any well-typed input."""
     if online is False:
         return Verdict("offline")
+    both = families.by_family(
+        lambda a, c: decide(target, a, c, online=online, fingerprints=fingerprints), agent, control
+    )
+    if both is not None:
+        return both
     dns_verdict = dns.verdict(target, agent, control, fingerprints)
     if dns_verdict is not None:
         return dns_verdict

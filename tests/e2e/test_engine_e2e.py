@@ -44,12 +44,16 @@ def mismatches(rows: list[Scenario], results: list[dict[str, Any]]) -> list[str]
     for row in rows:
         result = seen[row.domain]
         evidence = result["evidence"]
-        if result["verdict"] != row.expected or (
-            row.trigger is not None and evidence.get("trigger") != row.trigger
+        # A family in the evidence where the row has none: the lab's IPv6 censor failed.
+        if (
+            result["verdict"] != row.expected
+            or (row.trigger is not None and evidence.get("trigger") != row.trigger)
+            or evidence.get("family") != row.family
         ):
             wrong.append(
                 f"{row.domain} ({row.technique}): expected {row.expected}"
-                f"{f' trigger={row.trigger}' if row.trigger else ''}, "
+                f"{f' trigger={row.trigger}' if row.trigger else ''}"
+                f"{f' family={row.family}' if row.family else ''}, "
                 f"got {result['verdict']} {evidence}"
             )
     return wrong

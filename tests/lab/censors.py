@@ -1,9 +1,10 @@
 """Censor lab: turn scenario rows into censor configuration.
 
 Pure functions from the scenario table to what each real tool needs: dnsmasq
-config files, iptables-restore rule sets, tc commands, and the configs of the
-lab's own daemons. Keeping this free of I/O lets unit tests read the exact
-rules a scenario produces.
+config files, iptables-restore and ip6tables-restore rule sets, tc commands, and the
+configs of the lab's own daemons. Keeping this free of I/O lets unit tests read the
+exact rules a scenario produces. A dual-stack row's censor acts on both families alike
+(its AAAA record, its IPv6 address), except where the technique says otherwise.
 """
 
 from __future__ import annotations
@@ -35,7 +36,10 @@ def _dnsmasq_common(listen: str) -> list[str]:
 def authoritative_conf(table: ScenarioTable) -> str:
     """The net's authoritative server: every domain (and its www.) at its own IP."""
     lines = _dnsmasq_common(plan.AUTHORITATIVE_DNS)
-    lines += [f"host-record={row.domain},www.{row.domain},{row.ip}" for row in table.rows]
+    lines += [
+        f"host-record={row.domain},www.{row.domain},{row.ip}" + (f",{row.ip6}" if row.ip6 else "")
+        for row in table.rows
+    ]
     lines.append("local=/#/")  # authoritative for everything: unknown names are NXDOMAIN
     return "\n".join(lines) + "\n"
 
@@ -48,10 +52,16 @@ def isp_resolver_conf(table: ScenarioTable) -> str:
         if row.technique == "dns-nxdomain":
             lines.append(f"address=/{row.domain}/")
         elif row.technique == "dns-bogon":
-            lines.append(f"address=/{row.domain}/{row.params.get('answer', DEFAULT_BOGON)}")
+            bogon = row.params.get("answer", DEFAULT_BOGON)
+            lines += _lie(row, bogon, plan.bogon_twin(bogon))
         elif row.technique == "dns-redirect":
-            lines.append(f"address=/{row.domain}/{plan.BLOCKPAGE_SERVER}")
+            lines += _lie(row, plan.BLOCKPAGE_SERVER, plan.twin(plan.BLOCKPAGE_SERVER))
     return "\n".join(lines) + "\n"
+
+
+def _lie(row: Scenario, answer: str, answer6: str) -> list[str]:
+    """The resolver's false answer: for AAAA too when the site is dual-stack."""
+    return [f"address=/{row.domain}/{a}" for a in (answer, answer6 if row.ip6 else None) if a]
 
 
 def public_resolver_config() -> dict[str, Any]:
@@ -66,9 +76,11 @@ def public_resolver_config() -> dict[str, Any]:
 
 def webserver_config(table: ScenarioTable, cert_for: dict[str, str]) -> dict[str, Any]:
     sites = [
-        {"domain": row.domain, "ip": row.ip, "cert": cert_for[row.domain]}
+        {"domain": row.domain, "ip": ip, "cert": cert_for[row.domain]}
         for row in table.rows
         if row.serves
+        for ip in (row.ip, row.ip6)
+        if ip is not None
     ]
     return {"sites": sites, "http_port": 80, "https_port": 443}
 
@@ -100,37 +112,40 @@ class HopRules:
 RESET = "REJECT --reject-with tcp-reset"
 
 
-def hop_rules(table: ScenarioTable, hop: str) -> HopRules:
+def hop_rules(table: ScenarioTable, hop: str, family: int = 4) -> HopRules:
+    """One hop's rules for iptables (``family`` 4, with the tc commands) or ip6tables (6)."""
     rules = HopRules()
     iface = plan.AGENT_FACING_IFACE[hop]
     throttled = [row for row in table.rows if row.hop == hop and row.technique == "throttle"]
     for row in table.rows:
-        if row.hop != hop:
+        ip = row.ip if family == 4 else row.ip6
+        if row.hop != hop or ip is None:
             continue
         technique = row.technique
-        if technique == "ip-drop":
-            rules.filter.append(f"-A FORWARD -d {row.ip} -j DROP")
+        if technique == "ip-drop" or (technique == "ip6-drop" and family == 6):
+            rules.filter.append(f"-A FORWARD -d {ip} -j DROP")
         elif technique == "ip-reset":
-            rules.filter.append(f"-A FORWARD -d {row.ip} -p tcp -j {RESET}")
+            rules.filter.append(f"-A FORWARD -d {ip} -p tcp -j {RESET}")
         elif technique in ("sni-reset", "host-reset"):
             rules.filter.append(_string_rule(row, RESET))
         elif technique in ("sni-drop", "host-drop"):
             rules.filter.append(_string_rule(row, "DROP"))
         elif technique == "http-blockpage":
             rules.nat.append(
-                f"-A PREROUTING -i {iface} -d {row.ip} -p tcp --dport 80 "
+                f"-A PREROUTING -i {iface} -d {ip} -p tcp --dport 80 "
                 f"-j REDIRECT --to-ports {plan.TRANSPARENT_PROXY_PORT}"
             )
         elif technique == "tls-intercept":
             rules.nat.append(
-                f"-A PREROUTING -i {iface} -d {row.ip} -p tcp --dport 443 "
+                f"-A PREROUTING -i {iface} -d {ip} -p tcp --dport 443 "
                 f"-j REDIRECT --to-ports {plan.TLS_INTERCEPTOR_PORT}"
             )
     if throttled:
         # The ClientHello marks its connection; packets of a marked connection leaving towards
         # the agent are put straight into that mark's htb class (CLASSIFY sets skb->priority,
         # which htb honours without a tc classifier; cls_fw is not in every kernel).
-        rules.tc.append(["qdisc", "add", "dev", iface, "root", "handle", "1:", "htb"])
+        if family == 4:  # one qdisc serves both families
+            rules.tc.append(["qdisc", "add", "dev", iface, "root", "handle", "1:", "htb"])
         for offset, row in enumerate(throttled):
             mark = THROTTLE_MARK_BASE + offset
             classid = f"1:{mark:x}"
@@ -141,6 +156,8 @@ def hop_rules(table: ScenarioTable, hop: str) -> HopRules:
                 f"-j CLASSIFY --set-class {classid}",
             ]
             rate = row.params.get("rate", DEFAULT_THROTTLE_RATE)
+            if family != 4:
+                continue
             rules.tc.append(
                 ["class", "add", "dev", iface, "parent", "1:", "classid", classid]
                 + ["htb", "rate", rate, "ceil", rate]
@@ -156,7 +173,12 @@ def censor_http_config(table: ScenarioTable, hop: str, certs: dict[str, str]) ->
     blockpage = hop == "isp" and bool(table.by_technique("dns-redirect"))
     return {
         "blockpage": (
-            {"listen": [plan.BLOCKPAGE_SERVER], "cert": certs["blockpage"]} if blockpage else None
+            {
+                "listen": [plan.BLOCKPAGE_SERVER, plan.twin(plan.BLOCKPAGE_SERVER)],
+                "cert": certs["blockpage"],
+            }
+            if blockpage
+            else None
         ),
         "proxy": (
             {"port": plan.TRANSPARENT_PROXY_PORT, "blocked_hosts": proxy_hosts}
@@ -182,5 +204,6 @@ def injector_config(table: ScenarioTable, hop: str) -> dict[str, Any] | None:
         "iface": plan.AGENT_FACING_IFACE[hop],
         "resolver": plan.PUBLIC_RESOLVER,
         "domains": [row.domain for row in rows],
-        "answer": answers.pop(),
+        "answer": (answer := answers.pop()),
+        "answer6": plan.twin(answer),  # for AAAA queries
     }

@@ -68,3 +68,17 @@ def test_without_control_local_evidence_decides_or_says_inconclusive(
             assert verdict in (row.expected, "inconclusive"), f"{row.domain}: {verdict}"
         count += 1
     assert count == len([r for r in TABLE.rows if r.technique != "throttle"])
+
+
+@pytest.mark.parametrize("name", ["with-control.msgpack", "without-control.msgpack"])
+def test_records_from_before_ipv6_decode_and_keep_their_verdicts(
+    name: str, fingerprints: FingerprintSet
+) -> None:
+    """Recorded before the probe asked AAAA (no system6, no text table): decoded as they were,
+    judged as they were."""
+    count = 0
+    for m in records(f"before-ipv6/{name}"):
+        assert m.agent.dns.system6 is None
+        decide_again(m, fingerprints)
+        count += 1
+    assert count >= 18
