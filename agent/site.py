@@ -8,12 +8,15 @@ would, each hop measured the same way (``agent.verdict.chain``). The same
 ``ProbeConfig.may_reach`` set, both connect only where it allows; ``measure_vantage`` also
 leaves the addresses it refuses out of the DNS answer it returns
 (docs/design/002-verdicts.md says how), while the agent keeps its own answer whole.
+Both address families are measured: the endpoints interleave IPv4 and IPv6 addresses, the
+latter only where this host has a route to them (``agent.net.route``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -22,13 +25,22 @@ from typing import Protocol
 from agent.fingerprints import FingerprintSet, inspector
 from agent.model import failures
 from agent.model.measurement import Hop, SiteMeasurement, Target, Vantage, new_measurement_id
-from agent.model.observations import DNSExchange, DNSObservation
+from agent.model.observations import (
+    DNSExchange,
+    DNSObservation,
+    SystemResolution,
+    interleave,
+)
+from agent.net.route import has_route
 from agent.probes import endpoint
 from agent.probes.dns import measure as measure_dns
 from agent.probes.endpoint import EndpointPlan
 from agent.verdict import judge_chain
 
 DEFAULT_BENIGN_NAME = "example.com"
+
+log = logging.getLogger("netsonde.agent")
+_told_unrouted: list[str] = []  # the first IPv6 address skipped for want of a route
 
 
 @dataclass(frozen=True)
@@ -77,7 +89,20 @@ async def _measure_dns(target: Target, config: ProbeConfig) -> DNSObservation:
 
 
 def _unique(addresses: Sequence[str], limit: int) -> list[str]:
-    return list(dict.fromkeys(addresses))[:limit]
+    """Up to ``limit`` distinct addresses, the families interleaved so that a few endpoints
+    cover both; an IPv6 address this host has no route to is left out."""
+    found = [ip for ip in dict.fromkeys(addresses) if ":" not in ip or _routed(ip)]
+    four, six = [ip for ip in found if ":" not in ip], [ip for ip in found if ":" in ip]
+    return list(interleave(four, six))[:limit]
+
+
+def _routed(ip: str) -> bool:
+    if has_route(ip):
+        return True
+    if not _told_unrouted:
+        _told_unrouted.append(ip)
+        log.warning("no route to %s: IPv6 endpoints are not measured from this host", ip)
+    return False
 
 
 def _reachable(addresses: Sequence[str], config: ProbeConfig) -> list[str]:
@@ -92,21 +117,28 @@ def _redact(dns_obs: DNSObservation, may_reach: Callable[[str], bool]) -> DNSObs
     """The answers without the addresses ``may_reach`` refuses, so a control's reply tells
     nobody what the collector's own network resolves, nor where its own resolvers are; an
     answer left empty that way is marked ``dns_non_public_answer``."""
-    system = dns_obs.system
+    six = dns_obs.system6
+    return DNSObservation(
+        system=_redact_system(dns_obs.system, may_reach),
+        public=tuple(_redact_exchange(e, may_reach) for e in dns_obs.public),
+        system6=None if six is None else _redact_system(six, may_reach),
+        public6=tuple(_redact_exchange(e, may_reach) for e in dns_obs.public6),
+    )
+
+
+def _redact_system(system: SystemResolution, may_reach: Callable[[str], bool]) -> SystemResolution:
     kept = tuple(a for a in system.addresses if may_reach(a))
     failure = system.failure
     if system.addresses and not kept:
         failure = failure or failures.DNS_NON_PUBLIC_ANSWER
     server = system.server if system.server is not None and may_reach(system.server) else None
-    system = dataclasses.replace(
+    return dataclasses.replace(
         system,
         addresses=kept,
         failure=failure,
         nameservers=tuple(n for n in system.nameservers if may_reach(n)),
         server=server,
     )
-    public = tuple(_redact_exchange(e, may_reach) for e in dns_obs.public)
-    return DNSObservation(system=system, public=public)
 
 
 def _redact_exchange(exchange: DNSExchange, may_reach: Callable[[str], bool]) -> DNSExchange:
@@ -156,10 +188,10 @@ async def _measure_hop(
             control_failure = answer
     extra_ips: list[str] = []
     if control_view is not None:
-        extra_ips = [
-            ip for ip in _reachable(control_view.dns.addresses, config) if ip not in own_ips
-        ]
-        extra_ips = extra_ips[: max(0, config.max_endpoints - len(own_ips))]
+        extra_ips = _unique(
+            [ip for ip in _reachable(control_view.dns.addresses, config) if ip not in own_ips],
+            max(0, config.max_endpoints - len(own_ips)),
+        )
     more = await asyncio.gather(*(endpoint.measure(ip, plan) for ip in extra_ips))
     return Vantage(dns=dns_obs, endpoints=(*own, *more)), control_view, control_failure
 
@@ -213,6 +245,8 @@ async def measure_site(
 
 
 def _nothing_worked(view: Vantage) -> bool:
-    dns_ok = view.dns.system.failure is None or any(p.failure is None for p in view.dns.public)
+    dns = view.dns
+    dns_ok = dns.system.failure is None or any(p.failure is None for p in dns.public)
+    dns_ok = dns_ok or (dns.system6 is not None and dns.system6.failure is None)
     tcp_ok = any(e.tcp.failure is None for e in view.endpoints)
     return not dns_ok and not tcp_ok

@@ -1,6 +1,7 @@
 """Benchmark: `netsonde-agent probe` over the 670 URLs of the Pakistan test list, in the lab.
 
     sudo .venv/bin/python benchmarks/bench_probe.py [--testlist PATH] [--concurrency 32]
+                                                    [--dual-stack]
 
 Maps every host of the list onto its own lab server, with a technique that
 involves no timeout (benchmarks/testlist_lab.py), starts the collector in the
@@ -144,9 +145,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--testlist", type=Path, default=SHARED_DATA / "testlist-pk.csv")
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--dual-stack", action="store_true", help="every site on IPv6 too (default: IPv4 only)"
+    )
     args = parser.parse_args()
     urls = read_urls(args.testlist)
-    table, urls = table_for(urls, args.testlist)
+    table, urls = table_for(urls, args.testlist, dual_stack=args.dual_stack)
     expected = {row.domain: row.expected for row in table.rows}
     print(f"{len(urls)} URLs, {len(table.rows)} hosts; bringing the lab up ...", flush=True)
     run = probe_list(table, urls, args.concurrency)

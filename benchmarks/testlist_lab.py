@@ -43,8 +43,11 @@ def read_urls(path: Path) -> list[str]:
         return [row["url"].strip() for row in csv.DictReader(handle) if row.get("url")]
 
 
-def table_for(urls: list[str], source: Path) -> tuple[ScenarioTable, list[str]]:
-    """A scenario table covering every host of ``urls``; also the URLs to probe."""
+def table_for(
+    urls: list[str], source: Path, *, dual_stack: bool = False
+) -> tuple[ScenarioTable, list[str]]:
+    """A scenario table covering every host of ``urls``; also the URLs to probe. The sites
+    are IPv4 only (their records still carry the AAAA queries) unless ``dual_stack``."""
     hosts: dict[str, str] = {}
     for url in urls:
         parts = urlsplit(url)
@@ -71,7 +74,7 @@ def table_for(urls: list[str], source: Path) -> tuple[ScenarioTable, list[str]]:
         else:
             turn += 1
         row = {"domain": host, "technique": technique, "hop": hop, "expected": expected,
-               "scheme": scheme}  # fmt: skip
+               "scheme": scheme, "ipv6": dual_stack}  # fmt: skip
         if technique == "redirect":
             row["params"] = {"to": f"https://{host}/", "status": "301", "from_scheme": "http"}
         rows.append(row)

@@ -82,8 +82,9 @@ def _vantage_bytes(vantage: Vantage) -> int:
     dns = vantage.dns
     # The system resolver's answer is one exchange whatever its retries; public resolvers
     # may carry injected replies too, each counted.
-    total += 2 * DNS_MESSAGE if dns.system.nameservers else 0
-    for exchange in dns.public:
+    for system in (dns.system, dns.system6):
+        total += 2 * DNS_MESSAGE if system is not None and system.nameservers else 0
+    for exchange in (*dns.public, *dns.public6):
         total += DNS_MESSAGE * (1 + len(exchange.replies))
     for endpoint in vantage.endpoints:
         total += TCP_ATTEMPT

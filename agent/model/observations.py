@@ -135,13 +135,26 @@ class HTTPRoundTrip:
 
 @dataclass(frozen=True)
 class DNSObservation:
-    system: SystemResolution
-    public: tuple[DNSExchange, ...]
+    system: SystemResolution  # the A query; for an address target, the address itself
+    public: tuple[DNSExchange, ...]  # A queries to the public resolvers
+    # The AAAA queries: None and () where they were not asked (an address target, and
+    # records made before IPv6 was measured).
+    system6: SystemResolution | None = None
+    public6: tuple[DNSExchange, ...] = ()
 
     @property
     def addresses(self) -> tuple[str, ...]:
-        """What the agent would connect to: the system resolver's answer."""
-        return self.system.addresses
+        """What the agent would connect to: the system resolver's answers, the families
+        interleaved (A first) so that the first few endpoints cover both."""
+        six = self.system6.addresses if self.system6 is not None else ()
+        return interleave(self.system.addresses, six)
+
+
+def interleave(first: Sequence[str], second: Sequence[str]) -> tuple[str, ...]:
+    """``first[0], second[0], first[1], ...``, then what is left of the longer one."""
+    mixed = [a for pair in zip(first, second, strict=False) for a in pair]
+    shorter = min(len(first), len(second))
+    return (*mixed, *first[shorter:], *second[shorter:])
 
 
 @dataclass(frozen=True)

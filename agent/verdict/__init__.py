@@ -9,8 +9,9 @@ fingerprints, the SNI and Host swaps) and says ``inconclusive`` where it cannot 
 The rules, and why they are these, are in docs/design/002-verdicts.md.
 
 A module per layer (``dns``, ``tcp``, ``tls``, ``http``), on what they share (``judging``);
-redirect chains in ``chain``: ``judge_chain`` walks the hops a site test followed, each
-judged by ``decide``, and says which hop to measure next. The verdict names are
+``families`` judges IPv4 and IPv6 apart and puts the two together; redirect chains in
+``chain``: ``judge_chain`` walks the hops a site test followed, each judged by
+``decide``, and says which hop to measure next. The verdict names are
 ``agent.model.verdicts``.
 """
 
@@ -21,7 +22,7 @@ from collections.abc import Sequence
 from agent.fingerprints import FingerprintSet
 from agent.model.measurement import Hop, SiteMeasurement, Target, TargetError, Vantage, Verdict
 from agent.model.verdicts import VERDICTS
-from agent.verdict import chain, dns, http, tcp, tls
+from agent.verdict import chain, dns, families, http, tcp, tls
 from agent.verdict.judging import Evidence, Layer, pair_up
 
 __all__ = ["VERDICTS", "decide", "judge_chain", "redecide"]
@@ -40,6 +41,11 @@ def decide(
     """The verdict for one site test; total and deterministic for any well-typed input."""
     if online is False:
         return Verdict("offline")
+    both = families.by_family(
+        lambda a, c: decide(target, a, c, online=online, fingerprints=fingerprints), agent, control
+    )
+    if both is not None:
+        return both
     dns_verdict = dns.verdict(target, agent, control, fingerprints)
     if dns_verdict is not None:
         return dns_verdict

@@ -23,6 +23,7 @@ from agent.model.rcodes import MAX_RCODE, rcode_number, rcode_text
 from agent.wire.errors import WireError as WireError
 
 MAX_BINS = 64
+MAX_TEXTS = 64
 SHORT = 256  # names, versions, header values
 LONG = 4096  # URLs, Location, unknown_failure details
 _INT64 = 1 << 63
@@ -61,11 +62,24 @@ class Codec:
 class Text(Codec):
     limit: int = SHORT
     cut: bool = False  # titles only: they are evidence, not identity, and can be long
+    # Texts the agent and the control (and a site's addresses) mostly share, such as a page's
+    # title and server or a certificate's issuer: in a measurement, written once in its text
+    # table and referred to by index elsewhere, as bins are.
+    interned: bool = False
 
     def enc(self, value: Any, path: str, ctx: Ctx) -> Any:
-        return _text(value[: self.limit] if self.cut else value, path, self.limit)
+        text = _text(value[: self.limit] if self.cut else value, path, self.limit)
+        table: dict[str, int] | None = ctx.get("texts") if self.interned else None
+        if table is None or (text not in table and len(table) >= MAX_TEXTS):
+            return text
+        return table.setdefault(text, len(table))
 
     def dec(self, obj: Any, path: str, ctx: Ctx) -> Any:
+        if self.interned and isinstance(obj, int) and not isinstance(obj, bool):
+            table: list[str] = ctx.get("texts", [])
+            if not 0 <= obj < len(table):
+                raise WireError(f"{path}: text table index {obj} out of range")
+            obj = table[obj]
         return _text(obj, path, self.limit)
 
 

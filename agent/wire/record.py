@@ -1,16 +1,17 @@
 """Agent layer 3, wire: msgpack schema v2, the one format measurements travel and rest in.
 
-A record is a msgpack map ``{"v": 1, ...}`` (``"v": 2`` when it holds redirect hops) with
-one-character keys. Durations and timestamps are integer milliseconds, IP addresses
-4/16-byte bin, SHA-256 hashes 32-byte bin, the id its 16 UUID bytes. Failures, TLS
-versions, ciphers, ALPN and content types are small integers from append-only tables (a
-value missing from its table travels as its text, so those fields are ``int | str``);
-rcodes are dnspython's numbers. Within a measurement each distinct address or hash is
-stored once in the top-level ``b`` array and referred to by index, since agent and control
-mostly see the same ones. A key is absent when its field holds the default: None, empty,
-False, 0, or what the record implies (the URL's host and port, the endpoint's address, the
-UUIDv7's time, port 53, qtype A, path /). docs/wire-format.md has the field-by-field table;
-keep it in step with the specs below.
+A record is a msgpack map ``{"v": 2, ...}`` (version 1 records, from before redirect chains
+and IPv6, still decode) with one-character keys. Durations and timestamps are integer
+milliseconds, IP addresses 4/16-byte bin, SHA-256 hashes 32-byte bin, the id its 16 UUID
+bytes. Failures, TLS versions, ciphers, ALPN and content types are small integers from
+append-only tables (a value missing from its table travels as its text, so those fields are
+``int | str``); rcodes are dnspython's numbers. Within a measurement each distinct address
+or hash is stored once in the top-level ``b`` array and referred to by index, since agent
+and control mostly see the same ones; titles, servers and issuers likewise in the ``s``
+array. A key is absent when its field holds the default: None, empty, False, 0, or what the
+record implies (the URL's host and port, the endpoint's address, the UUIDv7's time, port
+53, qtype A, path /). docs/wire-format.md has the field-by-field table; keep it in step
+with the specs below.
 
 Round trip is exact except that float ms are rounded to integers (ties to even) and
 titles are cut to 128 characters. Decoding validates everything and raises only
@@ -41,6 +42,7 @@ from agent.model.observations import (
 from agent.wire.codec import (
     LONG,
     MAX_BINS,
+    MAX_TEXTS,
     REQUIRED,
     SHORT,
     Addr,
@@ -75,11 +77,11 @@ __all__ = [
     "measurement_to_obj",
 ]
 
-# Version 2 added redirect hops ("h"). A record is written with the lowest version that can
-# hold it, so a single-URL record is still a version 1 record that older collectors read.
+# Version 2 (December 2026) added redirect hops ("h"), AAAA answers and the text table ("s");
+# every new record is version 2, and version 1 records, from before, still decode.
 VERSION = 2
 VERSIONS = frozenset((1, 2))
-_HOPS_KEY = "h"
+_V2_KEYS = frozenset(("h", "s"))  # top-level keys a version 1 record cannot have
 MAX_HOPS = 10  # agent.verdict.chain.MAX_REDIRECTS; the wire refuses longer chains
 MAX_RECORD = 64 * 1024
 MAX_TITLE = 128
@@ -176,17 +178,19 @@ _TLS = Struct(TLSHandshake, (
     Field("sni", "n", Text(), _HOST), Field("version", "v", Enum(TLS_VERSION_CODES, SHORT)),
     Field("cipher", "c", Enum(CIPHER_CODES, SHORT)), Field("alpn", "p", Enum(ALPN_CODES, SHORT)),
     Field("leaf_sha256", "l", Sha256()), Field("chain_sha256", "h", Sha256()),
-    Field("chain_length", "k", UInt(65535), 0), Field("issuer", "i", Text()),
+    Field("chain_length", "k", UInt(65535), 0), Field("issuer", "i", Text(interned=True)),
     Field("validated", "o", Bool(), False), Field("validation_failure", "x", _FAILURE),
     Field("ms", "d", Ms(), _R), Field("failure", "f", _FAILURE),
 ))  # fmt: skip
 _HTTP = Struct(HTTPRoundTrip, (
     Field("host", "n", Text(), _HOST), Field("path", "u", Text(LONG), "/"),
-    Field("status", "s", UInt()), Field("server", "v", Text()), Field("location", "l", Text(LONG)),
+    Field("status", "s", UInt()), Field("server", "v", Text(interned=True)),
+    Field("location", "l", Text(LONG)),
     Field("content_type", "c", Enum(CONTENT_TYPE_CODES, SHORT)),
     Field("content_length", "z", UInt()), Field("set_cookie_count", "k", UInt(), 0),
     Field("body_length", "b", UInt(), 0), Field("body_truncated", "t", Bool(), False),
-    Field("body_sha256", "h", Sha256()), Field("title", "i", Text(MAX_TITLE, cut=True)),
+    Field("body_sha256", "h", Sha256()),
+    Field("title", "i", Text(MAX_TITLE, cut=True, interned=True)),
     Field("ms", "d", Ms(), _R), Field("failure", "f", _FAILURE), Field("fingerprint", "p", Text()),
 ))  # fmt: skip
 _ENDPOINT = Struct(EndpointObservation, (
@@ -196,27 +200,47 @@ _ENDPOINT = Struct(EndpointObservation, (
 ), context=lambda a: {"ip": a.get("ip"), "port": a.get("port")},
    context_from=("ip", "port"))  # fmt: skip
 _REPLY = Struct(DNSReply, (
-    Field("source", "s", Addr(), _R), Field("port", "p", UInt(65535), 53),
+    Field("source", "s", Addr(), Ctxt("server")), Field("port", "p", UInt(65535), 53),
     Field("ms", "d", Ms(), _R),
     Field("rcode", "r", Rcode(), "NOERROR"), Field("addresses", "a", List(Addr(), 64), ()),
     Field("answer_ttl", "l", UInt(2**32 - 1)), Field("ip_ttl", "h", UInt(255)),
 ))  # fmt: skip
-_EXCHANGE = Struct(DNSExchange, (
-    Field("server", "s", Addr(), _R), Field("port", "p", UInt(65535), 53),
-    Field("name", "n", Text(), _HOST), Field("qtype", "y", Text(16), "A"),
-    Field("replies", "r", List(_REPLY, 64), ()), Field("ms", "d", Ms(), _R),
-    Field("failure", "f", _FAILURE),
-))  # fmt: skip
-_SYSTEM = Struct(SystemResolution, (
-    Field("name", "n", Text(), _HOST), Field("qtype", "y", Text(16), "A"),
-    Field("nameservers", "m", List(Addr(), 16), ()), Field("server", "s", Addr()),
-    Field("rcode", "r", Rcode()), Field("addresses", "a", List(Addr(), 64), ()),
-    Field("answer_ttl", "l", UInt(2**32 - 1)), Field("ms", "d", Ms(), _R),
-    Field("failure", "f", _FAILURE),
-))  # fmt: skip
+
+
+def _exchange(qtype: str) -> Struct:
+    """A public resolver's exchange; its replies' source is implied by the server it asked."""
+    return Struct(DNSExchange, (
+        Field("server", "s", Addr(), _R), Field("port", "p", UInt(65535), 53),
+        Field("name", "n", Text(), _HOST), Field("qtype", "y", Text(16), qtype),
+        Field("replies", "r", List(_REPLY, 64), ()), Field("ms", "d", Ms(), _R),
+        Field("failure", "f", _FAILURE),
+    ), context=lambda a: {"server": a.get("server")}, context_from=("server",))  # fmt: skip
+
+
+def _system(qtype: str, nameservers: Any) -> Struct:
+    """The system resolver's answer to one query type (written only where the record holds
+    another: an address target's)."""
+    return Struct(SystemResolution, (
+        Field("name", "n", Text(), _HOST), Field("qtype", "y", Text(16), qtype),
+        Field("nameservers", "m", List(Addr(), 16), nameservers), Field("server", "s", Addr()),
+        Field("rcode", "r", Rcode()), Field("addresses", "a", List(Addr(), 64), ()),
+        Field("answer_ttl", "l", UInt(2**32 - 1)), Field("ms", "d", Ms(), _R),
+        Field("failure", "f", _FAILURE),
+    ))  # fmt: skip
+
+
+def _nameservers(attrs: dict[str, Any]) -> dict[str, Any]:
+    # The AAAA query goes to the nameservers the A query went to.
+    system = attrs.get("system")
+    return {"nameservers": system.nameservers if isinstance(system, SystemResolution) else ()}
+
+
 _DNS = Struct(DNSObservation, (
-    Field("system", "s", _SYSTEM, _R), Field("public", "q", List(_EXCHANGE, 16), ()),
-))  # fmt: skip
+    Field("system", "s", _system("A", ()), _R),
+    Field("public", "q", List(_exchange("A"), 16), ()),
+    Field("system6", "S", _system("AAAA", Ctxt("nameservers"))),
+    Field("public6", "Q", List(_exchange("AAAA"), 16), ()),
+), context=_nameservers, context_from=("system",))  # fmt: skip
 _VANTAGE = Struct(Vantage, (
     Field("dns", "n", _DNS, _R), Field("endpoints", "e", List(_ENDPOINT, 16), ()),
 ))  # fmt: skip
@@ -246,9 +270,10 @@ _SCHEMA = Struct(SiteMeasurement, (
 
 def _versioned_to_obj(schema: Struct, value: Any, name: str) -> dict[str, Any]:
     bins: dict[bytes, int] = {}
-    body = schema.enc(value, name, {"bins": bins} if schema is _SCHEMA else {})
-    version = VERSION if _HOPS_KEY in body and schema is _SCHEMA else 1
-    return {"v": version, **({"b": list(bins)} if bins else {}), **body}
+    texts: dict[str, int] = {}
+    body = schema.enc(value, name, {"bins": bins, "texts": texts} if schema is _SCHEMA else {})
+    tables = {**({"b": list(bins)} if bins else {}), **({"s": list(texts)} if texts else {})}
+    return {"v": VERSION, **tables, **body}
 
 
 def _versioned(schema: Struct, obj: Any, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -258,17 +283,23 @@ def _versioned(schema: Struct, obj: Any, name: str) -> tuple[dict[str, Any], dic
     version = obj.get("v")
     if type(version) is not int or version not in VERSIONS:
         raise WireError(f"{name}.v: unsupported schema version {version!r} (expected 1 or 2)")
-    if version == 1 and schema is _SCHEMA and _HOPS_KEY in obj:
-        raise WireError(f"{name}.h: redirect hops need schema version 2")
-    rest = {k: v for k, v in obj.items() if k not in ("v", "b")}
-    if "b" not in obj:
-        return rest, {}
-    bins = obj["b"]
-    if schema is not _SCHEMA or not isinstance(bins, list) or len(bins) > MAX_BINS:
-        raise WireError(f"{name}.b: expected a bin table of at most {MAX_BINS} entries")
-    for index, item in enumerate(bins):
-        check_bin(item, f"{name}.b[{index}]", {}, (4, 16, 32), "bin")
-    return rest, {"bins": bins}
+    if version == 1 and schema is _SCHEMA and (extra := _V2_KEYS & obj.keys()):
+        raise WireError(f"{name}.{min(extra)}: needs schema version 2")
+    rest = {k: v for k, v in obj.items() if k not in ("v", "b", "s")}
+    ctx: dict[str, Any] = {}
+    if "b" in obj:
+        bins = obj["b"]
+        if schema is not _SCHEMA or not isinstance(bins, list) or len(bins) > MAX_BINS:
+            raise WireError(f"{name}.b: expected a bin table of at most {MAX_BINS} entries")
+        for index, item in enumerate(bins):
+            check_bin(item, f"{name}.b[{index}]", {}, (4, 16, 32), "bin")
+        ctx["bins"] = bins
+    if "s" in obj:
+        texts = obj["s"]
+        if schema is not _SCHEMA or not isinstance(texts, list) or len(texts) > MAX_TEXTS:
+            raise WireError(f"{name}.s: expected a text table of at most {MAX_TEXTS} entries")
+        ctx["texts"] = [Text().dec(item, f"{name}.s[{i}]", {}) for i, item in enumerate(texts)]
+    return rest, ctx
 
 
 def _versioned_from_obj(schema: Struct, obj: Any, name: str) -> Any:

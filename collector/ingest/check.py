@@ -9,7 +9,9 @@ once (docs/design/004-ingest.md).
 
 What msgspec cannot say is checked around it: addresses and hashes go through a
 ``dec_hook`` (text, inline bin, or an index into the record's bin table, resolved after
-the decode), and the defaults a record implies (``Ctxt``) must be present in its context.
+the decode), as do interned texts (inline, or an index into its text table, whose entry
+must fit the field), and the defaults a record implies (``Ctxt``) must be present in its
+context.
 The result only has to be *sound*: a record :class:`RecordCheck` accepts is one
 ``Struct.dec`` accepts. Anything it refuses goes to ``dec`` for the verdict and the
 message, so messages come from one place and a stricter check here costs only speed.
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from typing import Annotated, Any, Literal, TypeVar, Union
@@ -29,6 +31,7 @@ import msgspec
 
 from agent.wire.codec import (
     MAX_BINS,
+    MAX_TEXTS,
     REQUIRED,
     SHORT,
     Addr,
@@ -61,6 +64,24 @@ class _HashRef:
     """Stands for a SHA-256 in the compiled types; the hook checks the value."""
 
 
+class _TextRef:
+    """Stands for an interned text in the compiled types; a subclass per length limit."""
+
+    limit = SHORT
+
+
+# Each limit's subclass, and the one instance of it the hook hands msgspec back.
+_TEXT_REFS: dict[int, type[_TextRef]] = {}
+_TEXTS: dict[type, _TextRef] = {}
+
+
+def _text_ref(limit: int) -> type[_TextRef]:
+    if limit not in _TEXT_REFS:
+        kind = type(f"_TextRef{limit}", (_TextRef,), {"limit": limit})
+        _TEXT_REFS[limit], _TEXTS[kind] = kind, kind()
+    return _TEXT_REFS[limit]
+
+
 _ADDRESS, _HASH = _AddressRef(), _HashRef()
 _BIN_SIZES = frozenset((4, 16, 32))  # of bin-table entries: addresses and hashes
 
@@ -90,7 +111,7 @@ class _Compiler:
 
     def type_of(self, codec: Codec) -> Any:
         if isinstance(codec, Text):
-            return _meta(str, max_length=codec.limit)
+            return _text_ref(codec.limit) if codec.interned else _meta(str, max_length=codec.limit)
         if isinstance(codec, UInt):
             return _meta(int, ge=0, le=codec.limit)
         if isinstance(codec, Ms):
@@ -175,8 +196,13 @@ class _Decoding:
         self.needed, self.implied, self.consistent = needed, implied, consistent
         self.addresses: list[int] = []
         self.hashes: list[int] = []
+        self.texts: list[tuple[int, int]] = []  # (index, the field's length limit)
         self.layouts: dict[tuple[bytes, tuple[int, ...], tuple[int, ...]], bool] = {}
-        add_address, add_hash = self.addresses.append, self.hashes.append
+        add_address, add_hash, add_text = (
+            self.addresses.append,
+            self.hashes.append,
+            self.texts.append,
+        )
 
         def hook(kind: type, obj: Any) -> Any:
             if kind is _AddressRef:
@@ -194,15 +220,23 @@ class _Decoding:
                 elif type(obj) is not bytes or len(obj) != 32:
                     raise TypeError("not a SHA-256")
                 return _HASH
+            text = _TEXTS.get(kind)
+            if text is not None:
+                if type(obj) is int:
+                    add_text((obj, text.limit))
+                elif type(obj) is not str or len(obj) > text.limit:
+                    raise TypeError("not a text")
+                return text
             raise TypeError(f"unexpected {kind.__name__}")
 
         self.decode = msgspec.msgpack.Decoder(kind, dec_hook=hook).decode
 
     def check(self, data: bytes | memoryview) -> Any:
         """The record's structs, or None (:meth:`RecordCheck.__call__`)."""
-        addresses, hashes = self.addresses, self.hashes
+        addresses, hashes, texts = self.addresses, self.hashes, self.texts
         addresses.clear()
         hashes.clear()
+        texts.clear()
         try:
             record = self.decode(data)
         except (msgspec.ValidationError, msgspec.DecodeError):
@@ -218,7 +252,7 @@ class _Decoding:
             if len(self.layouts) >= _LAYOUTS:
                 self.layouts.clear()
             self.layouts[layout] = valid
-        if not valid:
+        if not valid or (texts and not _texts_fit(record.s or (), texts)):
             return None
         if self.needed and not self.needed <= self.implied(record):
             return None
@@ -237,6 +271,13 @@ def _references_fit(sizes: bytes, addresses: tuple[int, ...], hashes: tuple[int,
     hash_at = {index for index, size in enumerate(sizes) if size == 32}
     return hash_at.issuperset(hashes) and all(
         0 <= index < len(sizes) and index not in hash_at for index in addresses
+    )
+
+
+def _texts_fit(table: Sequence[str], references: list[tuple[int, int]]) -> bool:
+    """Whether each index refers to an entry of the text table that fits its field."""
+    return all(
+        0 <= index < len(table) and len(table[index]) <= limit for index, limit in references
     )
 
 
@@ -262,7 +303,9 @@ class RecordCheck:
         compiler = _Compiler()
         bins = _meta(_LIST[_meta(bytes, min_length=4, max_length=32)], max_length=MAX_BINS)
         version = _LITERAL[tuple(sorted(versions))]
-        kind = compiler.struct(schema, (("v", version, _REQUIRED), ("b", bins, _ABSENT)))
+        texts = _meta(_LIST[_meta(str, max_length=SHORT)], max_length=MAX_TEXTS)
+        tables = (("b", bins, _ABSENT), ("s", texts, _ABSENT))
+        kind = compiler.struct(schema, (("v", version, _REQUIRED), *tables))
         needed = frozenset(compiler.needed - compiler.provided)
         self._pool: queue.SimpleQueue[_Decoding] = queue.SimpleQueue()
         for _ in range(DECODERS):

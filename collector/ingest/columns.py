@@ -85,8 +85,9 @@ def _implied_names(record: Any) -> frozenset[str]:
 
 
 def _versioned_fields(record: Any) -> bool:
-    """Hops are a version 2 field: the decoder refuses them in a version 1 record."""
-    return record.h is None or record.v != 1
+    """Hops and the text table are version 2 fields: the decoder refuses them in a version 1
+    record."""
+    return record.v != 1 or (record.h is None and record.s is None)
 
 
 _CHECK: RecordCheck | None = None

@@ -15,6 +15,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from agent.net import dns, http, tcp, tls
+from agent.net.route import has_route
 
 
 async def dns_udp(server: str, name: str, **kwargs: Any) -> dict[str, Any]:
@@ -66,12 +67,17 @@ async def http_get(
     return result
 
 
+async def route(ip: str) -> dict[str, Any]:
+    return {"route": has_route(ip)}
+
+
 OPS: dict[str, Callable[..., Coroutine[Any, Any, dict[str, Any]]]] = {
     "dns_udp": dns_udp,
     "system_resolve": system_resolve,
     "tcp": tcp_connect,
     "tls": tls_handshake,
     "http": http_get,
+    "route": route,
 }
 
 

@@ -113,9 +113,10 @@ def test_control_resolves_what_the_isp_denies(lab: Lab, collector: LabCollector)
 def test_private_addresses_from_the_agent_are_not_probed(lab: Lab, collector: LabCollector) -> None:
     """An ISP's bogon answer reaches the collector as an address; it must not probe its own LAN."""
     site = row(lab, "dns-bogon")
-    seen = fetch(lab, site.url, addresses=["10.10.34.34", "127.0.0.1"])
+    seen = fetch(lab, site.url, addresses=["10.10.34.34", "127.0.0.1", "fd00::a0a:2222", "::1"])
     assert seen["failure"] is None
-    assert [e["ip"] for e in seen["vantage"]["endpoints"]] == [site.ip]
+    # Only the site's own addresses, of both families, from the control's DNS answer.
+    assert [e["ip"] for e in seen["vantage"]["endpoints"]] == [site.ip, site.ip6]
 
 
 def test_only_an_enrolled_agent_is_served(lab: Lab, collector: LabCollector) -> None:

@@ -50,10 +50,13 @@ def mismatches(rows: list[Scenario], results: list[dict[str, Any]]) -> list[str]
             or (row.trigger is not None and evidence.get("trigger") != row.trigger)
             or evidence.get("redirect_hop", 0) != hop
             or evidence.get("failure") != row.params.get("failure", evidence.get("failure"))
+            # A family in the evidence where the row has none: the lab's IPv6 censor failed.
+            or evidence.get("family") != row.family
         ):
             wrong.append(
                 f"{row.domain} ({row.technique}): expected {row.expected}"
-                f"{f' trigger={row.trigger}' if row.trigger else ''}, "
+                f"{f' trigger={row.trigger}' if row.trigger else ''}"
+                f"{f' family={row.family}' if row.family else ''}, "
                 f"got {result['verdict']} {evidence}"
             )
     return wrong

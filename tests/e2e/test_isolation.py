@@ -53,7 +53,8 @@ def test_host_namespace_has_no_link_into_the_lab(lab: Lab) -> None:
 
 def test_net_namespace_has_no_default_route(lab: Lab) -> None:
     # `ip route get` consults the routing table only; nothing is sent.
-    for outside in ("1.1.1.1", "10.0.0.1", "172.16.0.1", "192.168.1.1"):
+    outside_v6 = ("2606:4700:4700::1111", "fd00::1", "2001:db8::1", "64:ff9b::101:101")
+    for outside in ("1.1.1.1", "10.0.0.1", "172.16.0.1", "192.168.1.1", *outside_v6):
         done = lab.run("net", ["ip", "route", "get", outside])
         assert done.returncode != 0, outside
         assert "unreachable" in done.stderr, outside
@@ -66,17 +67,16 @@ def test_agent_cannot_reach_the_host(lab: Lab) -> None:
     network. (CI hosts may number their uplink from 192.0.2.0/24 too; inside the sealed lab
     that is harmless, and exactly why a leak must be impossible.)
     """
-    out = subprocess.run(
-        ["ip", "-j", "-4", "addr", "show"], capture_output=True, text=True, check=True
-    )
-    assigned_in_lab = {row.ip for row in lab.table.rows}
+    out = subprocess.run(["ip", "-j", "addr", "show"], capture_output=True, text=True, check=True)
+    assigned_in_lab = {ip for row in lab.table.rows for ip in (row.ip, row.ip6) if ip}
     for role in plan.ROLES:
-        assigned_in_lab |= set(plan.LOCAL_ADDRESSES[role])
+        assigned_in_lab |= {a for ip in plan.LOCAL_ADDRESSES[role] for a in (ip, plan.twin(ip))}
+    # Loopback and link-local addresses are every namespace's own, not the host's.
     host_addresses = [
         info["local"]
         for link in json.loads(out.stdout)
         for info in link.get("addr_info", [])
-        if not info["local"].startswith("127.") and info["local"] not in assigned_in_lab
+        if info.get("scope") == "global" and info["local"] not in assigned_in_lab
     ]
     assert host_addresses, "the host should have at least one non-loopback address"
     for address in host_addresses:

@@ -78,6 +78,19 @@ def test_tcp_connect_ok_and_dropped_and_reset(lab: Lab) -> None:
     assert reset["failure"] == "connection_refused"
 
 
+def test_ipv6_aaaa_and_tcp_and_the_route_check(lab: Lab) -> None:
+    """The lab is dual-stack: AAAA answers, IPv6 connects, and the censor that forgets IPv4
+    drops only IPv6; the route check sees the agent's IPv6 route."""
+    clean, only6 = lab.table.benign, row(lab, "ip6-drop")
+    aaaa = net(lab, "system_resolve", name=clean.domain, qtype="AAAA", timeout=TIMEOUT)["dns"]
+    assert (aaaa["qtype"], aaaa["addresses"]) == ("AAAA", [clean.ip6])
+    assert net(lab, "tcp", ip=clean.ip6, port=443, timeout=TIMEOUT)["tcp"]["failure"] is None
+    dropped = net(lab, "tcp", ip=only6.ip6, port=443, timeout=TIMEOUT)["tcp"]
+    assert dropped["failure"] == "generic_timeout_error"
+    assert net(lab, "tcp", ip=only6.ip, port=443, timeout=TIMEOUT)["tcp"]["failure"] is None
+    assert net(lab, "route", ip=clean.ip6)["route"] is True
+
+
 def test_tls_sni_reset_and_benign_sni_swap(lab: Lab) -> None:
     blocked = row(lab, "sni-reset")
     ca = str(lab.ca_file)

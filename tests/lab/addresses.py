@@ -2,7 +2,10 @@
 
 The lab's "public internet" uses only the documentation ranges (RFC 5737) and
 the ISP side uses the shared address space (RFC 6598), so nothing in the lab can
-collide with, or leak towards, a real network.
+collide with, or leak towards, a real network. The lab is dual-stack: every IPv4
+address of the plan has an IPv6 twin in the IPv6 documentation range (RFC 3849),
+``2001:db8:4::`` followed by the IPv4 address's 32 bits (:func:`twin`), links and
+routes included, so a site's two addresses read alike.
 
     agent ns --up0/sub0-- isp ns --up0/down0-- border ns --up0/down0-- net ns
 """
@@ -57,9 +60,10 @@ ROUTES = {
     "net": (("100.64.0.0/10", "198.51.100.253"),),
 }
 
+TWIN_PREFIX = ipaddress.IPv6Network("2001:db8:4::/96")
 LAB_RANGES = tuple(
     ipaddress.ip_network(n)
-    for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "100.64.0.0/10")
+    for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "100.64.0.0/10", "2001:db8::/32")
 )
 
 TRANSPARENT_PROXY_PORT = 3129
@@ -92,6 +96,27 @@ def site_address(index: int) -> str:
     if index >= len(SITE_POOL):
         raise ValueError(f"the lab has room for {len(SITE_POOL)} sites")
     return SITE_POOL[index]
+
+
+def twin(address: str) -> str:
+    """The IPv6 twin of an IPv4 address (``192.0.2.10`` -> ``2001:db8:4::c000:20a``), of a
+    network or interface address (``100.64.1.2/30`` -> ``2001:db8:4::6440:102/126``), or of
+    the default route."""
+    if address == "default":
+        return "::/0"
+    text, slash, length = address.partition("/")
+    ip = ipaddress.ip_address(int(TWIN_PREFIX.network_address) + int(ipaddress.IPv4Address(text)))
+    return f"{ip}/{96 + int(length)}" if slash else str(ip)
+
+
+def bogon_twin(address: str) -> str:
+    """An IPv6 bogon (unique local, fd00::/8) standing for an IPv4 one, for resolvers that lie."""
+    return str(ipaddress.IPv6Address((0xFD << 120) + int(ipaddress.IPv4Address(address))))
+
+
+def site_address6(index: int) -> str:
+    """The IPv6 address of the index-th site in the table: its IPv4 address's twin."""
+    return twin(site_address(index))
 
 
 def in_lab(address: str) -> bool:

@@ -34,6 +34,7 @@ from tests.lab.service import Cleanup, run_service
 log = logging.getLogger("censor_http")
 
 SO_ORIGINAL_DST = 80  # from <linux/netfilter_ipv4.h>; the socket module does not export it
+IP6T_SO_ORIGINAL_DST = 80  # the same for IPv6, at SOL_IPV6 (<linux/netfilter_ipv6/ip6_tables.h>)
 HEAD_LIMIT = 16 * 1024
 HEAD_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 5.0
@@ -105,11 +106,18 @@ def original_destination(writer: asyncio.StreamWriter) -> tuple[str, int] | None
     sock = writer.get_extra_info("socket")
     if sock is None:
         return None
+    six = sock.family == socket.AF_INET6
     try:
-        raw = sock.getsockopt(socket.SOL_IP, SO_ORIGINAL_DST, 16)
+        if six:
+            # A sockaddr_in6: family, port, flow info, then the address.
+            raw = sock.getsockopt(socket.IPPROTO_IPV6, IP6T_SO_ORIGINAL_DST, 28)
+        else:
+            raw = sock.getsockopt(socket.SOL_IP, SO_ORIGINAL_DST, 16)
     except OSError:
         return None
     (port,) = struct.unpack("!H", raw[2:4])
+    if six:
+        return socket.inet_ntop(socket.AF_INET6, raw[8:24]), int(port)
     return socket.inet_ntoa(raw[4:8]), int(port)
 
 
@@ -145,8 +153,14 @@ class StreamServer:
         self._servers: list[asyncio.Server] = []
 
     async def listen(self, port: int, ssl_context: ssl.SSLContext | None = None) -> None:
+        # Both families: REDIRECT sends each to the wildcard address of its own.
         server = await asyncio.start_server(
-            self._serve, "0.0.0.0", port, ssl=ssl_context, limit=HEAD_LIMIT, reuse_address=True
+            self._serve,
+            ["0.0.0.0", "::"],
+            port,
+            ssl=ssl_context,
+            limit=HEAD_LIMIT,
+            reuse_address=True,
         )
         self._servers.append(server)
 

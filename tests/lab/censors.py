@@ -1,9 +1,10 @@
 """Censor lab: turn scenario rows into censor configuration.
 
 Pure functions from the scenario table to what each real tool needs: dnsmasq
-config files, iptables-restore rule sets, tc commands, and the configs of the
-lab's own daemons. Keeping this free of I/O lets unit tests read the exact
-rules a scenario produces.
+config files, iptables-restore and ip6tables-restore rule sets, tc commands, and the
+configs of the lab's own daemons. Keeping this free of I/O lets unit tests read the
+exact rules a scenario produces. A dual-stack row's censor acts on both families alike
+(its AAAA record, its IPv6 address), except where the technique says otherwise.
 """
 
 from __future__ import annotations
@@ -50,11 +51,17 @@ def isp_resolver_conf(table: ScenarioTable) -> str:
         if row.technique == "dns-nxdomain":
             lines.append(f"address=/{row.domain}/")
         elif row.technique == "dns-bogon":
-            lines.append(f"address=/{row.domain}/{row.params.get('answer', DEFAULT_BOGON)}")
+            bogon = row.params.get("answer", DEFAULT_BOGON)
+            lines += _lie(row, bogon, plan.bogon_twin(bogon))
         elif row.technique == "dns-redirect":
-            lines.append(f"address=/{row.domain}/{plan.BLOCKPAGE_SERVER}")
+            lines += _lie(row, plan.BLOCKPAGE_SERVER, plan.twin(plan.BLOCKPAGE_SERVER))
         lines += more.isp_resolver_records(row)
     return "\n".join(lines) + "\n"
+
+
+def _lie(row: Scenario, answer: str, answer6: str) -> list[str]:
+    """The resolver's false answer: for AAAA too when the site is dual-stack."""
+    return [f"address=/{row.domain}/{a}" for a in (answer, answer6 if row.ip6 else None) if a]
 
 
 def public_resolver_config() -> dict[str, Any]:
@@ -71,7 +78,7 @@ def webserver_config(table: ScenarioTable, cert_for: dict[str, str]) -> dict[str
     sites = [
         {
             "domain": row.domain,
-            "ip": row.ip,
+            "ip": ip,
             "cert": cert_for[row.domain],
             **(
                 {
@@ -86,6 +93,8 @@ def webserver_config(table: ScenarioTable, cert_for: dict[str, str]) -> dict[str
         }
         for row in table.rows
         if row.serves
+        for ip in (row.ip, row.ip6)
+        if ip is not None
     ]
     return {"sites": sites, "http_port": 80, "https_port": 443}
 
@@ -117,18 +126,20 @@ class HopRules:
 RESET = "REJECT --reject-with tcp-reset"
 
 
-def hop_rules(table: ScenarioTable, hop: str) -> HopRules:
+def hop_rules(table: ScenarioTable, hop: str, family: int = 4) -> HopRules:
+    """One hop's rules for iptables (``family`` 4, with the tc commands) or ip6tables (6)."""
     rules = HopRules()
     iface = plan.AGENT_FACING_IFACE[hop]
     throttled = [row for row in table.rows if row.hop == hop and row.technique == "throttle"]
     for row in table.rows:
-        if row.hop != hop:
+        ip = row.ip if family == 4 else row.ip6
+        if row.hop != hop or ip is None:
             continue
         technique = row.technique
-        if technique == "ip-drop":
-            rules.filter.append(f"-A FORWARD -d {row.ip} -j DROP")
+        if technique == "ip-drop" or (technique == "ip6-drop" and family == 6):
+            rules.filter.append(f"-A FORWARD -d {ip} -j DROP")
         elif technique == "ip-reset":
-            rules.filter.append(f"-A FORWARD -d {row.ip} -p tcp -j {RESET}")
+            rules.filter.append(f"-A FORWARD -d {ip} -p tcp -j {RESET}")
         elif technique in ("sni-reset", "host-reset"):
             rules.filter.append(_string_rule(row, RESET))
         elif technique in ("sni-drop", "host-drop", "sni-fin", "host-fin"):
@@ -136,19 +147,20 @@ def hop_rules(table: ScenarioTable, hop: str) -> HopRules:
             rules.filter.append(_string_rule(row, "DROP"))
         elif technique == "http-blockpage":
             rules.nat.append(
-                f"-A PREROUTING -i {iface} -d {row.ip} -p tcp --dport 80 "
+                f"-A PREROUTING -i {iface} -d {ip} -p tcp --dport 80 "
                 f"-j REDIRECT --to-ports {plan.TRANSPARENT_PROXY_PORT}"
             )
         elif technique == "tls-intercept":
             rules.nat.append(
-                f"-A PREROUTING -i {iface} -d {row.ip} -p tcp --dport 443 "
+                f"-A PREROUTING -i {iface} -d {ip} -p tcp --dport 443 "
                 f"-j REDIRECT --to-ports {plan.TLS_INTERCEPTOR_PORT}"
             )
     if throttled:
         # The ClientHello marks its connection; packets of a marked connection leaving towards
         # the agent are put straight into that mark's htb class (CLASSIFY sets skb->priority,
         # which htb honours without a tc classifier; cls_fw is not in every kernel).
-        rules.tc.append(["qdisc", "add", "dev", iface, "root", "handle", "1:", "htb"])
+        if family == 4:  # one qdisc serves both families
+            rules.tc.append(["qdisc", "add", "dev", iface, "root", "handle", "1:", "htb"])
         for offset, row in enumerate(throttled):
             mark = THROTTLE_MARK_BASE + offset
             classid = f"1:{mark:x}"
@@ -159,6 +171,8 @@ def hop_rules(table: ScenarioTable, hop: str) -> HopRules:
                 f"-j CLASSIFY --set-class {classid}",
             ]
             rate = row.params.get("rate", DEFAULT_THROTTLE_RATE)
+            if family != 4:
+                continue
             rules.tc.append(
                 ["class", "add", "dev", iface, "parent", "1:", "classid", classid]
                 + ["htb", "rate", rate, "ceil", rate]
@@ -174,7 +188,12 @@ def censor_http_config(table: ScenarioTable, hop: str, certs: dict[str, str]) ->
     blockpage = hop == "isp" and more.needs_blockpage_server(table)
     return {
         "blockpage": (
-            {"listen": [plan.BLOCKPAGE_SERVER], "cert": certs["blockpage"]} if blockpage else None
+            {
+                "listen": [plan.BLOCKPAGE_SERVER, plan.twin(plan.BLOCKPAGE_SERVER)],
+                "cert": certs["blockpage"],
+            }
+            if blockpage
+            else None
         ),
         "proxy": (
             {"port": plan.TRANSPARENT_PROXY_PORT, "blocked_hosts": proxy_hosts}
@@ -200,5 +219,6 @@ def injector_config(table: ScenarioTable, hop: str) -> dict[str, Any] | None:
         "iface": plan.AGENT_FACING_IFACE[hop],
         "resolver": plan.PUBLIC_RESOLVER,
         "domains": [row.domain for row in rows],
-        "answer": answers.pop(),
+        "answer": (answer := answers.pop()),
+        "answer6": plan.twin(answer),  # for AAAA queries
     }

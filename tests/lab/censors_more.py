@@ -23,10 +23,11 @@ def authoritative_records(row: Scenario) -> list[str]:
     if row.technique == "noanswer-everywhere":
         # A TXT record makes the name exist: A queries get NOERROR with no answer.
         return [f'txt-record={row.domain},"netsonde lab: no address here"']
-    address = row.ip
     if row.technique == "private-everywhere":
         address = row.params.get("answer", DEFAULT_PRIVATE)
-    return [f"host-record={row.domain},www.{row.domain},{address}"]
+        return [f"host-record={row.domain},www.{row.domain},{address}"]
+    six = f",{row.ip6}" if row.ip6 else ""
+    return [f"host-record={row.domain},www.{row.domain},{row.ip}{six}"]
 
 
 def isp_resolver_records(row: Scenario) -> list[str]:

@@ -3,7 +3,8 @@
 One check per technique, keyed by the technique names of the scenario table.
 The self-tests assert every check passes; the demo prints what each one saw.
 Checks look from the agent namespace, and from the net namespace where the
-point is that the uncensored side (the control) sees something else.
+point is that the uncensored side (the control) sees something else. A dual-stack
+row's check looks at IPv6 too, where the censor must act alike.
 """
 
 from __future__ import annotations
@@ -44,14 +45,21 @@ def client(lab: Lab, role: str, op: str, **kwargs: Any) -> dict[str, Any]:
     return result
 
 
-def _page(lab: Lab, role: str, row: Scenario, host: str | None = None) -> dict[str, Any]:
-    """Fetch the row's URL from its IP, verified against the lab CA for https."""
-    name = host or row.domain
+def _page(
+    lab: Lab, role: str, row: Scenario, host: str | None = None, ip: str | None = None
+) -> dict[str, Any]:
+    """Fetch the row's URL from its IP (or ``ip``), verified against the lab CA for https."""
+    name, ip = host or row.domain, ip or row.ip
     if row.scheme == "https":
         return client(
-            lab, role, "http_get", ip=row.ip, host=name, tls_sni=name, ca_file=str(lab.ca_file)
+            lab, role, "http_get", ip=ip, host=name, tls_sni=name, ca_file=str(lab.ca_file)
         )
-    return client(lab, role, "http_get", ip=row.ip, host=name)
+    return client(lab, role, "http_get", ip=ip, host=name)
+
+
+def _ips(row: Scenario) -> list[str]:
+    """The row's addresses: its IPv4 one, and its IPv6 one if the site is dual-stack."""
+    return [ip for ip in (row.ip, row.ip6) if ip is not None]
 
 
 def _result(row: Scenario, passed: bool, observed: str, **details: Any) -> CheckResult:
@@ -60,48 +68,71 @@ def _result(row: Scenario, passed: bool, observed: str, **details: Any) -> Check
 
 def check_clean(lab: Lab, row: Scenario) -> CheckResult:
     resolved = client(lab, "agent", "dns_system", name=row.domain)
-    page = _page(lab, "agent", row)
-    passed = resolved["answers"] == [row.ip] and page.get("status") == 200
-    passed = passed and row.domain in (page.get("title") or "")
-    outcome = page.get("status") or page["error"]
-    observed = f"resolves to {resolved['answers']}, {row.scheme} {outcome} {page.get('title')!r}"
-    return _result(row, passed, observed, dns=resolved, page=page)
+    resolved6 = client(lab, "agent", "dns_system", name=row.domain, qtype="AAAA")
+    pages = [_page(lab, "agent", row, ip=ip) for ip in _ips(row)]
+    passed = resolved["answers"] == [row.ip] and resolved6["answers"] == _ips(row)[1:]
+    passed = passed and all(
+        p.get("status") == 200 and row.domain in (p.get("title") or "") for p in pages
+    )
+    outcome = ", ".join(f"{p.get('status') or p['error']} {p.get('title')!r}" for p in pages)
+    answers = resolved["answers"] + resolved6["answers"]
+    observed = f"resolves to {answers}, {row.scheme} {outcome}"
+    return _result(row, passed, observed, dns=resolved, page=pages[0])
 
 
 def check_down(lab: Lab, row: Scenario) -> CheckResult:
-    agent = client(lab, "agent", "tcp", ip=row.ip, port=443)
-    control = client(lab, "net", "tcp", ip=row.ip, port=443)
-    passed = agent["error"] == "ECONNREFUSED" and control["error"] == "ECONNREFUSED"
-    return _result(row, passed, f"agent {agent['error']}, control {control['error']}")
+    passed, seen = True, []
+    for ip in _ips(row):
+        agent = client(lab, "agent", "tcp", ip=ip, port=443)
+        control = client(lab, "net", "tcp", ip=ip, port=443)
+        passed = passed and agent["error"] == "ECONNREFUSED" == control["error"]
+        seen.append(f"{ip}: agent {agent['error']}, control {control['error']}")
+    return _result(row, passed, "; ".join(seen))
 
 
-def _resolver_lie(lab: Lab, row: Scenario, expect: Callable[[dict[str, Any]], bool]) -> CheckResult:
-    system = client(lab, "agent", "dns_system", name=row.domain)
-    public = client(lab, "agent", "dns_udp", server=plan.PUBLIC_RESOLVER, name=row.domain)
-    public_answers = [a for reply in public["replies"] for a in reply["answers"]]
-    passed = expect(system) and public_answers == [row.ip]
-    observed = (
-        f"ISP resolver: {system['rcode']} {system['answers']}; public resolver: {public_answers}"
-    )
-    return _result(row, passed, observed, system=system, public=public)
+# What a lying resolver answers, by query type: (A, AAAA); None for NXDOMAIN.
+Lie = tuple[str | None, str | None]
+
+
+def _resolver_lie(lab: Lab, row: Scenario, lie: Lie) -> CheckResult:
+    """The ISP resolver lies as told for A, and for AAAA if the site is dual-stack; the
+    public resolver tells the truth."""
+    passed, seen = True, []
+    for qtype, truth, answer in (("A", row.ip, lie[0]), ("AAAA", row.ip6, lie[1])):
+        if truth is None:
+            continue
+        system = client(lab, "agent", "dns_system", name=row.domain, qtype=qtype)
+        public = client(
+            lab, "agent", "dns_udp", server=plan.PUBLIC_RESOLVER, name=row.domain, qtype=qtype
+        )
+        public_answers = [a for reply in public["replies"] for a in reply["answers"]]
+        told = system["rcode"] == "NXDOMAIN" if answer is None else system["answers"] == [answer]
+        passed = passed and told and public_answers == [truth]
+        seen.append(
+            f"{qtype}: ISP resolver {system['rcode']} {system['answers']}, "
+            f"public resolver {public_answers}"
+        )
+    return _result(row, passed, "; ".join(seen))
 
 
 def check_dns_nxdomain(lab: Lab, row: Scenario) -> CheckResult:
-    return _resolver_lie(lab, row, lambda r: r["rcode"] == "NXDOMAIN")
+    return _resolver_lie(lab, row, (None, None))
 
 
 def check_dns_bogon(lab: Lab, row: Scenario) -> CheckResult:
     from tests.lab.censors import DEFAULT_BOGON
 
     bogon = row.params.get("answer", DEFAULT_BOGON)
-    return _resolver_lie(lab, row, lambda r: r["answers"] == [bogon])
+    return _resolver_lie(lab, row, (bogon, plan.bogon_twin(bogon)))
 
 
 def check_dns_redirect(lab: Lab, row: Scenario) -> CheckResult:
-    result = _resolver_lie(lab, row, lambda r: r["answers"] == [plan.BLOCKPAGE_SERVER])
-    page = client(lab, "agent", "http_get", ip=plan.BLOCKPAGE_SERVER, host=row.domain)
-    result.passed = result.passed and BLOCKPAGE_PHRASE in page.get("body_head", "")
-    result.observed += f"; {plan.BLOCKPAGE_SERVER} serves {page.get('title')!r}"
+    blockpage6 = plan.twin(plan.BLOCKPAGE_SERVER)
+    result = _resolver_lie(lab, row, (plan.BLOCKPAGE_SERVER, blockpage6))
+    for ip in (plan.BLOCKPAGE_SERVER, blockpage6):
+        page = client(lab, "agent", "http_get", ip=ip, host=row.domain)
+        result.passed = result.passed and BLOCKPAGE_PHRASE in page.get("body_head", "")
+        result.observed += f"; {ip} serves {page.get('title')!r}"
     return result
 
 
@@ -110,32 +141,43 @@ def check_dns_inject(lab: Lab, row: Scenario) -> CheckResult:
 
     config = injector_config(lab.table, row.hop)
     forged = config["answer"] if config else plan.INJECTED_ANSWER
-    target = client(lab, "agent", "dns_udp", server=plan.PUBLIC_RESOLVER, name=row.domain)
     benign = client(
         lab, "agent", "dns_udp", server=plan.PUBLIC_RESOLVER, name=lab.table.benign_domain
     )
-    answers = [reply["answers"] for reply in target["replies"]]
-    passed = (
-        len(answers) >= 2
-        and answers[0] == [forged]
-        and [row.ip] in answers[1:]
-        and len(benign["replies"]) == 1
-    )
-    summary = ", ".join(
-        f"{r['answers']} at {r['ms']}ms ttl={r['ip_ttl']}" for r in target["replies"]
-    )
-    observed = f"{len(answers)} replies: {summary}; benign name: {len(benign['replies'])} reply"
-    return _result(row, passed, observed, replies=target["replies"])
+    passed, seen = len(benign["replies"]) == 1, []
+    for qtype, real, fake in (("A", row.ip, forged), ("AAAA", row.ip6, plan.twin(forged))):
+        if real is None:
+            continue
+        target = client(
+            lab, "agent", "dns_udp", server=plan.PUBLIC_RESOLVER, name=row.domain, qtype=qtype
+        )
+        answers = [reply["answers"] for reply in target["replies"]]
+        passed = passed and len(answers) >= 2 and answers[0] == [fake] and [real] in answers[1:]
+        summary = ", ".join(
+            f"{r['answers']} at {r['ms']}ms ttl={r['ip_ttl']}" for r in target["replies"]
+        )
+        seen.append(f"{qtype}: {len(answers)} replies: {summary}")
+    observed = f"{'; '.join(seen)}; benign name: {len(benign['replies'])} reply"
+    return _result(row, passed, observed)
 
 
-def _ip_block(lab: Lab, row: Scenario, expected_error: str) -> CheckResult:
+def _ip_block(
+    lab: Lab, row: Scenario, expected_error: str, blocked: list[str] | None = None
+) -> CheckResult:
+    """The agent's TCP to each of ``blocked`` (the row's addresses) fails, the control's
+    works, and the agent's to the row's other address, if any, works."""
     port = 443 if row.scheme == "https" else 80
-    agent = client(lab, "agent", "tcp", ip=row.ip, port=port)
-    control = client(lab, "net", "tcp", ip=row.ip, port=port)
-    passed = agent["error"] == expected_error and control["error"] is None
-    return _result(
-        row, passed, f"agent TCP {agent['error']}, control TCP {control['error'] or 'ok'}"
-    )
+    blocked = _ips(row) if blocked is None else blocked
+    passed, seen = True, []
+    for ip in _ips(row):
+        agent = client(lab, "agent", "tcp", ip=ip, port=port)
+        control = client(lab, "net", "tcp", ip=ip, port=port)
+        wanted = expected_error if ip in blocked else None
+        passed = passed and agent["error"] == wanted and control["error"] is None
+        seen.append(
+            f"{ip}: agent TCP {agent['error'] or 'ok'}, control TCP {control['error'] or 'ok'}"
+        )
+    return _result(row, passed, "; ".join(seen))
 
 
 def check_ip_drop(lab: Lab, row: Scenario) -> CheckResult:
@@ -146,12 +188,19 @@ def check_ip_reset(lab: Lab, row: Scenario) -> CheckResult:
     return _ip_block(lab, row, "ECONNREFUSED")
 
 
+def check_ip6_drop(lab: Lab, row: Scenario) -> CheckResult:
+    return _ip_block(lab, row, "timeout", blocked=[ip for ip in _ips(row) if ":" in ip])
+
+
 def _sni(lab: Lab, row: Scenario, expected_error: str) -> CheckResult:
-    real = client(lab, "agent", "tls", ip=row.ip, sni=row.domain)
-    benign = client(lab, "agent", "tls", ip=row.ip, sni=lab.table.benign_domain)
-    passed = real["error"] == expected_error and benign["error"] is None
-    observed = f"SNI {row.domain}: {real['error']}; benign SNI: {benign['error'] or 'handshake ok'}"
-    return _result(row, passed, observed)
+    passed, seen = True, []
+    for ip in _ips(row):
+        real = client(lab, "agent", "tls", ip=ip, sni=row.domain)
+        benign = client(lab, "agent", "tls", ip=ip, sni=lab.table.benign_domain)
+        passed = passed and real["error"] == expected_error and benign["error"] is None
+        benign_outcome = benign["error"] or "handshake ok"
+        seen.append(f"{ip}: SNI {row.domain}: {real['error']}; benign SNI: {benign_outcome}")
+    return _result(row, passed, "; ".join(seen))
 
 
 def check_sni_reset(lab: Lab, row: Scenario) -> CheckResult:
@@ -163,12 +212,14 @@ def check_sni_drop(lab: Lab, row: Scenario) -> CheckResult:
 
 
 def _host(lab: Lab, row: Scenario, expected_error: str) -> CheckResult:
-    real = client(lab, "agent", "http_get", ip=row.ip, host=row.domain)
-    benign = client(lab, "agent", "http_get", ip=row.ip, host=lab.table.benign_domain)
-    passed = real["error"] == expected_error and benign.get("status") == 200
-    benign_outcome = benign.get("status") or benign["error"]
-    observed = f"Host {row.domain}: {real['error']}; benign Host: {benign_outcome}"
-    return _result(row, passed, observed)
+    passed, seen = True, []
+    for ip in _ips(row):
+        real = client(lab, "agent", "http_get", ip=ip, host=row.domain)
+        benign = client(lab, "agent", "http_get", ip=ip, host=lab.table.benign_domain)
+        passed = passed and real["error"] == expected_error and benign.get("status") == 200
+        benign_outcome = benign.get("status") or benign["error"]
+        seen.append(f"{ip}: Host {row.domain}: {real['error']}; benign Host: {benign_outcome}")
+    return _result(row, passed, "; ".join(seen))
 
 
 def check_host_reset(lab: Lab, row: Scenario) -> CheckResult:
@@ -180,38 +231,44 @@ def check_host_drop(lab: Lab, row: Scenario) -> CheckResult:
 
 
 def check_http_blockpage(lab: Lab, row: Scenario) -> CheckResult:
-    agent = client(lab, "agent", "http_get", ip=row.ip, host=row.domain)
-    benign = client(lab, "agent", "http_get", ip=row.ip, host=lab.table.benign_domain)
-    control = client(lab, "net", "http_get", ip=row.ip, host=row.domain)
-    passed = (
-        BLOCKPAGE_PHRASE in agent.get("body_head", "")
-        and row.domain in (control.get("title") or "")
-        and benign.get("status") == 200
-        and BLOCKPAGE_PHRASE not in benign.get("body_head", "")
-    )
-    observed = (
-        f"agent gets {agent.get('title')!r} ({agent.get('length')} B); "
-        f"control gets {control.get('title')!r}; benign Host relayed: {benign.get('status')}"
-    )
-    return _result(row, passed, observed)
+    passed, seen = True, []
+    for ip in _ips(row):
+        agent = client(lab, "agent", "http_get", ip=ip, host=row.domain)
+        benign = client(lab, "agent", "http_get", ip=ip, host=lab.table.benign_domain)
+        control = client(lab, "net", "http_get", ip=ip, host=row.domain)
+        passed = (
+            passed
+            and BLOCKPAGE_PHRASE in agent.get("body_head", "")
+            and row.domain in (control.get("title") or "")
+            and benign.get("status") == 200
+            and BLOCKPAGE_PHRASE not in benign.get("body_head", "")
+        )
+        seen.append(
+            f"{ip}: agent gets {agent.get('title')!r} ({agent.get('length')} B); "
+            f"control gets {control.get('title')!r}; benign Host relayed: {benign.get('status')}"
+        )
+    return _result(row, passed, "; ".join(seen))
 
 
 def check_tls_intercept(lab: Lab, row: Scenario) -> CheckResult:
     ca = str(lab.ca_file)
-    verified = client(lab, "agent", "tls", ip=row.ip, sni=row.domain, ca_file=ca)
-    seen = client(lab, "agent", "tls", ip=row.ip, sni=row.domain)
-    control = client(lab, "net", "tls", ip=row.ip, sni=row.domain, ca_file=ca)
-    passed = (
-        str(verified["error"]).startswith("cert_verify")
-        and seen["error"] is None
-        and "interceptor" in (seen["issuer"] or "")
-        and control["error"] is None
-    )
-    observed = (
-        f"agent: {verified['error']} (issuer {seen.get('issuer')!r}); "
-        f"control: {control['error'] or 'verified'} (issuer {control.get('issuer')!r})"
-    )
-    return _result(row, passed, observed)
+    passed, seen = True, []
+    for ip in _ips(row):
+        verified = client(lab, "agent", "tls", ip=ip, sni=row.domain, ca_file=ca)
+        shown = client(lab, "agent", "tls", ip=ip, sni=row.domain)
+        control = client(lab, "net", "tls", ip=ip, sni=row.domain, ca_file=ca)
+        passed = (
+            passed
+            and str(verified["error"]).startswith("cert_verify")
+            and shown["error"] is None
+            and "interceptor" in (shown["issuer"] or "")
+            and control["error"] is None
+        )
+        seen.append(
+            f"{ip}: agent {verified['error']} (issuer {shown.get('issuer')!r}); "
+            f"control {control['error'] or 'verified'} (issuer {control.get('issuer')!r})"
+        )
+    return _result(row, passed, "; ".join(seen))
 
 
 def check_throttle(lab: Lab, row: Scenario) -> CheckResult:
@@ -275,6 +332,7 @@ CHECKS: dict[str, Callable[[Lab, Scenario], CheckResult]] = {
     "dns-inject": check_dns_inject,
     "ip-drop": check_ip_drop,
     "ip-reset": check_ip_reset,
+    "ip6-drop": check_ip6_drop,
     "sni-reset": check_sni_reset,
     "sni-drop": check_sni_drop,
     "host-reset": check_host_reset,

@@ -47,9 +47,9 @@ def _error_name(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def dns_udp(server: str, name: str, window: float = 0.5) -> dict[str, Any]:
-    """One A query over UDP; every reply that arrives within the window, with its IP TTL."""
-    query = dns.message.make_query(name, "A")
+def dns_udp(server: str, name: str, window: float = 0.5, qtype: str = "A") -> dict[str, Any]:
+    """One query over UDP; every reply that arrives within the window, with its IP TTL."""
+    query = dns.message.make_query(name, qtype)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
     sock.settimeout(TIMEOUT)
@@ -88,12 +88,12 @@ def dns_udp(server: str, name: str, window: float = 0.5) -> dict[str, Any]:
     return {"replies": replies}
 
 
-def dns_system(name: str) -> dict[str, Any]:
+def dns_system(name: str, qtype: str = "A") -> dict[str, Any]:
     """Resolve through /etc/resolv.conf, keeping NXDOMAIN, SERVFAIL and timeouts distinct."""
     resolver = dns.resolver.Resolver()
     resolver.lifetime = TIMEOUT
     try:
-        answer = resolver.resolve(name, "A")
+        answer = resolver.resolve(name, qtype)
     except dns.resolver.NXDOMAIN:
         return {"rcode": "NXDOMAIN", "answers": [], "nameservers": resolver.nameservers}
     except dns.resolver.NoAnswer:

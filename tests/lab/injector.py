@@ -6,10 +6,10 @@ answers each one at once with a forged reply that claims to come from the
 resolver. The real query is left alone, so the agent gets two replies: the
 forged one first, the real one later. Like real injected packets, the forged
 ones carry their own IP TTL and a fixed IP ID, which is what a detector can
-key on.
+key on. A query for AAAA gets the IPv6 answer.
 
 Config: {"iface": "down0", "resolver": "198.51.100.8", "domains": ["signal.org"],
-"answer": "203.0.113.66"}
+"answer": "203.0.113.66", "answer6": "2001:db8:4::cb00:7142"}
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ FORGED_TTL = 64
 FORGED_IP_ID = 0x1337
 ANSWER_TTL = 300
 QTYPE_A = 1
+QTYPE_AAAA = 28
 QR_FLAG = 0x8000
 OPCODE_MASK = 0x7800
 RD_FLAG = 0x0100
@@ -150,14 +151,16 @@ def parse_query(frame: bytes, resolver: bytes) -> Query | None:
     return Query(ip[12:16], int.from_bytes(udp[0:2], "big"), dns, qname, end)
 
 
-def forge_reply(query: Query, answer: bytes) -> bytes:
-    """The DNS reply to ``query``: question copied, one A record if it asked for A."""
+def forge_reply(query: Query, answer: bytes, answer6: bytes = b"") -> bytes:
+    """The DNS reply to ``query``: question copied, one A record if it asked for A, one AAAA
+    record if it asked for AAAA and there is an IPv6 answer."""
     qid, flags = struct.unpack_from("!HH", query.dns)
     (qtype,) = struct.unpack_from("!H", query.dns, query.question_end - 4)
     record = b""
-    if qtype == QTYPE_A:
+    rdata = {QTYPE_A: answer, QTYPE_AAAA: answer6}.get(qtype, b"")
+    if rdata:
         # 0xC00C points back at the question's name, as resolvers compress it.
-        record = struct.pack("!HHHIH", 0xC00C, QTYPE_A, 1, ANSWER_TTL, 4) + answer
+        record = struct.pack("!HHHIH", 0xC00C, qtype, 1, ANSWER_TTL, len(rdata)) + rdata
     reply_flags = QR_FLAG | (flags & (OPCODE_MASK | RD_FLAG)) | RA_FLAG
     header = struct.pack("!6H", qid, reply_flags, 1, 1 if record else 0, 0, 0)
     return header + query.dns[DNS_HEADER : query.question_end] + record
@@ -186,6 +189,8 @@ class Injector:
         self.resolver = socket.inet_aton(str(config["resolver"]))
         self.domains = frozenset(normalise(str(d)) for d in config["domains"])
         self.answer = socket.inet_aton(str(config["answer"]))
+        answer6 = config.get("answer6")
+        self.answer6 = socket.inet_pton(socket.AF_INET6, str(answer6)) if answer6 else b""
         # The kernel routes and resolves the next hop itself; IP_HDRINCL keeps our
         # spoofed source, TTL and IP ID exactly as forged.
         self.out = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
@@ -203,7 +208,11 @@ class Injector:
             return
         querier = socket.inet_ntoa(query.querier)
         forged = udp_packet(
-            self.resolver, query.querier, 53, query.sport, forge_reply(query, self.answer)
+            self.resolver,
+            query.querier,
+            53,
+            query.sport,
+            forge_reply(query, self.answer, self.answer6),
         )
         try:
             self.out.sendto(forged, (querier, 0))

@@ -198,11 +198,13 @@ class Lab:
         lab_pki = pki.build(self.state_dir, served, intercepted, plan.BLOCKPAGE_SERVER, bad)
         self.pki = lab_pki
         progress("namespaces and links")
-        topology.build(self.topo, [row.ip for row in self.table.rows])
+        topology.build(self.topo, [ip for row in self.table.rows for ip in (row.ip, row.ip6) if ip])
         progress("censor rules")
         for hop in plan.HOPS:
             rules = censors.hop_rules(self.table, hop)
             run(["iptables-restore"], ns=self.topo.ns(hop), input_text=rules.iptables_restore())
+            rules6 = censors.hop_rules(self.table, hop, family=6)
+            run(["ip6tables-restore"], ns=self.topo.ns(hop), input_text=rules6.iptables_restore())
             for command in rules.tc:
                 run(["tc", *command], ns=self.topo.ns(hop))
         progress("servers and censors")

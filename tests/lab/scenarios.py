@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.lab.addresses import HOPS, site_address
+from tests.lab.addresses import HOPS, site_address, site_address6
 
 DEFAULT_TABLE = Path(__file__).with_name("scenarios.toml")
 
@@ -60,6 +60,7 @@ TECHNIQUES: dict[str, Technique] = {
         ),
         Technique("ip-drop", "packets to the site's IP are dropped", HOPS),
         Technique("ip-reset", "SYNs to the site's IP are answered with a RST", HOPS),
+        Technique("ip6-drop", "packets to the site's IPv6 address alone are dropped", HOPS),
         Technique("sni-reset", "a ClientHello naming the domain gets a RST", HOPS, True),
         Technique("sni-drop", "a ClientHello naming the domain is dropped", HOPS, True),
         Technique("host-reset", "an HTTP request with its Host gets a RST", HOPS, True),
@@ -95,12 +96,25 @@ TECHNIQUES: dict[str, Technique] = {
 NOT_SERVED = frozenset({"down", "reset-everywhere", "silent-everywhere"})
 BAD_CERTS = ("expired", "wrong-host", "unknown-root")
 
+# Techniques the lab applies to IPv6 as to IPv4: their sites are dual-stack (an IPv6 address
+# and a AAAA record too) unless a row says ipv6 = false. Any other technique's are IPv4 only.
+DUAL_STACK = frozenset(
+    {
+        "clean", "down", "dns-nxdomain", "dns-bogon", "dns-redirect", "dns-inject", "ip-drop",
+        "ip-reset", "ip6-drop", "sni-reset", "sni-drop", "host-reset", "host-drop",
+        "http-blockpage", "tls-intercept", "throttle", "shutdown",
+    }
+)  # fmt: skip
+
 SCHEMES = ("https", "http")
 TRIGGERS = ("sni", "host", "ip", "resolver")
 VERDICT_RE = re.compile(r"^(ok|down|offline|inconclusive|throttled|[a-z]+\.[a-z_]+)$")
 DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 TOP_KEYS = {"benign_domain", "scenario"}
 ROW_KEYS = {"domain", "technique", "hop", "expected", "scheme", "trigger", "params", "notes"}
+# Whether the site is dual-stack (see DUAL_STACK), and the family the evidence names blocked.
+ROW_KEYS |= {"ipv6", "family"}
+FAMILIES = ("4", "6")
 
 
 class ScenarioError(ValueError):
@@ -118,6 +132,8 @@ class Scenario:
     trigger: str | None = None
     params: dict[str, str] = field(default_factory=dict)
     notes: str = ""
+    ip6: str | None = None  # None: the site is IPv4 only
+    family: str | None = None  # the family the evidence names blocked, if only one is
 
     @property
     def url(self) -> str:
@@ -133,6 +149,8 @@ class Scenario:
             "domain": self.domain,
             "url": self.url,
             "ip": self.ip,
+            "ip6": self.ip6,
+            "family": self.family,
             "technique": self.technique,
             "hop": self.hop,
             "expected": self.expected,
@@ -225,6 +243,10 @@ def _parse_row(entry: Any, index: int, source: Path) -> Scenario:
     notes = entry.get("notes", "")
     if not isinstance(notes, str):
         raise ScenarioError(f"{where}: 'notes' must be a string")
+    dual = _dual_stack(entry.get("ipv6"), technique, where)
+    family = entry.get("family")
+    if family is not None and (family not in FAMILIES or not dual):
+        raise ScenarioError(f'{where}: \'family\' must be "4" or "6", for a dual-stack site')
     return Scenario(
         domain=domain,
         technique=technique.name,
@@ -235,7 +257,22 @@ def _parse_row(entry: Any, index: int, source: Path) -> Scenario:
         trigger=trigger,
         params=dict(params),
         notes=notes,
+        ip6=site_address6(index) if dual else None,
+        family=family,
     )
+
+
+def _dual_stack(ipv6: Any, technique: Technique, where: str) -> bool:
+    """Whether a row's site has an IPv6 address: its technique's default, or the row's say."""
+    if ipv6 is None:
+        return technique.name in DUAL_STACK
+    if not isinstance(ipv6, bool):
+        raise ScenarioError(f"{where}: 'ipv6' must be true or false")
+    if ipv6 and technique.name not in DUAL_STACK:
+        raise ScenarioError(f"{where}: {technique.name} is not applied to IPv6 by the lab")
+    if not ipv6 and technique.name == "ip6-drop":
+        raise ScenarioError(f"{where}: ip6-drop needs the site's IPv6 address")
+    return ipv6
 
 
 def _check_params(technique: str, params: dict[str, str], where: str) -> None:

@@ -18,6 +18,7 @@ REQUIRED_TOOLS = {
     "tc": "iproute2",
     "iptables": "iptables",
     "iptables-restore": "iptables",
+    "ip6tables-restore": "iptables",
     "dnsmasq": "dnsmasq-base",
 }
 

@@ -30,6 +30,7 @@ def test_default_table_covers_every_required_technique() -> None:
         "tls-intercept", "throttle", "down", "shutdown", "redirect",
         "private-everywhere", "nxdomain-everywhere", "noanswer-everywhere", "bad-cert",
         "reset-everywhere", "silent-everywhere", "captcha", "dns-ghost", "sni-fin", "host-fin",
+        "ip6-drop",
     }  # fmt: skip
     assert required <= techniques
     assert len(table.by_technique("clean")) >= 3
@@ -167,7 +168,8 @@ def test_dns_censorship_goes_to_the_isp_resolver_only() -> None:
     # Names broken for everyone are the authoritative server's: tests/lab/test_more_rows.py.
     for row in table.rows:
         if row.technique in ("clean", "dns-nxdomain", "dns-bogon", "dns-redirect"):
-            assert f"host-record={row.domain},www.{row.domain},{row.ip}\n" in auth
+            six = f",{row.ip6}" if row.ip6 else ""
+            assert f"host-record={row.domain},www.{row.domain},{row.ip}{six}\n" in auth
 
 
 def test_injector_and_http_boxes_go_where_the_rows_say() -> None:
@@ -180,7 +182,7 @@ def test_injector_and_http_boxes_go_where_the_rows_say() -> None:
     isp = censors.censor_http_config(table, "isp", certs)
     assert isp["proxy"]["blocked_hosts"] == ["ahmadiyya.org"]
     assert isp["interceptor"]["hosts"] == ["gandhara.rferl.org"]
-    assert isp["blockpage"]["listen"] == [plan.BLOCKPAGE_SERVER]
+    assert isp["blockpage"]["listen"] == [plan.BLOCKPAGE_SERVER, plan.twin(plan.BLOCKPAGE_SERVER)]
     assert not any(censors.censor_http_config(table, "border", certs).values())
 
 
@@ -202,3 +204,89 @@ def test_dns_censorship_of_a_name_may_not_contradict_its_subdomains() -> None:
     )
     with pytest.raises(ScenarioError, match=r"also applies to its subdomain www\.a\.org"):
         parse(table_of(*rows), SOURCE)
+
+
+def test_every_ipv4_address_of_the_plan_has_an_ipv6_twin_in_the_documentation_range() -> None:
+    assert plan.twin("192.0.2.10") == "2001:db8:4::c000:20a"
+    assert plan.twin("100.64.1.2/30") == "2001:db8:4::6440:102/126"
+    assert plan.twin("default") == "::/0"
+    assert plan.bogon_twin("10.10.34.34") == "fd00::a0a:2222"
+    table = load()
+    # Rows of IPv4-only techniques have no twin; every other row's is in the lab's range.
+    dual = [row for row in table.rows if row.ip6 is not None]
+    assert dual
+    assert all(row.ip6 == plan.twin(row.ip) and plan.in_lab(row.ip6) for row in dual)
+
+
+def test_a_site_is_dual_stack_unless_its_row_or_technique_says_otherwise() -> None:
+    four = {"domain": "a.org", "technique": "clean", "hop": "none", "expected": "ok"}
+    table = parse(table_of(four, {**four, "domain": "b.org", "ipv6": False}), SOURCE)
+    assert table.domain("a.org").ip6 is not None
+    assert table.domain("b.org").ip6 is None
+    auth = censors.authoritative_conf(table)
+    assert f"host-record=b.org,www.b.org,{table.domain('b.org').ip}\n" in auth
+    assert [s["ip"] for s in censors.webserver_config(table, {"a.org": "a", "b.org": "b",
+            "example.com": "e"})["sites"] if s["domain"] != "example.com"] == [
+        table.domain("a.org").ip, table.domain("a.org").ip6, table.domain("b.org").ip
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({"ipv6": "yes"}, "'ipv6' must be true or false"),
+        ({"technique": "ip6-drop", "hop": "isp", "ipv6": False}, "ip6-drop needs"),
+        ({"family": "5"}, "'family' must be"),
+        ({"family": "6", "ipv6": False}, "for a dual-stack site"),
+    ],
+)
+def test_bad_ipv6_keys_are_refused(row: dict[str, Any], message: str) -> None:
+    base = {"domain": "a.org", "technique": "clean", "hop": "none", "expected": "ok"}
+    with pytest.raises(ScenarioError, match=message):
+        parse(table_of({**base, **row}), SOURCE)
+
+
+def test_ipv6_rules_mirror_ipv4_and_ip6_drop_leaves_ipv4_alone() -> None:
+    table = parse(
+        table_of(
+            {"domain": "t.org", "technique": "ip-drop", "hop": "isp", "expected": "x.y"},
+            {"domain": "s.org", "technique": "ip6-drop", "hop": "isp", "expected": "x.y"},
+            {"domain": "x.com", "technique": "sni-reset", "hop": "isp", "expected": "x.y"},
+        ),
+        SOURCE,
+    )
+    t, s = table.domain("t.org"), table.domain("s.org")
+    four, six = censors.hop_rules(table, "isp"), censors.hop_rules(table, "isp", family=6)
+    assert four.filter[0] == f"-A FORWARD -d {t.ip} -j DROP"
+    assert six.filter[:2] == [f"-A FORWARD -d {t.ip6} -j DROP", f"-A FORWARD -d {s.ip6} -j DROP"]
+    assert not any(s.ip in rule for rule in four.filter)
+    assert four.filter[1:] == six.filter[2:]  # the string rule, alike for both
+    assert six.tc == []
+
+
+def test_dns_censors_lie_about_aaaa_too() -> None:
+    table = load()
+    isp = censors.isp_resolver_conf(table)
+    assert f"address=/balochistanpost.net/{plan.bogon_twin('10.10.34.34')}\n" in isp
+    assert f"address=/rabwah.net/{plan.twin(plan.BLOCKPAGE_SERVER)}\n" in isp
+    injector = censors.injector_config(table, "border")
+    assert injector is not None
+    assert injector["answer6"] == plan.twin(injector["answer"])
+
+
+@pytest.mark.parametrize(("qtype", "expected"), [("A", "203.0.113.66"), ("AAAA", "2001:db8::66")])
+def test_the_injector_forges_an_answer_of_the_family_asked(qtype: str, expected: str) -> None:
+    import socket
+
+    import dns.message
+
+    from tests.lab.injector import Query, forge_reply, read_question
+
+    wire = dns.message.make_query("signal.org", qtype).to_wire()
+    question = read_question(wire)
+    assert question is not None
+    query = Query(b"\x64\x40\x01\x02", 5353, wire, question[0], question[1])
+    answer = socket.inet_aton("203.0.113.66")
+    answer6 = socket.inet_pton(socket.AF_INET6, "2001:db8::66")
+    reply = dns.message.from_wire(forge_reply(query, answer, answer6))
+    assert [r.to_text() for rrset in reply.answer for r in rrset] == [expected]

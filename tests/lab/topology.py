@@ -20,11 +20,20 @@ PREFIX_RE = re.compile(r"^nsl[0-9a-f]{6}$")
 NS_NAME_RE = re.compile(r"^(nsl[0-9a-f]{6})-(agent|isp|border|net)$")
 NETNS_ETC = Path("/etc/netns")
 
-# Forwarding on the routers; no IPv6 anywhere, so every test speaks the plan's IPv4.
-ROUTER_SYSCTLS = {"net/ipv4/ip_forward": "1"}
+# Forwarding on the routers. IPv6 has static addresses only (no router advertisements, no
+# duplicate address detection, which would leave fresh addresses unusable for a second),
+# and keeps them when the shutdown takes a link down.
+ROUTER_SYSCTLS = {"net/ipv4/ip_forward": "1", "net/ipv6/conf/all/forwarding": "1"}
 COMMON_SYSCTLS = {
-    "net/ipv6/conf/all/disable_ipv6": "1",
-    "net/ipv6/conf/default/disable_ipv6": "1",
+    f"net/ipv6/conf/{which}/{key}": value
+    for which in ("all", "default")
+    for key, value in (
+        ("disable_ipv6", "0"),
+        ("accept_dad", "0"),
+        ("accept_ra", "0"),
+        ("autoconf", "0"),
+        ("keep_addr_on_down", "1"),
+    )
 }
 
 
@@ -77,13 +86,14 @@ def build(topo: Topology, site_ips: Iterable[str]) -> None:
             ["ip", "-n", topo.ns(left), "link", "add", left_if, "type", "veth"]
             + ["peer", "name", right_if, "netns", topo.ns(right)]
         )
-        batches[left] += [f"addr add {left_addr} dev {left_if}", f"link set {left_if} up"]
-        batches[right] += [f"addr add {right_addr} dev {right_if}", f"link set {right_if} up"]
+        batches[left] += [*_addresses(left_addr, left_if), f"link set {left_if} up"]
+        batches[right] += [*_addresses(right_addr, right_if), f"link set {right_if} up"]
     for role, local in plan.LOCAL_ADDRESSES.items():
-        batches[role] += [f"addr add {address}/32 dev lo" for address in local]
-    batches["net"] += [f"addr add {ip}/32 dev lo" for ip in site_ips]
+        batches[role] += [line for a in local for line in _addresses(f"{a}/32", "lo")]
+    batches["net"] += [f"addr add {ip}/{_host_length(ip)} dev lo" for ip in site_ips]
     for role, routes in plan.ROUTES.items():
         batches[role] += [f"route add {dest} via {via}" for dest, via in routes]
+        batches[role] += [f"route add {plan.twin(d)} via {plan.twin(v)}" for d, v in routes]
     for role, lines in batches.items():
         run(["ip", "-n", topo.ns(role), "-batch", "-"], input_text="\n".join(lines) + "\n")
     # `ip netns exec` bind-mounts these over /etc/resolv.conf, so no process in the lab ever
@@ -94,6 +104,15 @@ def build(topo: Topology, site_ips: Iterable[str]) -> None:
         (etc / "resolv.conf").write_text(
             f"# netsonde censor lab: {label}\nnameserver {nameserver}\n"
         )
+
+
+def _addresses(address: str, ifname: str) -> list[str]:
+    """``ip -batch`` lines giving an interface an IPv4 address and its IPv6 twin."""
+    return [f"addr add {address} dev {ifname}", f"addr add {plan.twin(address)} dev {ifname} nodad"]
+
+
+def _host_length(ip: str) -> int:
+    return 128 if ":" in ip else 32
 
 
 def destroy(prefix: str, namespaces: Iterable[str]) -> None:

@@ -48,11 +48,14 @@ PUBLIC = parse_networks([PUBLIC_NET])
 class FakeDNS(asyncio.DatagramProtocol):
     """Answers A queries from ``answers``: name -> one list of addresses per query in turn,
     the last repeating (``[[public], [loopback]]`` is DNS rebinding); other names NXDOMAIN.
-    TTL 0, as a rebinding attacker's."""
+    TTL 0, as a rebinding attacker's. A queries get the IPv4 addresses and AAAA queries the
+    IPv6 ones of the turn the A queries are at; ``queries`` lists the A queries' names (the
+    turns), ``others`` the rest."""
 
     def __init__(self, answers: dict[str, list[list[str]]]) -> None:
         self.answers = answers
         self.queries: list[str] = []
+        self.others: list[str] = []
         self.transport: asyncio.DatagramTransport | None = None  # set once it is bound
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
@@ -62,14 +65,17 @@ class FakeDNS(asyncio.DatagramProtocol):
     def reply(self, query: dns.message.Message) -> dns.message.Message:
         question = query.question[0]
         name = question.name.to_text().lower().rstrip(".")
-        self.queries.append(name)
+        (self.queries if question.rdtype == dns.rdatatype.A else self.others).append(name)
         reply = dns.message.make_response(query)
         turns = self.answers.get(name)
         if turns is None:
             reply.set_rcode(dns.rcode.NXDOMAIN)
-        elif question.rdtype == dns.rdatatype.A:
-            for ip in turns[min(self.queries.count(name), len(turns)) - 1]:
-                reply.answer.append(dns.rrset.from_text(f"{name}.", 0, "IN", "A", ip))
+        elif question.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+            six = question.rdtype == dns.rdatatype.AAAA
+            kind = "AAAA" if six else "A"
+            for ip in turns[max(1, min(self.queries.count(name), len(turns))) - 1]:
+                if (":" in ip) == six:
+                    reply.answer.append(dns.rrset.from_text(f"{name}.", 0, "IN", kind, ip))
         return reply
 
 

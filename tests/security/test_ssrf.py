@@ -48,7 +48,8 @@ async def vantage_of(w: World, body: dict[str, Any]) -> Vantage:
 def without_timing(v: Vantage) -> Vantage:
     """The vantage with every duration zeroed, to compare two answers for what they tell."""
     system = dataclasses.replace(v.dns.system, ms=0.0)
-    return dataclasses.replace(v, dns=dataclasses.replace(v.dns, system=system))
+    six = v.dns.system6 and dataclasses.replace(v.dns.system6, ms=0.0)
+    return dataclasses.replace(v, dns=dataclasses.replace(v.dns, system=system, system6=six))
 
 
 @pytest.mark.asyncio
@@ -110,6 +111,18 @@ async def test_a_name_resolving_inside_is_not_measured_nor_leaked(
     assert seen.dns.system.failure == failures.DNS_NON_PUBLIC_ANSWER
     # Nor where the collector's own resolver is (here on loopback).
     assert (seen.dns.system.nameservers, seen.dns.system.server) == ((), None)
+
+
+@pytest.mark.asyncio
+async def test_an_aaaa_answer_inside_is_not_measured_nor_leaked(tmp_path: Path) -> None:
+    async with world(tmp_path, {"loop6.test": [["::1", "fd00::5"]]}) as w:
+        seen = await vantage_of(w, {"url": "http://loop6.test:8080/"})
+        assert w.dns.others == ["loop6.test"]  # the AAAA query
+    assert seen.endpoints == ()
+    six = seen.dns.system6
+    assert six is not None
+    assert (six.addresses, six.failure) == ((), failures.DNS_NON_PUBLIC_ANSWER)
+    assert (six.nameservers, six.server) == ((), None)
 
 
 @pytest.mark.asyncio

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
@@ -18,6 +19,7 @@ from tests.agent.observations import (
     handshake,
     page,
     reply,
+    system,
     target,
     vantage,
 )
@@ -76,6 +78,8 @@ def lab_views(row: Scenario) -> tuple[Vantage, Vantage | None, bool | None]:
             vantage(ip, scheme=s, endpoints=refused),
             None,
         )
+    if technique == "ip6-drop":
+        return dual(row, f.GENERIC_TIMEOUT), dual(row), None
     if technique == "shutdown":
         return vantage(failure=f.GENERIC_TIMEOUT, endpoints=(), public=()), None, False
     return vantage(ip, scheme=s), control, None  # clean, and throttle (a later issue)
@@ -145,6 +149,22 @@ EVERYWHERE: dict[str, Callable[[Scenario], Vantage]] = {
     "reset-everywhere": _server(f.CONNECTION_RESET),
     "silent-everywhere": _server(f.GENERIC_TIMEOUT),
 }
+
+
+# Redirect chains are judged hop by hop (test_chain.py, and the lab end to end).
+def dual(row: Scenario, six_failure: str | None = None) -> Vantage:
+    """A dual-stack view of the row's site: its IPv6 endpoint fails with ``six_failure``."""
+    assert row.ip6 is not None
+    base = vantage(row.ip, scheme=row.scheme)
+    aaaa = replace(system(row.ip6), qtype="AAAA")
+    failed = {"tcp": six_failure} if six_failure else {}
+    six = endpoint(row.ip6, row.scheme, **failed)
+    dns = replace(
+        base.dns, system6=aaaa, public6=(replace(exchange(reply(row.ip6)), qtype="AAAA"),)
+    )
+    return Vantage(dns=dns, endpoints=(*base.endpoints, six))
+
+
 # Redirect chains are judged hop by hop (test_chain.py, and the lab end to end).
 LAB = [r for r in load().rows if r.expected != "throttled" and r.technique != "redirect"]
 
@@ -156,3 +176,4 @@ def test_lab_row_verdicts(row: Scenario) -> None:
     assert result.verdict == row.expected, result
     if row.trigger is not None and row.technique != "http-blockpage":
         assert result.evidence.get("trigger") == row.trigger, result
+    assert result.evidence.get("family") == row.family, result

@@ -47,7 +47,10 @@ FAILURES = st.sampled_from(
         f.unknown("x"),
     ]
 )
-IPS = st.sampled_from([SITE_IP, OTHER_IP, BLOCKPAGE_IP, "10.0.0.1", "::1", "bogus"])
+IPS = st.sampled_from(
+    [SITE_IP, OTHER_IP, BLOCKPAGE_IP, "10.0.0.1", "::1", "bogus", "2001:db8::10", "fd00::1"]
+)
+IPS6 = st.sampled_from(["2001:db8::10", "2001:db8::99", "fd00::1", "::1"])
 
 
 @st.composite
@@ -94,6 +97,10 @@ def views(draw: st.DrawFn) -> Vantage:
     public = draw(st.sampled_from([(), (exchange(*replies, failure=draw(FAILURES)),)]))
     failure = draw(FAILURES)
     base = vantage(*addresses, failure=failure, public=public, endpoints=())
+    if draw(st.booleans()):  # asked AAAA too: the families are judged apart
+        six = vantage(*draw(st.lists(IPS6, max_size=2, unique=True)), failure=draw(FAILURES))
+        dns = replace(base.dns, system6=six.dns.system, public6=draw(st.sampled_from([(), public])))
+        base = replace(base, dns=dns)
     return replace(base, endpoints=tuple(draw(st.lists(endpoints(), max_size=3))))
 
 

@@ -1,6 +1,7 @@
-"""Wire test helpers: observation builders and five example measurements (clean, without a
-control, injected DNS, TLS reset with the SNI swap, HTTP Host swap), each with the control's
-view, and what a round trip is allowed to change.
+"""Wire test helpers: observation builders and example measurements (clean, without a
+control, injected DNS, TLS reset with the SNI swap, HTTP Host swap, and clean with the AAAA
+queries, for a site without IPv6 and for a dual-stack one), each with the control's view, and
+what a round trip is allowed to change.
 
 docs/wire-format.md, "Sizes", quotes these examples' encoded sizes (tests/agent/wire/test_record.py
 holds them to it).
@@ -204,6 +205,33 @@ REDIRECTED = dataclasses.replace(
         ),
     ),
 )
+SITE6 = "2001:db8::10"
+
+
+def with_aaaa(v: Vantage, *addresses: str) -> Vantage:
+    """``v`` as measured now: with the AAAA queries (an empty answer if no ``addresses``), and
+    an endpoint at each IPv6 address, like the IPv4 one."""
+    system6 = system(addresses, qtype="AAAA", ms=11.0, answer_ttl=300 if addresses else None)
+    if not addresses:
+        system6 = dataclasses.replace(system6, failure=failures.DNS_NO_ANSWER)
+    replies = (DNSReply("198.51.100.53", 53, 20.0, "NOERROR", addresses, system6.answer_ttl, 57),)
+    public6 = (dataclasses.replace(exchange(*replies), qtype="AAAA", ms=300.0),)
+    ends = tuple(
+        dataclasses.replace(
+            v.endpoints[0], ip=ip, tcp=dataclasses.replace(v.endpoints[0].tcp, ip=ip)
+        )
+        for ip in addresses
+    )
+    dns = dataclasses.replace(v.dns, system6=system6, public6=public6)
+    return Vantage(dns, (*v.endpoints, *ends))
+
+
+CLEAN_AAAA = dataclasses.replace(
+    CLEAN, agent=with_aaaa(CLEAN.agent), control=with_aaaa(clean_vantage())
+)
+DUAL_STACK = dataclasses.replace(
+    CLEAN, agent=with_aaaa(CLEAN.agent, SITE6), control=with_aaaa(clean_vantage(), SITE6)
+)
 EXAMPLES = {
     "clean": CLEAN,
     "clean_no_control": NO_CONTROL,
@@ -211,6 +239,8 @@ EXAMPLES = {
     "tls_failed": TLS_FAILED,
     "host_swap": HOST_SWAP,
     "redirected": REDIRECTED,
+    "clean_aaaa": CLEAN_AAAA,
+    "dual_stack": DUAL_STACK,
 }
 
 

