@@ -51,7 +51,9 @@ def test_names_broken_for_everyone_are_the_authoritative_servers() -> None:
     assert "loop.org" not in isp
     assert "gone.org" not in isp
     boxes = censors.censor_http_config(table, "isp", {"blockpage": "b.pem", "interceptor": "i"})
-    assert boxes["blockpage"] == {"listen": [plan.BLOCKPAGE_SERVER], "cert": "b.pem"}
+    # example.com, the benign row, is dual-stack: the blockpage server listens on both.
+    listen = [plan.BLOCKPAGE_SERVER, plan.twin(plan.BLOCKPAGE_SERVER)]
+    assert boxes["blockpage"] == {"listen": listen, "cert": "b.pem"}
 
 
 def test_broken_servers_take_the_sites_ip_from_the_web_server() -> None:
@@ -63,7 +65,7 @@ def test_broken_servers_take_the_sites_ip_from_the_web_server() -> None:
         (table.domain("s.org").ip, "silent"),
     ]
     served = [s["domain"] for s in censors.webserver_config(table, {"example.com": "c"})["sites"]]
-    assert served == ["example.com"]
+    assert served == ["example.com", "example.com"]  # its IPv4 and IPv6 addresses
     assert censors_more.broken_server_config(table_of()) is None
 
 

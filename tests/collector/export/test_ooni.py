@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from agent.model.measurement import SiteMeasurement
+from agent.model.measurement import SiteMeasurement, Vantage
 from agent.model.verdicts import VERDICTS
 from agent.wire.record import encode_measurement
 from collector.export.ooni import (
@@ -45,7 +45,14 @@ def row_of(m: SiteMeasurement, asn: int | None = 64500, cc: str | None = "PK") -
 
 
 def by_verdict(verdict: str) -> SiteMeasurement:
-    return next(m for m in recorded() if m.verdict.verdict == verdict)
+    """A recorded single-URL measurement with ``verdict``, its IPv4 endpoints only: the cases
+    below read one endpoint's operations (dual-stack ones have a test of their own)."""
+    m = next(m for m in recorded() if m.verdict.verdict == verdict and not m.hops)
+    return replace(m, agent=_ipv4(m.agent), control=_ipv4(m.control) if m.control else None)
+
+
+def _ipv4(view: Vantage) -> Vantage:
+    return replace(view, endpoints=tuple(e for e in view.endpoints if ":" not in e.ip))
 
 
 def rendered(m: SiteMeasurement, **kwargs: Any) -> dict[str, Any]:
@@ -267,3 +274,11 @@ def test_undecodable_rows_are_still_exported() -> None:
     assert out["input"] is None
     assert out["test_keys"]["blocking"] == "http-failure"
     assert out["test_keys"]["x_netsonde"]["decode_error"].startswith("measurement.i")
+
+
+def test_a_dual_stack_site_shows_both_families() -> None:
+    m = next(r for r in recorded() if any(":" in e.ip for e in r.agent.endpoints))
+    connects = rendered(m)["test_keys"]["tcp_connect"]
+    assert {c["ip"] for c in connects} >= {e.ip for e in m.agent.endpoints}
+    assert any(":" in c["ip"] for c in connects)
+    assert any(":" not in c["ip"] for c in connects)
