@@ -32,11 +32,11 @@ from collector.config import (
     DEFAULT_TIMEOUT,
     ConfigError,
     Settings,
-    check_db_url,
     make_settings,
 )
 from collector.evidence import cli as evidence_cli
 from collector.export.cli import EXPORT, export_parser
+from collector.reclassify_cli import reclassify_parser, run_reclassify
 from collector.report_cli import REPORT, incident_options, report_parser, thresholds_from_args
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _serve_parser(commands)
-    _reclassify_parser(commands)
+    reclassify_parser(commands)
     _enroll_parser(commands)
     _agents_parser(commands)
     operator_token_parser(commands)
@@ -227,23 +227,6 @@ def _client_timeouts(serve: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def _reclassify_parser(commands: _Commands) -> None:
-    reclassify = commands.add_parser(
-        "reclassify",
-        help="recompute stored verdicts and rollups with the current rules",
-        description="Decode every stored measurement, decide its verdict again with the "
-        "current rules (agent.verdict) and fingerprints, update what changed, rebuild the rollups.",
-    )
-    reclassify.add_argument("--db", default=DEFAULT_DB, metavar="URL", help="the storage URL")
-    reclassify.add_argument(
-        "--fingerprints",
-        action="append",
-        default=[],
-        metavar="PATH",
-        help="blockpage fingerprint CSV (OONI schema), as the agents use (repeatable)",
-    )
-
-
 def _enroll_parser(commands: _Commands) -> None:
     enroll = commands.add_parser(
         "enroll",
@@ -266,38 +249,6 @@ def _agents_parser(commands: _Commands) -> None:
     revoke = agent_commands.add_parser("revoke", help="refuse all further uploads of an agent")
     revoke.add_argument("agent_id", metavar="ID")
     revoke.add_argument("--db", default=DEFAULT_DB, metavar="URL", help="the storage URL")
-
-
-def run_reclassify(db: str, fingerprint_paths: list[str]) -> int:
-    """The ``reclassify`` command; imports the storage and the rules only when it runs."""
-    from pathlib import Path
-
-    from agent.fingerprints import FingerprintFileError
-    from agent.fingerprints import load as load_fingerprints
-    from agent.model.measurement import SiteMeasurement
-    from agent.verdict import redecide
-    from collector.storage import open_storage
-
-    try:
-        url = check_db_url(db)
-        fingerprints = load_fingerprints(Path(p) for p in fingerprint_paths)
-    except (ConfigError, FingerprintFileError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-
-    def verdict_of(m: SiteMeasurement) -> str:
-        return redecide(m, fingerprints).verdict
-
-    storage = open_storage(url)
-    try:
-        result = storage.reclassify(verdict_of)
-    finally:
-        storage.close()
-    print(
-        f"reclassified {result.total} measurements: {result.changed} changed verdict"
-        + (f", {result.undecodable} undecodable (kept)" if result.undecodable else "")
-    )
-    return 0
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
