@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from tests.lab.scenarios import TECHNIQUES, ScenarioTable, parse
+from tests.lab.scenarios import DUAL_STACK, TECHNIQUES, ScenarioTable, parse
 
 BENIGN = "example.com"
 # (technique, hop, expected verdict, schemes it applies to); clean rows dominate, as in life.
@@ -74,7 +74,7 @@ def table_for(
         else:
             turn += 1
         row = {"domain": host, "technique": technique, "hop": hop, "expected": expected,
-               "scheme": scheme, "ipv6": dual_stack}  # fmt: skip
+               "scheme": scheme, "ipv6": dual_stack and technique in DUAL_STACK}  # fmt: skip
         if technique == "redirect":
             row["params"] = {"to": f"https://{host}/", "status": "301", "from_scheme": "http"}
         rows.append(row)
