@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import importlib.util
 import logging
 import signal
@@ -35,6 +36,8 @@ from collector.config import (
     check_db_url,
     make_settings,
 )
+from collector.farend import FarendError
+from collector.farend import cli as farend_cli
 
 if TYPE_CHECKING:
     # What add_subparsers returns; argparse names its type only privately.
@@ -63,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     _enroll_parser(commands)
     _agents_parser(commands)
     operator_token_parser(commands)
+    farend_cli.farend_parser(commands)
     return parser
 
 
@@ -119,6 +123,7 @@ def _serve_parser(commands: _Commands) -> None:
     _control_limits(serve)
     _agents_options(serve)
     _client_timeouts(serve)
+    farend_cli.add_serve_options(serve)
 
 
 def _control_limits(serve: argparse.ArgumentParser) -> None:
@@ -288,7 +293,7 @@ def run_reclassify(db: str, fingerprint_paths: list[str]) -> int:
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    return make_settings(
+    settings = make_settings(
         listen=args.listen,
         db=args.db,
         ca_file=args.ca_file,
@@ -308,6 +313,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         idle_timeout=args.idle_timeout,
         body_timeout=args.body_timeout,
     )
+    farend = farend_cli.serve_farend_config(args, settings.host, settings.db_url)
+    return dataclasses.replace(settings, farend=farend)
 
 
 async def serve(settings: Settings) -> None:
@@ -326,7 +333,7 @@ async def serve(settings: Settings) -> None:
         handler_cancellation=True,
         **runner_options(settings),
     )
-    await runner.setup()
+    await runner.setup()  # starts the far end too (collector.web.farend): FarendError
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     try:
@@ -367,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    if args.command == farend_cli.FAREND:
+        return farend_cli.run_farend(args)
     if args.command == "reclassify":
         return run_reclassify(args.db, args.fingerprints)
     if args.command in ("enroll", "agents", OPERATOR_TOKEN):
@@ -381,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
         asyncio.run(serve(settings))
-    except ListenError as exc:
+    except (ListenError, FarendError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
     return 0

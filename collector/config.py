@@ -14,10 +14,14 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from agent.model.addresses import IPNetwork, parse_networks
 from agent.model.hostnames import normalize_host
+
+if TYPE_CHECKING:
+    from collector.farend.config import FarendConfig
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_DB = "sqlite:///netsonde.db"
@@ -82,6 +86,8 @@ class Settings:
     geoip: tuple[str, ...] = ()
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     testlist: str | None = None
+    # The far end it runs or hands out tokens for (collector.farend); None: no far end.
+    farend: FarendConfig | None = None
 
     @property
     def url(self) -> str:

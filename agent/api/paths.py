@@ -16,6 +16,7 @@ __all__ = [
     "CACHE_HEADER",
     "CONTROL_PATH",
     "ENROLL_PATH",
+    "FAREND_PATH",
     "HEALTH_PATH",
     "MAX_ADDRESSES",
     "MEASUREMENTS_PATH",
@@ -34,6 +35,7 @@ ENROLL_PATH = f"{API}/enroll"
 CONTROL_PATH = f"{API}/control"
 MEASUREMENTS_PATH = f"{API}/measurements"  # POST: a signed batch; GET: the query API
 TESTLIST_PATH = f"{API}/testlist"
+FAREND_PATH = f"{API}/farend"  # POST, signed: where the far end is, and a token for it
 # Queries, for people and their tools.
 BLOCKING_PATH = f"{API}/blocking"
 TIMELINE_PATH = f"{API}/timeline"

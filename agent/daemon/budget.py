@@ -4,6 +4,7 @@ the day's running total, and the uploader that keeps to it.
 Volunteers on metered links cap the agent's traffic per UTC day. The agent cannot see its own
 packets without privileges, so the count is an estimate built from what it does observe:
 
+- a throttle test: its transfers' payload, connections and handshakes (``throttle_bytes``);
 - a site measurement: every DNS exchange the probes made (query and each reply, at a fixed
   size per message), every TCP connection attempt (handshake and teardown packets), every TLS
   handshake (client hello, and for a completed one the server's flight, sized by the number
@@ -42,6 +43,7 @@ from agent.daemon.spoolfile import SpoolFull
 if TYPE_CHECKING:
     from agent.daemon.spool import Spool
     from agent.model.measurement import SiteMeasurement, Vantage
+    from agent.model.observations import ThrottleObservation
 
 __all__ = [
     "BUDGET_SPENT",
@@ -101,10 +103,23 @@ def _vantage_bytes(vantage: Vantage) -> int:
     return total
 
 
+def throttle_bytes(obs: ThrottleObservation) -> int:
+    """A throttle test's transfers: each a connection, a handshake for SNI, a request, and the
+    payload the far end counted (what the agent pushed past it never left the socket)."""
+    total = 0
+    for transfer in obs.transfers:
+        total += TCP_ATTEMPT + HTTP_OVERHEAD + transfer.bytes
+        if transfer.handshake_ms is not None:
+            total += TLS_CLIENT_HELLO + TLS_SERVER_BASE + TLS_CERTIFICATE
+    return total
+
+
 def measurement_bytes(m: SiteMeasurement, control_answer: int = 0) -> int:
     """Estimated bytes the agent sent and received to make ``m``; ``control_answer`` is the
     size of the collector's encoded control view, when one came back."""
     total = _vantage_bytes(m.agent)
+    if m.throttle is not None:
+        total += throttle_bytes(m.throttle)
     if m.control is not None or m.control_failure is not None:
         total += HTTP_OVERHEAD + CONTROL_REQUEST + control_answer
     return total

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -80,6 +80,7 @@ class Spool(Protocol):
     async def evictions_async(self) -> int: ...
     async def peek_checks_async(self, limit: int) -> Sequence[Check]: ...
     async def ack_checks_async(self, times: Sequence[int]) -> object: ...
+    async def goodput_async(self, times: Sequence[int]) -> Mapping[int, int]: ...
 
 
 @dataclass
@@ -202,6 +203,7 @@ class Uploader(CollectorClient):
         it) would otherwise sit at the head of the spool and block every record behind it
         forever."""
         evictions = await spool.evictions_async()
+        goodput = await spool.goodput_async([ms for ms, _ in checks]) if checks else {}
         try:
             data = await asyncio.to_thread(
                 encode_batch,
@@ -211,6 +213,7 @@ class Uploader(CollectorClient):
                 self.key,
                 evictions=evictions,
                 checks=checks,
+                goodput=goodput,
             )
         except BatchError:
             refused = True  # what the collector would refuse too; no need to ask it

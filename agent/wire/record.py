@@ -1,13 +1,13 @@
-"""Agent layer 3, wire: msgpack schema v2, the one format measurements travel and rest in.
+"""Agent layer 3, wire: msgpack schema v3, the one format measurements travel and rest in.
 
-A record is a msgpack map ``{"v": 1, ...}`` (``"v": 2`` when it holds redirect hops) with
-one-character keys. Durations and timestamps are integer milliseconds, IP addresses
-4/16-byte bin, SHA-256 hashes 32-byte bin, the id its 16 UUID bytes. Failures, TLS
-versions, ciphers, ALPN and content types are small integers from append-only tables (a
-value missing from its table travels as its text, so those fields are ``int | str``);
-rcodes are dnspython's numbers. Within a measurement each distinct address or hash is
-stored once in the top-level ``b`` array and referred to by index, since agent and control
-mostly see the same ones. A key is absent when its field holds the default: None, empty,
+A record is a msgpack map ``{"v": 1, ...}`` (``"v": 2`` when it holds redirect hops, ``3``
+a throttle or protocol test) with one-character keys. Durations and timestamps are integer
+milliseconds, IP addresses 4/16-byte bin, SHA-256 hashes 32-byte bin, the id its 16 UUID
+bytes. Failures, TLS versions, ciphers, ALPN and content types are small integers from
+append-only tables (a value missing from its table travels as its text, so those fields are
+``int | str``); rcodes are dnspython's numbers. Within a measurement each distinct address or
+hash is stored once in the top-level ``b`` array and referred to by index, since agent and
+control mostly see the same ones. A key is absent when its field holds the default: None, empty,
 False, 0, or what the record implies (the URL's host and port, the endpoint's address, the
 UUIDv7's time, port 53, qtype A, path /). docs/wire-format.md has the field-by-field table;
 keep it in step with the specs below.
@@ -36,8 +36,11 @@ from agent.model.observations import (
     HTTPRoundTrip,
     SystemResolution,
     TCPConnect,
+    ThrottleObservation,
     TLSHandshake,
+    Transfer,
 )
+from agent.model.protocols import ProtocolObservation, ProtocolProbe
 from agent.wire.codec import (
     LONG,
     MAX_BINS,
@@ -75,11 +78,17 @@ __all__ = [
     "measurement_to_obj",
 ]
 
-# Version 2 added redirect hops ("h"). A record is written with the lowest version that can
-# hold it, so a single-URL record is still a version 1 record that older collectors read.
-VERSION = 2
-VERSIONS = frozenset((1, 2))
+# Version 2 added redirect hops ("h"), version 3 throttle tests ("T"). A record is written
+# with the lowest version that can hold it, so a single-URL record is still a version 1
+# record that older collectors read.
+VERSION = 3
+VERSIONS = frozenset((1, 2, 3))
 _HOPS_KEY = "h"
+_THROTTLE_KEY = "T"
+_PROTOCOLS_KEY = "P"  # a protocol test: version 3 as well
+_V3_KEYS = (_THROTTLE_KEY, _PROTOCOLS_KEY)
+MAX_PROBES = 16
+MAX_TRANSFERS = 64
 MAX_HOPS = 10  # agent.verdict.chain.MAX_REDIRECTS; the wire refuses longer chains
 MAX_RECORD = 64 * 1024
 MAX_TITLE = 128
@@ -235,19 +244,49 @@ _HOP = Struct(Hop, (
     Field("url", "u", Text(LONG), _R), Field("agent", "a", _VANTAGE, _R),
     Field("control", "c", _VANTAGE), Field("control_failure", "f", _FAILURE),
 ), context=_hop_context, context_from=("url",))  # fmt: skip
+_TRANSFER = Struct(Transfer, (
+    Field("up", "u", Bool(), False), Field("trigger", "k", Bool(), False),
+    Field("connect_ms", "c", Ms(), _R), Field("handshake_ms", "s", Ms()),
+    Field("ttfb_ms", "t", Ms()), Field("bytes", "b", UInt(), 0), Field("skip", "p", UInt(), 0),
+    Field("us", "d", UInt(), 0), Field("total_us", "e", UInt(), 0),
+    Field("status", "h", UInt(999)), Field("failure", "f", _FAILURE),
+))  # fmt: skip
+_THROTTLE = Struct(ThrottleObservation, (
+    Field("trigger", "y", Text(16), _R), Field("name", "n", Text(), _HOST),
+    Field("benign", "g", Text(), _R), Field("address", "a", Addr()),
+    Field("port", "p", UInt(65535), 0), Field("transfers", "x", List(_TRANSFER, MAX_TRANSFERS), ()),
+    Field("failure", "f", _FAILURE), Field("window_ms", "w", UInt(2**32 - 1), 0),
+    Field("down_size", "s", UInt(2**32 - 1), 0), Field("up_size", "u", UInt(2**32 - 1), 0),
+))  # fmt: skip
+_PROBE = Struct(ProtocolProbe, (
+    Field("shape", "y", Text(16), _R), Field("random", "r", Bool(), False),
+    Field("site", "s", Bool(), False), Field("size", "z", UInt(65535), _R),
+    Field("answered", "k", Bool(), False), Field("ms", "d", Ms(), _R),
+    Field("tries", "t", UInt(255), 1), Field("failure", "f", _FAILURE),
+))  # fmt: skip
+_PROTOCOLS = Struct(ProtocolObservation, (
+    Field("name", "n", Text(), _HOST), Field("benign", "g", Text(), _R),
+    Field("address", "a", Addr()), Field("udp_port", "p", UInt(65535), 0),
+    Field("tcp_port", "q", UInt(65535), 0), Field("site_address", "s", Addr()),
+    Field("probes", "x", List(_PROBE, MAX_PROBES), ()), Field("failure", "f", _FAILURE),
+))  # fmt: skip
 _SCHEMA = Struct(SiteMeasurement, (
     Field("id", "i", Uuid(), _R), Field("url", "u", Text(LONG), _R),
     Field("started_ms", "t", UInt(), Ctxt("id_ms")), Field("ms", "d", Ms(), _R),
     Field("agent", "a", _VANTAGE, _R), Field("control", "c", _VANTAGE),
     Field("control_failure", "f", _FAILURE), Field("online", "o", Bool()),
     Field("verdict", "r", _VERDICT, _R), Field("hops", "h", List(_HOP, MAX_HOPS), ()),
+    Field("throttle", _THROTTLE_KEY, _THROTTLE),
+    Field("protocols", _PROTOCOLS_KEY, _PROTOCOLS),
 ), context=_record_context, context_from=("id", "url"))  # fmt: skip
 
 
 def _versioned_to_obj(schema: Struct, value: Any, name: str) -> dict[str, Any]:
     bins: dict[bytes, int] = {}
     body = schema.enc(value, name, {"bins": bins} if schema is _SCHEMA else {})
-    version = VERSION if _HOPS_KEY in body and schema is _SCHEMA else 1
+    version = 1
+    if schema is _SCHEMA:
+        version = 3 if any(key in body for key in _V3_KEYS) else (2 if _HOPS_KEY in body else 1)
     return {"v": version, **({"b": list(bins)} if bins else {}), **body}
 
 
@@ -257,9 +296,13 @@ def _versioned(schema: Struct, obj: Any, name: str) -> tuple[dict[str, Any], dic
         raise WireError(f"{name}: expected a map")
     version = obj.get("v")
     if type(version) is not int or version not in VERSIONS:
-        raise WireError(f"{name}.v: unsupported schema version {version!r} (expected 1 or 2)")
+        raise WireError(f"{name}.v: unsupported schema version {version!r} (expected 1 to 3)")
     if version == 1 and schema is _SCHEMA and _HOPS_KEY in obj:
         raise WireError(f"{name}.h: redirect hops need schema version 2")
+    if version < 3 and schema is _SCHEMA and _THROTTLE_KEY in obj:
+        raise WireError(f"{name}.T: a throttle test needs schema version 3")
+    if version < 3 and schema is _SCHEMA and _PROTOCOLS_KEY in obj:
+        raise WireError(f"{name}.P: a protocol test needs schema version 3")
     rest = {k: v for k, v in obj.items() if k not in ("v", "b")}
     if "b" not in obj:
         return rest, {}

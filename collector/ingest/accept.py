@@ -216,7 +216,10 @@ def store_signed_batch(
     ReplayedBatch or ValueError for a batch refused whole."""
     batch = read_signed_batch(envelope, now_ms=received_ms)
     records = IngestRecord.from_columns(batch.columns)
-    return storage.ingest(envelope.agent_id, records, asn, cc, received_ms, batch.checks, seq=seq)
+    stored = storage.ingest(envelope.agent_id, records, asn, cc, received_ms, batch.checks, seq=seq)
+    # After the batch: one refused whole stores no sample either (collector.storage.goodput).
+    storage.store_goodput(envelope.agent_id, batch.goodput, asn, cc, received_ms)
+    return stored
 
 
 def stored_before(envelope: Envelope, received_ms: int) -> IngestResult:

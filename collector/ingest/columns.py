@@ -85,8 +85,10 @@ def _implied_names(record: Any) -> frozenset[str]:
 
 
 def _versioned_fields(record: Any) -> bool:
-    """Hops are a version 2 field: the decoder refuses them in a version 1 record."""
-    return record.h is None or record.v != 1
+    """Hops are a version 2 field, a throttle or protocol test a version 3 one: the decoder
+    refuses them in an older record."""
+    v3 = record.T is None and record.P is None
+    return (record.h is None or record.v != 1) and (v3 or record.v >= 3)
 
 
 _CHECK: RecordCheck | None = None

@@ -33,7 +33,7 @@ from collector.ingest.accept import RateLimiter
 from collector.ingest.verify import prepare_verifier
 from collector.storage import open_storage
 from collector.testlist import TestListSource
-from collector.web import handlers, operator, queries
+from collector.web import farend, handlers, operator, queries
 from collector.web.errors import json_errors
 from collector.web.keys import (
     AGENT_KEYS,
@@ -174,7 +174,9 @@ def create_app(settings: Settings, *, measure: Measure | None = None) -> web.App
     app.cleanup_ctx.append(_control_cache(settings))
     app.cleanup_ctx.append(_enricher(settings.geoip))
     app.cleanup_ctx.append(_testlist(settings.testlist))
+    app.cleanup_ctx.append(farend.farend_context(settings))
     app.router.add_routes(handlers.routes)
     app.router.add_routes(queries.routes)
+    app.router.add_routes(farend.routes)
     operator.install(app)
     return app

@@ -18,6 +18,7 @@ from agent.model.measurement import Target
 from collector.config import Settings
 from collector.control import ControlCache
 from collector.enrich import Enricher
+from collector.farend.service import FarendService
 from collector.ingest.accept import RateLimiter
 from collector.storage import Storage
 from collector.testlist import TestListSource
@@ -28,6 +29,7 @@ __all__ = [
     "CONTROLS",
     "CONTROL_LIMITER",
     "ENRICHER",
+    "FAREND",
     "INGEST_THREADS",
     "LIMITER",
     "MEASURE",
@@ -57,3 +59,4 @@ LIMITER = web.AppKey("limiter", RateLimiter)
 METRICS = web.AppKey("metrics", Metrics)
 ENRICHER = web.AppKey("enricher", Enricher)
 TESTLIST = web.AppKey("testlist", TestListSource)  # absent when no test list is configured
+FAREND = web.AppKey("farend", FarendService)  # absent without a far end (--no-farend)

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.lab import addresses as plan
+from tests.lab.protocol_censors import protocol_rules
 from tests.lab.scenarios import Scenario, ScenarioTable
+from tests.lab.throttling import throttle_rules
 
 DNS_TTL = 300
 DEFAULT_BOGON = "10.10.34.34"
-DEFAULT_THROTTLE_RATE = "1mbit"
-THROTTLE_MARK_BASE = 0x10
 
 
 def _dnsmasq_common(listen: str) -> list[str]:
@@ -116,7 +116,6 @@ RESET = "REJECT --reject-with tcp-reset"
 def hop_rules(table: ScenarioTable, hop: str) -> HopRules:
     rules = HopRules()
     iface = plan.AGENT_FACING_IFACE[hop]
-    throttled = [row for row in table.rows if row.hop == hop and row.technique == "throttle"]
     for row in table.rows:
         if row.hop != hop:
             continue
@@ -139,25 +138,8 @@ def hop_rules(table: ScenarioTable, hop: str) -> HopRules:
                 f"-A PREROUTING -i {iface} -d {row.ip} -p tcp --dport 443 "
                 f"-j REDIRECT --to-ports {plan.TLS_INTERCEPTOR_PORT}"
             )
-    if throttled:
-        # The ClientHello marks its connection; packets of a marked connection leaving towards
-        # the agent are put straight into that mark's htb class (CLASSIFY sets skb->priority,
-        # which htb honours without a tc classifier; cls_fw is not in every kernel).
-        rules.tc.append(["qdisc", "add", "dev", iface, "root", "handle", "1:", "htb"])
-        for offset, row in enumerate(throttled):
-            mark = THROTTLE_MARK_BASE + offset
-            classid = f"1:{mark:x}"
-            rules.mangle += [
-                f'-A FORWARD -p tcp --dport 443 -m string --string "{row.domain}" --algo bm '
-                f"-j CONNMARK --set-mark {mark}",
-                f"-A FORWARD -o {iface} -m connmark --mark {mark} "
-                f"-j CLASSIFY --set-class {classid}",
-            ]
-            rate = row.params.get("rate", DEFAULT_THROTTLE_RATE)
-            rules.tc.append(
-                ["class", "add", "dev", iface, "parent", "1:", "classid", classid]
-                + ["htb", "rate", rate, "ceil", rate]
-            )
+    throttle_rules(table, hop, rules)  # tests.lab.throttling
+    protocol_rules(table, hop, rules)  # tests.lab.protocol_censors
     return rules
 
 

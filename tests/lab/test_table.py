@@ -27,7 +27,8 @@ def test_default_table_covers_every_required_technique() -> None:
     required = {
         "clean", "dns-nxdomain", "dns-bogon", "dns-redirect", "dns-inject", "ip-drop",
         "ip-reset", "sni-reset", "sni-drop", "host-reset", "host-drop", "http-blockpage",
-        "tls-intercept", "throttle", "down", "shutdown", "redirect",
+        "tls-intercept", "throttle", "down", "shutdown", "redirect", "link-slow", "link-lossy",
+        "quic-sni-drop", "vpn-drop",
     }  # fmt: skip
     assert required <= techniques
     assert len(table.by_technique("clean")) >= 3

@@ -79,6 +79,8 @@ def build(topo: Topology, site_ips: Iterable[str]) -> None:
         )
         batches[left] += [f"addr add {left_addr} dev {left_if}", f"link set {left_if} up"]
         batches[right] += [f"addr add {right_addr} dev {right_if}", f"link set {right_if} up"]
+    for role, ifname in plan.NO_GSO:
+        batches[role].append(f"link set {ifname} gso_max_segs 1")
     for role, local in plan.LOCAL_ADDRESSES.items():
         batches[role] += [f"addr add {address}/32 dev lo" for address in local]
     batches["net"] += [f"addr add {ip}/32 dev lo" for ip in site_ips]

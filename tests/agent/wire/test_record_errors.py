@@ -35,7 +35,7 @@ def _mangled(path: tuple[str, ...], value: Any) -> bytes:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        (_mangled(("v",), 3), "measurement.v: unsupported schema version 3"),
+        (_mangled(("v",), 4), "measurement.v: unsupported schema version 4"),
         (_mangled(("h",), []), "measurement.h: redirect hops need schema version 2"),
         (_mangled(("v",), True), "unsupported schema version True"),
         (_mangled(("v",), "1"), "unsupported schema version '1'"),

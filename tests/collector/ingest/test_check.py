@@ -151,7 +151,8 @@ def test_refuses_exactly_what_the_decoder_refuses(data: bytes) -> None:
         (lambda o: o["a"]["e"][0].update(a="not an address"), True),  # text is kept as is
         (lambda o: o.update(u="https:///"), False),  # no host, so names must be written out
         (lambda o: o.update(i=uuid.UUID(int=1).bytes), False),  # time 0: "t" must be written
-        (lambda o: o.update(v=3), False),
+        (lambda o: o.update(v=4), False),
+        (lambda o: o.update(v=3), True),  # version 3 may hold a throttle or protocol test
         (lambda o: o.update(v=2), True),  # version 2 may hold hops; this one has none
         (lambda o: o["r"].update(v=None), False),  # an explicit nil
     ],
