@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import importlib.util
 import logging
 import signal
@@ -36,6 +37,8 @@ from collector.config import (
 )
 from collector.evidence import cli as evidence_cli
 from collector.export.cli import EXPORT, export_parser
+from collector.farend import FarendError
+from collector.farend import cli as farend_cli
 from collector.reclassify_cli import reclassify_parser, run_reclassify
 from collector.report_cli import REPORT, incident_options, report_parser, thresholds_from_args
 
@@ -69,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     export_parser(commands)
     evidence_cli.evidence_parsers(commands, DEFAULT_DB)
     report_parser(commands, DEFAULT_DB)
+    farend_cli.farend_parser(commands)
     return parser
 
 
@@ -127,6 +131,7 @@ def _serve_parser(commands: _Commands) -> None:
     _agents_options(serve)
     _client_timeouts(serve)
     incident_options(serve)
+    farend_cli.add_serve_options(serve)
 
 
 def _control_limits(serve: argparse.ArgumentParser) -> None:
@@ -252,7 +257,7 @@ def _agents_parser(commands: _Commands) -> None:
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    return make_settings(
+    settings = make_settings(
         listen=args.listen,
         db=args.db,
         ca_file=args.ca_file,
@@ -275,6 +280,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         key_file=args.key_file,
         incidents=thresholds_from_args(args),
     )
+    farend = farend_cli.serve_farend_config(args, settings.host, settings.db_url)
+    return dataclasses.replace(settings, farend=farend)
 
 
 async def serve(settings: Settings) -> None:
@@ -293,7 +300,7 @@ async def serve(settings: Settings) -> None:
         handler_cancellation=True,
         **runner_options(settings),
     )
-    await runner.setup()
+    await runner.setup()  # starts the far end too (collector.web.farend): FarendError
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     try:
@@ -344,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_report(args)
     if args.command in evidence_cli.COMMANDS:
         return evidence_cli.run_evidence_command(args)
+    if args.command == farend_cli.FAREND:
+        return farend_cli.run_farend(args)
     if args.command == "reclassify":
         return run_reclassify(args.db, args.fingerprints)
     if args.command in ("enroll", "agents", OPERATOR_TOKEN):
@@ -360,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         return failed
     try:
         asyncio.run(serve(settings))
-    except ListenError as exc:
+    except (ListenError, FarendError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
     return 0

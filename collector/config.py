@@ -14,11 +14,15 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from agent.model.addresses import IPNetwork, parse_networks
 from agent.model.hostnames import normalize_host
 from collector.thresholds import Thresholds
+
+if TYPE_CHECKING:
+    from collector.farend.config import FarendConfig
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_DB = "sqlite:///netsonde.db"
@@ -92,6 +96,8 @@ class Settings:
     key_file: str | None = None
     # When stored verdicts and offline checks make an incident (collector.incidents).
     incidents: Thresholds = field(default_factory=Thresholds)
+    # The far end it runs or hands out tokens for (collector.farend); None: no far end.
+    farend: FarendConfig | None = None
 
     @property
     def url(self) -> str:

@@ -277,6 +277,37 @@ def _diff(facts: _Facts) -> list[str]:
     return [page, "it matches no known block page, so it is not called one"]
 
 
+def _throttled(facts: _Facts) -> list[str]:
+    trigger, direction = facts.get("trigger") or "the name", facts.get("direction") or "down"
+    limit, benign = facts.get("limit_kbps"), facts.get("benign_kbps")
+    rates = f" at about {limit} kbit/s against {benign} kbit/s" if limit and benign else ""
+    return [
+        f"slowed by name: transfers naming it in the {trigger} ran{rates} ({direction})",
+        "the same transfers with a benign name on the same path were not slowed",
+    ]
+
+
+def _quic(facts: _Facts) -> list[str]:
+    where = facts.get("where") or "the far end"
+    if facts.get("trigger") == "sni":
+        return [
+            f"QUIC packets naming it were lost on the way to {where}",
+            "benign ones got through",
+        ]
+    return [
+        f"every QUIC Initial was lost on the way to {where}",
+        "random packets of the same size got through",
+    ]
+
+
+def _vpn(facts: _Facts) -> list[str]:
+    shapes = facts.get("trigger") or "VPN"
+    return [
+        f"packets shaped like a VPN handshake ({shapes}) were lost",
+        "random packets of the same size got through",
+    ]
+
+
 _Rule = Callable[[_Facts], list[str]]
 
 # fmt: off
@@ -289,6 +320,7 @@ _RULES: dict[str, _Rule] = {
     "tls.reset": _tls, "tls.timeout": _tls, "tls.eof": _tls, "tls.mitm": _mitm,
     "http.reset": _http_cut, "http.timeout": _http_cut, "http.eof": _http_cut,
     "http.blockpage": _blockpage, "http.diff": _diff,
+    "throttled": _throttled, "quic.blocked": _quic, "vpn.blocked": _vpn,
 }
 # fmt: on
 EXPLAINED = frozenset(_RULES)
@@ -308,7 +340,8 @@ TECHNIQUES: dict[str, str] = {
     "tls.eof": "TLS handshakes cut off", "tls.mitm": "intercepted TLS (a false certificate)",
     "http.reset": "reset HTTP requests", "http.timeout": "stalled HTTP requests",
     "http.eof": "HTTP requests cut off", "http.blockpage": "block pages",
-    "http.diff": "altered pages",
+    "http.diff": "altered pages", "throttled": "throttling by name",
+    "quic.blocked": "blocked QUIC", "vpn.blocked": "blocked VPN handshakes",
 }
 # fmt: on
 

@@ -19,6 +19,7 @@ __all__ = [
     "ENROLL_PATH",
     "EVIDENCE_PATH",
     "EXPORT_PATH",
+    "FAREND_PATH",
     "FINGERPRINTS_PATH",
     "HEALTH_PATH",
     "INCIDENTS_PATH",
@@ -42,6 +43,7 @@ CONTROL_PATH = f"{API}/control"
 MEASUREMENTS_PATH = f"{API}/measurements"  # POST: a signed batch; GET: the query API
 TESTLIST_PATH = f"{API}/testlist"
 FINGERPRINTS_PATH = f"{API}/fingerprints"  # the blockpage fingerprints, OONI CSV
+FAREND_PATH = f"{API}/farend"  # POST, signed: where the far end is, and a token for it
 # Queries, for people and their tools.
 BLOCKING_PATH = f"{API}/blocking"
 TIMELINE_PATH = f"{API}/timeline"

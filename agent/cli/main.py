@@ -136,6 +136,11 @@ _PROBE_OPTIONS: tuple[tuple[str, dict[str, Any], str], ...] = (
      "seconds per network operation (default: %(default)s)"),
     ("--json", {"action": "store_true"}, "one JSON object per target per line on stdout"),
     ("--msgpack-out", {"metavar": "FILE"}, "append each result's wire record (msgpack) to FILE"),
+    ("--throttle", {"action": "store_true"},
+     "run the throttle test instead, one target at a time, through the collector's far end"),
+    ("--protocols", {"action": "store_true"},
+     "run the protocol test instead (QUIC with the target's SNI, WireGuard, OpenVPN), "
+     "through the collector's far end"),
     ("--quiet", {"action": "store_true"},
      "no table and no progress bar; only warnings and the summary"),
 )  # fmt: skip
@@ -187,6 +192,10 @@ def cmd_probe(args: argparse.Namespace) -> int:
         _say("skipped", problem)
     if not parsed.targets:
         return _usage_error("no targets to measure")
+    if args.throttle and not args.collector:
+        return _usage_error("--throttle needs --collector: the test runs through its far end")
+    if args.protocols and (args.throttle or not args.collector):
+        return _usage_error("--protocols needs --collector, and not --throttle")
     from agent.cli.fingerprints import load_local
 
     fingerprints = load_local(args.fingerprints, _say)
@@ -215,6 +224,7 @@ async def _probe(
 
     from rich.console import Console
 
+    from agent.cli.throttle import open_throttle
     from agent.site import ProbeConfig, measure_site
 
     config = ProbeConfig(
@@ -237,8 +247,16 @@ async def _probe(
             session = control.session if reachable else None
             found = await from_collector(session, args.collector, _state_dir(args), _say)
             config = replace(config, fingerprints=found)
+        # The far end's test instead of the site test (agent.cli.throttle).
+        throttle = await open_throttle(args, stack, control) if args.throttle else None
+        if args.protocols:  # agent.cli.protocols
+            from agent.cli.protocols import open_protocols
+
+            throttle = await open_protocols(args, stack, control)
 
         async def measure(target: Target) -> SiteMeasurement:
+            if throttle is not None:
+                return await throttle(target)
             return await measure_site(target, config, control, is_online=is_online)
 
         results, failed, save_failed = await _measure_all(args, targets, measure, stderr, sink)

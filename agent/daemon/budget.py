@@ -4,6 +4,7 @@ the day's running total, and the uploader that keeps to it.
 Volunteers on metered links cap the agent's traffic per UTC day. The agent cannot see its own
 packets without privileges, so the count is an estimate built from what it does observe:
 
+- a throttle test: its transfers' payload, connections and handshakes (``throttle_bytes``);
 - a site measurement (and each redirect hop it followed, the same way): every DNS exchange
   the probes made (query and each reply, at a fixed size per message), every TCP connection
   attempt (handshake and teardown packets), every TLS handshake (client hello, and for a
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 
     from agent.daemon.spool import Spool
     from agent.model.measurement import SiteMeasurement, Vantage
+    from agent.model.observations import ThrottleObservation
 
 __all__ = [
     "BUDGET_SPENT",
@@ -104,6 +106,17 @@ def _vantage_bytes(vantage: Vantage) -> int:
     return total
 
 
+def throttle_bytes(obs: ThrottleObservation) -> int:
+    """A throttle test's transfers: each a connection, a handshake for SNI, a request, and the
+    payload the far end counted (what the agent pushed past it never left the socket)."""
+    total = 0
+    for transfer in obs.transfers:
+        total += TCP_ATTEMPT + HTTP_OVERHEAD + transfer.bytes
+        if transfer.handshake_ms is not None:
+            total += TLS_CLIENT_HELLO + TLS_SERVER_BASE + TLS_CERTIFICATE
+    return total
+
+
 def measurement_bytes(m: SiteMeasurement, control_answers: Sequence[int] = ()) -> int:
     """Estimated bytes the agent sent and received to make ``m``; ``control_answers`` are the
     sizes of the collector's encoded control views, the first URL's and then each hop's,
@@ -119,6 +132,8 @@ def measurement_bytes(m: SiteMeasurement, control_answers: Sequence[int] = ()) -
         if control is not None or control_failure is not None:
             answer = control_answers[index] if index < len(control_answers) else 0
             total += HTTP_OVERHEAD + CONTROL_REQUEST + answer
+    if m.throttle is not None:
+        total += throttle_bytes(m.throttle)
     return total
 
 

@@ -40,12 +40,13 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
     "": ("state_dir", "ca_file"),
     "collector": ("urls", "proxy"),
     "testlist": ("files", "from_collector", "refresh", "allow_networks"),
-    "schedule": ("interval", "jitter", "connectivity_check", "upload"),
+    "schedule": ("interval", "jitter", "connectivity_check", "upload", "goodput_every"),
     "probe": (
         "concurrency", "timeout", "dns_timeout", "max_endpoints", "resolvers", "benign_sni",
         "fingerprints",
     ),
-    "limits": ("spool_size", "daily_bandwidth"),
+    "limits": ("spool_size", "daily_bandwidth", "goodput_bytes"),
+    "throttle": ("enabled", "interval", "categories", "max_targets", "from_collector"),
 }  # fmt: skip
 
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -88,6 +89,9 @@ class ScheduleConfig:
     jitter: float = 0.10  # fraction of the interval, so agents on one network do not align
     connectivity_check: float = 300.0  # what detects shutdowns
     upload: float = 60.0
+    # Every this many connectivity checks, one also measures a benign goodput through the
+    # far end (agent.daemon.goodput), for the collector's degraded periods; 0: never.
+    goodput_every: int = 6
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,20 @@ class ProbeSettings:
 class LimitsConfig:
     spool_size: int = 50 * 10**6
     daily_bandwidth: int | None = None  # bytes per day; None is unlimited
+    goodput_bytes: int = 128 * 1024  # the most one goodput sample downloads
+
+
+@dataclass(frozen=True)
+class ThrottleSettings:
+    """The throttle test's subset (agent.daemon.throttle): the local lists' rows in these
+    Citizen Lab categories (social networking, messaging, circumvention) and, with
+    ``from_collector``, the URLs the collector flags; ``max_targets`` a run, every ``interval``."""
+
+    enabled: bool = True
+    interval: float = 24 * 3600.0
+    categories: tuple[str, ...] = ("GRP", "COMT", "ANON")
+    max_targets: int = 10
+    from_collector: bool = True
 
 
 @dataclass(frozen=True)
@@ -117,6 +135,7 @@ class AgentConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     probe: ProbeSettings = field(default_factory=ProbeSettings)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    throttle: ThrottleSettings = field(default_factory=ThrottleSettings)
 
     @property
     def collector_fingerprints(self) -> bool:
@@ -271,6 +290,7 @@ def parse_config(raw: Mapping[str, object], source: str) -> AgentConfig:
         schedule=_schedule(tables["schedule"]),
         probe=_probe(tables["probe"], base),
         limits=_limits(tables["limits"]),
+        throttle=_throttle(tables["throttle"]),
     )
 
 
@@ -344,7 +364,15 @@ def _schedule(table: _Table) -> ScheduleConfig:
             "connectivity_check", parse_duration, d.connectivity_check
         ),
         upload=table.convert("upload", parse_duration, d.upload),
+        goodput_every=_goodput_every(table, d.goodput_every),
     )
+
+
+def _goodput_every(table: _Table, default: int) -> int:
+    value = table.typed("goodput_every", int, default)
+    if not 0 <= value <= 10_000:
+        table.fail("goodput_every", f"must be from 0 (never) to 10000 checks, not {value}")
+    return value
 
 
 def _bounded(table: _Table, key: str, default: int, high: int) -> int:
@@ -386,4 +414,26 @@ def _limits(table: _Table) -> LimitsConfig:
     if spool < 10**6:
         table.fail("spool_size", f"must be at least 1MB, not {spool} bytes")
     budget = table.convert("daily_bandwidth", parse_size, 0)
-    return LimitsConfig(spool_size=spool, daily_bandwidth=budget or None)
+    goodput = table.convert("goodput_bytes", parse_size, LimitsConfig.goodput_bytes)
+    # The far end refuses more than MAX_TRANSFER; too few bytes time nothing but a handshake.
+    if not 16 * 1024 <= goodput <= 4 * 1024 * 1024:
+        table.fail("goodput_bytes", f"must be from 16KiB to 4MiB, not {goodput} bytes")
+    return LimitsConfig(spool_size=spool, daily_bandwidth=budget or None, goodput_bytes=goodput)
+
+
+def _throttle(table: _Table) -> ThrottleSettings:
+    d = ThrottleSettings()
+    categories = d.categories
+    if "categories" in table.data:
+        array, codes = table.strings("categories")
+        for i, code in enumerate(codes):
+            if not code.strip().isalnum():
+                array.fail(i, f"{code!r} is not a Citizen Lab category code (e.g. GRP)")
+        categories = tuple(dict.fromkeys(code.strip().upper() for code in codes))
+    return ThrottleSettings(
+        enabled=table.typed("enabled", bool, d.enabled),
+        interval=table.convert("interval", parse_duration, d.interval),
+        categories=categories,
+        max_targets=_bounded(table, "max_targets", d.max_targets, 1000),
+        from_collector=table.typed("from_collector", bool, d.from_collector),
+    )

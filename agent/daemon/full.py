@@ -6,7 +6,10 @@
   every result goes to the spool before anything else happens to it;
 - ``upload``: drains the spool to the collector (``agent.daemon.upload``), with backoff;
 - ``connectivity``: whether this network reaches the outside, kept in the spool's meta table
-  so ``netsonde-agent status`` can show it without talking to the daemon;
+  so ``netsonde-agent status`` can show it without talking to the daemon; every few checks
+  also a benign goodput sample (``agent.daemon.goodput``), for degraded-network periods;
+- ``throttle`` (with ``throttle.enabled``): the throttle test on a bounded subset of targets,
+  daily by default (``agent.daemon.throttle``);
 - ``testlist``: refreshes the collector's test list and fingerprints (``agent.daemon.testlist``,
   ``agent.daemon.fingerprints``) at start, in the background, then every ``testlist.refresh``.
   The configuration file itself is read once, at start.
@@ -43,6 +46,7 @@ from agent.daemon.budget import BUDGET_SPENT, PAUSED
 from agent.daemon.config import AgentConfig
 from agent.daemon.disk import Disk, open_spool
 from agent.daemon.enrollment import read_enrolled
+from agent.daemon.goodput import Goodput
 from agent.daemon.jobs import JobRunner
 from agent.daemon.measure import Measurer, RunTotals, remote_probe, run_targets
 from agent.daemon.spool import Spool, SpoolFull
@@ -71,6 +75,7 @@ from agent.daemon.state import (
     next_run_ms,
     testlist_due_ms,
 )
+from agent.daemon.throttle import ThrottleRuns
 from agent.probes.connectivity import CachedCheck, check
 
 __all__ = ["FIRST_FETCH_WAIT", "run_daemon"]
@@ -121,6 +126,11 @@ class _Daemon:
             resolv_conf=self.probe.resolv_conf,
         )
         self.disk = Disk(config.state_dir)
+        self.goodput = Goodput(config, self.control, self.budget, spool, self.probe.resolv_conf)
+        self.throttle = ThrottleRuns(
+            config, self.control, self.budget, spool, self.disk, self.probe.resolv_conf,
+            busy=lambda: self.measuring,
+        )  # fmt: skip
         self.measurer = Measurer(
             self.probe,
             remote_probe(self.probe, config.testlist.allow_networks),
@@ -133,6 +143,7 @@ class _Daemon:
                 "upload": self.upload,
                 "connectivity": self.connectivity,
                 "testlist": self.refresh_testlist,
+                "throttle": self.throttle.run,
             },
             stop,
             # Lean idle mode, if this daemon may exec into it: asked as each job ends, the
@@ -164,7 +175,7 @@ class _Daemon:
         assert self.jobs.scheduler is not None
         idle = lean_threshold(self.config.schedule)
         horizon = datetime.now(UTC) + timedelta(seconds=idle)
-        for name in ("measure", "testlist"):
+        for name in ("measure", "testlist", "throttle"):
             job = self.jobs.scheduler.get_job(name)
             if job is not None and job.next_run_time is not None and job.next_run_time < horizon:
                 return
@@ -301,10 +312,14 @@ class _Daemon:
                 None, probe.resolvers, probe.benign_name, 5.0, resolv_conf=probe.resolv_conf
             )
         self.is_online.remember(online)
+        # After the check has decided, and only online: the sample cannot hide a shutdown.
+        goodput = await self.goodput.sample(checked_ms) if online else None
         # Every check, not just changes: the collector finds outages, and an agent's silences,
         # from the whole series (a heartbeat uploaded with the next batch).
         if evicted := await self.spool.add_check_async(checked_ms, online):
             log.warning("connectivity: spool full, %d oldest checks dropped unsent", evicted)
+        if goodput is not None:
+            await self.spool.add_goodput_async(checked_ms, goodput)
         state = "online" if online else "offline"
         previous = await asyncio.to_thread(self.spool.get_meta, META_CONNECTIVITY)
         await asyncio.to_thread(self._record_connectivity, state)
@@ -343,6 +358,10 @@ class _Daemon:
         if self.config.refreshes_from_collector:
             # At once, in the background: a run never waits for it beyond _first_list.
             jobs.append(("testlist", self.config.testlist.refresh, first_testlist or now))
+        if self.config.throttle.enabled:  # agent.daemon.throttle: when the spool says
+            due = await asyncio.to_thread(self.throttle.due_ms)
+            first_throttle = max(now, datetime.fromtimestamp(due / 1000, UTC))
+            jobs.append(("throttle", self.config.throttle.interval, first_throttle))
         self.jobs.start(jobs, schedule.jitter)
         try:
             await self.stop.wait()

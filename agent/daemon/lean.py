@@ -42,6 +42,7 @@ from agent.api.paths import HEALTH_PATH, MEASUREMENTS_PATH, MSGPACK, USER_AGENT
 from agent.daemon.budget import DailyBudget, upload_bytes
 from agent.daemon.disk import open_spool
 from agent.daemon.enrollment import read_enrolled
+from agent.daemon.goodput import lean_goodput_due_ms
 from agent.daemon.jobs import JobRunner
 from agent.daemon.spool import Spool, SpoolFull
 from agent.daemon.state import (
@@ -278,9 +279,11 @@ class _Lean:
         if self.with_status:
             records, waiting = self.spool.backlog()
             spool, version = (records, max(0, waiting - len(checks))), REPORTED_VERSION
+        # Samples full mode took (agent.daemon.goodput) leave with their checks from here too.
+        goodput = self.spool.goodput([ms for ms, _ in checks])
         return encode_batch(
             self.agent_id, seq, [], self.key, evictions=evictions, checks=checks, spool=spool,
-            version=version,
+            version=version, goodput=goodput,
         )  # fmt: skip
 
     async def _upload_failed(self, failure: str) -> None:
@@ -298,6 +301,7 @@ class _Lean:
         times = [
             next_run_ms(self.spool, self.config.schedule),
             testlist_due_ms(self.spool, self.config),
+            lean_goodput_due_ms(self.spool, self.config),  # full mode takes the samples
         ]
         records, _ = self.spool.depth()
         if records:

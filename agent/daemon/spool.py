@@ -33,6 +33,7 @@ from typing import Any
 
 from agent.daemon import spoolfile
 from agent.daemon.spoolfile import SpoolError, SpoolFull, SpoolRecordTooLarge
+from agent.daemon.spoolgoodput import GoodputSpool
 
 __all__ = [
     "AddResult",
@@ -76,7 +77,7 @@ class AddResult:
     evicted: int  # oldest records dropped to make room, already added to the running total
 
 
-class Spool:
+class Spool(GoodputSpool):
     def __init__(
         self,
         conn: sqlite3.Connection,
@@ -304,6 +305,7 @@ class Spool:
     @staticmethod
     def _delete_checks(conn: sqlite3.Connection, chunk: list[int]) -> int:
         marks = ",".join("?" * len(chunk))
+        conn.execute(f"DELETE FROM goodput WHERE ms IN ({marks})", chunk)
         return int(conn.execute(f"DELETE FROM checks WHERE ms IN ({marks})", chunk).rowcount)
 
     # -- small state -----------------------------------------------------------------------

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -85,6 +85,7 @@ class Spool(Protocol):
     async def backlog_async(self) -> tuple[int, int]: ...  # (records, checks) waiting
     async def peek_checks_async(self, limit: int) -> Sequence[Check]: ...
     async def ack_checks_async(self, times: Sequence[int]) -> object: ...
+    async def goodput_async(self, times: Sequence[int]) -> Mapping[int, int]: ...
 
 
 @dataclass
@@ -249,6 +250,7 @@ class Uploader(CollectorClient):
         """One POST, signed afresh (with the spool's depth besides this batch and the
         version if ``with_status``): why it was refused for its content, else None."""
         evictions = await spool.evictions_async()
+        goodput = await spool.goodput_async([ms for ms, _ in checks]) if checks else {}
         depth = None
         if with_status:
             records, waiting = await spool.backlog_async()
@@ -256,7 +258,7 @@ class Uploader(CollectorClient):
         try:
             data = await asyncio.to_thread(
                 encode_batch, self.agent_id, self.next_seq(), [m for _, m in batch], self.key,
-                evictions=evictions, checks=checks, spool=depth,
+                evictions=evictions, checks=checks, spool=depth, goodput=goodput,
                 version=REPORTED_VERSION if with_status else None,
             )  # fmt: skip
         except BatchError:

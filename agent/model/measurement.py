@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
 
 from agent.model.hostnames import normalize_host
-from agent.model.observations import DNSObservation, EndpointObservation
+from agent.model.observations import DNSObservation, EndpointObservation, ThrottleObservation
+from agent.model.protocols import ProtocolObservation
 
 SCHEME_PORTS = {"https": 443, "http": 80}
 # RFC 3986's unreserved and sub-delimiter characters, ":" and "@", and "%" so that what is
@@ -115,6 +116,11 @@ class SiteMeasurement:
     # The redirects followed after the first URL (whose views are ``agent`` and
     # ``control``), in order; empty when its page was not a redirect.
     hops: tuple[Hop, ...] = ()
+    # A throttle test (agent.throttle) rather than a site test: its rounds through the far
+    # end, which its verdict is decided from; ``agent`` then holds no DNS or endpoints.
+    throttle: ThrottleObservation | None = None
+    # A protocol test (agent.protocols): its shaped packets and their twins, likewise.
+    protocols: ProtocolObservation | None = None
 
 
 def new_measurement_id(now_ms: int | None = None) -> str:

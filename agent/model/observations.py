@@ -166,3 +166,46 @@ class EndpointObservation:
     tls_benign: TLSHandshake | None = None  # the SNI swap, when the handshake failed
     http: HTTPRoundTrip | None = None  # over the connection that worked
     http_benign: HTTPRoundTrip | None = None  # Host swap: the request was cut or blockpaged
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One bounded transfer through the far end (``agent.model.farend``): a download or an
+    upload on a connection of its own, naming ``trigger``'s name or the benign one.
+
+    Goodput is measured over a window: from the first payload byte to the last, counting the
+    bytes after the first read (``skip``), which a queue may have held back and released at
+    once. Downloads are timed by the agent, uploads by the far end, which is the one to see
+    when the bytes arrive. ``total_us`` runs from the request to the last byte, for transfers
+    too short for a window of their own."""
+
+    up: bool  # the direction: False downloads, True uploads
+    trigger: bool  # whether it named the target (else the benign name)
+    connect_ms: float
+    handshake_ms: float | None  # the TLS handshake, for a transfer over TLS
+    ttfb_ms: float | None  # request sent -> first byte of the body (downloads)
+    bytes: int  # payload bytes moved
+    skip: int  # bytes of the first read, left out of the window
+    us: int  # first payload byte -> last
+    total_us: int  # request -> last payload byte
+    status: int | None  # the far end's HTTP status: a refusal is not the network's doing
+    failure: str | None
+
+
+@dataclass(frozen=True)
+class ThrottleObservation:
+    """The throttle test of one name: interleaved rounds, trigger then benign, each a bounded
+    download and upload through the far end at ``address``. ``trigger`` says what carries the
+    name: the TLS SNI (``sni``) or the HTTP Host header (``host``)."""
+
+    trigger: str  # "sni" or "host"
+    name: str  # the target's name
+    benign: str  # the benign name of the other rounds
+    address: str | None = None  # the far end's IP; None when the test could not run
+    port: int = 0
+    transfers: tuple[Transfer, ...] = ()
+    failure: str | None = None  # why the test could not run: no far end, no token
+    window_ms: int = 0  # the longest a transfer was timed for
+    # What each download and upload asked for: one that moved less was cut by its window.
+    down_size: int = 0
+    up_size: int = 0

@@ -24,6 +24,8 @@ from agent.model.measurement import Hop, SiteMeasurement, Target, TargetError, V
 from agent.model.verdicts import VERDICTS
 from agent.verdict import chain, dns, families, http, tcp, tls
 from agent.verdict.judging import Evidence, Layer, pair_up
+from agent.verdict.protocols import decide_protocols
+from agent.verdict.throttle import decide_throttle
 
 __all__ = ["VERDICTS", "decide", "judge_chain", "redecide"]
 
@@ -97,6 +99,10 @@ def judge_chain(
 
 def redecide(m: SiteMeasurement, fingerprints: FingerprintSet | None = None) -> Verdict:
     """The verdict of a stored measurement under the current rules: what reclassification runs."""
+    if m.throttle is not None:
+        return decide_throttle(m.throttle)
+    if m.protocols is not None:
+        return decide_protocols(m.protocols)
     verdict, _ = judge_chain(
         Target.parse(m.url),
         m.agent,

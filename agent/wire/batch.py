@@ -6,6 +6,8 @@ evictions, "c": [[ms, online], ...], "q": [records, checks], "r": version}``, ea
 measurement the map of ``agent.wire.measurement_to_obj``, each ``c`` entry a connectivity
 check (a heartbeat), ``q`` what else waits in the agent's spool and ``r`` its software
 version (both for the operator's agent health page; absent: not said).
+``c`` entry is ``[ms, online, bps]`` for a check that also sampled a benign goodput
+(bits per second, ``agent.daemon.goodput``).
 The signature is Ed25519 by the agent's key (``agent.identity``) over a domain prefix and the
 body bytes, so the collector verifies exactly the bytes it then decodes.
 docs/wire-format.md, "Batches", lists the fields and limits.
@@ -18,7 +20,7 @@ only ever a :class:`BatchError` (a ``WireError``), with a machine-readable ``rea
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -64,6 +66,7 @@ MAX_MEASUREMENTS = 1000
 MAX_CHECKS = 2016
 MAX_BATCH_BYTES = 4 * 1024 * 1024
 MAX_AGENT_ID = 64
+MAX_GOODPUT_BPS = 10**12  # a terabit: a larger goodput is a broken clock, not a link
 DEFAULT_MAX_SKEW_MS = 5 * 60 * 1000
 # A week-long shutdown, then a backlog drained at the agent's pace, must still get in.
 DEFAULT_MAX_AGE_MS = 30 * 24 * 3600 * 1000
@@ -183,6 +186,7 @@ def encode_batch(
     checks: Sequence[tuple[int, bool]] = (),
     spool: tuple[int, int] | None = None,
     version: str | None = None,
+    goodput: Mapping[int, int] | None = None,
 ) -> bytes:
     """Refuses what the collector would refuse (bar the clock), so the uploader learns to
     split or fix a batch here rather than from a 4xx it would otherwise retry forever.
@@ -219,7 +223,7 @@ def encode_batch(
     if check_uint(evictions, "e"):
         body["e"] = evictions  # absent means 0, as in the measurement schema
     if checks:
-        body["c"] = _checks_to_obj(checks)  # absent means none
+        body["c"] = _checks_to_obj(checks, goodput or {})  # absent means none
     if spool is not None:
         body["q"] = list(check_spool(spool))
     if version is not None:
@@ -233,7 +237,9 @@ def encode_batch(
     return data
 
 
-def _checks_to_obj(checks: Sequence[tuple[int, bool]]) -> list[list[Any]]:
+def _checks_to_obj(
+    checks: Sequence[tuple[int, bool]], goodput: Mapping[int, int]
+) -> list[list[Any]]:
     if len(checks) > MAX_CHECKS:
         raise BatchSizeError(f"batch.c: {len(checks)} checks, at most {MAX_CHECKS} per batch")
     objs: list[list[Any]] = []
@@ -244,5 +250,11 @@ def _checks_to_obj(checks: Sequence[tuple[int, bool]]) -> list[list[Any]]:
         if not isinstance(online, bool):
             raise BatchSchemaError(f"batch.c[{index}][1]: expected a bool (online)")
         seen.add(ms)
-        objs.append([ms, online])
+        bps = goodput.get(ms)
+        if bps is None:
+            objs.append([ms, online])
+        elif isinstance(bps, bool) or not isinstance(bps, int) or not 0 <= bps <= MAX_GOODPUT_BPS:
+            raise BatchSchemaError(f"batch.c[{index}][2]: expected bits per second")
+        else:
+            objs.append([ms, online, bps])
     return objs

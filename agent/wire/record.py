@@ -1,7 +1,7 @@
-"""Agent layer 3, wire: msgpack schema v2, the one format measurements travel and rest in.
+"""Agent layer 3, wire: msgpack schema v3, the one format measurements travel and rest in.
 
-A record is a msgpack map ``{"v": 2, ...}`` (version 1 records, from before redirect chains
-and IPv6, still decode) with one-character keys. Durations and timestamps are integer
+A record is a msgpack map ``{"v": 2, ...}`` (version 1 records, from before redirect chains,
+IPv6 and throttle tests, still decode) with one-character keys. Durations and timestamps are integer
 milliseconds, IP addresses 4/16-byte bin, SHA-256 hashes 32-byte bin, the id its 16 UUID
 bytes. Failures, TLS versions, ciphers, ALPN and content types are small integers from
 append-only tables (a value missing from its table travels as its text, so those fields are
@@ -37,8 +37,11 @@ from agent.model.observations import (
     HTTPRoundTrip,
     SystemResolution,
     TCPConnect,
+    ThrottleObservation,
     TLSHandshake,
+    Transfer,
 )
+from agent.model.protocols import ProtocolObservation, ProtocolProbe
 from agent.wire.codec import (
     LONG,
     MAX_BINS,
@@ -77,11 +80,15 @@ __all__ = [
     "measurement_to_obj",
 ]
 
-# Version 2 (December 2026) added redirect hops ("h"), AAAA answers and the text table ("s");
-# every new record is version 2, and version 1 records, from before, still decode.
+# Version 2 (December 2026) added redirect hops ("h"), AAAA answers, the text table ("s"),
+# throttle tests ("T") and protocol tests ("P"); every new record is version 2, and version 1
+# records, from before, still decode.
 VERSION = 2
 VERSIONS = frozenset((1, 2))
-_V2_KEYS = frozenset(("h", "s"))  # top-level keys a version 1 record cannot have
+_V2_KEYS = frozenset(("h", "s", "T", "P"))  # top-level keys a version 1 record cannot have
+_THROTTLE_KEY, _PROTOCOLS_KEY = "T", "P"
+MAX_PROBES = 16
+MAX_TRANSFERS = 64
 MAX_HOPS = 10  # agent.verdict.chain.MAX_REDIRECTS; the wire refuses longer chains
 MAX_RECORD = 64 * 1024
 MAX_TITLE = 128
@@ -259,12 +266,40 @@ _HOP = Struct(Hop, (
     Field("url", "u", Text(LONG), _R), Field("agent", "a", _VANTAGE, _R),
     Field("control", "c", _VANTAGE), Field("control_failure", "f", _FAILURE),
 ), context=_hop_context, context_from=("url",))  # fmt: skip
+_TRANSFER = Struct(Transfer, (
+    Field("up", "u", Bool(), False), Field("trigger", "k", Bool(), False),
+    Field("connect_ms", "c", Ms(), _R), Field("handshake_ms", "s", Ms()),
+    Field("ttfb_ms", "t", Ms()), Field("bytes", "b", UInt(), 0), Field("skip", "p", UInt(), 0),
+    Field("us", "d", UInt(), 0), Field("total_us", "e", UInt(), 0),
+    Field("status", "h", UInt(999)), Field("failure", "f", _FAILURE),
+))  # fmt: skip
+_THROTTLE = Struct(ThrottleObservation, (
+    Field("trigger", "y", Text(16), _R), Field("name", "n", Text(), _HOST),
+    Field("benign", "g", Text(), _R), Field("address", "a", Addr()),
+    Field("port", "p", UInt(65535), 0), Field("transfers", "x", List(_TRANSFER, MAX_TRANSFERS), ()),
+    Field("failure", "f", _FAILURE), Field("window_ms", "w", UInt(2**32 - 1), 0),
+    Field("down_size", "s", UInt(2**32 - 1), 0), Field("up_size", "u", UInt(2**32 - 1), 0),
+))  # fmt: skip
+_PROBE = Struct(ProtocolProbe, (
+    Field("shape", "y", Text(16), _R), Field("random", "r", Bool(), False),
+    Field("site", "s", Bool(), False), Field("size", "z", UInt(65535), _R),
+    Field("answered", "k", Bool(), False), Field("ms", "d", Ms(), _R),
+    Field("tries", "t", UInt(255), 1), Field("failure", "f", _FAILURE),
+))  # fmt: skip
+_PROTOCOLS = Struct(ProtocolObservation, (
+    Field("name", "n", Text(), _HOST), Field("benign", "g", Text(), _R),
+    Field("address", "a", Addr()), Field("udp_port", "p", UInt(65535), 0),
+    Field("tcp_port", "q", UInt(65535), 0), Field("site_address", "s", Addr()),
+    Field("probes", "x", List(_PROBE, MAX_PROBES), ()), Field("failure", "f", _FAILURE),
+))  # fmt: skip
 _SCHEMA = Struct(SiteMeasurement, (
     Field("id", "i", Uuid(), _R), Field("url", "u", Text(LONG), _R),
     Field("started_ms", "t", UInt(), Ctxt("id_ms")), Field("ms", "d", Ms(), _R),
     Field("agent", "a", _VANTAGE, _R), Field("control", "c", _VANTAGE),
     Field("control_failure", "f", _FAILURE), Field("online", "o", Bool()),
     Field("verdict", "r", _VERDICT, _R), Field("hops", "h", List(_HOP, MAX_HOPS), ()),
+    Field("throttle", _THROTTLE_KEY, _THROTTLE),
+    Field("protocols", _PROTOCOLS_KEY, _PROTOCOLS),
 ), context=_record_context, context_from=("id", "url"))  # fmt: skip
 
 

@@ -8,15 +8,18 @@ it becomes a problem string (``file:line: reason``) and the rest is still measur
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+from collections.abc import Collection
 from pathlib import Path
 
 from agent.model.measurement import Target, TargetError
 
-__all__ = ["URL_COLUMN", "read_test_list"]
+__all__ = ["CATEGORY_COLUMN", "URL_COLUMN", "in_categories", "read_test_list"]
 
 URL_COLUMN = "url"
+CATEGORY_COLUMN = "category_code"
 
 
 def read_test_list(path: Path) -> tuple[list[Target], list[str]]:
@@ -84,3 +87,23 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc)
+
+
+def in_categories(text: str, categories: Collection[str]) -> list[Target]:
+    """The targets of a test list's rows whose ``category_code`` is one of ``categories``
+    (``GRP``, ``COMT``, ...; any case), in file order; rows that are not URLs are skipped, as
+    :func:`read_test_list` reports them already."""
+    wanted = {code.strip().upper() for code in categories}
+    found: list[Target] = []
+    try:
+        for row in csv.DictReader(io.StringIO(text, newline="")):
+            named = {str(k).strip().lower(): v for k, v in row.items() if k is not None}
+            url, code = named.get(URL_COLUMN), named.get(CATEGORY_COLUMN)
+            if not isinstance(url, str) or not isinstance(code, str) or "://" not in url:
+                continue
+            if code.strip().upper() in wanted:
+                with contextlib.suppress(TargetError):
+                    found.append(Target.parse(url))
+    except csv.Error:
+        pass  # the rows before the bad one stand, as in read_test_list
+    return found

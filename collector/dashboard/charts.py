@@ -43,6 +43,7 @@ VERDICT_COLOURS: dict[str, str] = {
     "tls.reset": "#cc79a7", "tls.timeout": "#e5b0cf", "tls.eof": "#9a4b7c", "tls.mitm": "#5e1f4d",
     "http.reset": "#d55e00", "http.timeout": "#f09a63", "http.eof": "#a84400",
     "http.blockpage": "#8b1a1a", "http.diff": "#e07b7b",
+    "throttled": "#6a3d9a", "quic.blocked": "#1b9e77", "vpn.blocked": "#0d5e47",
 }
 # fmt: on
 UNKNOWN_COLOUR = "#777777"

@@ -224,7 +224,10 @@ def store_signed_batch(
         waiting, checks = batch.spool or (None, None)
         status = AgentStatus(batch.version, waiting, checks, batch.evictions)
         seq = seq._replace(status=status, body=envelope.body if records else None)
-    return storage.ingest(envelope.agent_id, records, asn, cc, received_ms, batch.checks, seq=seq)
+    stored = storage.ingest(envelope.agent_id, records, asn, cc, received_ms, batch.checks, seq=seq)
+    # After the batch: one refused whole stores no sample either (collector.storage.goodput).
+    storage.store_goodput(envelope.agent_id, batch.goodput, asn, cc, received_ms)
+    return stored
 
 
 def stored_before(envelope: Envelope, received_ms: int) -> IngestResult:

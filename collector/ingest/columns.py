@@ -85,9 +85,11 @@ def _implied_names(record: Any) -> frozenset[str]:
 
 
 def _versioned_fields(record: Any) -> bool:
-    """Hops and the text table are version 2 fields: the decoder refuses them in a version 1
-    record."""
-    return record.v != 1 or (record.h is None and record.s is None)
+    """Hops, the text table and throttle and protocol tests are version 2 fields: the decoder
+    refuses them in a version 1 record."""
+    return record.v != 1 or (
+        record.h is None and record.s is None and record.T is None and record.P is None
+    )
 
 
 _CHECK: RecordCheck | None = None

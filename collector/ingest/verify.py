@@ -24,6 +24,7 @@ from agent.wire.batch import (
     MAX_AGENT_ID,
     MAX_BATCH_BYTES,
     MAX_CHECKS,
+    MAX_GOODPUT_BPS,
     MAX_MEASUREMENTS,
     SIGNATURE_DOMAIN,
     SIGNATURE_SIZE,
@@ -72,6 +73,8 @@ class Batch:
     # None when the batch does not say (an older agent's).
     spool: tuple[int, int] | None = None
     version: str | None = None
+    # The benign goodput some checks sampled (ms, bits per second): collector.degradation.
+    goodput: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def records(self) -> list[bytes]:
@@ -252,26 +255,33 @@ def _check_time(value: int, name: str, now_ms: int, max_skew_ms: int, max_age_ms
 
 def _parse_checks(
     value: Any, now_ms: int, max_skew_ms: int, max_age_ms: int
-) -> list[tuple[int, bool]]:
+) -> tuple[list[tuple[int, bool]], list[tuple[int, int]]]:
     """The connectivity checks ``[[ms, online], ...]``: unique by time, each as sane in time
-    as a measurement, since the collector dates outages by them."""
+    as a measurement, since the collector dates outages by them; and the goodput samples of
+    those that carry one (``[ms, online, bps]``)."""
     if not isinstance(value, list):
         raise BatchSchemaError("batch.c: expected an array of [ms, online] checks")
     if len(value) > MAX_CHECKS:
         raise BatchSizeError(f"batch.c: {len(value)} checks, at most {MAX_CHECKS} per batch")
     checks: list[tuple[int, bool]] = []
+    goodput: list[tuple[int, int]] = []
     seen: set[int] = set()
     for index, item in enumerate(value):
         where = f"batch.c[{index}]"
-        if not isinstance(item, list) or len(item) != 2 or not isinstance(item[1], bool):
+        if not isinstance(item, list) or len(item) not in (2, 3) or not isinstance(item[1], bool):
             raise BatchSchemaError(f"{where}: expected [ms, online] (uint, bool)")
+        if len(item) == 3:
+            bps = check_uint(item[2], f"c[{index}][2]")
+            if bps > MAX_GOODPUT_BPS:
+                raise BatchSchemaError(f"{where}: a goodput of {bps} bits per second")
+            goodput.append((item[0], bps))
         ms = check_uint(item[0], f"c[{index}][0]")
         _check_time(ms, f"{where} (checked)", now_ms, max_skew_ms, max_age_ms)
         if ms in seen:
             raise BatchDuplicateIdError(f"{where}: check time {ms} repeated in the batch")
         seen.add(ms)
         checks.append((ms, item[1]))
-    return checks
+    return checks, goodput
 
 
 def check_signature(envelope: Envelope, public_key: Ed25519PublicKey) -> None:
@@ -341,7 +351,7 @@ def read_signed_batch(
         raise BatchSchemaError(f"batch.v: unsupported version {obj['v']!r:.40} (expected 1)")
     seq, created_ms = check_uint(obj["s"], "s"), check_uint(obj["t"], "t")
     evictions = check_uint(obj.get("e", 0), "e")
-    checks = _parse_checks(obj.get("c", []), now_ms, max_skew_ms, max_age_ms)
+    checks, goodput = _parse_checks(obj.get("c", []), now_ms, max_skew_ms, max_age_ms)
     if not isinstance(obj["m"], list):
         raise BatchSchemaError("batch.m: expected an array of measurements")
     _check_time(created_ms, "batch.t (created)", now_ms, max_skew_ms, max_age_ms)
@@ -355,7 +365,9 @@ def read_signed_batch(
     _check_records(columns, now_ms, max_skew_ms, max_age_ms)
     spool = None if "q" not in obj else check_spool(obj["q"])
     version = None if "r" not in obj else check_version(obj["r"])
-    return Batch(envelope.agent_id, seq, created_ms, evictions, columns, checks, spool, version)
+    return Batch(
+        envelope.agent_id, seq, created_ms, evictions, columns, checks, spool, version, goodput
+    )
 
 
 def _check_records(

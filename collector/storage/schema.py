@@ -219,6 +219,26 @@ connectivity = Table(
     Index(None, "ms"),
 )
 
+# Migration 0013: the benign goodput samples some connectivity checks carry (bits per
+# second), one row per agent and check time like ``connectivity``, with the network of the
+# upload that carried it. Degraded periods are derived from it at query time
+# (``collector.degradation``).
+goodput = Table(
+    "goodput",
+    metadata,
+    Column("agent_id", String(MAX_AGENT_ID), ForeignKey("agents.id"), nullable=False),
+    Column("ms", BigInteger, nullable=False),
+    Column("bps", BigInteger, nullable=False),
+    Column("asn", BigInteger, nullable=True),
+    Column("cc", String(2), nullable=True),
+    Column("received_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("agent_id", "ms"),
+    CheckConstraint("ms >= 0", name="sampled_after_epoch"),
+    CheckConstraint("bps >= 0", name="bps_positive"),
+    CheckConstraint("length(cc) = 2", name="cc_length"),
+    Index(None, "ms"),
+)
+
 # Migration 0009: the counts per ISO week (Monday 00:00 UTC), one column per day. A window's
 # whole days are then read from one row per cell, verdict and week, whichever days of the
 # week it takes: a 7-day window reads at most two rows per cell and verdict, where rows

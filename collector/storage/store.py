@@ -33,6 +33,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from collector.ingest.columns import uuid_text
 from collector.storage.agents import AgentStore, accepts
 from collector.storage.engine import READ_ONLY, make_engine, sqlstate, upgrade
+from collector.storage.goodput import GoodputStore
 from collector.storage.idmap import cell_ids, verdict_ids
 from collector.storage.operators import OperatorStore
 from collector.storage.queries import QueryStore
@@ -69,7 +70,7 @@ _T = TypeVar("_T")
 _KEY = attrgetter("key")
 
 
-class Storage(AgentStore, OperatorStore, QueryStore, Reclassification):
+class Storage(AgentStore, OperatorStore, QueryStore, Reclassification, GoodputStore):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.backend = engine.dialect.name

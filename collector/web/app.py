@@ -39,7 +39,7 @@ from collector.ingest.accept import RateLimiter
 from collector.ingest.verify import prepare_verifier
 from collector.storage import open_storage
 from collector.testlist import TestListSource
-from collector.web import evidence, export, handlers, incidents, operator, queries
+from collector.web import evidence, export, farend, handlers, incidents, operator, queries
 from collector.web.errors import json_errors
 from collector.web.keys import (
     AGENT_KEYS,
@@ -208,9 +208,11 @@ def create_app(settings: Settings, *, measure: Measure | None = None) -> web.App
     app.cleanup_ctx.append(_testlist(settings.testlist))
     app.cleanup_ctx.append(_fingerprints(settings.fingerprints))
     app.cleanup_ctx.append(_collector_key(settings.key_file))
+    app.cleanup_ctx.append(farend.farend_context(settings))
     app.router.add_routes(handlers.routes)
     app.router.add_routes(queries.routes)
     app.router.add_routes(evidence.routes)
+    app.router.add_routes(farend.routes)
     incidents.install(app)
     operator.install(app)
     export.install(app)

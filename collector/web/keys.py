@@ -24,6 +24,7 @@ from collector.config import Settings
 from collector.control import ControlCache
 from collector.enrich import Enricher
 from collector.export.stream import ExportLimits
+from collector.farend.service import FarendService
 from collector.fingerprints import ServedFingerprints
 from collector.ingest.accept import RateLimiter
 from collector.storage import Storage
@@ -37,6 +38,7 @@ __all__ = [
     "CONTROL_LIMITER",
     "ENRICHER",
     "EXPORTS",
+    "FAREND",
     "FINGERPRINTS",
     "INGEST_THREADS",
     "LIMITER",
@@ -75,3 +77,4 @@ COLLECTOR_KEY = web.AppKey("collector_key", Ed25519PrivateKey)
 EXPORTS = web.AppKey("exports", ExportLimits)
 # Reports built at once (collector.web.incidents): each reads all its query's measurements.
 REPORTS = web.AppKey("reports", asyncio.Semaphore)
+FAREND = web.AppKey("farend", FarendService)  # absent without a far end (--no-farend)

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client import generate_latest as _generate_latest
 
 from agent.api.paths import CACHE_HEADER, CONTROL_PATH
+from collector.farend.limits import DIRECTIONS, REFUSALS
 
 # agent.wire.batch.BatchError reasons, then collector.ingest's own; pre-set to 0 so a dashboard
 # sees every series from the start instead of "no data" until the first refusal.
@@ -94,6 +95,24 @@ class Metrics:
             ["cache"],
             registry=self.registry,
         )
+        self.farend_refusals = Counter(
+            "netsonde_farend_refusals",
+            "What the far end turned away: no valid token, an agent's daily bytes spent, too "
+            "many transfers at once, a malformed request, a datagram from an unleased address.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.farend_bytes = Counter(
+            "netsonde_farend_bytes",
+            "Payload bytes the far end moved for agents: down, up, UDP echoed both ways (udp), "
+            "and the TCP echo of the protocol test (echo).",
+            ["direction"],
+            registry=self.registry,
+        )
+        for reason in REFUSALS:
+            self.farend_refusals.labels(reason)
+        for direction in DIRECTIONS:
+            self.farend_bytes.labels(direction)
         for outcome in ("accepted", "rejected", "error", "abandoned"):
             self.batches.labels(outcome)
         for result in ("stored", "duplicate"):
@@ -104,6 +123,13 @@ class Metrics:
     def count_measurements(self, stored: int, duplicates: int) -> None:
         self.measurements.labels("stored").inc(stored)
         self.measurements.labels("duplicate").inc(duplicates)
+
+    # collector.farend.limits.Counts: the far end running in this process reports here.
+    def refused(self, reason: str) -> None:
+        self.farend_refusals.labels(reason).inc()
+
+    def moved(self, direction: str, nbytes: int) -> None:
+        self.farend_bytes.labels(direction).inc(nbytes)
 
     def exposition(self) -> bytes:
         return _generate_latest(self.registry)

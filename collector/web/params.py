@@ -44,11 +44,14 @@ MAX_LENGTH = {
     "limit": 4,
     "cursor": 64,
     "agent": MAX_AGENT_ID,
+    "kind": 16,
 }
 WINDOW = frozenset({"cc", "asn", "domain", "since", "until"})
 TIMELINE_PARAMS = WINDOW | {"bucket"}
 PAGE_PARAMS = WINDOW | {"verdict", "limit", "cursor"}
-OUTAGE_PARAMS = frozenset({"cc", "asn", "agent", "since", "until"})
+OUTAGE_PARAMS = frozenset({"cc", "asn", "agent", "since", "until", "kind"})
+# /api/v1/outages's kinds: collector.outages' offline and silent, collector.degradation's.
+OUTAGE_KINDS = ("offline", "silent", "degraded")
 
 # [0-9], never \d or str.isdigit: both take digits of other scripts that int() reads or not.
 _CC = re.compile(r"[A-Za-z]{2}")

@@ -32,6 +32,7 @@ from agent.api.paths import BLOCKING_PATH, MEASUREMENTS_PATH, OUTAGES_PATH, TIME
 from agent.model.measurement import Target, TargetError
 from agent.wire.json import measurement_json
 from agent.wire.record import WireError, decode_measurement
+from collector.degradation import DEGRADED, Degradation
 from collector.ingest.accept import now_ms
 from collector.outages import Outage
 from collector.storage.queries import StoredMeasurement, stop_if
@@ -39,10 +40,12 @@ from collector.web.keys import STORAGE
 from collector.web.operator import is_operator, operator_only
 from collector.web.params import (
     BUCKETS,
+    OUTAGE_KINDS,
     OUTAGE_PARAMS,
     PAGE_PARAMS,
     TIMELINE_PARAMS,
     WINDOW,
+    BadParam,
     check_query,
     parse_bucket,
     parse_filters,
@@ -121,17 +124,31 @@ async def list_measurements(request: web.Request) -> web.Response:
 
 @routes.get(OUTAGES_PATH, allow_head=False)
 async def outages(request: web.Request) -> web.Response:
-    """``?cc=&asn=&since=&until=``, and for the operator ``agent=``: the outage events from
-    the agents' connectivity checks (``collector.outages``), newest first."""
+    """``?cc=&asn=&since=&until=&kind=``, and for the operator ``agent=``: the outage events
+    from the agents' connectivity checks (``collector.outages``) and the degraded periods from
+    their goodput samples (``collector.degradation``), newest first."""
     params = check_query(request.query, OUTAGE_PARAMS)
     filters = parse_filters(params)
+    kind = params.get("kind")
+    if kind is not None and kind not in OUTAGE_KINDS:
+        raise BadParam(f"'kind' must be one of {', '.join(OUTAGE_KINDS)}")
     operator = await is_operator(request)
     if (agent := parse_name(params, "agent")) is not None:
         if not operator:  # one agent's outages are when that volunteer was offline
             raise operator_only("the 'agent' filter")
         filters["agent"] = agent
-    found = await request.app[STORAGE].outages_async(now_ms=now_ms(), **filters)
-    return web.json_response({"outages": [outage_view(o, operator=operator) for o in found]})
+    storage = request.app[STORAGE]
+    views: list[tuple[int, dict[str, Any]]] = []
+    if kind != DEGRADED:
+        found = await storage.outages_async(now_ms=now_ms(), **filters)
+        views += [
+            (o.start_ms, outage_view(o, operator=operator)) for o in found if kind in (None, o.kind)
+        ]
+    if kind in (None, DEGRADED):
+        periods = await storage.degradations_async(**filters)
+        views += [(d.start_ms, degradation_view(d, operator=operator)) for d in periods]
+    views.sort(key=lambda view: -view[0])  # stable: each kind keeps its own order within
+    return web.json_response({"outages": [view for _, view in views]})
 
 
 def measurement_view(row: StoredMeasurement, *, operator: bool) -> dict[str, Any]:
@@ -149,6 +166,26 @@ def measurement_view(row: StoredMeasurement, *, operator: bool) -> dict[str, Any
     # The stored verdict wins: reclassification rewrites the column, not the record.
     obj["verdict"] = row.verdict
     return {**obj, **extra}
+
+
+def degradation_view(d: Degradation, *, operator: bool) -> dict[str, Any]:
+    """A degraded period, with its goodput and the baseline it fell from."""
+    view: dict[str, Any] = {
+        "kind": d.kind,
+        "start_ms": d.start_ms,
+        "end_ms": d.end_ms,
+        "last_normal_ms": d.last_normal_ms,
+        "asn": d.asn,
+        "cc": d.cc,
+        "agent_count": len(d.agents),
+        "agents_sampled": d.sampled,
+        "samples": len(d.rates),
+        "goodput_kbps": round(d.goodput_bps / 1000),
+        "baseline_kbps": round(d.baseline_bps / 1000),
+    }
+    if operator:
+        view["agents"] = list(d.agents)
+    return view
 
 
 def outage_view(o: Outage, *, operator: bool) -> dict[str, Any]:

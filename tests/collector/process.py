@@ -28,10 +28,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# The far end ``serve`` runs by default listens on fixed ports, which two collectors of one
+# test (or two test runs) cannot share: any free ones, and its files beside the log (not in
+# the working directory, the checkout, for a PostgreSQL store), unless a test chooses.
+FAREND_ANY_PORT = ("--farend-tls-port", "0", "--farend-http-port", "0", "--farend-udp-port", "0")
+
+
 class CollectorProcess:
     """One ``serve`` on a free loopback port, with the store at ``db`` and ``options``."""
 
     def __init__(self, db: str, log: Path, *options: str) -> None:
+        if not any(option.startswith(("--farend", "--no-farend")) for option in options):
+            options = (*FAREND_ANY_PORT, "--farend-dir", str(log.parent), *options)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log

@@ -58,6 +58,11 @@ CASES: dict[str, tuple[dict[str, Any], str]] = {
                        "status, title and length"),
     "http.diff": ({"ip": "192.0.2.24", "reason": "title differs from control"},
                   "title differs from the control's"),
+    "throttled": ({"trigger": "sni", "direction": "down", "limit_kbps": 140, "benign_kbps": 9000},
+                  "at about 140 kbit/s against 9000 kbit/s"),
+    "quic.blocked": ({"trigger": "sni", "where": "the far end", "name": "x.com"},
+                     "QUIC packets naming it were lost"),
+    "vpn.blocked": ({"trigger": "wireguard"}, "(wireguard) were lost"),
 }
 # fmt: on
 
@@ -82,7 +87,8 @@ def test_every_verdict_name_has_an_explanation() -> None:
 
 def test_techniques_are_words_not_names() -> None:
     assert technique("tls.reset") == "TLS handshakes reset"
-    assert technique("throttled") == "throttled"
+    assert technique("throttled") == "throttling by name"
+    assert technique("future.verdict") == "future.verdict"
     assert all("." not in words for words in TECHNIQUES.values())
 
 

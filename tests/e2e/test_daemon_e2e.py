@@ -28,11 +28,12 @@ from tests.e2e.serving import serving
 from tests.lab.agent import LabAgent, write_test_list
 from tests.lab.collector import LabCollector, blocking_mismatches
 from tests.lab.lab import Lab
+from tests.lab.protocol_censors import PROTOCOL_TECHNIQUES
 
 pytestmark = pytest.mark.lab
 
 # Throttling is not decided yet; the shutdown row is "offline" only with the link cut.
-LATER = {"throttle", "shutdown"}
+LATER = {"throttle", "shutdown", *PROTOCOL_TECHNIQUES}
 INTERVAL = 6.0  # seconds between measure runs
 CHECK = 2.0  # seconds between connectivity checks
 # An offline check lasts until its probes time out (the collector's health request, then the

@@ -15,13 +15,14 @@ from tests.lab import engine
 from tests.lab.collector import COLLECTOR_URL, LabCollector
 from tests.lab.engine import FINGERPRINT_FILES
 from tests.lab.lab import Lab
+from tests.lab.protocol_censors import PROTOCOL_TECHNIQUES
 from tests.lab.scenarios import Scenario
 from tests.shared_data import shared_file
 
 pytestmark = pytest.mark.lab
 
-# Throttling has an issue of its own; the shutdown row is measured with the uplink cut.
-LATER = {"throttle", "shutdown"}
+# The shutdown row is measured with the uplink cut; throttle rows by their throttle test.
+LATER = {"shutdown", *PROTOCOL_TECHNIQUES}  # the protocol rows: tests/e2e/test_protocols_e2e.py
 CLEAN_REPEATS = 20
 UNREACHABLE_COLLECTOR = "http://198.51.100.11:8080"  # nothing listens or routes there
 
@@ -64,7 +65,9 @@ def mismatches(rows: list[Scenario], results: list[dict[str, Any]]) -> list[str]
 
 def test_every_scenario_gets_its_expected_verdict(lab: Lab, collector: LabCollector) -> None:
     rows = [row for row in lab.table.rows if row.technique not in LATER]
-    results = probe(lab, [row.url for row in rows])
+    sites = [row.url for row in rows if row.technique != "throttle"]
+    throttled = [row.url for row in rows if row.technique == "throttle"]
+    results = probe(lab, sites) + engine.throttle(lab, throttled, collector_url=COLLECTOR_URL)
     assert not mismatches(rows, results)
 
 

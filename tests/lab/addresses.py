@@ -26,6 +26,11 @@ LINKS = (
 
 # Where each hop faces the agent: censors that answer the agent act on this side.
 AGENT_FACING_IFACE = {"isp": "sub0", "border": "down0"}
+# ... and where it faces the internet: what the agent uploads leaves here.
+NET_FACING_IFACE = {"isp": "up0", "border": "up0"}
+# Links whose senders send MTU-sized packets, not 64 KB GSO ones: a throttle's queue counts
+# packets, and eight GSO packets would hold seconds of a 150 kbit/s flow.
+NO_GSO = (("agent", "up0"), ("net", "down0"))
 
 ISP_RESOLVER = "100.64.0.53"
 BLOCKPAGE_SERVER = "203.0.113.80"

@@ -54,6 +54,7 @@ class LabAgent:
         schedule: dict[str, str] | None = None,
         probe: dict[str, Any] | None = None,
         testlist: dict[str, Any] | None = None,
+        throttle: dict[str, Any] | None = None,
     ) -> None:
         self.lab, self.directory = lab, directory
         self.collector_url = collector_url
@@ -83,6 +84,8 @@ class LabAgent:
             f'state_dir = "state"\nca_file = "{lab.ca_file}"\n'
             f'[collector]\nurls = ["{collector_url}"]\n'
             f"[testlist]\n{_toml(lists)}[schedule]\n{_toml(sched)}[probe]\n{_toml(settings)}"
+            # The daemon's throttle job (agent.daemon.throttle): off unless a test wants it.
+            f"[throttle]\n{_toml(throttle or {'enabled': False})}"
         )
 
     def enroll(self, db_url: str) -> str:

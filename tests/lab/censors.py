@@ -14,12 +14,12 @@ from typing import Any
 
 from tests.lab import addresses as plan
 from tests.lab import censors_more as more
+from tests.lab.protocol_censors import protocol_rules
 from tests.lab.scenarios import Scenario, ScenarioTable
+from tests.lab.throttling import throttle_rules
 
 DNS_TTL = 300
 DEFAULT_BOGON = "10.10.34.34"
-DEFAULT_THROTTLE_RATE = "1mbit"
-THROTTLE_MARK_BASE = 0x10
 
 
 def _dnsmasq_common(listen: str) -> list[str]:
@@ -130,7 +130,6 @@ def hop_rules(table: ScenarioTable, hop: str, family: int = 4) -> HopRules:
     """One hop's rules for iptables (``family`` 4, with the tc commands) or ip6tables (6)."""
     rules = HopRules()
     iface = plan.AGENT_FACING_IFACE[hop]
-    throttled = [row for row in table.rows if row.hop == hop and row.technique == "throttle"]
     for row in table.rows:
         ip = row.ip if family == 4 else row.ip6
         if row.hop != hop or ip is None:
@@ -155,28 +154,9 @@ def hop_rules(table: ScenarioTable, hop: str, family: int = 4) -> HopRules:
                 f"-A PREROUTING -i {iface} -d {ip} -p tcp --dport 443 "
                 f"-j REDIRECT --to-ports {plan.TLS_INTERCEPTOR_PORT}"
             )
-    if throttled:
-        # The ClientHello marks its connection; packets of a marked connection leaving towards
-        # the agent are put straight into that mark's htb class (CLASSIFY sets skb->priority,
-        # which htb honours without a tc classifier; cls_fw is not in every kernel).
-        if family == 4:  # one qdisc serves both families
-            rules.tc.append(["qdisc", "add", "dev", iface, "root", "handle", "1:", "htb"])
-        for offset, row in enumerate(throttled):
-            mark = THROTTLE_MARK_BASE + offset
-            classid = f"1:{mark:x}"
-            rules.mangle += [
-                f'-A FORWARD -p tcp --dport 443 -m string --string "{row.domain}" --algo bm '
-                f"-j CONNMARK --set-mark {mark}",
-                f"-A FORWARD -o {iface} -m connmark --mark {mark} "
-                f"-j CLASSIFY --set-class {classid}",
-            ]
-            rate = row.params.get("rate", DEFAULT_THROTTLE_RATE)
-            if family != 4:
-                continue
-            rules.tc.append(
-                ["class", "add", "dev", iface, "parent", "1:", "classid", classid]
-                + ["htb", "rate", rate, "ceil", rate]
-            )
+    if family == 4:  # tests.lab.throttling and tests.lab.protocol_censors act on IPv4 flows
+        throttle_rules(table, hop, rules)
+        protocol_rules(table, hop, rules)
     return rules
 
 

@@ -200,12 +200,89 @@ class _SNIConnection(http.client.HTTPSConnection):
         self.sock = self._tls_context.wrap_socket(raw, server_hostname=self._sni)
 
 
+def _timed_body(conn: socket.socket, size: int, window: float) -> dict[str, Any]:
+    """Reads an answer's body for ``window`` seconds after its first byte."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return {"error": "eof"}
+        head += chunk
+    first = last = time.monotonic()
+    got, skip = 0, len(head.partition(b"\r\n\r\n")[2])
+    conn.settimeout(window)
+    try:
+        while last - first < window and skip + got < size:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            got, last = got + len(chunk), time.monotonic()
+    except TimeoutError:
+        pass  # the window ended while waiting for more
+    elapsed = last - first
+    return {
+        "error": None,
+        "bytes": skip + got,
+        "seconds": round(elapsed, 3),
+        "rate_bps": round(got * 8 / elapsed) if elapsed > 0 and got else None,
+    }
+
+
+def rate(
+    ip: str, host: str, size: int, tls_sni: str | None = None, window: float = 1.5
+) -> dict[str, Any]:
+    """GET /bytes/SIZE with ``host`` (over TLS naming ``tls_sni`` if given, unverified) and
+    read for ``window`` seconds after the first body byte: the goodput after the first read,
+    in bits per second, as the agent's throttle probe measures it."""
+    request = f"GET /bytes/{size} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    try:
+        with socket.create_connection((ip, 80 if tls_sni is None else 443), TIMEOUT) as raw:
+            conn = raw
+            if tls_sni is not None:
+                conn = _tls_context(None).wrap_socket(raw, server_hostname=tls_sni)
+            conn.sendall(request.encode())
+            return _timed_body(conn, size, window)
+    except OSError as exc:
+        return {"error": _error_name(exc)}
+
+
+def udp(ip: str, port: int, payload: str, tries: int = 2, wait: float = 1.0) -> dict[str, Any]:
+    """Sends the hex ``payload`` from a fresh socket, again while silent; the first answer's
+    length, or the error (ECONNREFUSED: the host said nothing listens, so it arrived)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.connect((ip, port))
+        sock.settimeout(wait)
+        for _ in range(tries):
+            try:
+                sock.send(bytes.fromhex(payload))
+                return {"error": None, "answer": len(sock.recv(65536))}
+            except TimeoutError:
+                continue
+            except OSError as exc:
+                return {"error": _error_name(exc), "answer": None}
+    return {"error": "timeout", "answer": None}
+
+
+def tcp_send(ip: str, port: int, payload: str) -> dict[str, Any]:
+    """Connects, sends the hex ``payload`` as the first bytes and reads what comes back."""
+    try:
+        with socket.create_connection((ip, port), TIMEOUT) as sock:
+            sock.sendall(bytes.fromhex(payload))
+            data = sock.recv(65536)
+            return {"error": None if data else "eof", "received": len(data)}
+    except OSError as exc:
+        return {"error": _error_name(exc), "received": 0}
+
+
 OPS: dict[str, Callable[..., dict[str, Any]]] = {
     "dns_udp": dns_udp,
     "dns_system": dns_system,
     "tcp": tcp,
     "tls": tls,
     "http_get": http_get,
+    "rate": rate,
+    "udp": udp,
+    "tcp_send": tcp_send,
 }
 
 

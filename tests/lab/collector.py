@@ -39,6 +39,7 @@ INTERNET = ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32"
 # One probe identity measures whole tables at --concurrency 32 (benchmarks/bench_probe.py);
 # the per-agent limit itself is tested in tests/security.
 CONTROL_LIMITS = ("--control-rate", "1000", "--control-burst", "1000")
+FAREND_PORTS = ("--farend-tls-port", "443", "--farend-http-port", "80", "--farend-udp-port", "443")
 # Verdicts that are not a blocking technique: the matrix has no dominant technique for them.
 NOT_BLOCKING = frozenset({"ok", "down", "offline", "inconclusive"})
 
@@ -62,6 +63,8 @@ class LabCollector:
         argv += ["--listen", f"{plan.COLLECTOR}:{PORT}", "--db", self.db_url]
         argv += ["--ca-file", str(self.lab.ca_file), "--resolver", plan.PUBLIC_RESOLVER]
         argv += ["--timeout", "2", *CONTROL_LIMITS]
+        # The far end on the ports a censor watches, as README.md suggests for real ones.
+        argv += [*FAREND_PORTS, "--farend-dir", str(self.directory)]
         for network in INTERNET:
             argv += ["--allow-network", network]
         for path in fingerprint_paths():  # what the lab's daemons measure with

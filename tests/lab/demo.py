@@ -73,8 +73,14 @@ def measure(lab: Lab, collector: LabCollector, console: Console) -> dict[str, di
         "[dim]in the agent namespace:[/dim] "
         + shlex.join(["netsonde-agent", *argv[3:], "URL..."]).replace(str(lab.state_dir), "$LAB")
     )
+    console.print(
+        "[dim]and for the throttle rows, through the collector's far end:[/dim] "
+        "netsonde-agent probe --throttle ... URL..."
+    )
     records = collector.directory / "results.msgpack"
-    results = engine.measure_table(lab, collector_url=collector.url, msgpack_out=records)
+    results = engine.measure_table(
+        lab, collector_url=collector.url, msgpack_out=records, throttle_rows=True
+    )
     # Uploaded as an agent would, signed, for the dashboard to show.
     dashboard.upload(collector, records)
     return results
@@ -122,9 +128,11 @@ def run_demo(table: ScenarioTable, console: Console, keep: int | None = None) ->
     measured = [row for row in table.rows if row.domain in results]
     right = [row for row in measured if results[row.domain]["verdict"] == row.expected]
     good_censors = sum(1 for c in censors if c.passed)
+    later = len(table.rows) - len(measured)
     console.print(
         f"{good_censors}/{len(censors)} censors act as configured; netsonde named "
-        f"{len(right)}/{len(measured)} blocking techniques as the table expects "
-        f"({len(table.rows) - len(measured)} left to a later issue). The lab is down again."
+        f"{len(right)}/{len(measured)} blocking techniques as the table expects"
+        + (f" ({later} left to a later issue)" if later else "")
+        + ". The lab is down again."
     )
     return 0 if good_censors == len(censors) and len(right) == len(measured) else 1

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from tests.lab import addresses as plan
 from tests.lab.lab import Lab
+from tests.lab.protocol_censors import PROTOCOL_TECHNIQUES
 from tests.lab.shell import LabError
 from tests.shared_data import SHARED_DATA
 
@@ -62,14 +63,44 @@ def probe(
     return results
 
 
+def throttle(
+    lab: Lab, urls: Sequence[str], *, collector_url: str, options: Sequence[str] = ()
+) -> list[dict[str, Any]]:
+    """``probe --throttle`` on ``urls`` through the lab collector's far end (one at a time,
+    about 10 s each); one decoded --json object per URL."""
+    return probe(
+        lab, urls, collector_url=collector_url, options=["--throttle", *options], timeout=600
+    )
+
+
+def protocols(
+    lab: Lab, urls: Sequence[str], *, collector_url: str, options: Sequence[str] = ()
+) -> list[dict[str, Any]]:
+    """``probe --protocols`` on ``urls`` through the lab collector's far end (one at a time,
+    a few seconds each); one decoded --json object per URL."""
+    return probe(
+        lab, urls, collector_url=collector_url, options=["--protocols", *options], timeout=300
+    )
+
+
 def measure_table(
-    lab: Lab, *, collector_url: str | None, msgpack_out: Path | None = None
+    lab: Lab,
+    *,
+    collector_url: str | None,
+    msgpack_out: Path | None = None,
+    throttle_rows: bool = False,
 ) -> dict[str, dict[str, Any]]:
-    """Probe every row the engine decides today (throttling is later), shutdown with the
-    uplink cut; the --json results by domain, and optionally the wire records in a file."""
+    """Probe every row, shutdown with the uplink cut; with ``throttle_rows`` (and a collector,
+    whose far end it needs) the throttle rows by their throttle test, else not at all. The
+    --json results by domain, and optionally the wire records in a file."""
     options = ["--msgpack-out", str(msgpack_out)] if msgpack_out is not None else []
-    rows = [row for row in lab.table.rows if row.technique not in ("throttle", "shutdown")]
+    # The protocol test's rows are left to it (tests.lab.protocol_censors): TCP to them is clean.
+    later = ("throttle", "shutdown", *PROTOCOL_TECHNIQUES)
+    rows = [row for row in lab.table.rows if row.technique not in later]
     results = probe(lab, [row.url for row in rows], collector_url=collector_url, options=options)
+    throttled = [row.url for row in lab.table.by_technique("throttle")]
+    if throttle_rows and collector_url is not None and throttled:
+        results += throttle(lab, throttled, collector_url=collector_url, options=options)
     for row in lab.table.by_technique("shutdown"):
         lab.shutdown(True)
         try:

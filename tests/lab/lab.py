@@ -26,6 +26,7 @@ from typing import Any, TextIO
 from tests import REPO
 from tests.lab import addresses as plan
 from tests.lab import censors, censors_more, pki, topology
+from tests.lab.protocol_censors import quic_censor_config
 from tests.lab.scenarios import DEFAULT_TABLE, ScenarioTable, load
 from tests.lab.service import READY_LINE
 from tests.lab.shell import LabError, in_ns, require_root, require_tools, run
@@ -239,6 +240,9 @@ class Lab:
                 self._add_python(f"injector-{hop}", hop, "injector", injector)
             if (fin := censors_more.fin_injector_config(self.table, hop)) is not None:
                 self._add_python(f"fin-injector-{hop}", hop, "fin_injector", fin)
+            quic = quic_censor_config(self.table, hop)  # tests.lab.protocol_censors
+            if quic is not None:
+                self._add_python(f"quic-censor-{hop}", hop, "quic_censor", quic)
 
     def _add_dnsmasq(self, name: str, role: str, conf: str) -> None:
         conf_path = self.state_dir / f"{name}.conf"

@@ -67,8 +67,27 @@ TECHNIQUES: dict[str, Technique] = {
         Technique("host-drop", "an HTTP request with its Host is dropped", HOPS, True),
         Technique("http-blockpage", "a transparent proxy serves a blockpage", HOPS),
         Technique("tls-intercept", "a TLS interceptor presents another CA's cert", HOPS),
-        Technique("throttle", "tc slows connections whose ClientHello names it", HOPS, True),
+        Technique(
+            "throttle",
+            "tc slows connections whose ClientHello (https) or Host header (http) names it",
+            HOPS,
+            True,
+        ),
+        Technique("link-slow", "the agent's whole link is slow for every flow (toggled)", ("isp",)),
+        Technique(
+            "link-lossy", "the agent's whole link drops and delays packets (toggled)", ("isp",)
+        ),
         Technique("shutdown", "the ISP cuts the agent's uplink (toggled)", ("isp",)),
+        Technique(
+            "quic-sni-drop",
+            "a QUIC Initial whose ClientHello names it (or a subdomain) is dropped, to any server",
+            HOPS,
+        ),
+        Technique(
+            "vpn-drop",
+            "WireGuard and OpenVPN handshakes are dropped (TCP: reset) on every flow (toggled)",
+            ("isp",),
+        ),
         Technique(
             "redirect",
             "the site redirects (params: to, status); a censor may sit on a later hop",
@@ -287,17 +306,27 @@ def _check_params(technique: str, params: dict[str, str], where: str) -> None:
         _check_redirect(params, where)
     if technique == "bad-cert" and params.get("cert", BAD_CERTS[0]) not in BAD_CERTS:
         raise ScenarioError(f"{where}: params.cert must be one of {', '.join(BAD_CERTS)}")
+    _check_throttle(params, where)
     allowed = {
         "private-everywhere": {"answer"},
         "bad-cert": {"cert"},
         "dns-bogon": {"answer"},
         "dns-inject": {"answer"},
-        "throttle": {"rate"},
+        "throttle": {"rate", "direction"},
+        "link-slow": {"rate"},
+        "link-lossy": {"rate", "loss"},
         "redirect": {"to", "status", "redirect_hop", "failure", "from_scheme"},
     }
     extra = set(params) - allowed.get(technique, set())
     if extra:
         raise ScenarioError(f"{where}: {technique} takes no param(s) {', '.join(sorted(extra))}")
+
+
+def _check_throttle(params: dict[str, str], where: str) -> None:
+    if params.get("direction", "down") not in ("down", "up", "both"):
+        raise ScenarioError(f"{where}: params.direction must be down, up or both")
+    if "loss" in params and not re.fullmatch(r"0\.\d+", params["loss"]):
+        raise ScenarioError(f"{where}: params.loss must be a probability such as 0.05")
 
 
 def _check_redirect(params: dict[str, str], where: str) -> None:
@@ -317,8 +346,9 @@ def _check_table(table: ScenarioTable) -> None:
         if row.domain in seen:
             raise ScenarioError(f"{table.source}: domain {row.domain} appears twice")
         seen.add(row.domain)
-    if len(table.by_technique("shutdown")) > 1:
-        raise ScenarioError(f"{table.source}: at most one shutdown row")
+    for toggled in ("shutdown", "vpn-drop"):
+        if len(table.by_technique(toggled)) > 1:
+            raise ScenarioError(f"{table.source}: at most one {toggled} row")
     for row in table.rows:
         if TECHNIQUES[row.technique].covers_subdomains:
             for other in table.rows:

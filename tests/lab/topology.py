@@ -88,6 +88,8 @@ def build(topo: Topology, site_ips: Iterable[str]) -> None:
         )
         batches[left] += [*_addresses(left_addr, left_if), f"link set {left_if} up"]
         batches[right] += [*_addresses(right_addr, right_if), f"link set {right_if} up"]
+    for role, ifname in plan.NO_GSO:
+        batches[role].append(f"link set {ifname} gso_max_segs 1")
     for role, local in plan.LOCAL_ADDRESSES.items():
         batches[role] += [line for a in local for line in _addresses(f"{a}/32", "lo")]
     batches["net"] += [f"addr add {ip}/{_host_length(ip)} dev lo" for ip in site_ips]

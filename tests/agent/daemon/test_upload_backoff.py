@@ -122,6 +122,9 @@ class _Spool:
     async def ack_checks_async(self, times: Sequence[int]) -> None:
         raise AssertionError("no checks to acknowledge")
 
+    async def goodput_async(self, times: Sequence[int]) -> dict[int, int]:
+        return {}
+
 
 @pytest.mark.asyncio
 async def test_corrupt_records_are_dropped_without_a_request() -> None:

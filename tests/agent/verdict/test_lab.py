@@ -151,7 +151,6 @@ EVERYWHERE: dict[str, Callable[[Scenario], Vantage]] = {
 }
 
 
-# Redirect chains are judged hop by hop (test_chain.py, and the lab end to end).
 def dual(row: Scenario, six_failure: str | None = None) -> Vantage:
     """A dual-stack view of the row's site: its IPv6 endpoint fails with ``six_failure``."""
     assert row.ip6 is not None
@@ -166,7 +165,13 @@ def dual(row: Scenario, six_failure: str | None = None) -> Vantage:
 
 
 # Redirect chains are judged hop by hop (test_chain.py, and the lab end to end).
-LAB = [r for r in load().rows if r.expected != "throttled" and r.technique != "redirect"]
+# The throttle and protocol tests' rows are judged by their own tests (probe --throttle,
+# --protocols), not the site test's.
+LAB = [
+    r
+    for r in load().rows
+    if r.expected not in ("throttled", "quic.blocked", "vpn.blocked") and r.technique != "redirect"
+]
 
 
 @pytest.mark.parametrize("row", LAB, ids=[r.domain for r in LAB])

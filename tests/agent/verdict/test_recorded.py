@@ -18,10 +18,13 @@ from agent.model.measurement import SiteMeasurement, Target
 from agent.verdict import redecide
 from agent.wire.record import measurement_from_obj
 from tests.agent.observations import RECORDED
+from tests.lab.protocol_censors import PROTOCOL_TECHNIQUES
 from tests.lab.scenarios import load as load_table
 from tests.shared_data import shared_file
 
 TABLE = load_table()
+# Rows judged by a test of their own (probe --throttle, --protocols), not recorded here.
+OWN_TESTS = {"throttle", *PROTOCOL_TECHNIQUES}
 # Without a control these rows are decided from local evidence alone.
 LOCAL = {
     "clean", "dns-inject", "sni-reset", "host-reset", "dns-bogon", "http-blockpage",
@@ -53,7 +56,7 @@ def test_with_control_every_row_has_its_expected_verdict(fingerprints: Fingerpri
         seen[row.domain] = decide_again(m, fingerprints)
         assert m.control is not None or row.technique == "shutdown"
         assert seen[row.domain] == row.expected, f"{row.domain} ({row.technique})"
-    assert set(seen) == {r.domain for r in TABLE.rows if r.technique != "throttle"}
+    assert set(seen) == {r.domain for r in TABLE.rows if r.technique not in OWN_TESTS}
 
 
 def test_without_control_local_evidence_decides_or_says_inconclusive(
@@ -70,4 +73,4 @@ def test_without_control_local_evidence_decides_or_says_inconclusive(
             # Never a wrong accusation: the right verdict, or an honest "cannot tell".
             assert verdict in (row.expected, "inconclusive"), f"{row.domain}: {verdict}"
         count += 1
-    assert count == len([r for r in TABLE.rows if r.technique != "throttle"])
+    assert count == len([r for r in TABLE.rows if r.technique not in OWN_TESTS])

@@ -31,7 +31,8 @@ def test_round_trip_with_and_without_measurements() -> None:
         ([NOW], "schema"),
         ([[NOW]], "schema"),
         ([[NOW, 1]], "schema"),  # online must be a bool
-        ([[NOW, True, 0]], "schema"),
+        ([[NOW, True, 0, 0]], "schema"),  # [ms, online] or [ms, online, bps]: no more
+        ([[NOW, True, -1]], "schema"),  # a goodput is an unsigned rate
         ([[True, True]], "schema"),
         ([[-1, True]], "schema"),
         ([["now", False]], "schema"),

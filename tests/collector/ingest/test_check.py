@@ -153,7 +153,7 @@ def test_refuses_exactly_what_the_decoder_refuses(data: bytes) -> None:
         (lambda o: o.update(u="https:///"), False),  # no host, so names must be written out
         (lambda o: o.update(i=uuid.UUID(int=1).bytes), False),  # time 0: "t" must be written
         (lambda o: o.update(v=3), False),
-        (lambda o: o.update(v=2), True),  # version 2 may hold hops; this one has none
+        (lambda o: o.update(v=2), True),  # every new record is version 2
         (lambda o: o["r"].update(v=None), False),  # an explicit nil
     ],
 )

@@ -25,7 +25,7 @@ ASN, CC, NOW = 64500, "PK", 1_700_000_100_000
 
 def test_migrations_build_the_schema_from_scratch(storage: Storage, storage_url: str) -> None:
     with storage.engine.connect() as conn:
-        assert MigrationContext.configure(conn).get_current_revision() == "0012"
+        assert MigrationContext.configure(conn).get_current_revision() == "0013"
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
         tables = set(inspect(conn).get_table_names())
     assert {"agents", "enroll_tokens", "measurements", "rollups", "alembic_version"} <= tables

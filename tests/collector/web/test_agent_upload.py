@@ -70,6 +70,9 @@ class FakeSpool:
         self.acked_checks += times
         self.checks = [c for c in self.checks if c[0] not in gone]
 
+    async def goodput_async(self, times: Sequence[int]) -> dict[int, int]:
+        return {}  # no goodput samples: the checks travel as [ms, online]
+
 
 def spool_of(n: int) -> FakeSpool:
     return FakeSpool([encode_measurement(m) for m in recent(n)])
