@@ -26,17 +26,11 @@ async def open_protocols(
 ) -> Measure:
     """The measuring function of ``probe --protocols``, signing with the control client's
     identity; its client closes with ``stack``."""
-    from agent.api.farend import FarendClient, Tickets
+    from agent.cli.throttle import far_end_tickets
     from agent.probes.protocols import ProtocolPlan
     from agent.protocols import ProtocolConfig, measure_protocols
 
-    client = FarendClient(
-        args.collector,
-        timeout=max(10.0, 2 * args.timeout),
-        ca_file=args.ca_file,
-        credential=control.credential if control is not None else None,
-    )
-    tickets = Tickets(await stack.enter_async_context(client))
+    tickets = await far_end_tickets(args, stack, control)
     config = ProtocolConfig(
         benign_name=args.benign_sni,
         plan=ProtocolPlan(timeout=args.timeout),

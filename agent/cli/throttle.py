@@ -16,21 +16,20 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from agent.api.control import HTTPControl
+    from agent.api.farend import Tickets
     from agent.model.measurement import SiteMeasurement, Target
 
-__all__ = ["open_throttle"]
+__all__ = ["far_end_tickets", "open_throttle"]
 
 Measure = Callable[["Target"], Coroutine[Any, Any, "SiteMeasurement"]]
 
 
-async def open_throttle(
+async def far_end_tickets(
     args: argparse.Namespace, stack: AsyncExitStack, control: HTTPControl | None
-) -> Measure:
-    """The measuring function of ``probe --throttle``, signing with the identity the control
-    client has (it said already if there is none); its client closes with ``stack``."""
+) -> Tickets:
+    """The far end's tickets for ``probe --throttle`` or ``--protocols``, asked with the control
+    client's identity (it said already if there is none); its client closes with ``stack``."""
     from agent.api.farend import FarendClient, Tickets
-    from agent.probes.throttle import ThrottlePlan
-    from agent.throttle import ThrottleConfig, measure_throttle
 
     client = FarendClient(
         args.collector,
@@ -38,7 +37,18 @@ async def open_throttle(
         ca_file=args.ca_file,
         credential=control.credential if control is not None else None,
     )
-    tickets = Tickets(await stack.enter_async_context(client))
+    return Tickets(await stack.enter_async_context(client))
+
+
+async def open_throttle(
+    args: argparse.Namespace, stack: AsyncExitStack, control: HTTPControl | None
+) -> Measure:
+    """The measuring function of ``probe --throttle``, signing with the identity the control
+    client has (it said already if there is none); its client closes with ``stack``."""
+    from agent.probes.throttle import ThrottlePlan
+    from agent.throttle import ThrottleConfig, measure_throttle
+
+    tickets = await far_end_tickets(args, stack, control)
     config = ThrottleConfig(
         benign_name=args.benign_sni,
         plan=ThrottlePlan(timeout=args.timeout),
