@@ -24,13 +24,15 @@ from tests.lab.agent import LabAgent
 from tests.lab.collector import PORT, LabCollector
 from tests.lab.dashboard import LAB_ASN, LAB_CC, write_geoip
 from tests.lab.lab import Lab
+from tests.lab.protocol_censors import PROTOCOL_TECHNIQUES
 from tests.lab.relay import Relay
 from tests.lab.scenarios import Scenario
 from tests.lab.shell import LabError
 
 __all__ = ["LAB_ASN", "LAB_CC", "LATER", "LabSite", "lab_site"]
 
-LATER = {"throttle", "shutdown"}  # not decided by the engine yet, or only with the link cut
+# Decided by tests of their own (probe --throttle, --protocols), or only with the link cut.
+LATER = {"throttle", "shutdown", *PROTOCOL_TECHNIQUES}
 INTERVAL, CHECK = 6.0, 2.0  # seconds between measure runs, between connectivity checks
 CYCLES = 3  # before the cut: the default incident threshold is 3 blocking measurements
 

@@ -18,12 +18,13 @@ from tests.lab import addresses as plan
 from tests.lab import engine
 from tests.lab.collector import COLLECTOR_URL, LabCollector
 from tests.lab.lab import Lab
+from tests.lab.protocol_censors import PROTOCOL_TECHNIQUES
 from tests.lab.scenarios import Scenario
 
 pytestmark = pytest.mark.lab
 
-# Throttling has an issue of its own; the shutdown row cuts the uplink, not the control.
-LATER = {"throttle", "shutdown"}
+# Decided by tests of their own (probe --throttle, --protocols), or only with the link cut.
+LATER = {"throttle", "shutdown", *PROTOCOL_TECHNIQUES}
 # Rows whose technique local evidence shows: the SNI or Host swap, injection, a bogon or a
 # resolver failure the public resolvers contradict, a fingerprint.
 LOCAL = {
