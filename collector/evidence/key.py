@@ -14,14 +14,12 @@ import base64
 import contextlib
 import os
 import secrets
-import stat
 from pathlib import Path
 
-from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.wire.keys import IdentityError, fingerprint, public_key_bytes
+from agent.wire.keys import IdentityError, fingerprint, public_key_bytes, read_private_key
 
 __all__ = ["IdentityError", "key_fingerprint", "load_or_create_key", "public_key_text"]
 
@@ -84,33 +82,4 @@ def _write_new(path: Path, data: bytes) -> None:
 
 def _load(path: Path) -> Ed25519PrivateKey:
     """FileNotFoundError if there is no key yet; IdentityError for anything else wrong."""
-    try:
-        # O_NOFOLLOW: the key is never read through a link someone planted; O_NONBLOCK: a
-        # FIFO in its place fails the regular-file check below instead of hanging.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise IdentityError(f"cannot read the collector key {path}: {exc}") from exc
-    try:
-        st = os.fstat(fd)  # the file opened, not the name: no race with a rename
-        if not stat.S_ISREG(st.st_mode):
-            raise IdentityError(f"the collector key {path} is not a regular file")
-        if st.st_mode & 0o077:
-            raise IdentityError(
-                f"permissions {stat.S_IMODE(st.st_mode):04o} for the collector key {path} are "
-                f"too open: other users must not read it. Fix with: chmod 600 {path}"
-            )
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            data = fh.read(_MAX_KEY_FILE + 1)
-    except OSError as exc:
-        raise IdentityError(f"cannot read the collector key {path}: {exc}") from exc
-    finally:
-        os.close(fd)
-    try:
-        key = serialization.load_pem_private_key(data[:_MAX_KEY_FILE], password=None)
-    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-        raise IdentityError(f"{path} is not an unencrypted PEM private key: {exc}") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise IdentityError(f"{path} holds a {type(key).__name__}, not an Ed25519 key")
-    return key
+    return read_private_key(path, "collector key", _MAX_KEY_FILE, nofollow=True)
