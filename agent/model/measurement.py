@@ -18,6 +18,7 @@ from urllib.parse import quote, urlsplit
 from agent.model.hostnames import normalize_host
 from agent.model.observations import DNSObservation, EndpointObservation, ThrottleObservation
 from agent.model.protocols import ProtocolObservation
+from agent.model.trace import TraceObservation
 
 SCHEME_PORTS = {"https": 443, "http": 80}
 # RFC 3986's unreserved and sub-delimiter characters, ":" and "@", and "%" so that what is
@@ -121,6 +122,8 @@ class SiteMeasurement:
     throttle: ThrottleObservation | None = None
     # A protocol test (agent.protocols): its shaped packets and their twins, likewise.
     protocols: ProtocolObservation | None = None
+    # A trace (agent.trace): where along the path the censor reacts, likewise.
+    trace: TraceObservation | None = None
 
 
 def new_measurement_id(now_ms: int | None = None) -> str:

@@ -166,7 +166,7 @@ def _title(body: bytes) -> str | None:
     return " ".join(text.split())[:_TITLE_MAX]
 
 
-def _request(host: str, path: str) -> bytes:
+def request_bytes(host: str, path: str) -> bytes:
     """The request's bytes. Whatever the caller passed, the request line and Host header go
     out as ASCII (non-ASCII percent-encoded, as a browser sends a path), and an IPv6
     literal in brackets, as RFC 9110 writes it in Host."""
@@ -188,7 +188,7 @@ async def round_trip(
     inspect: Inspector | None = None,
 ) -> HTTPRoundTrip:
     """GET ``path`` with ``Host: host`` over ``stream``; the stream is closed afterwards."""
-    request = _request(host, path)
+    request = request_bytes(host, path)
     reader = _Reader(stream)
     response = _Response()
     start = time.monotonic()

@@ -17,11 +17,13 @@ import hmac
 import os
 import struct
 
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
+
+from agent.net.hello import client_hello as _client_hello
+from agent.net.hello import vector as _vector
 
 __all__ = ["INITIAL_SALT", "MIN_INITIAL", "InitialKeys", "client_hello", "initial", "varint"]
 
@@ -30,9 +32,6 @@ INITIAL_SALT = bytes.fromhex("38762cf7f55934b34d179ae6a4c80cadccbb7f0a")  # RFC 
 MIN_INITIAL = 1200  # RFC 9000 14.1: a client's Initial datagram is at least this long
 _PN_LENGTH = 4
 _TAG = 16
-_CIPHER_SUITES = (0x1301, 0x1302, 0x1303)
-_GROUPS = (0x001D, 0x0017)  # x25519, secp256r1
-_SIGNATURES = (0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601)
 
 
 def varint(value: int) -> bytes:
@@ -41,18 +40,6 @@ def varint(value: int) -> bytes:
         if value < 1 << (8 * size - 2):
             return (prefix | value).to_bytes(size, "big")
     raise ValueError(f"{value} does not fit a QUIC varint")
-
-
-def _vector(data: bytes, length_bytes: int) -> bytes:
-    return len(data).to_bytes(length_bytes, "big") + data
-
-
-def _extension(kind: int, body: bytes) -> bytes:
-    return struct.pack("!H", kind) + _vector(body, 2)
-
-
-def _u16s(values: tuple[int, ...]) -> bytes:
-    return b"".join(struct.pack("!H", v) for v in values)
 
 
 def _transport_parameters(scid: bytes) -> bytes:
@@ -71,29 +58,9 @@ def _transport_parameters(scid: bytes) -> bytes:
 
 
 def client_hello(sni: str, scid: bytes, alpn: str = "h3") -> bytes:
-    """A TLS 1.3 ClientHello handshake message for QUIC, naming ``sni``."""
-    name = sni.encode("ascii")
-    public = (
-        X25519PrivateKey.generate()
-        .public_key()
-        .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    )
-    extensions = b"".join((
-        _extension(0x0000, _vector(b"\x00" + _vector(name, 2), 2)),  # server_name
-        _extension(0x000A, _vector(_u16s(_GROUPS), 2)),  # supported_groups
-        _extension(0x000D, _vector(_u16s(_SIGNATURES), 2)),  # signature_algorithms
-        _extension(0x0010, _vector(_vector(alpn.encode("ascii"), 1), 2)),  # ALPN
-        _extension(0x002B, _vector(_u16s((0x0304,)), 1)),  # supported_versions: TLS 1.3
-        _extension(0x002D, _vector(b"\x01", 1)),  # psk_key_exchange_modes: psk_dhe_ke
-        _extension(0x0033, _vector(struct.pack("!H", 0x001D) + _vector(public, 2), 2)),
-        _extension(0x0039, _transport_parameters(scid)),  # quic_transport_parameters
-    ))  # fmt: skip
-    body = b"".join((
-        b"\x03\x03", os.urandom(32),
-        _vector(b"", 1),  # legacy_session_id: empty, QUIC has no compatibility mode
-        _vector(_u16s(_CIPHER_SUITES), 2), _vector(b"\x00", 1), _vector(extensions, 2),
-    ))  # fmt: skip
-    return b"\x01" + _vector(body, 3)
+    """A TLS 1.3 ClientHello handshake message for QUIC, naming ``sni``: no legacy session
+    id (QUIC has no compatibility mode), and the QUIC transport parameters."""
+    return _client_hello(sni, alpn, (0x0039, _transport_parameters(scid)))
 
 
 def _expand_label(secret: bytes, label: str, length: int) -> bytes:

@@ -26,6 +26,7 @@ from agent.verdict import chain, dns, families, http, tcp, tls
 from agent.verdict.judging import Evidence, Layer, pair_up
 from agent.verdict.protocols import decide_protocols
 from agent.verdict.throttle import decide_throttle
+from agent.verdict.trace import decide_trace
 
 __all__ = ["VERDICTS", "decide", "judge_chain", "redecide"]
 
@@ -103,6 +104,8 @@ def redecide(m: SiteMeasurement, fingerprints: FingerprintSet | None = None) -> 
         return decide_throttle(m.throttle)
     if m.protocols is not None:
         return decide_protocols(m.protocols)
+    if m.trace is not None:
+        return decide_trace(m.trace)
     verdict, _ = judge_chain(
         Target.parse(m.url),
         m.agent,

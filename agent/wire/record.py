@@ -42,6 +42,7 @@ from agent.model.observations import (
     Transfer,
 )
 from agent.model.protocols import ProtocolObservation, ProtocolProbe
+from agent.model.trace import TraceAttempt, TraceObservation, TracePacket, TraceReference
 from agent.wire.codec import (
     LONG,
     MAX_BINS,
@@ -81,12 +82,14 @@ __all__ = [
 ]
 
 # Version 2 (December 2026) added redirect hops ("h"), AAAA answers, the text table ("s"),
-# throttle tests ("T") and protocol tests ("P"); every new record is version 2, and version 1
-# records, from before, still decode.
+# throttle tests ("T") and protocol tests ("P"), and later traces ("R"); every new record is
+# version 2, and version 1 records, from before, still decode.
 VERSION = 2
 VERSIONS = frozenset((1, 2))
-_V2_KEYS = frozenset(("h", "s", "T", "P"))  # top-level keys a version 1 record cannot have
-_THROTTLE_KEY, _PROTOCOLS_KEY = "T", "P"
+_V2_KEYS = frozenset(("h", "s", "T", "P", "R"))  # top-level keys a version 1 record cannot have
+_THROTTLE_KEY, _PROTOCOLS_KEY, _TRACE_KEY = "T", "P", "R"
+MAX_TRACE_ATTEMPTS = 160  # 2 per TTL up to 32, each silent TTL twice, and the last
+MAX_TRACE_PACKETS = 32  # agent.probes.trace.MAX_PACKETS
 MAX_PROBES = 16
 MAX_TRANSFERS = 64
 MAX_HOPS = 10  # agent.verdict.chain.MAX_REDIRECTS; the wire refuses longer chains
@@ -292,6 +295,30 @@ _PROTOCOLS = Struct(ProtocolObservation, (
     Field("tcp_port", "q", UInt(65535), 0), Field("site_address", "s", Addr()),
     Field("probes", "x", List(_PROBE, MAX_PROBES), ()), Field("failure", "f", _FAILURE),
 ))  # fmt: skip
+_TRACE_PACKET = Struct(TracePacket, (
+    Field("kind", "k", Text(8), _R), Field("ttl", "t", UInt(255), _R),
+    Field("ip_id", "i", UInt(65535)), Field("ms", "d", Ms(), _R),
+))  # fmt: skip
+_TRACE_ATTEMPT = Struct(TraceAttempt, (
+    Field("ttl", "t", UInt(255), _R), Field("trigger", "k", Bool(), False),
+    Field("reaction", "r", Text(8), _R), Field("router", "a", Addr()),
+    Field("ms", "d", Ms(), _R), Field("status", "h", UInt(999)),
+    Field("fingerprint", "g", Text()),
+    Field("packets", "x", List(_TRACE_PACKET, MAX_TRACE_PACKETS), ()),
+))  # fmt: skip
+_TRACE_REFERENCE = Struct(TraceReference, (
+    Field("address", "a", Addr(), _R), Field("port", "p", UInt(65535), _R),
+    Field("packet", "x", _TRACE_PACKET),
+))  # fmt: skip
+_TRACE = Struct(TraceObservation, (
+    Field("trigger", "y", Text(8), _R), Field("name", "n", Text(), _HOST),
+    Field("benign", "g", Text(), _R), Field("address", "a", Addr(), _R),
+    Field("port", "p", UInt(65535), _R),
+    Field("attempts", "x", List(_TRACE_ATTEMPT, MAX_TRACE_ATTEMPTS), ()),
+    Field("references", "e", List(_TRACE_REFERENCE, 4), ()),
+    Field("max_ttl", "m", UInt(255), 0), Field("packets_sent", "s", UInt(65535), 0),
+    Field("failure", "f", _FAILURE),
+))  # fmt: skip
 _SCHEMA = Struct(SiteMeasurement, (
     Field("id", "i", Uuid(), _R), Field("url", "u", Text(LONG), _R),
     Field("started_ms", "t", UInt(), Ctxt("id_ms")), Field("ms", "d", Ms(), _R),
@@ -299,7 +326,7 @@ _SCHEMA = Struct(SiteMeasurement, (
     Field("control_failure", "f", _FAILURE), Field("online", "o", Bool()),
     Field("verdict", "r", _VERDICT, _R), Field("hops", "h", List(_HOP, MAX_HOPS), ()),
     Field("throttle", _THROTTLE_KEY, _THROTTLE),
-    Field("protocols", _PROTOCOLS_KEY, _PROTOCOLS),
+    Field("protocols", _PROTOCOLS_KEY, _PROTOCOLS), Field("trace", _TRACE_KEY, _TRACE),
 ), context=_record_context, context_from=("id", "url"))  # fmt: skip
 
 
