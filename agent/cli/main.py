@@ -9,13 +9,12 @@ a Raspberry Pi: aiohttp, dnspython, msgpack and rich load when a command actuall
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from agent import __version__
-from agent.model.hostnames import normalize_host
+from agent.cli.options import PROBE_OPTIONS, collector_url
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -58,94 +57,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _ip(text: str) -> str:
-    import ipaddress
-
-    try:
-        return str(ipaddress.ip_address(text.strip()))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an IP address") from None
-
-
-def _existing_file(text: str) -> str:
-    if not os.path.isfile(text):
-        raise argparse.ArgumentTypeError(f"{text!r}: no such file")
-    if not os.access(text, os.R_OK):
-        raise argparse.ArgumentTypeError(f"{text!r}: not readable")
-    return text
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
-    return value
-
-
-def _host_name(text: str) -> str:
-    name = normalize_host(text)
-    if name is None:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a host name")
-    return name
-
-
-def _collector_url(text: str) -> str:
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(text)
-        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
-        parts.port  # noqa: B018 - raises ValueError on a bad port, which is the check
-    except ValueError:
-        ok = False
-    if not ok:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an http(s) URL")
-    return text.rstrip("/")
-
-
-# flag, argparse options, help: a table keeps the parser readable at a glance.
-_PROBE_OPTIONS: tuple[tuple[str, dict[str, Any], str], ...] = (
-    ("--collector", {"metavar": "URL", "type": _collector_url},
-     "collector base URL, used as the uncensored control (for enrolled agents)"),
-    ("--state-dir", {"metavar": "DIR"},
-     "the enrolled agent's state, whose key signs control requests (default: the daemon's)"),
-    ("--resolver", {"metavar": "IP", "type": _ip, "action": "append", "default": []},
-     "public resolver to query as well (repeatable)"),
-    ("--benign-sni", {"metavar": "NAME", "type": _host_name, "default": "example.com"},
-     "name the censor has no reason to block, for the SNI and Host swaps (default: %(default)s)"),
-    ("--ca-file", {"metavar": "PATH", "type": _existing_file},
-     "extra CA certificates (PEM) to trust, for the sites and the collector"),
-    ("--fingerprints", {"metavar": "PATH", "action": "append", "default": []},
-     "blockpage fingerprint CSV, OONI schema (repeatable; default: the --collector's)"),
-    ("--concurrency", {"metavar": "N", "type": _positive_int, "default": 16},
-     "targets measured at once (default: %(default)s)"),
-    ("--timeout", {"metavar": "S", "type": _seconds, "default": 5.0},
-     "seconds per network operation (default: %(default)s)"),
-    ("--json", {"action": "store_true"}, "one JSON object per target per line on stdout"),
-    ("--msgpack-out", {"metavar": "FILE"}, "append each result's wire record (msgpack) to FILE"),
-    ("--throttle", {"action": "store_true"},
-     "run the throttle test instead, one target at a time, through the collector's far end"),
-    ("--protocols", {"action": "store_true"},
-     "run the protocol test instead (QUIC with the target's SNI, WireGuard, OpenVPN), "
-     "through the collector's far end"),
-    ("--quiet", {"action": "store_true"},
-     "no table and no progress bar; only warnings and the summary"),
-)  # fmt: skip
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
@@ -162,13 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     probe.add_argument("targets", nargs="*", metavar="TARGET", help="URL, host name or @FILE")
-    for flag, options, text in _PROBE_OPTIONS:
+    for flag, options, text in PROBE_OPTIONS:
         probe.add_argument(flag, **options, help=text)
     probe.set_defaults(func=cmd_probe, parser=probe)
     # The daemon's commands live in their own module, which is standard library only too.
     from agent.cli.daemon import add_commands
 
-    add_commands(commands, _collector_url)
+    add_commands(commands, collector_url)
+    from agent.cli.trace import add_command as add_trace
+
+    add_trace(commands, cmd_probe)
     return parser
 
 
@@ -196,6 +110,10 @@ def cmd_probe(args: argparse.Namespace) -> int:
         return _usage_error("--throttle needs --collector: the test runs through its far end")
     if args.protocols and (args.throttle or not args.collector):
         return _usage_error("--protocols needs --collector, and not --throttle")
+    if args.trace and (args.throttle or args.protocols):
+        return _usage_error(
+            "--trace traces the site test's verdicts: not with --throttle or --protocols"
+        )
     from agent.cli.fingerprints import load_local
 
     fingerprints = load_local(args.fingerprints, _say)
@@ -254,10 +172,16 @@ async def _probe(
 
             throttle = await open_protocols(args, stack, control)
 
-        async def measure(target: Target) -> SiteMeasurement:
+        async def site(target: Target) -> SiteMeasurement:
             if throttle is not None:
                 return await throttle(target)
             return await measure_site(target, config, control, is_online=is_online)
+
+        measure: Callable[[Target], Awaitable[SiteMeasurement]] = site
+        if args.trace:  # the site test, then a trace of a blocked target (agent.cli.trace)
+            from agent.cli.trace import open_trace
+
+            measure = await open_trace(args, site, config.fingerprints)
 
         results, failed, save_failed = await _measure_all(args, targets, measure, stderr, sink)
     _report(args, stdout, [(targets[i], results[i]) for i in sorted(results)], failed)
@@ -375,6 +299,10 @@ def _report(
     summary = output.summary_line((m.verdict.verdict for _, m in ordered), failed)
     if not args.json and not args.quiet:
         output.print_table(stdout, ordered)
+        if getattr(args, "paths", False):  # netsonde-agent trace
+            from agent.cli.trace import print_paths
+
+            print_paths(stdout, ordered)
     if not args.json:
         print(summary, flush=True)
     elif not args.quiet:
