@@ -13,8 +13,10 @@ site tests are.
 from __future__ import annotations
 
 import ipaddress
+import socket
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from agent.fingerprints import FingerprintSet
 from agent.model.measurement import SiteMeasurement, Target, Vantage, new_measurement_id
@@ -23,7 +25,7 @@ from agent.probes import trace as probe
 from agent.probes.trace import Inspector, TracePlan
 from agent.verdict.trace import decide_trace
 
-__all__ = ["TraceConfig", "measure_trace", "plan_for", "traceable"]
+__all__ = ["TraceConfig", "collector_address", "measure_trace", "plan_for", "traceable"]
 
 _TRIGGERS = {"tcp": ("ip",), "tls": ("sni",), "http": ("host",)}
 
@@ -39,6 +41,18 @@ class TraceConfig:
     window: float = 2.0
     timeout: float = 5.0
     fingerprints: FingerprintSet | None = None
+
+
+def collector_address(url: str | None) -> str | None:
+    """The collector's address, the benign destination of ``ip`` triggers and the reference
+    host; it resolves the name (blocking: call in a thread). None if it does not resolve."""
+    host = urlsplit(url).hostname if url else None
+    if not host:
+        return None
+    try:
+        return str(socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0][4][0])
+    except (OSError, IndexError):
+        return None
 
 
 def traceable(m: SiteMeasurement) -> str | None:

@@ -15,7 +15,6 @@ import argparse
 import sys
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from agent.cli.options import PROBE_OPTIONS, positive_int
 
@@ -70,25 +69,12 @@ def add_command(commands: Any, func: Callable[[argparse.Namespace], int]) -> Non
     )  # fmt: skip
 
 
-def _reference(collector: str | None) -> str | None:
-    """The collector's address: the benign destination of ``ip`` triggers."""
-    import socket
-
-    host = urlsplit(collector).hostname if collector else None
-    if not host:
-        return None
-    try:
-        return str(socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0][4][0])
-    except (OSError, IndexError):
-        return None
-
-
 def trace_config(args: argparse.Namespace, fingerprints: Any) -> TraceConfig:
-    from agent.trace import TraceConfig
+    from agent.trace import TraceConfig, collector_address
 
     return TraceConfig(
         benign_name=args.benign_sni,
-        reference_address=_reference(args.collector),
+        reference_address=collector_address(args.collector),
         max_ttl=getattr(args, "max_ttl", 16),
         window=min(args.timeout, 2.0),
         timeout=args.timeout,

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from agent.daemon.spool import Spool
     from agent.model.measurement import SiteMeasurement, Vantage
     from agent.model.observations import ThrottleObservation
+    from agent.model.trace import TraceObservation
 
 __all__ = [
     "BUDGET_SPENT",
@@ -55,6 +56,7 @@ __all__ = [
     "DailyBudget",
     "day_key",
     "measurement_bytes",
+    "trace_bytes",
     "upload_bytes",
 ]
 
@@ -117,6 +119,19 @@ def throttle_bytes(obs: ThrottleObservation) -> int:
     return total
 
 
+def trace_bytes(obs: TraceObservation) -> int:
+    """A trace's attempts: each a connection (for a SYN, the SYN and what came back), the
+    trigger or its swap, the ICMP error or the answer (at most the bytes read, a ClientHello's
+    or a request's worth counted for each), and its references' handshakes."""
+    total = TCP_ATTEMPT * len(obs.references)
+    for attempt in obs.attempts:
+        total += TCP_ATTEMPT
+        if obs.trigger != "ip":
+            answer = TLS_SERVER_BASE + TLS_CERTIFICATE if attempt.reaction == "data" else 0
+            total += TLS_CLIENT_HELLO + answer
+    return total
+
+
 def measurement_bytes(m: SiteMeasurement, control_answers: Sequence[int] = ()) -> int:
     """Estimated bytes the agent sent and received to make ``m``; ``control_answers`` are the
     sizes of the collector's encoded control views, the first URL's and then each hop's,
@@ -134,6 +149,8 @@ def measurement_bytes(m: SiteMeasurement, control_answers: Sequence[int] = ()) -
             total += HTTP_OVERHEAD + CONTROL_REQUEST + answer
     if m.throttle is not None:
         total += throttle_bytes(m.throttle)
+    if m.trace is not None:
+        total += trace_bytes(m.trace)
     return total
 
 

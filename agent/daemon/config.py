@@ -15,12 +15,20 @@ import math
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, TypeVar
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from agent.daemon.config_values import (
+    ConfigError,
+    Table,
+    bounded,
+    parse_duration,
+    parse_size,
+    type_name,
+)
 from agent.model.addresses import IPNetwork, parse_networks
 from agent.model.hostnames import normalize_host
 
@@ -30,10 +38,9 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_PATH", "AgentConfig", "ConfigError", "load_config", "parse_config"]
 
-T = TypeVar("T")
-
 DEFAULT_PATH = Path("/etc/netsonde/agent.toml")
 DEFAULT_STATE_DIR = Path("/var/lib/netsonde")  # the systemd unit's StateDirectory=
+_PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*%")
 
 # table -> its keys; "" is the top level. The single source of the accepted key names.
 _SCHEMA: dict[str, tuple[str, ...]] = {
@@ -47,23 +54,8 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
     ),
     "limits": ("spool_size", "daily_bandwidth", "goodput_bytes"),
     "throttle": ("enabled", "interval", "categories", "max_targets", "from_collector"),
+    "trace": ("enabled", "interval", "max_targets", "max_ttl"),
 }  # fmt: skip
-
-_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
-_DURATION = re.compile(rf"(?:{_DURATION_PART.pattern}\s*)+")
-# kB/MB are decimal (what a mobile operator bills), KiB/MiB binary; the case of k/m/g is not
-# worth refusing a file over, but the "i" decides.
-_SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
-_SIZE_UNITS |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
-_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]*)")
-_PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*%")
-_TOML_TYPES = {bool: "a boolean", int: "an integer", float: "a float", str: "a string"}
-_TOML_TYPES |= {list: "an array", dict: "a table"}
-
-
-class ConfigError(ValueError):
-    """The configuration cannot work; the message names the file, the key and the problem."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +118,17 @@ class ThrottleSettings:
 
 
 @dataclass(frozen=True)
+class TraceSettings:
+    """The trace (agent.daemon.trace): each newly blocked (target, verdict) is traced once per
+    ``interval``, at most ``max_targets`` after a measure run, up to ``max_ttl``."""
+
+    enabled: bool = True
+    interval: float = 24 * 3600.0
+    max_targets: int = 8
+    max_ttl: int = 16
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     collector: CollectorConfig
     source: str = str(DEFAULT_PATH)
@@ -136,6 +139,7 @@ class AgentConfig:
     probe: ProbeSettings = field(default_factory=ProbeSettings)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     throttle: ThrottleSettings = field(default_factory=ThrottleSettings)
+    trace: TraceSettings = field(default_factory=TraceSettings)
 
     @property
     def collector_fingerprints(self) -> bool:
@@ -163,81 +167,12 @@ class AgentConfig:
         )
 
 
-def parse_duration(value: object) -> float:
-    """Seconds from ``"90s"``, ``"30m"``, ``"6h"``, ``"1h30m"``, ``"1d"`` or a number of seconds."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-    elif isinstance(value, str) and _DURATION.fullmatch(text := value.strip().lower()):
-        parts = _DURATION_PART.findall(text)
-        seconds = sum(float(n) * _DURATION_UNITS[unit] for n, unit in parts)
-    else:
-        raise ValueError(f'{value!r} is not a duration (e.g. "90s", "30m", "6h", or seconds)')
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(f"{value!r}: must be more than zero")
-    return seconds
-
-
-def parse_size(value: object) -> int:
-    """Bytes from ``"50MB"`` (decimal), ``"1GiB"`` (binary) or a whole number of bytes."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    if isinstance(value, str) and (match := _SIZE.fullmatch(value.strip().lower())):
-        number, unit = match.groups()
-        if unit in _SIZE_UNITS:
-            return round(float(number) * _SIZE_UNITS[unit])
-    raise ValueError(f'{value!r} is not a size (e.g. "50MB", "1GiB", or bytes)')
-
-
-@dataclass(frozen=True)
-class _Table:
-    """One TOML table, with the file and dotted prefix every message must name."""
-
-    source: str
-    name: str
-    data: Mapping[str, object]
-
-    def key(self, key: str | int) -> str:
-        if isinstance(key, int):
-            return f"{self.name}[{key}]"
-        return f"{self.name}.{key}" if self.name else key
-
-    def fail(self, key: str | int, problem: str) -> NoReturn:
-        raise ConfigError(f"{self.source}: {self.key(key)}: {problem}")
-
-    def typed(self, key: str, kind: type[T], default: T) -> T:
-        value = self.data.get(key, default)
-        # bool is an int to Python, but `concurrency = true` is a mistake, not 1.
-        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-            self.fail(key, f"expected {_TOML_TYPES.get(kind, kind.__name__)}, got {_type(value)}")
-        return value
-
-    def strings(self, key: str) -> tuple[_Table, list[str]]:
-        items = self.typed(key, list, [])
-        array = _Table(self.source, self.key(key), {})
-        for i, item in enumerate(items):
-            if not isinstance(item, str):
-                array.fail(i, f"expected a string, got {_type(item)}")
-        return array, items
-
-    def convert(self, key: str, parse: Callable[[object], T], default: T) -> T:
-        if key not in self.data:
-            return default
-        try:
-            return parse(self.data[key])
-        except ValueError as exc:
-            self.fail(key, str(exc))
-
-
-def _type(value: object) -> str:
-    return _TOML_TYPES.get(type(value), type(value).__name__)
-
-
-def _table(source: str, raw: Mapping[str, object], name: str) -> _Table:
+def _table(source: str, raw: Mapping[str, object], name: str) -> Table:
     data = raw.get(name, {}) if name else raw
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: {name}: expected a table ([{name}]), got {_type(data)}")
+        raise ConfigError(f"{source}: {name}: expected a table ([{name}]), got {type_name(data)}")
     known = _SCHEMA[name] + (tuple(k for k in _SCHEMA if k) if not name else ())
-    table = _Table(source, name, data)
+    table = Table(source, name, data)
     for key in data:
         if key not in known:
             table.fail(key, f"unknown key{_suggest(name, key, known)}")
@@ -247,7 +182,7 @@ def _table(source: str, raw: Mapping[str, object], name: str) -> _Table:
 def _suggest(name: str, key: str, known: tuple[str, ...]) -> str:
     close = difflib.get_close_matches(key, known, n=1)
     if close:
-        return f" (did you mean {_Table('', name, {}).key(close[0])}?)"
+        return f" (did you mean {Table('', name, {}).key(close[0])}?)"
     # Right key, wrong table: `interval` at the top level instead of under [schedule].
     elsewhere = [f"{t}.{key}" if t else key for t, keys in _SCHEMA.items() if key in keys]
     return f" (did you mean {elsewhere[0]}?)" if elsewhere else ""
@@ -291,10 +226,11 @@ def parse_config(raw: Mapping[str, object], source: str) -> AgentConfig:
         probe=_probe(tables["probe"], base),
         limits=_limits(tables["limits"]),
         throttle=_throttle(tables["throttle"]),
+        trace=_trace(tables["trace"]),
     )
 
 
-def _http_url(table: _Table, key: str | int, text: str) -> str:
+def _http_url(table: Table, key: str | int, text: str) -> str:
     try:
         parts = urlsplit(text.strip())
         ok = parts.scheme in ("http", "https") and bool(parts.hostname)
@@ -306,7 +242,7 @@ def _http_url(table: _Table, key: str | int, text: str) -> str:
     return text.strip().rstrip("/")
 
 
-def _collector(table: _Table) -> CollectorConfig:
+def _collector(table: Table) -> CollectorConfig:
     array, urls = table.strings("urls")
     if not urls:
         table.fail("urls", "at least one collector URL is required (results are uploaded there)")
@@ -318,19 +254,19 @@ def _collector(table: _Table) -> CollectorConfig:
     )
 
 
-def _readable(table: _Table, key: str | int, path: Path) -> Path:
+def _readable(table: Table, key: str | int, path: Path) -> Path:
     # Checked now, not at the first run hours later; the files' contents are read by their users.
     if not path.is_file() or not os.access(path, os.R_OK):
         table.fail(key, f"{str(path)!r} is not a readable file")
     return path
 
 
-def _files(table: _Table, key: str, base: Path) -> tuple[Path, ...]:
+def _files(table: Table, key: str, base: Path) -> tuple[Path, ...]:
     array, names = table.strings(key)
     return tuple(_readable(array, i, base / name) for i, name in enumerate(names))
 
 
-def _testlist(table: _Table, base: Path) -> TestListConfig:
+def _testlist(table: Table, base: Path) -> TestListConfig:
     array, networks = table.strings("allow_networks")
     allowed: list[IPNetwork] = []
     for i, text in enumerate(networks):
@@ -355,7 +291,7 @@ def _jitter(value: object) -> float:
     return percent / 100
 
 
-def _schedule(table: _Table) -> ScheduleConfig:
+def _schedule(table: Table) -> ScheduleConfig:
     d = ScheduleConfig()
     return ScheduleConfig(
         interval=table.convert("interval", parse_duration, d.interval),
@@ -368,21 +304,14 @@ def _schedule(table: _Table) -> ScheduleConfig:
     )
 
 
-def _goodput_every(table: _Table, default: int) -> int:
+def _goodput_every(table: Table, default: int) -> int:
     value = table.typed("goodput_every", int, default)
     if not 0 <= value <= 10_000:
         table.fail("goodput_every", f"must be from 0 (never) to 10000 checks, not {value}")
     return value
 
 
-def _bounded(table: _Table, key: str, default: int, high: int) -> int:
-    value = table.typed(key, int, default)
-    if not 1 <= value <= high:
-        table.fail(key, f"must be from 1 to {high}, not {value}")
-    return value
-
-
-def _probe(table: _Table, base: Path) -> ProbeSettings:
+def _probe(table: Table, base: Path) -> ProbeSettings:
     d = ProbeSettings()
     array, resolvers = table.strings("resolvers")
     checked = []
@@ -398,17 +327,17 @@ def _probe(table: _Table, base: Path) -> ProbeSettings:
         shown = raw_sni.strip().lower().rstrip(".")
         table.fail("benign_sni", f"{shown!r} is not a fully qualified host name")
     return ProbeSettings(
-        concurrency=_bounded(table, "concurrency", d.concurrency, 1024),
+        concurrency=bounded(table, "concurrency", d.concurrency, 1024),
         timeout=table.convert("timeout", parse_duration, d.timeout),
         dns_timeout=table.convert("dns_timeout", parse_duration, d.dns_timeout),
-        max_endpoints=_bounded(table, "max_endpoints", d.max_endpoints, 16),
+        max_endpoints=bounded(table, "max_endpoints", d.max_endpoints, 16),
         resolvers=tuple(dict.fromkeys(checked)),
         benign_sni=sni,
         fingerprints=_files(table, "fingerprints", base),
     )
 
 
-def _limits(table: _Table) -> LimitsConfig:
+def _limits(table: Table) -> LimitsConfig:
     spool = table.convert("spool_size", parse_size, LimitsConfig.spool_size)
     # So small a spool would evict results during any short outage: most likely "kB" for "MB".
     if spool < 10**6:
@@ -421,7 +350,7 @@ def _limits(table: _Table) -> LimitsConfig:
     return LimitsConfig(spool_size=spool, daily_bandwidth=budget or None, goodput_bytes=goodput)
 
 
-def _throttle(table: _Table) -> ThrottleSettings:
+def _throttle(table: Table) -> ThrottleSettings:
     d = ThrottleSettings()
     categories = d.categories
     if "categories" in table.data:
@@ -434,6 +363,16 @@ def _throttle(table: _Table) -> ThrottleSettings:
         enabled=table.typed("enabled", bool, d.enabled),
         interval=table.convert("interval", parse_duration, d.interval),
         categories=categories,
-        max_targets=_bounded(table, "max_targets", d.max_targets, 1000),
+        max_targets=bounded(table, "max_targets", d.max_targets, 1000),
         from_collector=table.typed("from_collector", bool, d.from_collector),
+    )
+
+
+def _trace(table: Table) -> TraceSettings:
+    d = TraceSettings()
+    return TraceSettings(
+        enabled=table.typed("enabled", bool, d.enabled),
+        interval=table.convert("interval", parse_duration, d.interval),
+        max_targets=bounded(table, "max_targets", d.max_targets, 100),
+        max_ttl=bounded(table, "max_ttl", d.max_ttl, 32),  # agent.cli.trace.MAX_TTL
     )

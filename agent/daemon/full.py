@@ -10,6 +10,8 @@
   also a benign goodput sample (``agent.daemon.goodput``), for degraded-network periods;
 - ``throttle`` (with ``throttle.enabled``): the throttle test on a bounded subset of targets,
   daily by default (``agent.daemon.throttle``);
+- ``trace`` (with ``trace.enabled``): after each measure run, a trace of its newly blocked
+  targets, each (URL, verdict) once a day by default (``agent.daemon.trace``);
 - ``testlist``: refreshes the collector's test list and fingerprints (``agent.daemon.testlist``,
   ``agent.daemon.fingerprints``) at start, in the background, then every ``testlist.refresh``.
   The configuration file itself is read once, at start.
@@ -76,6 +78,7 @@ from agent.daemon.state import (
     testlist_due_ms,
 )
 from agent.daemon.throttle import ThrottleRuns
+from agent.daemon.trace import TraceRuns
 from agent.probes.connectivity import CachedCheck, check
 
 __all__ = ["FIRST_FETCH_WAIT", "run_daemon"]
@@ -131,11 +134,14 @@ class _Daemon:
             config, self.control, self.budget, spool, self.disk, self.probe.resolv_conf,
             busy=lambda: self.measuring,
         )  # fmt: skip
+        self.traces = TraceRuns(
+            config, self.budget, spool, self.disk, lambda: self.fingerprints.current
+        )
         self.measurer = Measurer(
             self.probe,
             remote_probe(self.probe, config.testlist.allow_networks),
             self.control, self.is_online, spool, self.budget, self.disk,
-            config.probe.concurrency,
+            config.probe.concurrency, on_result=self.traces.offer,
         )  # fmt: skip
         self.jobs = JobRunner(
             {
@@ -144,6 +150,7 @@ class _Daemon:
                 "connectivity": self.connectivity,
                 "testlist": self.refresh_testlist,
                 "throttle": self.throttle.run,
+                "trace": self.traces.run,
             },
             stop,
             # Lean idle mode, if this daemon may exec into it: asked as each job ends, the
@@ -218,6 +225,8 @@ class _Daemon:
         )  # fmt: skip
         if totals.skipped:
             self.budget.log_exhausted(_PAUSED_JOBS)
+        if self.config.trace.enabled:
+            self.jobs.wake("trace")  # agent.daemon.trace: the run's newly blocked targets
         self.jobs.wake("upload")
         self._list_arrived()
 
@@ -362,6 +371,8 @@ class _Daemon:
             due = await asyncio.to_thread(self.throttle.due_ms)
             first_throttle = max(now, datetime.fromtimestamp(due / 1000, UTC))
             jobs.append(("throttle", self.config.throttle.interval, first_throttle))
+        if self.config.trace.enabled:  # woken by each measure run's end
+            jobs.append(("trace", schedule.interval, None))
         self.jobs.start(jobs, schedule.jitter)
         try:
             await self.stop.wait()

@@ -30,7 +30,7 @@ from agent.daemon.spool import Spool, SpoolFull
 from agent.daemon.testlist import CollectorTestList
 from agent.fingerprints import FingerprintSet
 from agent.model.addresses import IPNetwork, may_reach
-from agent.model.measurement import Target
+from agent.model.measurement import SiteMeasurement, Target
 from agent.site import ControlSource, ProbeConfig, measure_site
 from agent.wire.record import encode_measurement
 from agent.wire.testlist import read_test_list
@@ -87,6 +87,8 @@ class Measurer:
     budget: DailyBudget
     disk: Disk
     concurrency: int
+    # Told of every spooled result (agent.daemon.trace offers the blocked ones a trace).
+    on_result: Callable[[SiteMeasurement], None] | None = None
 
     def with_fingerprints(self, fingerprints: FingerprintSet | None) -> Measurer:
         """This measurer with the collector's ``fingerprints``; itself when there are none."""
@@ -121,6 +123,8 @@ class Measurer:
                 totals.full += 1
                 return
             totals.spooled += 1
+            if self.on_result is not None:
+                self.on_result(m)
 
         # return_exceptions: one target's bug must not throw away the others' results.
         outcomes = await asyncio.gather(*(one(t, r) for t, r in targets), return_exceptions=True)
