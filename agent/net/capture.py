@@ -1,25 +1,29 @@
-"""Agent net: a capture of what comes back while a trace runs (scapy, on an AF_PACKET socket).
+"""Agent net: what comes back while a trace runs, read off raw IP sockets and dissected with scapy.
 
 A trace needs two things the kernel keeps from a TCP socket: the ICMP time-exceeded a
 router sends for a segment of an *established* connection (TCP queues it on the socket's
 error queue only before the handshake completes, so ``IP_RECVERR`` suffices for a SYN but
 not for a ClientHello or a request), and the IP TTL and IP ID of every packet on the flow,
 including those that arrive after an injected reset has closed the socket (the genuine
-server's answer, which tells an on-path injector from an in-path one). So one capture per
-trace listens on the interface that routes to the target, behind a kernel filter (compiled
-by libpcap) that passes only ICMP errors and TCP from the traced addresses, and files each
-packet under the local port it concerns.
+server's answer, which tells an on-path injector from an in-path one).
 
-scapy is imported here, lazily, and only by the trace; opening the capture needs
-``CAP_NET_RAW`` (:func:`unavailable` says why it cannot be opened). The sniffer runs on its
-own thread; waiters on the event loop are woken with ``call_soon_threadsafe``.
+So a capture opens raw sockets of the families it traces, layer 3 only (the systemd unit
+allows ``AF_INET`` and ``AF_INET6`` and ``CAP_NET_RAW``, never ``AF_PACKET``): one for ICMP
+errors (ICMPv6: a kernel ``ICMP6_FILTER`` passes only unreachable and time-exceeded), one
+for TCP behind a kernel BPF filter that passes only the traced addresses (IPv4) or the
+traced ports (IPv6, whose raw sockets see no IP header: the hop limit comes as ancillary
+data). Each packet is dissected with scapy, imported here lazily and only by the trace, and
+filed under the local port it concerns. The sockets are read by the event loop
+(``add_reader``); dissecting a packet takes well under a millisecond.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ipaddress
 import socket
-import threading
+import struct
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -31,7 +35,10 @@ MAX_PER_PORT = 64  # packets kept per local port: a trace attempt needs a handfu
 ICMP_TIME_EXCEEDED, ICMP_UNREACHABLE = 11, 3
 ICMP6_UNREACHABLE, ICMP6_TIME_EXCEEDED = 1, 3
 _FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
-ETH_P_ALL = 0x0003
+_SO_ATTACH_FILTER = 26
+_ICMP6_FILTER = 1
+_BPF_LD_W_ABS, _BPF_LD_H_ABS, _BPF_JEQ_K, _BPF_RET_K = 0x20, 0x28, 0x15, 0x06
+_READ_SIZE = 65535
 
 
 @dataclass(frozen=True)
@@ -40,9 +47,9 @@ class Captured:
 
     kind: str  # "exceeded", "unreachable", or a TCP kind: "synack", "rst", "fin", "data"
     source: str  # the router (ICMP) or the server (TCP)
-    ttl: int
+    ttl: int  # as received (0 for ICMP errors, where only the sender matters)
     ip_id: int | None
-    at: float  # time.monotonic() when the sniffer saw it
+    at: float  # time.monotonic() when it was read
 
 
 @dataclass
@@ -54,39 +61,58 @@ class _Port:
 def unavailable() -> str | None:
     """Why a capture cannot be opened here, in words; None when it can."""
     try:
-        import scapy.arch.common  # noqa: F401
+        import scapy.layers.inet  # noqa: F401
     except ImportError:
         return "scapy is not installed (pip install 'netsonde[raw]')"
     try:
-        probe = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        probe = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
     except PermissionError:
         return "it needs CAP_NET_RAW (root, or the systemd unit's AmbientCapabilities)"
     except OSError as exc:
-        return f"a packet socket cannot be opened: {exc.strerror or exc}"
+        return f"a raw socket cannot be opened: {exc.strerror or exc}"
     probe.close()
-    try:
-        from scapy.libs.winpcapy import pcap_compile  # noqa: F401
-    except (ImportError, OSError):
-        return "libpcap is not installed (apt-get install libpcap0.8)"
     return None
 
 
-def _bpf(addresses: Iterable[str]) -> str:
-    hosts = " or ".join(f"src host {a}" for a in sorted(set(addresses)))
-    icmp = f"(icmp and (icmp[0] == {ICMP_TIME_EXCEEDED} or icmp[0] == {ICMP_UNREACHABLE}))"
-    icmp6 = f"(icmp6 and (ip6[40] == {ICMP6_UNREACHABLE} or ip6[40] == {ICMP6_TIME_EXCEEDED}))"
-    return f"(tcp and ({hosts})) or {icmp} or {icmp6}"
+def _attach(sock: socket.socket, program: list[tuple[int, int, int, int]]) -> None:
+    """A classic BPF program on ``sock``: the kernel drops what it does not accept."""
+    code = b"".join(struct.pack("HBBI", *instruction) for instruction in program)
+    buffer = ctypes.create_string_buffer(code)
+    fprog = struct.pack("HL", len(program), ctypes.addressof(buffer))
+    sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
 
 
-def _route_iface(address: str) -> str:
-    """The interface the kernel would send to ``address`` through, as scapy reads the routes."""
-    from scapy.config import conf
+def _equals(load: tuple[int, int, int, int], values: list[int]) -> list[tuple[int, int, int, int]]:
+    """``load``, then accept when the loaded value is one of ``values``, else drop."""
+    count = len(values)
+    jumps = [(_BPF_JEQ_K, count - i, 0, value) for i, value in enumerate(values)]
+    return [load, *jumps, (_BPF_RET_K, 0, 0, 0), (_BPF_RET_K, 0, 0, _READ_SIZE)]
 
-    if ":" in address:
-        conf.route6.resync()
-        return str(conf.route6.route(address)[0])
-    conf.route.resync()
-    return str(conf.route.route(address)[0])
+
+def _raw(family: int, proto: int) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_RAW, proto)
+    sock.setblocking(False)
+    return sock
+
+
+def _sockets(addresses: frozenset[str], ports: frozenset[int]) -> list[tuple[str, socket.socket]]:
+    v4 = sorted(int(ipaddress.IPv4Address(a)) for a in addresses if ":" not in a)
+    v6 = any(":" in a for a in addresses)
+    opened: list[tuple[str, socket.socket]] = []
+    if v4:
+        tcp4 = _raw(socket.AF_INET, socket.IPPROTO_TCP)
+        _attach(tcp4, _equals((_BPF_LD_W_ABS, 0, 0, 12), v4))  # the IPv4 source address
+        opened += [("icmp4", _raw(socket.AF_INET, socket.IPPROTO_ICMP)), ("tcp4", tcp4)]
+    if v6:
+        icmp6 = _raw(socket.AF_INET6, socket.IPPROTO_ICMPV6)
+        blocked = [0xFFFFFFFF] * 8  # ICMP6_FILTER: a set bit blocks that type
+        blocked[0] &= ~((1 << ICMP6_UNREACHABLE) | (1 << ICMP6_TIME_EXCEEDED))
+        icmp6.setsockopt(socket.IPPROTO_ICMPV6, _ICMP6_FILTER, struct.pack("8I", *blocked))
+        tcp6 = _raw(socket.AF_INET6, socket.IPPROTO_TCP)
+        tcp6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+        _attach(tcp6, _equals((_BPF_LD_H_ABS, 0, 0, 0), sorted(ports)))  # the TCP source port
+        opened += [("icmp6", icmp6), ("tcp6", tcp6)]
+    return opened
 
 
 def _tcp_kind(flags: int, payload: int) -> str | None:
@@ -100,53 +126,41 @@ def _tcp_kind(flags: int, payload: int) -> str | None:
 
 
 class FlowCapture:
-    """Packets about flows to ``addresses``, filed by local port, while the capture runs."""
+    """Packets about flows to ``addresses`` (on ``ports``), filed by local port, while open."""
 
-    def __init__(self, addresses: Iterable[str]) -> None:
-        self.addresses = frozenset(addresses)
+    def __init__(self, addresses: Iterable[str], ports: Iterable[int] = (80, 443)) -> None:
+        self.addresses = frozenset(str(ipaddress.ip_address(a)) for a in addresses)
+        self.ports = frozenset(ports)
         self._ports: dict[int, _Port] = {}
-        self._lock = threading.Lock()
         self._loop = asyncio.get_running_loop()
-        self._sniffer: Any = None
+        self._sockets: list[tuple[str, socket.socket]] = []
 
     async def start(self) -> None:
-        """Start listening; returns once the socket is open, so nothing sent after is missed."""
-        # Loading the layers registers their dissectors: without them the frames stay raw.
+        """Open the sockets; packets that arrive from here on are filed."""
         import scapy.layers.inet
-        import scapy.layers.inet6
-        import scapy.layers.l2  # noqa: F401
-        from scapy.sendrecv import AsyncSniffer
+        import scapy.layers.inet6  # noqa: F401  # loaded now, not on the first packet
 
-        ready = threading.Event()
-        iface = _route_iface(next(iter(sorted(self.addresses))))
-        self._sniffer = AsyncSniffer(
-            iface=iface,
-            filter=_bpf(self.addresses),
-            prn=self._on_packet,
-            store=False,
-            started_callback=ready.set,
-        )
-        self._sniffer.start()
-        if not await asyncio.to_thread(ready.wait, 5.0):
-            raise OSError("the capture did not start")
+        self._sockets = _sockets(self.addresses, self.ports)
+        for kind, sock in self._sockets:
+            self._loop.add_reader(sock.fileno(), self._read, kind, sock)
 
     async def stop(self) -> None:
-        if self._sniffer is not None and self._sniffer.running:
-            await asyncio.to_thread(self._sniffer.stop)
+        for _, sock in self._sockets:
+            self._loop.remove_reader(sock.fileno())
+            sock.close()
+        self._sockets = []
 
     def packets(self, port: int) -> list[Captured]:
-        with self._lock:
-            return list(self._ports.get(port, _Port()).packets)
+        return list(self._ports.get(port, _Port()).packets)
 
     async def wait(self, port: int, timeout: float, seen: int = -1) -> bool:
         """Wait until more than ``seen`` packets are filed under ``port`` (by default: until
         one more is), or ``timeout``."""
+        slot = self._ports.setdefault(port, _Port())
+        if 0 <= seen < len(slot.packets):
+            return True
         event = asyncio.Event()
-        with self._lock:
-            slot = self._ports.setdefault(port, _Port())
-            if 0 <= seen < len(slot.packets):
-                return True
-            slot.waiters.append(event)
+        slot.waiters.append(event)
         try:
             async with asyncio.timeout(timeout):
                 await event.wait()
@@ -154,52 +168,69 @@ class FlowCapture:
         except TimeoutError:
             return False
         finally:
-            with self._lock:
-                self._ports[port].waiters.remove(event)
+            slot.waiters.remove(event)
 
-    def _file(self, port: int, packet: Captured) -> None:
-        with self._lock:
-            slot = self._ports.setdefault(port, _Port())
-            if len(slot.packets) < MAX_PER_PORT:
-                slot.packets.append(packet)
-            waiters = list(slot.waiters)
-        for event in waiters:
-            self._loop.call_soon_threadsafe(event.set)
+    def _read(self, kind: str, sock: socket.socket) -> None:
+        try:
+            data, ancillary, _, source = sock.recvmsg(_READ_SIZE, socket.CMSG_SPACE(4))
+        except OSError:
+            return
+        filed = _dissect(kind, data, str(source[0]), _hop_limit(ancillary), self.addresses)
+        if filed is None:
+            return
+        port, packet = filed
+        slot = self._ports.setdefault(port, _Port())
+        if len(slot.packets) < MAX_PER_PORT:
+            slot.packets.append(packet)
+        for event in slot.waiters:
+            event.set()
 
-    def _on_packet(self, frame: Any) -> None:
-        filed = _dissect(frame, self.addresses)
-        if filed is not None:
-            self._file(*filed)
+
+def _hop_limit(ancillary: list[tuple[int, int, bytes]]) -> int:
+    for level, kind, value in ancillary:
+        if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_HOPLIMIT and len(value) >= 4:
+            return int(struct.unpack("i", value[:4])[0])
+    return 0
 
 
-def _dissect(frame: Any, addresses: frozenset[str]) -> tuple[int, Captured] | None:
+def _dissect(
+    kind: str, data: bytes, source: str, hop_limit: int, addresses: frozenset[str]
+) -> tuple[int, Captured] | None:
     """The local port a packet concerns and what it says, or None if it is not about a trace."""
     from scapy.layers.inet import ICMP, IP, TCP, IPerror, TCPerror
-    from scapy.layers.inet6 import IPerror6, IPv6, _ICMPv6Error
+    from scapy.layers.inet6 import IPerror6
 
     now = time.monotonic()
-    if IP in frame:
-        ip: Any = frame[IP]
-        ttl, ip_id = int(ip.ttl), int(ip.id)
-    elif IPv6 in frame:
-        ip = frame[IPv6]
-        ttl, ip_id = int(ip.hlim), None
-    else:
-        return None
-    source = str(ip.src)
-    if ICMP in frame and IPerror in frame and TCPerror in frame:
-        exceeded = int(frame[ICMP].type) == ICMP_TIME_EXCEEDED
-        return _icmp(exceeded, frame[IPerror], frame[TCPerror], addresses, source, now)
-    if isinstance(ip.payload, _ICMPv6Error) and IPerror6 in frame and TCPerror in frame:
-        exceeded = int(ip.payload.type) == ICMP6_TIME_EXCEEDED
-        return _icmp(exceeded, frame[IPerror6], frame[TCPerror], addresses, source, now)
-    if TCP in frame and source in addresses:
-        tcp: Any = frame[TCP]
-        kind_name = _tcp_kind(int(tcp.flags), len(bytes(tcp.payload)))
-        if kind_name is None:
+    if kind == "icmp6":
+        if len(data) < 8 or data[0] not in (ICMP6_UNREACHABLE, ICMP6_TIME_EXCEEDED):
             return None
-        return int(tcp.dport), Captured(kind_name, source, ttl, ip_id, now)
-    return None
+        quoted: Any = IPerror6(data[8:])
+        exceeded = data[0] == ICMP6_TIME_EXCEEDED
+        return _icmp(exceeded, quoted, quoted.getlayer(TCPerror), addresses, source, now)
+    if kind == "tcp6":
+        tcp6: Any = TCP(data)
+        return _tcp(tcp6, source, hop_limit, None, addresses, now)
+    packet: Any = IP(data)
+    if kind == "icmp4":
+        icmp: Any = packet.getlayer(ICMP)
+        if icmp is None or int(icmp.type) not in (ICMP_TIME_EXCEEDED, ICMP_UNREACHABLE):
+            return None
+        exceeded = int(icmp.type) == ICMP_TIME_EXCEEDED
+        inner = packet.getlayer(IPerror)
+        return _icmp(exceeded, inner, packet.getlayer(TCPerror), addresses, str(packet.src), now)
+    tcp = packet.getlayer(TCP)
+    if tcp is None:
+        return None
+    return _tcp(tcp, str(packet.src), int(packet.ttl), int(packet.id), addresses, now)
+
+
+def _tcp(
+    tcp: Any, source: str, ttl: int, ip_id: int | None, addresses: frozenset[str], now: float
+) -> tuple[int, Captured] | None:
+    if source not in addresses:
+        return None
+    kind = _tcp_kind(int(tcp.flags), len(bytes(tcp.payload)))
+    return None if kind is None else (int(tcp.dport), Captured(kind, source, ttl, ip_id, now))
 
 
 def _icmp(
@@ -207,7 +238,7 @@ def _icmp(
 ) -> tuple[int, Captured] | None:
     """An ICMP error is filed under the source port of the segment it quotes, if that segment
     went to a traced address (another flow may use the same local port)."""
-    if str(quoted.dst) not in addresses:
+    if quoted is None or tcp is None or str(quoted.dst) not in addresses:
         return None
     kind = "exceeded" if exceeded else "unreachable"
     return int(tcp.sport), Captured(kind, router, 0, None, now)

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import ipaddress
 import socket
 import struct
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from agent.model import trace as t
 from agent.net.capture import Captured, FlowCapture
@@ -29,8 +29,7 @@ __all__ = ["Reaction", "abort", "open_plain", "reference", "send_payload", "send
 
 READ_LIMIT = 16 * 1024  # bytes kept of an answer: a status line, a title, a fingerprint
 READ_MORE = 0.5  # seconds to keep reading an answer after its first bytes
-ICMP_LAG = 0.5  # how long the capture may trail the socket in filing an ICMP error
-_ICMP_ERRNOS = frozenset((errno.EHOSTUNREACH, errno.ENETUNREACH))
+ICMP_LAG = 0.5  # how long the capture may trail the socket in filing a packet
 
 
 @dataclass(frozen=True)
@@ -91,37 +90,37 @@ def _ms(start: float) -> float:
     return round((time.monotonic() - start) * 1000, 1)
 
 
+async def _connect(sock: socket.socket, address: str, port: int) -> tuple[str, bytes]:
+    """The SYN's answer, as the kernel's connect reports it."""
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, (address, port))
+    except ConnectionRefusedError:
+        return t.RESET, b""
+    except OSError:
+        # EHOSTUNREACH, ENETUNREACH: an ICMP error aborted the SYN (the capture says whose);
+        # anything else is the kernel's own refusal, with no router to name.
+        return t.UNREACHABLE, b""
+    return t.SYN_ACK, b""
+
+
 async def send_syn(
-    capture: FlowCapture, address: str, port: int, ttl: int, window: float
+    capture: FlowCapture, address: str, port: int, ttl: int, window: float, grace: float
 ) -> Reaction:
-    """A SYN with IP TTL ``ttl``; the kernel's connect reports a SYN-ACK or a reset, and an
-    ICMP error aborts it at once (EHOSTUNREACH), the capture saying whose."""
+    """A SYN with IP TTL ``ttl``: a SYN-ACK, a reset, or the router's ICMP error, whichever
+    the socket or the capture sees first (the kernel may wait for a retransmission before
+    it gives up on an IPv6 SYN)."""
     sock = _socket(address, ttl)
     local = sock.getsockname()[1]
-    loop = asyncio.get_running_loop()
     start = time.monotonic()
-    reaction = t.SILENT
     try:
-        async with asyncio.timeout(window):
-            await loop.sock_connect(sock, (address, port))
-        reaction = t.SYN_ACK
-    except ConnectionRefusedError:
-        reaction = t.RESET
-    except TimeoutError:
-        reaction = t.SILENT
-    except OSError as exc:
-        # EHOSTUNREACH and ENETUNREACH: an ICMP error aborted the SYN, which the capture
-        # files a moment later; anything else, the kernel's own refusal, has no router.
-        if exc.errno in _ICMP_ERRNOS and _icmp(capture, local, start) is None:
-            await capture.wait(local, ICMP_LAG, seen=len(capture.packets(local)))
-        reaction = t.UNREACHABLE
+        connecting = asyncio.ensure_future(_connect(sock, address, port))
+        reaction, _ = await _race(capture, connecting, local, start, window, grace)
     finally:
         abort(sock)
-    ms = _ms(start)
     icmp = _icmp(capture, local, start)
     if icmp is not None and reaction in (t.SILENT, t.UNREACHABLE):
-        return Reaction(icmp.kind, icmp.source, ms, local, sent_at=start)
-    return Reaction(reaction, None, ms, local, sent_at=start)
+        return Reaction(icmp.kind, icmp.source, _ms(start), local, sent_at=start)
+    return Reaction(reaction, None, _ms(start), local, sent_at=start)
 
 
 async def open_plain(address: str, port: int, timeout: float) -> socket.socket | None:
@@ -165,9 +164,7 @@ async def send_payload(
     grace: float,
     connect_timeout: float,
 ) -> Reaction:
-    """``payload`` with IP TTL ``ttl`` on a fresh connection. The socket's answer wins; an
-    ICMP error ends the wait ``grace`` seconds later (an on-path injector's reset and the
-    time-exceeded of a router behind it both come back for the same packet)."""
+    """``payload`` with IP TTL ``ttl`` on a fresh connection opened with the normal TTL."""
     sock = await open_plain(address, port, connect_timeout)
     if sock is None:
         return Reaction(t.NO_CONNECTION, None, 0.0, 0)
@@ -176,7 +173,8 @@ async def send_payload(
     try:
         _set_ttl(sock, ttl)
         await asyncio.get_running_loop().sock_sendall(sock, payload)
-        reaction, answer = await _race(capture, sock, local, start, window, grace)
+        reading = asyncio.ensure_future(_read_answer(sock))
+        reaction, answer = await _race(capture, reading, local, start, window, grace)
     except NETWORK_ERRORS:
         reaction, answer = t.RESET, b""
     finally:
@@ -190,27 +188,32 @@ async def send_payload(
 
 async def _race(
     capture: FlowCapture,
-    sock: socket.socket,
+    answer: asyncio.Future[tuple[str, bytes]],
     local: int,
     start: float,
     window: float,
     grace: float,
 ) -> tuple[str, bytes]:
-    reader = asyncio.ensure_future(_read_answer(sock))
+    """The socket's ``answer``; an ICMP error ends the wait ``grace`` seconds later (an
+    on-path injector's reset and the time-exceeded of a router behind it both come back for
+    the same packet); silence after ``window``."""
     try:
         deadline = start + window
-        while not reader.done() and time.monotonic() < deadline:
+        while not answer.done() and time.monotonic() < deadline:
             seen = len(capture.packets(local))
             if _icmp(capture, local, start) is not None:
-                await asyncio.wait({reader}, timeout=grace)
+                await asyncio.wait({answer}, timeout=grace)
                 break
             remaining = deadline - time.monotonic()
-            waiter = asyncio.ensure_future(capture.wait(local, remaining, seen))
-            await asyncio.wait({reader, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            waiter: asyncio.Future[Any] = asyncio.ensure_future(
+                capture.wait(local, remaining, seen)
+            )
+            pending: set[asyncio.Future[Any]] = {answer, waiter}
+            await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             waiter.cancel()
-        return reader.result() if reader.done() else (t.SILENT, b"")
+        return answer.result() if answer.done() else (t.SILENT, b"")
     finally:
-        reader.cancel()
+        answer.cancel()
 
 
 async def reference(

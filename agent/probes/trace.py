@@ -71,7 +71,9 @@ class _Tracer:
         self.sent += 1
         if plan.trigger == "ip":
             address = plan.address if trigger else plan.benign
-            reaction = await net.send_syn(self.capture, address, plan.port, ttl, plan.window)
+            reaction = await net.send_syn(
+                self.capture, address, plan.port, ttl, plan.window, self.grace
+            )
         else:
             name = plan.name if trigger else plan.benign
             payload = trigger_payload(plan.trigger, name, plan.path)
@@ -133,7 +135,7 @@ class _Tracer:
             targets.append((plan.reference_address, plan.port))
         for address, port in targets:
             self.sent += 1
-            _, first = await net.reference(self.capture, address, port, plan.connect_timeout)
+            _, first = await net.reference(self.capture, address, port, plan.window)
             packet = None if first is None else TracePacket(first.kind, first.ttl, first.ip_id, 0)
             found.append(TraceReference(address, port, packet))
         return tuple(found)
@@ -149,7 +151,7 @@ async def measure(plan: TracePlan, inspect: Inspector | None = None) -> TraceObs
     addresses = {plan.address, plan.benign if plan.trigger == "ip" else plan.address}
     if plan.reference_address is not None:
         addresses.add(plan.reference_address)
-    capture = FlowCapture(addresses)
+    capture = FlowCapture(addresses, {plan.port, _OTHER_PORT.get(plan.port, 443)})
     tracer = _Tracer(plan, capture, inspect)
     try:
         await capture.start()
