@@ -3,7 +3,7 @@
 up [--scenarios PATH]       bring a lab up in the background and print its status
 status [--json]             show a running lab
 check                       run every scenario's self-check against a running lab
-exec ROLE -- CMD...         run a command in the agent, isp, border or net namespace
+exec ROLE -- CMD...         run a command in a namespace (agent, cpe, isp, border, transit, net)
 shutdown on|off             cut or restore the agent's uplink
 down [--all]                take a lab down
 cleanup                     remove labs left behind by crashed runs

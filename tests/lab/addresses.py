@@ -7,21 +7,31 @@ address of the plan has an IPv6 twin in the IPv6 documentation range (RFC 3849),
 ``2001:db8:4::`` followed by the IPv4 address's 32 bits (:func:`twin`), links and
 routes included, so a site's two addresses read alike.
 
-    agent ns --up0/sub0-- isp ns --up0/down0-- border ns --up0/down0-- net ns
+    agent --up0/down0-- cpe --up0/sub0-- isp --up0/down0-- border --up0/down0-- transit
+          --up0/down0-- net
+
+The cpe (the subscriber's own router) and transit (the internet beyond the border) are
+plain routers with no censor, so a censor at the isp or the border has a router on each
+side and a TTL-limited trace can say where it sits (``tests.lab.positions``).
 """
 
 from __future__ import annotations
 
 import ipaddress
 
-ROLES = ("agent", "isp", "border", "net")
-HOPS = ("isp", "border")
+# The namespaces in path order, from the agent to the internet's servers.
+ROLES = ("agent", "cpe", "isp", "border", "transit", "net")
+ROUTERS = ROLES[1:-1]  # every namespace between the agent and the servers forwards
+HOPS = ("isp", "border")  # the routers that carry censors
 
-# Point-to-point links: (left role, left ifname, left addr, right role, right ifname, right addr)
+# Point-to-point links, in path order: each joins a role and the next one.
+# (left role, left ifname, left addr, right role, right ifname, right addr)
 LINKS = (
-    ("agent", "up0", "100.64.1.2/30", "isp", "sub0", "100.64.1.1/30"),
+    ("agent", "up0", "100.64.1.2/30", "cpe", "down0", "100.64.1.1/30"),
+    ("cpe", "up0", "100.64.3.1/30", "isp", "sub0", "100.64.3.2/30"),
     ("isp", "up0", "100.64.2.1/30", "border", "down0", "100.64.2.2/30"),
-    ("border", "up0", "198.51.100.253/30", "net", "down0", "198.51.100.254/30"),
+    ("border", "up0", "198.51.100.253/30", "transit", "down0", "198.51.100.254/30"),
+    ("transit", "up0", "198.51.100.249/30", "net", "down0", "198.51.100.250/30"),
 )
 
 # Where each hop faces the agent: censors that answer the agent act on this side.
@@ -43,7 +53,7 @@ COLLECTOR = "198.51.100.10"
 # service uses.
 SITE_RANGES = (
     ("192.0.2.0", 10, 254),
-    ("198.51.100.0", 11, 251),
+    ("198.51.100.0", 11, 247),  # .248/30 and .252/30 are the transit router's links
     ("203.0.113.0", 1, 254),
     ("192.0.2.0", 1, 9),
 )
@@ -51,18 +61,23 @@ SITE_RANGES = (
 # Local service addresses per namespace (bound on lo).
 LOCAL_ADDRESSES = {
     "agent": (),
+    "cpe": (),
     "isp": (ISP_RESOLVER, BLOCKPAGE_SERVER),
     "border": (),
+    "transit": (),
     "net": (AUTHORITATIVE_DNS, PUBLIC_RESOLVER, COLLECTOR),
 }
 
 # Static routes beyond the connected ones.
 ROUTES = {
     "agent": (("default", "100.64.1.1"),),
-    "isp": (("default", "100.64.2.2"),),
+    "cpe": (("default", "100.64.3.2"),),
+    "isp": (("default", "100.64.2.2"), ("100.64.1.0/30", "100.64.3.1")),
     "border": (("default", "198.51.100.254"), ("100.64.0.0/10", "100.64.2.1")),
-    # The net ns has no default route: a packet for anything outside the lab dies there.
-    "net": (("100.64.0.0/10", "198.51.100.253"),),
+    "transit": (("default", "198.51.100.250"), ("100.64.0.0/10", "198.51.100.253")),
+    # The net ns has no default route: a packet for anything outside the lab dies there. The
+    # border's uplink is routed back too: what the border itself asks (its resolver) returns.
+    "net": (("100.64.0.0/10", "198.51.100.249"), ("198.51.100.252/30", "198.51.100.249")),
 }
 
 TWIN_PREFIX = ipaddress.IPv6Network("2001:db8:4::/96")

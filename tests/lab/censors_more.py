@@ -1,6 +1,6 @@
 """Censor lab: the configuration of the rows that are broken for everyone, the CAPTCHA site,
-ghost names and FIN injection, as pure functions of the scenario table (``censors`` has
-the rest, and calls these where their rows change what it writes)."""
+ghost names, FIN injection and the on-path tap, as pure functions of the scenario table
+(``censors`` has the rest, and calls these where their rows change what it writes)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ DEFAULT_PRIVATE = "127.0.0.1"
 # Every name on the ISP side of the lab: the CAPTCHA site challenges these, not the control.
 ISP_NETWORK = "100.64.0.0/10"
 BROKEN_MODES = {"reset-everywhere": "reset", "silent-everywhere": "silent"}
+# How late an on-path row's server answers a connection: a far server, so the tap's RST
+# (tests.lab.onpath_injector) reaches the client first, as it does in the wild.
+FAR_SERVER_DELAY_MS = 200
 
 
 def authoritative_records(row: Scenario) -> list[str]:
@@ -40,6 +43,8 @@ def site_extras(row: Scenario) -> dict[str, Any]:
     """What the web server needs beyond the domain, IP and certificate."""
     if row.technique == "captcha":
         return {"challenge": [ISP_NETWORK]}
+    if row.technique == "sni-onpath":
+        return {"answer_delay_ms": FAR_SERVER_DELAY_MS}
     return {}
 
 
@@ -70,3 +75,16 @@ def fin_injector_config(table: ScenarioTable, hop: str) -> dict[str, Any] | None
     if not sni and not host:
         return None
     return {"iface": plan.AGENT_FACING_IFACE[hop], "sni": sni, "host": host}
+
+
+def onpath_injector_config(table: ScenarioTable, hop: str) -> dict[str, Any] | None:
+    """The on-path tap on one hop: it reads what the hop forwards towards the internet and
+    answers the client on the agent's side; no rule of the hop drops anything for it."""
+    sni = [row.domain for row in table.rows if row.hop == hop and row.technique == "sni-onpath"]
+    if not sni:
+        return None
+    return {
+        "iface": plan.NET_FACING_IFACE[hop],
+        "reply_iface": plan.AGENT_FACING_IFACE[hop],
+        "sni": sni,
+    }

@@ -1,6 +1,6 @@
 """Censor lab: the self-checks of the sites broken for everyone, the CAPTCHA site, ghost
-names and FIN injection, with plain clients. ``checks`` has the rest and registers these
-once its helpers exist, so this module is only ever imported through it.
+names, FIN injection and the on-path tap, with plain clients. ``checks`` has the rest and
+registers these once its helpers exist, so this module is only ever imported through it.
 
 A site broken for everyone must fail the same way from the agent's namespace and from the
 net namespace, where the control measures; a censor's technique must act on the agent
@@ -148,6 +148,32 @@ def check_host_fin(lab: Lab, row: Scenario) -> CheckResult:
     return checks._result(row, passed, observed)
 
 
+def check_sni_onpath(lab: Lab, row: Scenario) -> CheckResult:
+    """The ClientHello naming the row gets a RST that did not come from the server (another
+    IP TTL than its SYN-ACK's), and the server's answer still arrives after it."""
+    agent_link = plan.LINKS[0][1]
+    seen = client(lab, "agent", "tls_capture", ip=row.ip, sni=row.domain, iface=agent_link)
+    answers = [p for p in seen["packets"] if p["from_server"]]
+    synack = next((p for p in answers if p["flags"] == "SA"), None)
+    rst = next((i for i, p in enumerate(answers) if "R" in p["flags"]), None)
+    # 0x16: a TLS handshake record, the ServerHello; it comes only after the tap's RST.
+    hello = any(p["first_byte"] == 0x16 for p in answers[(rst or 0) + 1 :])
+    benign = client(lab, "agent", "tls", ip=row.ip, sni=lab.table.benign_domain)
+    control = client(lab, "net", "tls", ip=row.ip, sni=row.domain)
+    rst_ttl = answers[rst]["ttl"] if rst is not None else None
+    synack_ttl = synack["ttl"] if synack is not None else None
+    passed = seen["error"] == "ECONNRESET" and None not in (rst_ttl, synack_ttl)
+    passed = passed and rst_ttl != synack_ttl and hello
+    passed = passed and benign["error"] is None and control["error"] is None
+    observed = (
+        f"SNI {row.domain}: {seen['error']}, RST ttl={rst_ttl} (SYN-ACK ttl={synack_ttl}), "
+        f"ServerHello after it: {'seen' if hello else 'not seen'}; "
+        f"benign SNI: {benign['error'] or 'handshake ok'}; "
+        f"control: {control['error'] or 'handshake ok'}"
+    )
+    return checks._result(row, passed, observed, packets=seen["packets"])
+
+
 MORE_CHECKS: dict[str, Callable[[Lab, Scenario], CheckResult]] = {
     "private-everywhere": check_private_everywhere,
     "nxdomain-everywhere": check_nxdomain_everywhere,
@@ -159,4 +185,5 @@ MORE_CHECKS: dict[str, Callable[[Lab, Scenario], CheckResult]] = {
     "dns-ghost": check_dns_ghost,
     "sni-fin": check_sni_fin,
     "host-fin": check_host_fin,
+    "sni-onpath": check_sni_onpath,
 }

@@ -26,6 +26,8 @@ import dns.message
 import dns.rcode
 import dns.resolver
 
+from tests.lab.clients_path import PATH_OPS
+
 TIMEOUT = 2.0
 # Linux values; the socket module lacks these names on Python 3.11.
 IP_RECVTTL = getattr(socket, "IP_RECVTTL", 12)
@@ -283,6 +285,7 @@ OPS: dict[str, Callable[..., dict[str, Any]]] = {
     "rate": rate,
     "udp": udp,
     "tcp_send": tcp_send,
+    **PATH_OPS,  # ttl_probe, tls_capture
 }
 
 

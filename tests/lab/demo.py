@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tests.lab import checks, dashboard, engine
+from tests.lab.addresses import ROLES
 from tests.lab.collector import LabCollector
 from tests.lab.lab import Lab
 from tests.lab.scenarios import Scenario, ScenarioTable
@@ -91,7 +92,7 @@ def run_demo(table: ScenarioTable, console: Console, keep: int | None = None) ->
     console.rule("netsonde demo: the censor lab")
     console.print(
         f"{len(table.rows)} scenarios from {table.source}. "
-        "Building agent -- isp -- border -- net in network namespaces ..."
+        f"Building {' -- '.join(ROLES)} in network namespaces ..."
     )
     missing = [str(p) for p in engine.fingerprint_paths() if not p.is_file()]
     if missing:

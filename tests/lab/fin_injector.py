@@ -15,7 +15,10 @@ packets carry a fixed IP TTL and IP ID, as injected ones do in the wild.
 
 iptables alone cannot forge a FIN (its REJECT sends a RST), and the lab has no NFQUEUE,
 so the packet is read off an AF_PACKET socket, which sees it before netfilter drops it,
-behind a kernel filter that passes only data segments to the web ports.
+behind a kernel filter that passes only data segments to the web ports. Reading before the
+router also means reading what it will not forward: a segment that arrives with TTL 1 ends
+here in an ICMP time-exceeded, so the filter passes only TTL 2 and more, and the injector
+sits where the DROP it pairs with sits (``tests.lab.positions``).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from tests.lab.service import announce_ready, load_config
 TLS_PORT = 443
 HTTP_PORT = 80
 FIN_ACK = 0x11
+RST_ACK = 0x14
 WINDOW = 512
 DONT_FRAGMENT = 0x4000
 TCP_HEADER = struct.Struct("!HHIIBBHHH")
@@ -68,19 +72,25 @@ class Segment:
     seq: int
     ack: int
     payload: bytes
+    ttl: int = 64  # the IP TTL it carried where it was read
 
 
-def segment_filter() -> list[tuple[int, int, int, int]]:
-    """Classic BPF for 'IPv4 TCP with data to port 443 or 80, first fragment, not sent by
-    us': the segments a censor inspects. Everything else (handshakes, bare ACKs, other
-    ports) stays in the kernel, so a burst of it cannot fill the socket's buffer and cost
-    the injector the one segment it must answer."""
+def segment_filter(outgoing: bool = False) -> list[tuple[int, int, int, int]]:
+    """Classic BPF for 'IPv4 TCP with data to port 443 or 80, first fragment': the segments
+    a censor inspects. Everything else (handshakes, bare ACKs, other ports) stays in the
+    kernel, so a burst of it cannot fill the socket's buffer and cost the injector the one
+    segment it must answer. By default, segments arriving with a TTL the router forwards
+    (2 or more), never ours; ``outgoing``: segments the router sends on, already forwarded."""
     pkttype = 0xFFFFF000 + 4  # SKF_AD_OFF + SKF_AD_PKTTYPE; 4 is PACKET_OUTGOING
     program = [
         (0x20, 0, 0, pkttype),  # ld pkttype
-        (0x15, DROP, 0, 4),  # jeq OUTGOING
+        (0x15, 0, DROP, 4) if outgoing else (0x15, DROP, 0, 4),  # jeq OUTGOING
         (0x28, 0, 0, 12),  # ldh ethertype
         (0x15, 0, DROP, ETH_P_IP),
+    ]
+    if not outgoing:
+        program += [(0x30, 0, 0, 22), (0x25, 0, DROP, 1)]  # ldb ip ttl; jgt 1
+    program += [
         (0x30, 0, 0, 23),  # ldb ip proto
         (0x15, 0, DROP, socket.IPPROTO_TCP),
         (0x28, 0, 0, 20),  # ldh flags and fragment offset
@@ -122,7 +132,7 @@ def parse_segment(frame: bytes) -> Segment | None:
     payload = tcp[(tcp[12] >> 4) * 4 :]
     if not payload:
         return None
-    return Segment(ip[12:16], ip[16:20], sport, dport, seq, ack, payload)
+    return Segment(ip[12:16], ip[16:20], sport, dport, seq, ack, payload, ip[8])
 
 
 def is_targeted(segment: Segment, sni: frozenset[bytes], host: frozenset[bytes]) -> bool:
@@ -139,6 +149,12 @@ def forge_fin(segment: Segment) -> bytes:
     """The server's FIN+ACK to ``segment``: its sequence number is what the client expects
     next, and it acknowledges every byte the client sent, so the client takes it as the
     server closing after reading the request."""
+    return forge_reply(segment, FIN_ACK)
+
+
+def forge_reply(segment: Segment, flags: int) -> bytes:
+    """A segment from the server to the client with ``flags`` (FIN+ACK, RST+ACK), exactly
+    in sequence after ``segment``, with the forger's fixed IP TTL and IP ID."""
     acked = (segment.seq + len(segment.payload)) & 0xFFFFFFFF
     header = TCP_HEADER.pack(
         segment.server_port,
@@ -146,7 +162,7 @@ def forge_fin(segment: Segment) -> bytes:
         segment.ack,
         acked,
         5 << 4,
-        FIN_ACK,
+        flags,
         WINDOW,
         0,
         0,
@@ -179,7 +195,8 @@ class FinInjector:
 
     def handle(self, frame: bytes) -> None:
         segment = parse_segment(frame)
-        if segment is None or not is_targeted(segment, self.sni, self.host):
+        # Frames queued before the filter was attached get here too: the TTL again.
+        if segment is None or segment.ttl <= 1 or not is_targeted(segment, self.sni, self.host):
             return
         client = socket.inet_ntoa(segment.client)
         try:

@@ -68,7 +68,8 @@ def is_targeted(qname: str, domains: frozenset[str]) -> bool:
 
 
 def query_filter(resolver: str) -> list[tuple[int, int, int, int]]:
-    """Classic BPF for 'IPv4 UDP to resolver:53, first fragment, not sent by us'.
+    """Classic BPF for 'IPv4 UDP to resolver:53, first fragment, TTL 2 or more (what the
+    router forwards), not sent by us'.
 
     Scapy would compile a filter string with tcpdump/libpcap, which the lab
     does not have, and without any kernel filter every web packet of the agent
@@ -82,6 +83,10 @@ def query_filter(resolver: str) -> list[tuple[int, int, int, int]]:
         (0x15, DROP, 0, 4),  # jeq OUTGOING
         (0x28, 0, 0, 12),  # ldh ethertype
         (0x15, 0, DROP, ETH_P_IP),
+        # A query that arrives with TTL 1 ends here in a time-exceeded: the injector answers
+        # only what the router forwards, so it sits where a trace finds the router.
+        (0x30, 0, 0, 22),  # ldb ip ttl
+        (0x25, 0, DROP, 1),  # jgt 1
         (0x30, 0, 0, 23),  # ldb ip proto
         (0x15, 0, DROP, socket.IPPROTO_UDP),
         (0x20, 0, 0, 30),  # ld ip dst
@@ -134,6 +139,8 @@ def parse_query(frame: bytes, resolver: bytes) -> Query | None:
     """
     ip = frame[ETH_HEADER:]
     if len(ip) < 20 or ip[0] >> 4 != 4 or ip[9] != socket.IPPROTO_UDP or ip[16:20] != resolver:
+        return None
+    if ip[8] <= 1:  # the router answers it with a time-exceeded, and forwards nothing
         return None
     # More-fragments or an offset: a fragment may not hold the whole question.
     if int.from_bytes(ip[6:8], "big") & 0x3FFF:

@@ -240,6 +240,8 @@ class Lab:
                 self._add_python(f"injector-{hop}", hop, "injector", injector)
             if (fin := censors_more.fin_injector_config(self.table, hop)) is not None:
                 self._add_python(f"fin-injector-{hop}", hop, "fin_injector", fin)
+            if (tap := censors_more.onpath_injector_config(self.table, hop)) is not None:
+                self._add_python(f"onpath-injector-{hop}", hop, "onpath_injector", tap)
             quic = quic_censor_config(self.table, hop)  # tests.lab.protocol_censors
             if quic is not None:
                 self._add_python(f"quic-censor-{hop}", hop, "quic_censor", quic)
@@ -352,10 +354,11 @@ class Lab:
 
     def shutdown(self, on: bool) -> None:
         """Cut (or restore) the agent's uplink at the ISP, as a shutdown order would."""
-        topology.set_link(self.topo, "isp", "sub0", up=not on)
+        topology.set_link(self.topo, "isp", plan.AGENT_FACING_IFACE["isp"], up=not on)
 
     def is_shut_down(self) -> bool:
-        out = run(["ip", "-n", self.topo.ns("isp"), "-o", "link", "show", "sub0"]).stdout
+        iface = plan.AGENT_FACING_IFACE["isp"]
+        out = run(["ip", "-n", self.topo.ns("isp"), "-o", "link", "show", iface]).stdout
         return "state DOWN" in out or ",UP" not in out.split(">")[0]
 
     def status(self) -> dict[str, Any]:

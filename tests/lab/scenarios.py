@@ -109,6 +109,12 @@ TECHNIQUES: dict[str, Technique] = {
         ),
         Technique("sni-fin", "a ClientHello naming the domain gets a forged FIN", HOPS, True),
         Technique("host-fin", "an HTTP request with its Host gets a forged FIN", HOPS, True),
+        Technique(
+            "sni-onpath",
+            "an on-path tap races a RST to the client; the ClientHello still reaches the server",
+            HOPS,
+            True,
+        ),
     )
 }
 # Rows whose IP no lab web server serves: nothing listens, or tests.lab.broken_server does.

@@ -1,5 +1,6 @@
-"""Unit tests for the lab's rows broken for everyone, the CAPTCHA site, ghost names and FIN
-injection: the configuration they produce, and the packets the FIN injector forges."""
+"""Unit tests for the lab's rows broken for everyone, the CAPTCHA site, ghost names, FIN
+injection and the on-path tap: the configuration they produce, the packets the injectors
+forge, and what their kernel filters pass."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from agent.net.tls import validate
 from tests.lab import addresses as plan
 from tests.lab import censors, censors_more, pki
 from tests.lab.fin_injector import forge_fin, is_targeted, parse_segment, segment_filter
-from tests.lab.injector import FORGED_IP_ID, FORGED_TTL
+from tests.lab.injector import FORGED_IP_ID, FORGED_TTL, parse_query, query_filter
+from tests.lab.onpath_injector import forge_rst
+from tests.lab.onpath_injector import is_targeted as onpath_targeted
 from tests.lab.scenarios import ScenarioError, ScenarioTable, load, parse
 
 SOURCE = Path("test.toml")
@@ -149,10 +152,12 @@ def _chain(pem: Path) -> list[bytes]:
 CLIENT, SERVER = socket.inet_aton("100.64.1.2"), socket.inet_aton("192.0.2.49")
 
 
-def frame(payload: bytes, dport: int = 443, seq: int = 1000, ack: int = 5000) -> bytes:
+def frame(
+    payload: bytes, dport: int = 443, seq: int = 1000, ack: int = 5000, ttl: int = 64
+) -> bytes:
     tcp = struct.pack("!HHIIBBHHH", 40000, dport, seq, ack, 5 << 4, 0x18, 502, 0, 0)
     ip = struct.pack(
-        "!BBHHHBBH4s4s", 0x45, 0, 40 + len(payload), 1, 0x4000, 64, 6, 0, CLIENT, SERVER
+        "!BBHHHBBH4s4s", 0x45, 0, 40 + len(payload), 1, 0x4000, ttl, 6, 0, CLIENT, SERVER
     )
     return b"\x00" * 12 + b"\x08\x00" + ip + tcp + payload
 
@@ -211,8 +216,8 @@ def run_filter(program: list[tuple[int, int, int, int]], packet: bytes, outgoing
             a = int.from_bytes(packet[offset : offset + loads[code]], "big")
         elif code == 0xB1:
             x = 4 * (packet[k] & 0x0F)
-        elif code in (0x15, 0x45):
-            taken = a == k if code == 0x15 else bool(a & k)
+        elif code in (0x15, 0x25, 0x45):
+            taken = {0x15: a == k, 0x25: a > k, 0x45: bool(a & k)}[code]
             pc += jt if taken else jf
         elif code == 0x06:
             return k
@@ -241,9 +246,61 @@ def test_the_kernel_filter_passes_web_segments_with_data_only() -> None:
     program = segment_filter()
     assert run_filter(program, frame(b"hello"), outgoing=False) > 0
     assert run_filter(program, frame(b"GET /", dport=80), outgoing=False) > 0
+    assert run_filter(program, frame(b"hello", ttl=2), outgoing=False) > 0
     for packet, outgoing in (
         (frame(b""), False),  # a bare ACK
         (frame(b"hello", dport=8080), False),
         (frame(b"hello"), True),  # our own forged packets
+        (frame(b"hello", ttl=1), False),  # the router answers it with a time-exceeded
     ):
         assert run_filter(program, packet, outgoing) == 0
+
+
+def test_the_taps_filter_passes_forwarded_web_segments_only() -> None:
+    program = segment_filter(outgoing=True)
+    # What the hop sends on: a TTL of 1 left is still forwarded, and the tap must see it.
+    for ttl in (64, 1):
+        assert run_filter(program, frame(b"hello", ttl=ttl), outgoing=True) > 0
+    assert run_filter(program, frame(b"hello"), outgoing=False) == 0  # arriving, not forwarded
+    assert run_filter(program, frame(b""), outgoing=True) == 0
+
+
+def test_the_dns_injectors_filter_leaves_a_query_with_ttl_1_to_the_router() -> None:
+    resolver = socket.inet_aton("198.51.100.8")
+    program = query_filter("198.51.100.8")
+    for ttl, passed in ((64, True), (2, True), (1, False)):
+        query = _dns_frame(resolver, ttl)
+        assert (run_filter(program, query, outgoing=False) > 0) is passed, ttl
+        assert (parse_query(query, resolver) is not None) is passed, ttl
+
+
+def _dns_frame(resolver: bytes, ttl: int) -> bytes:
+    dns = struct.pack("!6H", 7, 0x0100, 1, 0, 0, 0) + b"\x01a\x03org\x00" + struct.pack("!HH", 1, 1)
+    udp = struct.pack("!HHHH", 40000, 53, 8 + len(dns), 0) + dns
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, ttl, 17, 0, CLIENT, resolver)
+    return b"\x00" * 12 + b"\x08\x00" + ip + udp
+
+
+def test_the_tap_resets_the_client_in_sequence_and_configures_no_drop() -> None:
+    segment = parse_segment(frame(b"\x16\x03\x01...drf.pk...", seq=100, ack=777))
+    assert segment is not None
+    assert onpath_targeted(segment, frozenset({b"drf.pk"}))
+    assert not onpath_targeted(segment, frozenset({b"other.pk"}))
+    packet = forge_rst(segment)
+    _, _, _, ip_id, _, ttl, _, _, src, dst = struct.unpack_from("!BBHHHBBH4s4s", packet)
+    assert (ip_id, ttl, src, dst) == (FORGED_IP_ID, FORGED_TTL, SERVER, CLIENT)
+    _sport, _dport, seq, ack, _offset, flags = struct.unpack_from("!HHIIBB", packet, 20)
+    assert (seq, ack, flags) == (777, 100 + len(segment.payload), 0x14)  # RST+ACK, in sequence
+    table = table_of(row("drf.pk", "sni-onpath", "border", trigger="sni", ipv6=False))
+    assert censors_more.onpath_injector_config(table, "border") == {
+        "iface": "up0",
+        "reply_iface": "down0",
+        "sni": ["drf.pk"],
+    }
+    assert censors_more.onpath_injector_config(table, "isp") is None
+    assert censors.hop_rules(table, "border").iptables_restore() == "\n"  # it never drops
+    sites = {
+        s["domain"]: s
+        for s in censors.webserver_config(table, {"example.com": "e", "drf.pk": "d"})["sites"]
+    }
+    assert sites["drf.pk"]["answer_delay_ms"] == censors_more.FAR_SERVER_DELAY_MS

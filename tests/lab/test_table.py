@@ -30,7 +30,7 @@ def test_default_table_covers_every_required_technique() -> None:
         "tls-intercept", "throttle", "down", "shutdown", "redirect",
         "private-everywhere", "nxdomain-everywhere", "noanswer-everywhere", "bad-cert",
         "reset-everywhere", "silent-everywhere", "captcha", "dns-ghost", "sni-fin", "host-fin",
-        "ip6-drop", "link-slow", "link-lossy", "quic-sni-drop", "vpn-drop",
+        "ip6-drop", "link-slow", "link-lossy", "quic-sni-drop", "vpn-drop", "sni-onpath",
     }  # fmt: skip
     assert required <= techniques
     assert len(table.by_technique("clean")) >= 3

@@ -1,6 +1,6 @@
 """Censor lab: namespaces, links, addresses and routes.
 
-Builds ``agent -- isp -- border -- net`` from the address plan. The namespaces
+Builds ``agent -- cpe -- isp -- border -- transit -- net`` from the address plan. The namespaces
 are joined only to each other: no veth ever has an end in the host's
 namespace, so nothing in the lab can route to the host's uplink.
 """
@@ -17,13 +17,22 @@ from tests.lab import addresses as plan
 from tests.lab.shell import run
 
 PREFIX_RE = re.compile(r"^nsl[0-9a-f]{6}$")
-NS_NAME_RE = re.compile(r"^(nsl[0-9a-f]{6})-(agent|isp|border|net)$")
+NS_NAME_RE = re.compile(rf"^(nsl[0-9a-f]{{6}})-({'|'.join(plan.ROLES)})$")
 NETNS_ETC = Path("/etc/netns")
 
 # Forwarding on the routers. IPv6 has static addresses only (no router advertisements, no
 # duplicate address detection, which would leave fresh addresses unusable for a second),
-# and keeps them when the shutdown takes a link down.
-ROUTER_SYSCTLS = {"net/ipv4/ip_forward": "1", "net/ipv6/conf/all/forwarding": "1"}
+# and keeps them when the shutdown takes a link down. ICMP errors are not rate limited: the
+# lab measures where a censor sits with TTL-limited probes, each answered by a router's
+# time-exceeded, and a router that kept quiet for a second after a few of them would look
+# like a drop. (A real router may well limit them; a trace must tolerate that, the lab's
+# self-tests must not.)
+ROUTER_SYSCTLS = {
+    "net/ipv4/ip_forward": "1",
+    "net/ipv6/conf/all/forwarding": "1",
+    "net/ipv4/icmp_ratelimit": "0",
+    "net/ipv6/icmp/ratelimit": "0",
+}
 COMMON_SYSCTLS = {
     f"net/ipv6/conf/{which}/{key}": value
     for which in ("all", "default")
@@ -39,8 +48,10 @@ COMMON_SYSCTLS = {
 
 RESOLV_CONF = {
     "agent": (plan.ISP_RESOLVER, "the ISP's resolver"),
+    "cpe": (plan.ISP_RESOLVER, "the ISP's resolver"),
     "isp": (plan.ISP_RESOLVER, "the ISP's resolver"),
     "border": (plan.PUBLIC_RESOLVER, "the public resolver"),
+    "transit": (plan.PUBLIC_RESOLVER, "the public resolver"),
     "net": (plan.AUTHORITATIVE_DNS, "the authoritative server"),
 }
 
@@ -76,7 +87,7 @@ def build(topo: Topology, site_ips: Iterable[str]) -> None:
         run(["ip", "netns", "add", name])
     for role in plan.ROLES:
         sysctls = dict(COMMON_SYSCTLS)
-        if role in ("isp", "border"):
+        if role in plan.ROUTERS:
             sysctls.update(ROUTER_SYSCTLS)
         script = "; ".join(f"echo {v} > /proc/sys/{k}" for k, v in sysctls.items())
         run(["sh", "-c", script], ns=topo.ns(role))
@@ -130,4 +141,23 @@ def destroy(prefix: str, namespaces: Iterable[str]) -> None:
 
 
 def set_link(topo: Topology, role: str, ifname: str, up: bool) -> None:
+    """Takes a link down or up; up, the static routes come back too, since the kernel
+    deletes every route through a link that goes down (the isp's route to the agent's
+    subnet through the cpe, for one)."""
     run(["ip", "-n", topo.ns(role), "link", "set", ifname, "up" if up else "down"])
+    if up:
+        for near in {role, *(_peer(role, ifname))}:
+            routes = plan.ROUTES[near]
+            lines = [f"route replace {dest} via {via}" for dest, via in routes]
+            lines += [f"route replace {plan.twin(d)} via {plan.twin(v)}" for d, v in routes]
+            run(["ip", "-n", topo.ns(near), "-batch", "-"], input_text="\n".join(lines) + "\n")
+
+
+def _peer(role: str, ifname: str) -> tuple[str, ...]:
+    """The role at the other end of ``role``'s link ``ifname``."""
+    for left, left_if, _la, right, right_if, _ra in plan.LINKS:
+        if (left, left_if) == (role, ifname):
+            return (right,)
+        if (right, right_if) == (role, ifname):
+            return (left,)
+    return ()

@@ -8,14 +8,19 @@ Runs in the "net" namespace as ``python -m tests.lab.webserver CONFIG.json``::
 Every site gets plain HTTP and TLS on its own IP. The certificate is chosen by the
 listening IP, not by SNI, so a handshake with any SNI (or none) completes, as the
 SNI-manipulation tests require. The page is chosen by Host header, falling back to
-the site that owns the IP, so a "Host swap" request still gets a 200.
+the site that owns the IP, so a "Host swap" request still gets a 200. A site with
+``answer_delay_ms`` starts each TLS handshake that long after the connection: a far server,
+whose answer an on-path injector near the client beats (``tests.lab.onpath_injector``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import html
 import ipaddress
+import socket
 import ssl
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +62,7 @@ class Site:
     # Clients from these networks get a bot challenge instead of the page, as a CDN serves
     # one to a whole ISP's addresses: the CAPTCHA row, which only differs from the control.
     challenge: tuple[str, ...] = ()
+    answer_delay_ms: int = 0  # how late a TLS handshake starts: a far server
 
     def challenges(self, request: web.BaseRequest) -> bool:
         peer = request.transport.get_extra_info("peername") if request.transport else None
@@ -257,6 +263,7 @@ def parse_sites(config: dict[str, Any]) -> list[Site]:
             redirect_status=int(s.get("redirect_status") or 302),
             redirect_from=s.get("redirect_from"),
             challenge=tuple(s.get("challenge", ())),
+            answer_delay_ms=int(s.get("answer_delay_ms", 0)),
         )
         for s in config.get("sites", [])
     ]
@@ -268,8 +275,13 @@ async def start(config: dict[str, Any]) -> Cleanup:
     https_port = int(config.get("https_port", 443))
     runner = web.AppRunner(build_app(sites), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()
+    late: list[asyncio.Task[None]] = []
     for site in sites:
         plain = web.TCPSite(runner, site.ip, http_port, reuse_address=True)
+        await plain.start()
+        if site.answer_delay_ms:
+            late.append(asyncio.create_task(_serve_late(runner.server, site, https_port)))
+            continue
         secure = web.TCPSite(
             runner,
             site.ip,
@@ -277,9 +289,52 @@ async def start(config: dict[str, Any]) -> Cleanup:
             ssl_context=_tls_context(site.cert),
             reuse_address=True,
         )
-        await plain.start()
         await secure.start()
-    return runner.cleanup
+
+    async def cleanup() -> None:
+        for task in late:
+            task.cancel()
+        await runner.cleanup()
+
+    return cleanup
+
+
+async def _serve_late(server: web.Server | None, site: Site, port: int) -> None:
+    """TLS on the site's address, each handshake begun ``answer_delay_ms`` after the
+    connection: the ClientHello waits in the socket meanwhile, as on a long path."""
+    assert server is not None  # set up before the sites start
+    loop = asyncio.get_running_loop()
+    family = socket.AF_INET6 if ":" in site.ip else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((site.ip, port))
+    listener.listen(128)
+    listener.setblocking(False)
+    context = _tls_context(site.cert)
+    pending: set[asyncio.Task[None]] = set()
+    try:
+        while True:
+            conn, _peer = await loop.sock_accept(listener)
+            task = asyncio.create_task(_answer_late(server, conn, context, site.answer_delay_ms))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+    finally:
+        listener.close()
+        for task in pending:
+            task.cancel()
+
+
+async def _answer_late(
+    server: web.Server, conn: socket.socket, context: ssl.SSLContext, delay_ms: int
+) -> None:
+    await asyncio.sleep(delay_ms / 1000)
+    try:
+        # Handed to aiohttp, TLS first, as its own listener would hand it.
+        await asyncio.get_running_loop().connect_accepted_socket(server, conn, ssl=context)
+    except (OSError, ssl.SSLError):
+        # The on-path row's client is gone by now, reset by the tap: nothing to serve.
+        with contextlib.suppress(OSError):
+            conn.close()
 
 
 if __name__ == "__main__":
