@@ -2,7 +2,8 @@
 
 ``explain(measurement)`` takes a measurement as ``agent.wire.json.measurement_obj`` renders
 it (and ``/api/v1/measurements`` serves it): ``url``, ``verdict``, ``evidence``,
-``control`` and ``control_failure``. It answers one or two sentences that a journalist or a
+``control``, ``control_failure`` and ``trace`` (a trace's words are
+``collector.explain_trace``). It answers one or two sentences that a journalist or a
 court's expert can read without knowing the taxonomy, e.g. "x.com: the TLS connection was
 reset after the ClientHello; the same handshake with a benign name succeeded, so the name
 is what is blocked; the control completed it." Every verdict name of
@@ -19,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from agent.model import failures as f
+from collector.explain_trace import trace_parts
 
 __all__ = ["EXPLAINED", "TECHNIQUES", "explain", "technique"]
 
@@ -375,6 +377,9 @@ def explain(measurement: Mapping[str, Any]) -> str:
         control_failure=_text(measurement.get("control_failure")),
         https=isinstance(url, str) and url.lower().startswith("https:"),
     )
+    if isinstance(measurement.get("trace"), Mapping) and verdict in _RULES:
+        # A trace: the same verdict names, but evidence of where the censor is.
+        return f"{facts.domain}: " + "; ".join(trace_parts(verdict, facts.get)) + "."
     rule = _RULES.get(verdict)
     if rule is None:
         # A verdict newer than this module: still say what is known, never fail.

@@ -44,7 +44,8 @@ from collector.incidents import OUTAGE, Incident
 from collector.ingest.accept import now_ms
 from collector.storage.dashboard import measurement_by_id
 from collector.storage.queries import MeasurementFilter, StoredMeasurement
-from collector.web.keys import COLLECTOR_KEY, SETTINGS, STORAGE
+from collector.traces import HopRow, hop_rows, shown
+from collector.web.keys import COLLECTOR_KEY, ENRICHER, SETTINGS, STORAGE
 
 __all__ = ["common", "page", "routes"]
 
@@ -246,16 +247,23 @@ async def measurement(request: web.Request) -> web.Response:
         raise ApiError(400, "a measurement id is a UUID") from None
     if row is None:
         raise ApiError(404, "no measurement with this id")
+    hops: list[HopRow] = []
     try:
         m = decode_measurement(row.record)
         obj: dict[str, Any] = json.loads(measurement_json(Target.parse(m.url), m))
     except (WireError, TargetError) as exc:
         obj = {"id": row.id, "decode_error": str(exc)}
+    else:
+        # The routers that could point at the agent are the operator's to see (collector.traces).
+        obj = shown(obj, operator=who.operator, lookup=request.app[ENRICHER].lookup)
+        if m.trace is not None:
+            censor = m.verdict.evidence.get("censor_ttl")
+            hops = hop_rows(m.trace, censor, operator=who.operator)
     obj["verdict"] = row.verdict  # reclassification rewrites the column, not the record
     domain = _host(obj.get("url") or obj.get("target")) or "measurement"
     context = common(who, "", f"{domain}: {row.verdict}") | {
         "row": row, "domain": domain, "explanation": explain(obj),
         "evidence": obj.get("evidence") or {}, "control_failure": obj.get("control_failure"),
-        "observations": json.dumps(obj, indent=1),
+        "observations": json.dumps(obj, indent=1), "hops": hops,
     }  # fmt: skip
     return await respond(who, "measurement.html", context)

@@ -5,7 +5,8 @@ The same object as ``collector.web.queries.measurement_view`` (a test holds the 
 together), built without its round trip through a JSON string: an export renders every
 row of a period, and ``dataclasses.asdict`` and that round trip cost more than decoding
 the record. The public line has the network, never the agent; the operator's also has
-the agent id and the time the collector received it.
+the agent id and the time the collector received it. A trace's routers and the AS of
+``after_hop`` as ``collector.traces.shown`` shows them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from agent.model.measurement import Target, TargetError
 from agent.wire.record import WireError, decode_measurement
 from collector.storage.queries import StoredMeasurement
+from collector.traces import Lookup, shown
 
 __all__ = ["jsonl_line", "plain"]
 
@@ -41,7 +43,9 @@ def plain(value: Any) -> Any:
     return {name: plain(getattr(value, name)) for name in names}
 
 
-def measurement_row(row: StoredMeasurement, *, operator: bool) -> dict[str, Any]:
+def measurement_row(
+    row: StoredMeasurement, *, operator: bool, lookup: Lookup | None = None
+) -> dict[str, Any]:
     obj: dict[str, Any]
     try:
         m = decode_measurement(row.record)
@@ -58,11 +62,12 @@ def measurement_row(row: StoredMeasurement, *, operator: bool) -> dict[str, Any]
         obj = {"id": row.id, "verdict": row.verdict, "decode_error": str(exc)}
     # The stored verdict wins: reclassification rewrites the column, not the record.
     obj["verdict"] = row.verdict
+    obj = shown(obj, operator=operator, lookup=lookup)
     obj["asn"], obj["cc"] = row.asn, row.cc
     if operator:
         obj["agent_id"], obj["received_ms"] = row.agent_id, row.received_ms
     return obj
 
 
-def jsonl_line(row: StoredMeasurement, *, operator: bool) -> bytes:
-    return (_ENCODE(measurement_row(row, operator=operator)) + "\n").encode()
+def jsonl_line(row: StoredMeasurement, *, operator: bool, lookup: Lookup | None = None) -> bytes:
+    return (_ENCODE(measurement_row(row, operator=operator, lookup=lookup)) + "\n").encode()

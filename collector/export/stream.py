@@ -26,6 +26,7 @@ from collector.export.ooni import ooni_measurement, ooni_undecodable
 from collector.storage import Storage
 from collector.storage.export import Cursor, ExportFilter, export_page
 from collector.storage.queries import StoredMeasurement, stop_if
+from collector.traces import Lookup
 
 __all__ = [
     "DEFAULT_PAGE_ROWS",
@@ -45,10 +46,15 @@ MAX_EXPORTS = 2
 _ENCODE = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
 
-def ooni_line(row: StoredMeasurement, *, operator: bool) -> bytes:
+def ooni_line(row: StoredMeasurement, *, operator: bool, lookup: Lookup | None = None) -> bytes:
+    """The row as an OONI Web Connectivity line; none for a trace, which Web Connectivity
+    has no keys for (docs/design/013-trace.md)."""
     obj: dict[str, Any]
     try:
-        obj = ooni_measurement(row, decode_measurement(row.record), operator=operator)
+        m = decode_measurement(row.record)
+        if m.trace is not None:
+            return b""
+        obj = ooni_measurement(row, m, operator=operator)
     except WireError as exc:
         obj = ooni_undecodable(row, str(exc))
     return (_ENCODE(obj) + "\n").encode()
@@ -78,6 +84,7 @@ class ExportStream:
         *,
         operator: bool = False,
         page_rows: int = DEFAULT_PAGE_ROWS,
+        lookup: Lookup | None = None,
     ) -> None:
         if fmt not in FORMATS:
             raise ValueError(f"format {fmt!r}: one of {', '.join(FORMATS)}")
@@ -85,6 +92,7 @@ class ExportStream:
         self._where = ExportFilter(query.domain, query.asns, query.since_ms, query.until_ms)
         self._render = FORMATS[fmt]
         self._operator = operator
+        self._lookup = lookup  # the AS of a trace's after_hop (collector.traces)
         self._page_rows = page_rows
         self._after: Cursor | None = None
         self._done = False
@@ -104,6 +112,6 @@ class ExportStream:
         lines = []
         for row in rows:
             stop_if(cancelled)
-            lines.append(self._render(row, operator=self._operator))
+            lines.append(self._render(row, operator=self._operator, lookup=self._lookup))
         self.rows += len(rows)
         return b"".join(lines)

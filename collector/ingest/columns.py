@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from agent.wire.record import (
     _SCHEMA,
+    _V2_KEYS,
     MAX_RECORD,
     VERSIONS,
     WireError,
@@ -85,11 +86,9 @@ def _implied_names(record: Any) -> frozenset[str]:
 
 
 def _versioned_fields(record: Any) -> bool:
-    """Hops, the text table and throttle and protocol tests are version 2 fields: the decoder
-    refuses them in a version 1 record."""
-    return record.v != 1 or (
-        record.h is None and record.s is None and record.T is None and record.P is None
-    )
+    """Hops, the text table, throttle and protocol tests and traces are version 2 fields:
+    the decoder refuses them in a version 1 record (``agent.wire.record._V2_KEYS``)."""
+    return record.v != 1 or all(getattr(record, key) is None for key in _V2_KEYS)
 
 
 _CHECK: RecordCheck | None = None

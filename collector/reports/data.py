@@ -31,6 +31,7 @@ from collector.storage.engine import READ_ONLY
 from collector.storage.queries import MeasurementFilter, StoredMeasurement
 from collector.storage.schema import DAY_MS, HOUR_MS, UNKNOWN_ASN, measurements
 from collector.thresholds import Thresholds
+from collector.traces import shown
 
 __all__ = ["Example", "NetworkRow", "ReportData", "gather", "whole_hours"]
 
@@ -239,4 +240,6 @@ def _as_json(row: StoredMeasurement) -> dict[str, Any]:
         return {"verdict": row.verdict}
     if obj.get("verdict") != row.verdict:
         obj["verdict"], obj["evidence"] = row.verdict, {}
-    return obj
+    # A public page: a trace's routers that could point at the agent are hidden. No AS
+    # lookup, so that the command writes the bytes the route serves.
+    return shown(obj, operator=False)

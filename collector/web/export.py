@@ -28,7 +28,7 @@ from collector.errors import ApiError
 from collector.evidence.query import MAX_ASNS, EvidenceQuery, parse_query
 from collector.export.stream import FORMATS, ExportLimits, ExportStream
 from collector.ingest.accept import now_ms
-from collector.web.keys import EXPORTS, STORAGE
+from collector.web.keys import ENRICHER, EXPORTS, STORAGE
 from collector.web.operator import is_operator
 from collector.web.params import BadParam
 from collector.web.queries import cancellable
@@ -124,7 +124,12 @@ async def export(request: web.Request) -> web.StreamResponse:
         )
     async with limits.slots:
         stream = ExportStream(
-            request.app[STORAGE], query, fmt, operator=operator, page_rows=limits.page_rows
+            request.app[STORAGE],
+            query,
+            fmt,
+            operator=operator,
+            page_rows=limits.page_rows,
+            lookup=request.app[ENRICHER].lookup,
         )
         response = web.StreamResponse(
             headers={

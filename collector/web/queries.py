@@ -36,7 +36,8 @@ from collector.degradation import DEGRADED, Degradation
 from collector.ingest.accept import now_ms
 from collector.outages import Outage
 from collector.storage.queries import StoredMeasurement, stop_if
-from collector.web.keys import STORAGE
+from collector.traces import Lookup, shown
+from collector.web.keys import ENRICHER, STORAGE
 from collector.web.operator import is_operator, operator_only
 from collector.web.params import (
     BUCKETS,
@@ -107,6 +108,7 @@ async def list_measurements(request: web.Request) -> web.Response:
     where, limit, cursor = parse_page(check_query(request.query, PAGE_PARAMS))
     operator = await is_operator(request)
     storage = request.app[STORAGE]
+    lookup = request.app[ENRICHER].lookup
 
     def page(cancelled: threading.Event) -> tuple[list[dict[str, Any]], str | None]:
         rows, next_cursor = storage.measurements_page(where, limit, cursor, cancelled)
@@ -114,7 +116,7 @@ async def list_measurements(request: web.Request) -> web.Response:
         # Decoding a record is the page's main cost: looked at between every two.
         for row in rows:
             stop_if(cancelled)
-            views.append(measurement_view(row, operator=operator))
+            views.append(measurement_view(row, operator=operator, lookup=lookup))
         return views, next_cursor
 
     # Decoding up to a page of records is CPU work: off the event loop with the query.
@@ -151,9 +153,12 @@ async def outages(request: web.Request) -> web.Response:
     return web.json_response({"outages": [view for _, view in views]})
 
 
-def measurement_view(row: StoredMeasurement, *, operator: bool) -> dict[str, Any]:
+def measurement_view(
+    row: StoredMeasurement, *, operator: bool, lookup: Lookup | None = None
+) -> dict[str, Any]:
     """The record as the agent's CLI prints it, plus where it was measured from; for the
-    operator also which agent sent it and when."""
+    operator also which agent sent it and when. A trace as ``collector.traces.shown`` shows
+    it (the AS of ``after_hop`` through ``lookup``)."""
     extra: dict[str, Any] = {"asn": row.asn, "cc": row.cc}
     if operator:
         extra |= {"agent_id": row.agent_id, "received_ms": row.received_ms}
@@ -165,7 +170,7 @@ def measurement_view(row: StoredMeasurement, *, operator: bool) -> dict[str, Any
         obj = {"id": row.id, "verdict": row.verdict, "decode_error": str(exc)}
     # The stored verdict wins: reclassification rewrites the column, not the record.
     obj["verdict"] = row.verdict
-    return {**obj, **extra}
+    return {**shown(obj, operator=operator, lookup=lookup), **extra}
 
 
 def degradation_view(d: Degradation, *, operator: bool) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from collector.ingest.columns import (
 )
 from tests.agent.observations import RECORDED
 from tests.agent.wire.examples import REDIRECTED
+from tests.collector.traces import trace_measurement
 
 _CHECK = record_check()
 
@@ -42,8 +43,9 @@ def _records() -> list[bytes]:
     return out
 
 
-# Records the lab recorded, now and as older agents sent them (v1/), and a redirect example.
-RECORDS = [*_records(), encode_measurement(REDIRECTED)]
+# Records the lab recorded, now and as older agents sent them (v1/), a redirect example and
+# a trace.
+RECORDS = [*_records(), encode_measurement(REDIRECTED), encode_measurement(trace_measurement())]
 OBJS = [msgpack.unpackb(r, raw=False) for r in RECORDS]
 
 
@@ -163,6 +165,18 @@ def test_what_the_compiled_check_leaves_to_the_decoder(mutate: Any, fast_path: b
     data = msgpack.packb(obj, use_bin_type=True)
     assert (_CHECK(data) is not None) is fast_path
     _same_as_decoder(data)
+
+
+def test_a_version_1_record_with_a_trace_goes_to_the_decoder() -> None:
+    """The compiled check alone would take it: the trace is well formed, only too new."""
+    obj = copy.deepcopy(next(o for o in OBJS if "R" in o))
+    obj.pop("s", None)  # the text table is a version 2 field too
+    obj["v"] = 1
+    data = msgpack.packb(obj, use_bin_type=True)
+    assert _CHECK(data) is None
+    _same_as_decoder(data)
+    with pytest.raises(WireError, match=r"^measurement\.R: needs schema version 2$"):
+        check_measurement(data)
 
 
 def _with_tls() -> dict[str, Any]:
