@@ -15,17 +15,23 @@ from __future__ import annotations
 import ipaddress
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 from agent.fingerprints import FingerprintSet
-from agent.model.measurement import SiteMeasurement, Target, Vantage, new_measurement_id
+from agent.model.measurement import (
+    SiteMeasurement,
+    Target,
+    Vantage,
+    Verdict,
+    new_measurement_id,
+)
 from agent.model.observations import DNSObservation, EndpointObservation, SystemResolution
 from agent.probes import trace as probe
 from agent.probes.trace import Inspector, TracePlan
 from agent.verdict.trace import decide_trace
 
-__all__ = ["TraceConfig", "collector_address", "measure_trace", "plan_for", "traceable"]
+__all__ = ["TraceConfig", "collector_addresses", "measure_trace", "plan_for", "traceable"]
 
 _TRIGGERS = {"tcp": ("ip",), "tls": ("sni",), "http": ("host",)}
 
@@ -33,26 +39,31 @@ _TRIGGERS = {"tcp": ("ip",), "tls": ("sni",), "http": ("host",)}
 @dataclass(frozen=True)
 class TraceConfig:
     benign_name: str = "example.com"
-    # A host behind the same routers whose packets stand for genuine ones, and the benign
-    # destination of an ``ip`` trigger: the collector's address. None: ip triggers are not
-    # traced, and forensics compare with the target's other web port only.
-    reference_address: str | None = None
+    # Hosts behind the same routers (one per family) whose packets stand for genuine ones,
+    # and the benign destination of an ``ip`` trigger: the collector's addresses. None of a
+    # family: its ip triggers are not traced, and forensics compare with the target's other
+    # web port only.
+    references: tuple[str, ...] = ()
     max_ttl: int = 16
     window: float = 2.0
     timeout: float = 5.0
     fingerprints: FingerprintSet | None = None
 
 
-def collector_address(url: str | None) -> str | None:
-    """The collector's address, the benign destination of ``ip`` triggers and the reference
-    host; it resolves the name (blocking: call in a thread). None if it does not resolve."""
+def collector_addresses(url: str | None) -> tuple[str, ...]:
+    """The collector's addresses, the first of each family: the benign destination of ``ip``
+    triggers and the reference hosts. It resolves the name (blocking: call in a thread)."""
     host = urlsplit(url).hostname if url else None
     if not host:
-        return None
+        return ()
     try:
-        return str(socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0][4][0])
-    except (OSError, IndexError):
-        return None
+        found = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except OSError:
+        return ()
+    first: dict[int, str] = {}
+    for family, *_, sockaddr in found:
+        first.setdefault(int(family), str(sockaddr[0]))
+    return tuple(first.values())
 
 
 def traceable(m: SiteMeasurement) -> str | None:
@@ -81,11 +92,19 @@ def _failed(endpoint: EndpointObservation, trigger: str) -> bool:
     return http is None or http.failure is not None or endpoint.http_benign is not None
 
 
-def plan_for(m: SiteMeasurement, config: TraceConfig) -> tuple[Target, TracePlan] | None:
+def plan_for(
+    m: SiteMeasurement, config: TraceConfig, *, force: bool = False
+) -> tuple[Target, TracePlan] | None:
     """What to trace for a blocked site test, or None when its verdict has no trigger to
-    repeat (or it is an ``ip`` trigger and there is no reference address to compare with)."""
+    repeat (or it is an ``ip`` trigger and there is no reference address to compare with).
+    With ``force``, a site test with no such verdict is traced too, by its SNI (https) or
+    Host (http) on its first connected endpoint: to see the path, or to check that a trace
+    of an open site shows no censor."""
     trigger = traceable(m)
-    if trigger is None or (trigger == "ip" and config.reference_address is None):
+    if trigger is None and force and m.trace is None and m.throttle is None:
+        trigger = "sni" if m.url.startswith("https:") else "host"
+        m = replace(m, verdict=Verdict(m.verdict.verdict, {}))
+    if trigger is None:
         return None
     url, view = _vantage(m)
     target = Target.parse(url)
@@ -96,11 +115,13 @@ def plan_for(m: SiteMeasurement, config: TraceConfig) -> tuple[Target, TracePlan
         if family is None or str(ipaddress.ip_address(e.ip).version) == family
     ]
     endpoint = next((e for e in endpoints if _failed(e, trigger)), None)
+    if endpoint is None and force:
+        endpoint = next((e for e in endpoints if e.tcp.failure is None), None)
     if endpoint is None:
         return None
-    reference = config.reference_address
-    if reference is not None and _version(reference) != _version(endpoint.ip):
-        reference = None  # an IPv6 trace compares with an IPv6 host
+    # An IPv6 trace compares with an IPv6 host.
+    same = [r for r in config.references if _version(r) == _version(endpoint.ip)]
+    reference = same[0] if same else None
     if trigger == "ip" and reference is None:
         return None
     plan = TracePlan(

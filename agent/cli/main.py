@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("targets", nargs="*", metavar="TARGET", help="URL, host name or @FILE")
     for flag, options, text in PROBE_OPTIONS:
         probe.add_argument(flag, **options, help=text)
+    from agent.cli.trace import add_reference
+
+    add_reference(probe)
     probe.set_defaults(func=cmd_probe, parser=probe)
     # The daemon's commands live in their own module, which is standard library only too.
     from agent.cli.daemon import add_commands

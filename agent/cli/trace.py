@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from agent.cli.options import PROBE_OPTIONS, positive_int
+from agent.cli.options import PROBE_OPTIONS, ip_address, positive_int
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 __all__ = ["add_command", "open_trace", "print_paths"]
 
 Measure = Callable[["Target"], Coroutine[Any, Any, "SiteMeasurement"]]
-_NOT_FOR_TRACE = {"--throttle", "--protocols", "--json", "--quiet"}
+_NOT_FOR_TRACE = {"--throttle", "--protocols", "--trace", "--json"}
 MAX_TTL = 32  # agent.wire.record.MAX_TRACE_ATTEMPTS holds two attempts per TTL up to here
 TRACE_EPILOG = """\
 Reading a trace: at each TTL the benign swap and the trigger went out with that IP TTL;
@@ -63,18 +63,32 @@ def add_command(commands: Any, func: Callable[[argparse.Namespace], int]) -> Non
     parser.add_argument(
         "--max-ttl", metavar="N", type=_max_ttl, default=16, help="highest TTL (default: 16)"
     )
+    parser.add_argument(
+        "--force", action="store_true",
+        help="trace every target, blocked or not (by its SNI for https, its Host for http)",
+    )  # fmt: skip
+    add_reference(parser)
     parser.set_defaults(
-        func=func, parser=parser, trace=True, paths=True, throttle=False, protocols=False,
-        quiet=False,
+        func=func, parser=parser, trace=True, paths=True, throttle=False, protocols=False
+    )
+
+
+def add_reference(parser: argparse.ArgumentParser) -> None:
+    """``--reference``, for ``trace`` and ``probe`` alike."""
+    parser.add_argument(
+        "--reference", metavar="IP", type=ip_address, action="append", default=[],
+        help="a host behind the same routers, the benign destination of IP triggers "
+        "(repeatable, one per family; default: the --collector's addresses)",
     )  # fmt: skip
 
 
 def trace_config(args: argparse.Namespace, fingerprints: Any) -> TraceConfig:
-    from agent.trace import TraceConfig, collector_address
+    from agent.trace import TraceConfig, collector_addresses
 
+    given = tuple(getattr(args, "reference", ()))
     return TraceConfig(
         benign_name=args.benign_sni,
-        reference_address=collector_address(args.collector),
+        references=given or collector_addresses(args.collector),
         max_ttl=getattr(args, "max_ttl", 16),
         window=min(args.timeout, 2.0),
         timeout=args.timeout,
@@ -98,7 +112,8 @@ async def open_trace(args: argparse.Namespace, site: Measure, fingerprints: Any)
 
     async def measure(target: Target) -> SiteMeasurement:
         m = await site(target)
-        planned = plan_for(m, config) if why is None else None
+        force = getattr(args, "force", False)
+        planned = plan_for(m, config, force=force) if why is None else None
         if planned is None:
             return m
         async with one_at_a_time:

@@ -111,14 +111,14 @@ class TraceRuns:
 
     async def _trace(self, m: SiteMeasurement) -> bool:
         """One trace, spooled; False when the spool is full."""
-        from agent.trace import TraceConfig, collector_address, measure_trace, plan_for
+        from agent.trace import TraceConfig, collector_addresses, measure_trace, plan_for
         from agent.wire.record import encode_measurement
 
         probe, settings = self.config.probe, self.config.trace
         urls = self.config.collector.urls
-        reference = await asyncio.to_thread(collector_address, urls[0] if urls else None)
+        references = await asyncio.to_thread(collector_addresses, urls[0] if urls else None)
         config = TraceConfig(
-            benign_name=probe.benign_sni, reference_address=reference, max_ttl=settings.max_ttl,
+            benign_name=probe.benign_sni, references=references, max_ttl=settings.max_ttl,
             window=min(2.0, probe.timeout), timeout=probe.timeout,
             fingerprints=self.fingerprints(),
         )  # fmt: skip

@@ -61,7 +61,7 @@ class TracePacket:
     kind: str  # one of PACKET_KINDS; a FIN carrying bytes is "data"
     ttl: int  # the IP TTL (IPv6 hop limit) it arrived with
     ip_id: int | None  # IPv4's identification field; None for IPv6
-    ms: float  # since the trigger was sent (negative for the SYN-ACK before it)
+    ms: float  # since the trigger was sent (0 for what came before it, the SYN-ACK)
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ REACTION_VERDICTS = {
     ("ip", t.UNREACHABLE): "tcp.timeout",
 }
 _INJECTED = frozenset((t.RESET, t.FIN, t.DATA))
+ROUTERS_LIMIT = 256  # agent.wire.codec.Evidence: the longest text an evidence value holds
 
 
 def _by_ttl(attempts: Sequence[TraceAttempt]) -> dict[int, list[TraceAttempt]]:
@@ -77,10 +78,21 @@ def locate(obs: TraceObservation) -> Evidence | None:
     after = next((r for r in reversed(routers) if r != "*"), None)
     if after is not None:
         evidence["after_hop"] = after
-    evidence["routers"] = " ".join(routers)
+    evidence["routers"] = _listed(routers)
     reaction = next(a for a in by_ttl[censor] if a.trigger).reaction
     evidence["reaction"] = reaction
     return evidence
+
+
+def _listed(routers: list[str]) -> str:
+    """The routers as evidence carries them: the nearest the censor when they do not all fit
+    (evidence texts are at most 256 characters: sixteen IPv4 or six IPv6 addresses fit)."""
+    kept: list[str] = []
+    for router in reversed(routers):
+        if len(" ".join(["...", router, *kept])) > ROUTERS_LIMIT:
+            return " ".join(["...", *kept])
+        kept.insert(0, router)
+    return " ".join(kept)
 
 
 def _last(obs: TraceObservation) -> TraceAttempt | None:

@@ -90,6 +90,7 @@ _V2_KEYS = frozenset(("h", "s", "T", "P", "R"))  # top-level keys a version 1 re
 _THROTTLE_KEY, _PROTOCOLS_KEY, _TRACE_KEY = "T", "P", "R"
 MAX_TRACE_ATTEMPTS = 160  # 2 per TTL up to 32, each silent TTL twice, and the last
 MAX_TRACE_PACKETS = 32  # agent.probes.trace.MAX_PACKETS
+_MAX_ARRAY = MAX_TRACE_ATTEMPTS  # the longest array any record may hold
 MAX_PROBES = 16
 MAX_TRANSFERS = 64
 MAX_HOPS = 10  # agent.verdict.chain.MAX_REDIRECTS; the wire refuses longer chains
@@ -388,7 +389,7 @@ def _unpack(data: bytes, name: str) -> Any:
         # The limits bound what a hostile record can make the unpacker allocate.
         return msgpack.unpackb(
             data, raw=False, strict_map_key=True, use_list=True,
-            max_str_len=LONG * 4, max_bin_len=32, max_array_len=64,
+            max_str_len=LONG * 4, max_bin_len=32, max_array_len=_MAX_ARRAY,
             max_map_len=32, max_ext_len=0,
         )  # fmt: skip
     except (ValueError, TypeError, msgpack.UnpackException) as exc:

@@ -29,7 +29,7 @@ LATER = {"throttle", "shutdown", *PROTOCOL_TECHNIQUES}
 # resolver failure the public resolvers contradict, a fingerprint.
 LOCAL = {
     "clean", "dns-nxdomain", "dns-bogon", "dns-redirect", "dns-inject", "sni-reset", "sni-drop",
-    "host-reset", "host-drop", "http-blockpage", "dns-ghost", "sni-fin", "host-fin",
+    "host-reset", "host-drop", "http-blockpage", "dns-ghost", "sni-fin", "host-fin", "sni-onpath",
 }  # fmt: skip
 CUT = ["FORWARD", "-d", plan.COLLECTOR, "-j", "DROP"]
 BLOCKED = {failures.CONTROL_TIMEOUT, failures.CONTROL_UNREACHABLE}

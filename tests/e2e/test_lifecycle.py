@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_lab
+from tests.lab import addresses as plan
 from tests.lab.lab import CREATION_GRACE, REPO_ROOT, read_state, remove_holder_logs
 from tests.lab.topology import NETNS_ETC, list_lab_namespaces
 
@@ -67,7 +68,7 @@ def test_up_status_exec_shutdown_down(small_lab: str) -> None:
     prefix = small_lab
     status = json.loads(lab_cli("status", "--prefix", prefix, "--json").stdout)
     assert status["status"] == "ready"
-    assert len(status["namespaces_present"]) == 4
+    assert len(status["namespaces_present"]) == len(plan.ROLES)
     assert all(status["services"].values()), status["services"]
     routes = lab_cli("exec", "--prefix", prefix, "agent", "--", "ip", "-4", "-o", "addr").stdout
     assert "100.64.1.2/30" in routes

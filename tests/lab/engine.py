@@ -33,8 +33,10 @@ def probe_state_dir(lab: Lab) -> Path:
     return lab.state_dir / "probe-agent"
 
 
-def probe_argv(lab: Lab, *, collector_url: str | None, options: Sequence[str] = ()) -> list[str]:
-    argv = [sys.executable, "-m", "agent.cli", "probe", "--timeout", "2"]
+def probe_argv(
+    lab: Lab, *, collector_url: str | None, options: Sequence[str] = (), command: str = "probe"
+) -> list[str]:
+    argv = [sys.executable, "-m", "agent.cli", command, "--timeout", "2"]
     argv += ["--resolver", plan.PUBLIC_RESOLVER, "--ca-file", str(lab.ca_file)]
     argv += ["--benign-sni", lab.table.benign_domain]
     for path in fingerprint_paths():
@@ -51,9 +53,11 @@ def probe(
     collector_url: str | None,
     options: Sequence[str] = (),
     timeout: float = 300,
+    command: str = "probe",
 ) -> list[dict[str, Any]]:
     """Measure ``urls`` from the agent namespace; one decoded --json object per URL."""
-    argv = probe_argv(lab, collector_url=collector_url, options=["--json", "--quiet", *options])
+    options = ["--json", "--quiet", *options]
+    argv = probe_argv(lab, collector_url=collector_url, options=options, command=command)
     done = lab.run("agent", [*argv, *urls], timeout=timeout)
     if done.returncode != 0:
         raise LabError(f"netsonde-agent probe exited {done.returncode}:\n{done.stderr}")
@@ -81,6 +85,19 @@ def protocols(
     return probe(
         lab, urls, collector_url=collector_url, options=["--protocols", *options], timeout=300
     )
+
+
+def trace(
+    lab: Lab, urls: Sequence[str], *, collector_url: str, options: Sequence[str] = ()
+) -> list[dict[str, Any]]:
+    """``netsonde-agent trace`` on ``urls``: each site test, then a trace of each blocked one
+    (one at a time, a few seconds each), comparing with the collector's address of each
+    family; one decoded --json object per URL."""
+    references = ["--reference", plan.COLLECTOR, "--reference", plan.twin(plan.COLLECTOR)]
+    return probe(
+        lab, urls, collector_url=collector_url, options=[*references, *options], timeout=600,
+        command="trace",
+    )  # fmt: skip
 
 
 def measure_table(

@@ -55,8 +55,8 @@ def lab_views(row: Scenario) -> tuple[Vantage, Vantage | None, bool | None]:
     if technique in ("ip-drop", "ip-reset"):
         failure = f.GENERIC_TIMEOUT if technique == "ip-drop" else f.CONNECTION_REFUSED
         return vantage(ip, scheme=s, endpoints=(endpoint(ip, s, tcp=failure),)), control, None
-    if technique in ("sni-reset", "sni-drop"):
-        failure = f.CONNECTION_RESET if technique == "sni-reset" else f.GENERIC_TIMEOUT
+    if technique in ("sni-reset", "sni-drop", "sni-onpath"):
+        failure = f.GENERIC_TIMEOUT if technique == "sni-drop" else f.CONNECTION_RESET
         end = endpoint(
             ip, s, tls=handshake(failure=failure), tls_benign=handshake(BENIGN), http=None
         )
