@@ -7,7 +7,9 @@
 3. Run ``netsonde-agent probe`` in the agent namespace on every scenario's URL and set
    its verdicts and evidence next to what the scenario table expects.
 4. Cut the agent's uplink, as a shutdown order would, and measure again.
-5. Upload the results as the agent would; with ``--keep``, keep the collector running and
+5. Trace every censor a trace can locate (``netsonde-agent trace``): where along the path
+   it reacts, next to where ``tests.lab.positions`` puts it.
+6. Upload the results as the agent would; with ``--keep``, keep the collector running and
    open its dashboard to the host's browser at http://127.0.0.1:8080/ until Ctrl-C.
 """
 
@@ -25,6 +27,7 @@ from tests.lab import checks, dashboard, engine
 from tests.lab.addresses import ROLES
 from tests.lab.collector import LabCollector
 from tests.lab.lab import Lab
+from tests.lab.positions import TRACEABLE, expected_position
 from tests.lab.scenarios import Scenario, ScenarioTable
 
 
@@ -68,7 +71,45 @@ def _verdicts_table(rows: list[Scenario], results: dict[str, dict[str, Any]]) ->
     return out
 
 
-def measure(lab: Lab, collector: LabCollector, console: Console) -> dict[str, dict[str, Any]]:
+def _traces_table(rows: list[Scenario], traced: dict[str, dict[str, Any]]) -> Table:
+    out = Table(title="3. where each censor sits (netsonde-agent trace)")
+    for column in ("url", "censor", "expected", "netsonde found", "injected", ""):
+        out.add_column(column, overflow="fold")
+    for row in rows:
+        want = expected_position(row)
+        assert want is not None
+        ev = traced.get(row.domain, {}).get("evidence", {})
+        found = (ev.get("censor_ttl"), ev.get("after_hop"), ev.get("path"))
+        good = _located(row, traced)
+        out.add_row(
+            row.url, f"{row.technique} @ {row.hop}",
+            f"ttl {want.censor_ttl} after {want.after_hop}, {want.path}-path",
+            f"ttl {found[0]} after {found[1]}, {found[2]}-path", str(ev.get("injected", "-")),
+            "[green]as expected[/green]" if good else "[red]DIFFERENT[/red]",
+        )  # fmt: skip
+    return out
+
+
+def _located(row: Scenario, traced: dict[str, dict[str, Any]]) -> bool:
+    want = expected_position(row)
+    ev = traced.get(row.domain, {}).get("evidence", {})
+    found = (ev.get("censor_ttl"), ev.get("after_hop"), ev.get("path"))
+    return want is not None and found == (want.censor_ttl, want.after_hop, want.path)
+
+
+def trace(lab: Lab, collector: LabCollector, records: Any) -> dict[str, dict[str, Any]]:
+    """Every traceable row's trace, its records appended to ``records``; by domain."""
+    rows = [row for row in lab.table.rows if row.technique in TRACEABLE]
+    options = ["--msgpack-out", str(records)]
+    results = engine.trace(
+        lab, [row.url for row in rows], collector_url=collector.url, options=options
+    )
+    return {r["target"].split("/")[2]: r for r in results}
+
+
+def measure(
+    lab: Lab, collector: LabCollector, console: Console
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
     argv = engine.probe_argv(lab, collector_url=collector.url)
     console.print(
         "[dim]in the agent namespace:[/dim] "
@@ -82,9 +123,11 @@ def measure(lab: Lab, collector: LabCollector, console: Console) -> dict[str, di
     results = engine.measure_table(
         lab, collector_url=collector.url, msgpack_out=records, throttle_rows=True
     )
+    console.print("[dim]then, for the blocked ones:[/dim] netsonde-agent trace ... URL...")
+    traced = trace(lab, collector, records)
     # Uploaded as an agent would, signed, for the dashboard to show.
     dashboard.upload(collector, records)
-    return results
+    return results, traced
 
 
 def run_demo(table: ScenarioTable, console: Console, keep: int | None = None) -> int:
@@ -114,9 +157,11 @@ def run_demo(table: ScenarioTable, console: Console, keep: int | None = None) ->
                 "serving the OONI fingerprints at /api/v1/fingerprints, "
                 f"the probe enrolled in $LAB/{engine.probe_state_dir(lab).name}"
             )
-            with console.status("netsonde-agent probe: measuring every scenario"):
-                results = measure(lab, collector, console)
+            with console.status("netsonde-agent probe and trace: measuring every scenario"):
+                results, traced = measure(lab, collector, console)
             console.print(_verdicts_table(list(table.rows), results))
+            traceable = [row for row in table.rows if row.technique in TRACEABLE]
+            console.print(_traces_table(traceable, traced))
             if keep is not None:
                 dashboard.keep_serving(collector, console, keep)
             else:
@@ -130,10 +175,12 @@ def run_demo(table: ScenarioTable, console: Console, keep: int | None = None) ->
     right = [row for row in measured if results[row.domain]["verdict"] == row.expected]
     good_censors = sum(1 for c in censors if c.passed)
     later = len(table.rows) - len(measured)
+    located = [row for row in traceable if _located(row, traced)]
     console.print(
         f"{good_censors}/{len(censors)} censors act as configured; netsonde named "
         f"{len(right)}/{len(measured)} blocking techniques as the table expects"
         + (f" ({later} left to a later issue)" if later else "")
+        + f" and located {len(located)}/{len(traceable)} censors where they sit"
         + ". The lab is down again."
     )
     return 0 if good_censors == len(censors) and len(right) == len(measured) else 1
