@@ -84,12 +84,16 @@ def _vantage(m: SiteMeasurement) -> tuple[str, Vantage]:
 
 
 def _failed(endpoint: EndpointObservation, trigger: str) -> bool:
+    """Whether this endpoint is where the trigger failed: TCP for an IP trigger; for the SNI
+    or Host, a connection that opened and then failed (or blockpaged) at that layer."""
     if trigger == "ip":
         return endpoint.tcp.failure is not None
+    if endpoint.tcp.failure is not None:
+        return False
     if trigger == "sni":
         return endpoint.tls is not None and endpoint.tls.failure is not None
     http = endpoint.http
-    return http is None or http.failure is not None or endpoint.http_benign is not None
+    return http is not None and (http.failure is not None or endpoint.http_benign is not None)
 
 
 def plan_for(
@@ -101,7 +105,7 @@ def plan_for(
     Host (http) on its first connected endpoint: to see the path, or to check that a trace
     of an open site shows no censor."""
     trigger = traceable(m)
-    if trigger is None and force and m.trace is None and m.throttle is None:
+    if trigger is None and force and m.trace is m.throttle is m.protocols is None:
         trigger = "sni" if m.url.startswith("https:") else "host"
         m = replace(m, verdict=Verdict(m.verdict.verdict, {}))
     if trigger is None:

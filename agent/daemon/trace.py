@@ -37,7 +37,7 @@ __all__ = ["META_TRACED", "TRACE_BYTES", "TraceRuns"]
 log = logging.getLogger("netsonde.agent")
 
 META_TRACED = "traced"  # JSON: {"URL verdict": Unix ms of its last trace}
-TRACE_BYTES = 64 * 1024  # more than a trace of 32 TTLs moves (BENCHMARKS.md)
+TRACE_BYTES = 128 * 1024  # more than the longest trace moves (32 TTLs, silences repeated)
 MAX_PENDING = 256  # blocked results waiting for a trace; beyond, the newest are dropped
 MAX_REMEMBERED = 4096  # (URL, verdict) pairs whose last trace is remembered
 

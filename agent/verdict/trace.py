@@ -87,6 +87,8 @@ def locate(obs: TraceObservation) -> Evidence | None:
 def _listed(routers: list[str]) -> str:
     """The routers as evidence carries them: the nearest the censor when they do not all fit
     (evidence texts are at most 256 characters: sixteen IPv4 or six IPv6 addresses fit)."""
+    if len(" ".join(routers)) <= ROUTERS_LIMIT:
+        return " ".join(routers)
     kept: list[str] = []
     for router in reversed(routers):
         if len(" ".join(["...", router, *kept])) > ROUTERS_LIMIT:
@@ -157,11 +159,13 @@ def decide_trace(obs: TraceObservation) -> Verdict:
     located = locate(obs)
     evidence: Evidence = {"trigger": obs.trigger}
     if name is None:
-        if located is not None:
-            evidence.update(located)
-            evidence["reason"] = "located, but the last attempt went through"
-            return Verdict("inconclusive", evidence)
-        return Verdict("ok", evidence)
+        through = last.reaction in (t.DATA, t.SYN_ACK)
+        if located is None and through:
+            return Verdict("ok", evidence)
+        evidence.update(located or {})
+        what = "went through" if through else f"met {last.reaction}"
+        evidence["reason"] = f"{'located, but ' if located else ''}the last attempt {what}"
+        return Verdict("inconclusive", evidence)
     if located is None:
         evidence["reason"] = "not located"
         return Verdict(name, evidence)

@@ -302,7 +302,7 @@ _TRACE_PACKET = Struct(TracePacket, (
 ))  # fmt: skip
 _TRACE_ATTEMPT = Struct(TraceAttempt, (
     Field("ttl", "t", UInt(255), _R), Field("trigger", "k", Bool(), False),
-    Field("reaction", "r", Text(8), _R), Field("router", "a", Addr()),
+    Field("reaction", "r", Text(16), _R), Field("router", "a", Addr()),
     Field("ms", "d", Ms(), _R), Field("status", "h", UInt(999)),
     Field("fingerprint", "g", Text()),
     Field("packets", "x", List(_TRACE_PACKET, MAX_TRACE_PACKETS), ()),

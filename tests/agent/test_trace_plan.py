@@ -111,16 +111,7 @@ def test_a_trace_throttle_or_protocol_test_is_not_traceable(other: SiteMeasureme
     [
         replace(BLOCKED, trace=observation()),
         replace(BLOCKED, throttle=THROTTLE),
-        pytest.param(
-            replace(BLOCKED, protocols=PROTOCOLS),
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="agent/trace.py:104 plan_for: the force branch checks m.trace and "
-                "m.throttle but not m.protocols (traceable checks all three), so a protocol "
-                "test is planned by SNI on its agent view's endpoints; latent, since a real "
-                "protocol test's agent view holds no endpoints",
-            ),
-        ),
+        replace(BLOCKED, protocols=PROTOCOLS),
     ],
     ids=["trace", "throttle", "protocols"],
 )
@@ -219,13 +210,6 @@ def test_no_failing_endpoint_no_plan() -> None:
     assert plan_for(site(Verdict("tls.reset", {"trigger": "sni"})), CONFIG) is None
 
 
-_HOST_FAILED = (
-    "agent/trace.py:91-92 _failed: for a host trigger an endpoint whose http is None counts as "
-    "failed, and http is None whenever its TCP connect (or TLS handshake) failed, so plan_for "
-    "picks an endpoint the Host never reached (the trace then cannot connect: inconclusive)"
-)
-
-
 @pytest.mark.parametrize(
     ("url", "trigger", "port"),
     [
@@ -235,7 +219,6 @@ _HOST_FAILED = (
             "host",
             80,
             id="http",
-            marks=pytest.mark.xfail(strict=True, reason=_HOST_FAILED),
         ),
     ],
 )
@@ -266,7 +249,6 @@ def test_force_traces_an_open_site_on_its_first_connected_endpoint(
     assert plan_for(nothing, CONFIG, force=True) is None
 
 
-@pytest.mark.xfail(strict=True, reason=_HOST_FAILED)
 @pytest.mark.parametrize("scheme", ["http", "https"])
 def test_a_host_trace_takes_the_endpoint_where_the_host_failed(scheme: str) -> None:
     # What agent.verdict.decide makes of these views with a clean control: http.reset on

@@ -5,8 +5,6 @@ trace cannot say is ``inconclusive``. Total over any trace, and reclassified the
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 from hypothesis import given, settings
 
@@ -205,12 +203,6 @@ CASES = [
         found("tcp.refused", "ip", "rst", 2, R1, R1, path="in"),
         id="ip-reset",
     ),
-]
-
-
-# Decided, but not through the wire: an "unreachable" reaction does not encode
-# (tests/agent/wire/test_trace_wire.py, the strict xfail on it).
-UNREACHABLE_CASES = [
     pytest.param(
         observation(
             hops(R1, R2),
@@ -224,7 +216,7 @@ UNREACHABLE_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("obs", "expected"), CASES + UNREACHABLE_CASES)
+@pytest.mark.parametrize(("obs", "expected"), CASES)
 def test_decide_trace(obs: TraceObservation, expected: Verdict) -> None:
     verdict = decide_trace(obs)
     assert verdict == expected
@@ -350,12 +342,6 @@ def test_routers_that_fit_are_listed_whole() -> None:
     assert decide_trace(obs).evidence["routers"] == " ".join(routers)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="agent/verdict/trace.py _listed: it measures each router with the '...' prefix, so a "
-    "list that fits whole (16 IPv4 routers of 15 characters: 255 <= 256) is still cut to the "
-    "nearest 15 behind '...'; the docstring says sixteen IPv4 addresses fit",
-)
 def test_sixteen_longest_ipv4_routers_fit_whole() -> None:
     routers = [f"198.251.255.{100 + i}" for i in range(16)]
     assert len(" ".join(routers)) == 255
@@ -369,9 +355,8 @@ def test_decide_trace_is_total_and_speaks_the_taxonomy(obs: TraceObservation) ->
     verdict = decide_trace(obs)
     assert verdict.verdict in VERDICTS
     assert decide_trace(obs) == verdict
-    # Its evidence fits the wire. Without the attempts: an "unreachable" reaction does not
-    # (tests/agent/wire/test_trace_wire.py, the strict xfail on it).
-    m = measurement(replace(obs, attempts=()), verdict)
+    # Its evidence, and the attempts it was decided from, fit the wire.
+    m = measurement(obs, verdict)
     assert decode_measurement(encode_measurement(m)).verdict == verdict
 
 
