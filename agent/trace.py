@@ -105,7 +105,8 @@ def plan_for(
     Host (http) on its first connected endpoint: to see the path, or to check that a trace
     of an open site shows no censor."""
     trigger = traceable(m)
-    if trigger is None and force and m.trace is m.throttle is m.protocols is None:
+    other_test = m.trace is not None or m.throttle is not None or m.protocols is not None
+    if trigger is None and force and not other_test:
         trigger = "sni" if m.url.startswith("https:") else "host"
         m = replace(m, verdict=Verdict(m.verdict.verdict, {}))
     if trigger is None:

@@ -27,8 +27,8 @@ waits for the first fetch, :data:`FIRST_FETCH_WAIT` seconds at most. On the meas
 collector is otherwise asked only for controls, each bounded by the control client's timeout
 (``max(10 s, 2 x probe.timeout)``), which a shutdown costs once per target at most. What
 the jobs use besides the spool is opened at start (``agent.daemon.startup``). What a run
-measures, and with which settings: ``agent.daemon.measure``; a full disk:
-``agent.daemon.disk``.
+measures, and with which settings: ``agent.daemon.measure``; what it leaves in the spool's
+meta table: ``agent.daemon.runs``; a full disk: ``agent.daemon.disk``.
 
 Run by ``netsonde-agent run``, it also stops by itself once nothing is due for a while, and
 the process execs into lean idle mode (``agent.daemon.lean``, docs/design/005-lean-idle.md),
@@ -41,7 +41,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from agent.daemon.budget import BUDGET_SPENT, PAUSED
@@ -50,7 +50,8 @@ from agent.daemon.disk import Disk, open_spool
 from agent.daemon.enrollment import read_enrolled
 from agent.daemon.goodput import Goodput
 from agent.daemon.jobs import JobRunner
-from agent.daemon.measure import Measurer, RunTotals, remote_probe, run_targets
+from agent.daemon.measure import Measurer, remote_probe, run_targets
+from agent.daemon.runs import due_from_spool, idle_for, record_run, why
 from agent.daemon.spool import Spool, SpoolFull
 from agent.daemon.startup import Shared, open_shared
 from agent.daemon.state import (
@@ -58,24 +59,14 @@ from agent.daemon.state import (
     LEAN,
     META_CONNECTIVITY,
     META_CONNECTIVITY_AT,
-    META_LAST_RUN,
-    META_LAST_RUN_FAILED,
-    META_LAST_RUN_RESULTS,
-    META_LAST_RUN_SKIPPED,
     META_LAST_UPLOAD,
     META_MODE,
-    META_NEXT_RUN,
     META_REFUSED,
-    META_RUNS,
     META_TESTLIST_FAILURE,
     META_TESTLIST_FETCHED,
     META_TESTLIST_TRIED,
     META_UPLOAD_FAILURE,
     META_UPLOADED_BYTES,
-    draw_next_run,
-    lean_threshold,
-    next_run_ms,
-    testlist_due_ms,
 )
 from agent.daemon.throttle import ThrottleRuns
 from agent.daemon.trace import TraceRuns
@@ -97,13 +88,6 @@ _PAUSED_JOBS = "measuring and uploading results paused (heartbeats go on)"
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def _why(totals: RunTotals) -> str:
-    """Why a run left targets out, for the status; "" if it did not."""
-    parts = [f"{totals.skipped} targets: {BUDGET_SPENT}"] if totals.skipped else []
-    parts += [f"{totals.full} targets: disk full"] if totals.full else []
-    return "; ".join(parts)
 
 
 class _Daemon:
@@ -172,25 +156,15 @@ class _Daemon:
 
     async def maybe_idle(self, current: asyncio.Task[Any] | None) -> None:
         """Stops the daemon to exec into lean mode (``run_daemon`` returns LEAN) when nothing
-        is due for a while: no other job running, the collector answering, no record
-        waiting that may be uploaded, no measure run or test list refresh within
-        ``agent.daemon.state.lean_threshold``."""
+        is due for a while: no other job running, the collector answering, nothing due
+        (``agent.daemon.runs.idle_for``)."""
         if self.stop.is_set() or self.jobs.others_running(current) or not self.collector_reachable:
             return
         if self.disk.full:
             return  # lean mode could not store its checks, and would hand straight back
-        assert self.jobs.scheduler is not None
-        idle = lean_threshold(self.config.schedule)
-        horizon = datetime.now(UTC) + timedelta(seconds=idle)
-        for name in ("measure", "testlist", "throttle"):
-            job = self.jobs.scheduler.get_job(name)
-            if job is not None and job.next_run_time is not None and job.next_run_time < horizon:
-                return
-        records, _ = await self.spool.depth_async()
-        if records and not self.budget.spent():
-            return
-        if self.stop.is_set() or self.jobs.others_running(current):
-            return  # a job started while the spool was read
+        idle = await idle_for(self.config, self.jobs, self.spool, self.budget)
+        if idle is None or self.stop.is_set() or self.jobs.others_running(current):
+            return  # something is due, or a job started while the spool was read
         log.info("idle: nothing due within %.0f s; switching to lean mode", idle)
         self.next_mode = LEAN
         self.stop.set()
@@ -215,7 +189,7 @@ class _Daemon:
             log.info("measure: %d targets", len(targets))
             totals = await self.measurer.with_fingerprints(self.fingerprints.current).run(targets)
             await asyncio.to_thread(
-                self._record_run, started, totals.spooled, totals.failed, _why(totals)
+                self._record_run, started, totals.spooled, totals.failed, why(totals)
             )
         finally:
             self.measuring = False
@@ -250,12 +224,7 @@ class _Daemon:
             self.jobs.wake("measure")
 
     def _record_run(self, started: int, results: int, failed: int, skipped: str) -> None:
-        self.spool.set_meta(META_LAST_RUN, started)
-        self.spool.set_meta(META_NEXT_RUN, draw_next_run(started, self.config.schedule))
-        self.spool.set_meta(META_LAST_RUN_RESULTS, results)
-        self.spool.set_meta(META_LAST_RUN_FAILED, failed)
-        self.spool.set_meta(META_LAST_RUN_SKIPPED, skipped)
-        self.spool.bump_meta(META_RUNS, 1)
+        record_run(self.spool, self.config.schedule, started, results, failed, skipped)
 
     async def upload(self) -> None:
         # Over budget too: the uploader then sends heartbeat-only batches, so the collector
@@ -341,10 +310,6 @@ class _Daemon:
         self.spool.set_meta(META_CONNECTIVITY, state)
         self.spool.set_meta(META_CONNECTIVITY_AT, _now_ms())
 
-    def _due_from_spool(self) -> tuple[int | None, int | None]:
-        spool, config = self.spool, self.config
-        return next_run_ms(spool, config.schedule), testlist_due_ms(spool, config)
-
     # -- lifetime --------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -354,7 +319,7 @@ class _Daemon:
         if self.resumed:
             # Exec'd from lean mode: the measure run and the test list refresh are due when
             # the spool says, not now (lean mode hands over as soon as one is due).
-            due, refresh = await asyncio.to_thread(self._due_from_spool)
+            due, refresh = await asyncio.to_thread(due_from_spool, self.spool, self.config)
             if due is not None:
                 first_measure = max(now, datetime.fromtimestamp(due / 1000, UTC))
             if refresh is not None:

@@ -12,6 +12,8 @@ a running total of those counts them the same way.
 The file itself, its permissions, journaling, schema, and the reserve that lets the deletes
 (:meth:`Spool.ack`, :meth:`Spool.ack_checks`) go on where a full disk makes every other write
 raise :class:`SpoolFull`: ``agent.daemon.spoolfile``. Each delete truncates the log after it.
+The meta table, where the daemon keeps its small state and the spool its running totals:
+``agent.daemon.spoolmeta``; the goodput samples: ``agent.daemon.spoolgoodput``.
 
 Threading: one connection (``check_same_thread=False``) used only under a lock, so the
 synchronous API works from any thread and the ``*_async`` wrappers run it in
@@ -34,8 +36,19 @@ from typing import Any
 from agent.daemon import spoolfile
 from agent.daemon.spoolfile import SpoolError, SpoolFull, SpoolRecordTooLarge
 from agent.daemon.spoolgoodput import GoodputSpool
+from agent.daemon.spoolmeta import (
+    ACKED,
+    CHECK_EVICTIONS,
+    EVICTIONS,
+    RESERVED,
+    SPOOLED,
+    STORED_BYTES,
+    MetaSpool,
+    MetaValue,
+)
 
 __all__ = [
+    "CHECK_EVICTIONS",
     "AddResult",
     "MetaValue",
     "Spool",
@@ -46,22 +59,10 @@ __all__ = [
 ]
 
 DEFAULT_MAX_CHECKS = 10_000  # 35 days at the default 5-minute interval: past the collector's 30
-# Internal counters share the meta table with the daemon's state but must only change in the
-# transactions that keep them consistent with the records.
-_EVICTIONS = "evictions"
-_STORED_BYTES = "stored_bytes"
-# The agent's own totals, bumped in the same transaction as the records they count, so kill -9
-# can never leave them out of step: records added, and records deleted by ack().
-_SPOOLED = "spooled_total"
-_ACKED = "acked_total"
-CHECK_EVICTIONS = "check_evictions"  # checks evicted unsent: kept like the records' total
-_RESERVED = frozenset({_EVICTIONS, _STORED_BYTES, _SPOOLED, _ACKED, CHECK_EVICTIONS})
 # Far under SQLite's limit on bound parameters, whatever version the system has.
 _CHUNK = 500
 # Rows deleted per transaction on a full disk, so one transaction's log fits the reserve.
 _FULL_CHUNK = 100
-
-MetaValue = int | str
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ class AddResult:
     evicted: int  # oldest records dropped to make room, already added to the running total
 
 
-class Spool(GoodputSpool):
+class Spool(MetaSpool, GoodputSpool):
     def __init__(
         self,
         conn: sqlite3.Connection,
@@ -105,7 +106,7 @@ class Spool(GoodputSpool):
             spoolfile.make_durable(conn, file)
             spool = cls(conn, file, max_bytes, max_checks)
             with spool._transaction() as transaction:
-                spoolfile.migrate(transaction, file, _RESERVED)
+                spoolfile.migrate(transaction, file, RESERVED)
         except sqlite3.Error as exc:
             conn.close()
             raise spoolfile.spool_error(exc, file) from exc
@@ -163,10 +164,10 @@ class Spool(GoodputSpool):
             )
             if cursor.rowcount == 0:
                 return AddResult(inserted=False, evicted=0)
-            self._bump(conn, _SPOOLED, 1)
-            if usage is not None and usage[0] not in _RESERVED:
+            self._bump(conn, SPOOLED, 1)
+            if usage is not None and usage[0] not in RESERVED:
                 self._add_meta(conn, *usage)
-            total = self._bump(conn, _STORED_BYTES, size)
+            total = self._bump(conn, STORED_BYTES, size)
             evicted = self._evict(conn, total - self.max_bytes) if total > self.max_bytes else 0
         return AddResult(inserted=True, evicted=evicted)
 
@@ -178,15 +179,9 @@ class Spool(GoodputSpool):
             if freed >= excess:
                 break
         conn.execute("DELETE FROM records WHERE seq <= ?", (cutoff,))
-        self._bump(conn, _STORED_BYTES, -freed)
-        self._bump(conn, _EVICTIONS, count)
+        self._bump(conn, STORED_BYTES, -freed)
+        self._bump(conn, EVICTIONS, count)
         return count
-
-    @staticmethod
-    def _bump(conn: sqlite3.Connection, key: str, delta: int) -> int:
-        conn.execute("UPDATE meta SET value = value + ? WHERE key = ?", (delta, key))
-        value: int = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]
-        return value
 
     def peek(self, limit: int) -> list[SpoolRecord]:
         """Up to ``limit`` records, oldest first, left in place until acknowledged."""
@@ -208,8 +203,8 @@ class Spool(GoodputSpool):
             chunk,
         ).fetchone()
         conn.execute(f"DELETE FROM records WHERE id IN ({marks})", chunk)
-        self._bump(conn, _STORED_BYTES, -size)
-        self._bump(conn, _ACKED, count)
+        self._bump(conn, STORED_BYTES, -size)
+        self._bump(conn, ACKED, count)
         return int(count)
 
     def _delete(
@@ -237,7 +232,7 @@ class Spool(GoodputSpool):
         """(records, bytes of records) waiting for upload."""
         with self._lock:
             count = self._conn.execute("SELECT count(*) FROM records").fetchone()[0]
-            size = self._get(_STORED_BYTES)
+            size = self._get(STORED_BYTES)
         return int(count), int(size)
 
     def backlog(self) -> tuple[int, int]:
@@ -252,7 +247,7 @@ class Spool(GoodputSpool):
         """Records dropped unsent since the spool was created: a running total, never reset,
         so the collector can tell how many it will never see."""
         with self._lock:
-            return int(self._get(_EVICTIONS))
+            return int(self._get(EVICTIONS))
 
     def totals(self) -> dict[str, int]:
         """The running totals since the spool was created, read together: ``spooled`` (added),
@@ -261,9 +256,9 @@ class Spool(GoodputSpool):
         with self._lock:
             count = self._conn.execute("SELECT count(*) FROM records").fetchone()[0]
             return {
-                "spooled": int(self._get(_SPOOLED)),
-                "acked": int(self._get(_ACKED)),
-                "evicted": int(self._get(_EVICTIONS)),
+                "spooled": int(self._get(SPOOLED)),
+                "acked": int(self._get(ACKED)),
+                "evicted": int(self._get(EVICTIONS)),
                 "waiting": int(count),
             }
 
@@ -307,57 +302,6 @@ class Spool(GoodputSpool):
         marks = ",".join("?" * len(chunk))
         conn.execute(f"DELETE FROM goodput WHERE ms IN ({marks})", chunk)
         return int(conn.execute(f"DELETE FROM checks WHERE ms IN ({marks})", chunk).rowcount)
-
-    # -- small state -----------------------------------------------------------------------
-
-    def _get(self, key: str) -> Any:
-        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else row[0]
-
-    def get_meta(self, key: str) -> MetaValue | None:
-        with self._lock:
-            value: MetaValue | None = self._get(key)
-        return value
-
-    def set_meta(self, key: str, value: MetaValue) -> None:
-        """Small daemon state (last successful upload ms, last run ms) for ``status``."""
-        if key in _RESERVED:
-            raise SpoolError(f"spool meta key {key!r} is maintained by the spool itself")
-        if isinstance(value, bool) or not isinstance(value, int | str):
-            raise TypeError(f"spool meta values are int or str, got {type(value).__name__}")
-        with self._transaction() as conn:
-            conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
-
-    def bump_meta(self, key: str, delta: int) -> int:
-        """Adds ``delta`` to an integer meta value (missing counts as 0) in one transaction;
-        returns the new value. For daemon counters that must not lose a concurrent update."""
-        if key in _RESERVED:
-            raise SpoolError(f"spool meta key {key!r} is maintained by the spool itself")
-        with self._transaction() as conn:
-            return self._add_meta(conn, key, delta)
-
-    @staticmethod
-    def _add_meta(conn: sqlite3.Connection, key: str, delta: int) -> int:
-        conn.execute(
-            "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
-            "SET value = coalesce(value, 0) + excluded.value",
-            (key, delta),
-        )
-        value: int = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]
-        return int(value)
-
-    def delete_meta(self, key: str) -> None:
-        if key in _RESERVED:
-            raise SpoolError(f"spool meta key {key!r} is maintained by the spool itself")
-        with self._transaction() as conn:
-            conn.execute("DELETE FROM meta WHERE key = ?", (key,))
-
-    def meta_keys(self, prefix: str) -> list[str]:
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT key FROM meta WHERE substr(key, 1, ?) = ?", (len(prefix), prefix)
-            ).fetchall()
-        return [str(key) for (key,) in rows]
 
     # -- asyncio ---------------------------------------------------------------------------
 

@@ -1,17 +1,17 @@
 """Agent layer 3, wire: msgpack schema v3, the one format measurements travel and rest in.
 
-A record is a msgpack map ``{"v": 2, ...}`` (version 1 records, from before redirect chains,
-IPv6 and throttle tests, still decode) with one-character keys. Durations and timestamps are integer
-milliseconds, IP addresses 4/16-byte bin, SHA-256 hashes 32-byte bin, the id its 16 UUID
-bytes. Failures, TLS versions, ciphers, ALPN and content types are small integers from
-append-only tables (a value missing from its table travels as its text, so those fields are
-``int | str``); rcodes are dnspython's numbers. Within a measurement each distinct address
-or hash is stored once in the top-level ``b`` array and referred to by index, since agent
-and control mostly see the same ones; titles, servers and issuers likewise in the ``s``
-array. A key is absent when its field holds the default: None, empty, False, 0, or what the
-record implies (the URL's host and port, the endpoint's address, the UUIDv7's time, port
-53, qtype A, path /). docs/wire-format.md has the field-by-field table; keep it in step
-with the specs below.
+A record is a msgpack map ``{"v": 2, ...}`` (version 1 records, from before redirect
+chains, IPv6 and throttle tests, still decode) with one-character keys. Durations and
+timestamps are integer milliseconds, IP addresses 4/16-byte bin, SHA-256 hashes 32-byte
+bin, the id its 16 UUID bytes. Failures, TLS versions, ciphers, ALPN and content types are
+small integers from append-only tables (``agent.wire.tables``; a value missing from its
+table travels as its text, so those fields are ``int | str``); rcodes are dnspython's
+numbers. Within a measurement each distinct address or hash is stored once in the top-level
+``b`` array and referred to by index, since agent and control mostly see the same ones;
+titles, servers and issuers likewise in the ``s`` array. A key is absent when its field
+holds the default: None, empty, False, 0, or what the record implies (the URL's host and
+port, the endpoint's address, the UUIDv7's time, port 53, qtype A, path /).
+docs/wire-format.md has the field-by-field table; keep it in step with the specs below.
 
 Round trip is exact except that float ms are rounded to integers (ties to even) and
 titles are cut to 128 characters. Decoding validates everything and raises only
@@ -21,13 +21,11 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 import msgpack  # type: ignore[import-untyped]  # no stubs or py.typed
 
-from agent.model import failures as f
 from agent.model.measurement import Hop, SiteMeasurement, Vantage, Verdict
 from agent.model.observations import (
     DNSExchange,
@@ -66,6 +64,13 @@ from agent.wire.codec import (
     WireError,
     check_bin,
 )
+from agent.wire.tables import (
+    ALPN_CODES,
+    CIPHER_CODES,
+    CONTENT_TYPE_CODES,
+    FAILURE_CODES,
+    TLS_VERSION_CODES,
+)
 
 __all__ = [
     "FAILURE_CODES",
@@ -96,57 +101,6 @@ MAX_TRANSFERS = 64
 MAX_HOPS = 10  # agent.verdict.chain.MAX_REDIRECTS; the wire refuses longer chains
 MAX_RECORD = 64 * 1024
 MAX_TITLE = 128
-
-# Append-only: a code keeps its meaning forever, since stored records are reclassified
-# years later. Never reuse or renumber; add new entries at the end.
-FAILURE_CODES: Mapping[int, str] = {
-    1: f.CONNECTION_REFUSED,
-    2: f.CONNECTION_RESET,
-    3: f.CONNECTION_ABORTED,
-    4: f.GENERIC_TIMEOUT,
-    5: f.EOF,
-    6: f.HOST_UNREACHABLE,
-    7: f.NETWORK_UNREACHABLE,
-    8: f.DNS_NXDOMAIN,
-    9: f.DNS_SERVFAIL,
-    10: f.DNS_REFUSED,
-    11: f.DNS_NO_ANSWER,
-    12: f.SSL_UNKNOWN_AUTHORITY,
-    13: f.SSL_INVALID_HOSTNAME,
-    14: f.SSL_INVALID_CERTIFICATE,
-    15: f.SSL_FAILED_HANDSHAKE,
-    16: f.NO_CONTROL,
-    17: f.CONTROL_UNREACHABLE,
-    18: f.CONTROL_TIMEOUT,
-    19: f.CONTROL_BAD_RESPONSE,
-    20: f.CONTROL_TLS_ERROR,
-    21: f.REDIRECT_BAD_LOCATION,
-    22: f.REDIRECT_LOOP,
-    23: f.REDIRECT_LIMIT,
-}
-TLS_VERSION_CODES: Mapping[int, str] = {1: "TLSv1", 2: "TLSv1.1", 3: "TLSv1.2", 4: "TLSv1.3"}
-CIPHER_CODES: Mapping[int, str] = {
-    1: "TLS_AES_256_GCM_SHA384",
-    2: "TLS_AES_128_GCM_SHA256",
-    3: "TLS_CHACHA20_POLY1305_SHA256",
-    4: "ECDHE-ECDSA-AES256-GCM-SHA384",
-    5: "ECDHE-RSA-AES256-GCM-SHA384",
-    6: "ECDHE-ECDSA-AES128-GCM-SHA256",
-    7: "ECDHE-RSA-AES128-GCM-SHA256",
-    8: "ECDHE-ECDSA-CHACHA20-POLY1305",
-    9: "ECDHE-RSA-CHACHA20-POLY1305",
-}
-ALPN_CODES: Mapping[int, str] = {1: "http/1.1", 2: "h2"}
-CONTENT_TYPE_CODES: Mapping[int, str] = {
-    1: "text/html",
-    2: "text/html; charset=utf-8",
-    3: "text/html; charset=UTF-8",
-    4: "text/plain",
-    5: "text/plain; charset=utf-8",
-    6: "application/json",
-    7: "text/html;charset=utf-8",
-    8: "text/html; charset=iso-8859-1",
-}
 
 
 def _record_context(attrs: dict[str, Any]) -> dict[str, Any]:

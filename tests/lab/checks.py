@@ -1,6 +1,8 @@
 """Censor lab: check, with plain clients, that each scenario's censor acts as configured.
 
-One check per technique, keyed by the technique names of the scenario table.
+One check per technique, keyed by the technique names of the scenario table; the rate
+techniques' checks are in ``tests.lab.checks_rate``, the protocol techniques' in
+``tests.lab.protocol_censors``, and more in ``tests.lab.checks_more``.
 The self-tests assert every check passes; the demo prints what each one saw.
 Checks look from the agent namespace, and from the net namespace where the
 point is that the uncensored side (the control) sees something else. A dual-stack
@@ -16,14 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.lab import addresses as plan
+from tests.lab.checks_rate import check_link_lossy, check_link_slow, check_throttle
+from tests.lab.checks_rate import rate_kbps as rate_kbps  # benchmarks and e2e import it here
 from tests.lab.lab import Lab
 from tests.lab.protocol_censors import check_quic_sni_drop, check_vpn_drop
 from tests.lab.scenarios import Scenario
 
 BLOCKPAGE_PHRASE = "prohibited for viewership from within Pakistan"
-THROTTLE_BYTES = 1024 * 1024  # more than any throttled rate moves in the window
-THROTTLE_MIN_RATIO = 5.0
-THROTTLE_TOLERANCE = 0.25
 
 
 class ClientError(RuntimeError):
@@ -273,94 +274,6 @@ def check_tls_intercept(lab: Lab, row: Scenario) -> CheckResult:
     return _result(row, passed, "; ".join(seen))
 
 
-def _rates(lab: Lab, row: Scenario, role: str = "agent") -> tuple[dict[str, Any], ...]:
-    """The row's download rate through its own site, naming it and naming the benign name."""
-    out = []
-    for name in (row.domain, lab.table.benign_domain):
-        sni = name if row.scheme == "https" else None
-        out.append(
-            client(lab, role, "rate", ip=row.ip, host=name, size=THROTTLE_BYTES, tls_sni=sni)
-        )
-    return tuple(out)
-
-
-def _kbps(result: dict[str, Any]) -> float:
-    return (result.get("rate_bps") or 0) / 1000
-
-
-def check_throttle(lab: Lab, row: Scenario) -> CheckResult:
-    """Naming the row holds a download near its rate; the benign name runs far faster."""
-    from tests.lab.throttling import DEFAULT_THROTTLE_RATE
-
-    real, benign = _rates(lab, row)
-    limit = rate_kbps(row.params.get("rate", DEFAULT_THROTTLE_RATE))
-    ratio = _kbps(benign) / _kbps(real) if _kbps(real) else float("inf")
-    passed = (
-        real["error"] is None
-        and benign["error"] is None
-        and abs(_kbps(real) - limit) <= THROTTLE_TOLERANCE * limit
-        and ratio >= THROTTLE_MIN_RATIO
-    )
-    via = "SNI" if row.scheme == "https" else "Host"
-    observed = (
-        f"{via} {row.domain}: {_kbps(real):.0f} kbit/s (limit {limit:.0f}); "
-        f"benign {via}: {_kbps(benign) / 1000:.0f} Mbit/s (x{ratio:.0f})"
-    )
-    return _result(row, passed, observed, real=real, benign=benign, ratio=ratio)
-
-
-def _link(lab: Lab, row: Scenario) -> tuple[tuple[dict[str, Any], ...], tuple[dict[str, Any], ...]]:
-    """Two names' rates through the row's site with its link condition on, then off."""
-    from tests.lab.throttling import set_link_condition
-
-    set_link_condition(lab, row, True)
-    try:
-        during = _rates(lab, row)
-    finally:
-        set_link_condition(lab, row, False)
-    return during, _rates(lab, row)
-
-
-def check_link_slow(lab: Lab, row: Scenario) -> CheckResult:
-    """Every name is held near the link's rate while it is slow, and runs free after."""
-    (named, benign), (after, _) = _link(lab, row)
-    limit = rate_kbps(row.params.get("rate", "2mbit"))
-    near = [abs(_kbps(r) - limit) <= THROTTLE_TOLERANCE * limit for r in (named, benign)]
-    passed = all(near) and _kbps(after) >= THROTTLE_MIN_RATIO * limit
-    observed = (
-        f"slow link: {_kbps(named):.0f} and {_kbps(benign):.0f} kbit/s (rate {limit:.0f}); "
-        f"restored: {_kbps(after) / 1000:.0f} Mbit/s"
-    )
-    return _result(row, passed, observed)
-
-
-def check_link_lossy(lab: Lab, row: Scenario) -> CheckResult:
-    """Transfers still work on the lossy link, below its rate, and the drop rules drop."""
-    from tests.lab.throttling import set_link_condition
-
-    set_link_condition(lab, row, True)
-    try:
-        during = _rates(lab, row)
-        counters = lab.run("isp", ["iptables", "-L", "FORWARD", "-v", "-x", "-n"]).stdout
-    finally:
-        set_link_condition(lab, row, False)
-    dropped = sum(int(line.split()[0]) for line in counters.splitlines() if "statistic" in line)
-    limit = rate_kbps(row.params.get("rate", "2mbit"))
-    # A lost SYN or a stall can cost a transfer its window; one of the two must get through,
-    # and none faster than the link.
-    moved = [r for r in during if r["error"] is None and _kbps(r) > 0]
-    passed = bool(moved) and all(_kbps(r) <= 1.25 * limit for r in during) and dropped > 0
-    rates = " and ".join(f"{_kbps(r):.0f}" for r in during)
-    return _result(row, passed, f"lossy link: {rates} kbit/s, {dropped} packets dropped")
-
-
-def rate_kbps(rate: str) -> float:
-    """A tc rate (``150kbit``, ``2mbit``) in kbit/s."""
-    units = {"bit": 0.001, "kbit": 1.0, "mbit": 1000.0, "gbit": 1e6}
-    number = rate.rstrip("abcdefghijklmnopqrstuvwxyz")
-    return float(number) * units[rate[len(number) :]]
-
-
 def check_redirect(lab: Lab, row: Scenario) -> CheckResult:
     """The site answers with the configured redirect, from both sides (no censor acts on it)."""
     agent, control = _page(lab, "agent", row), _page(lab, "net", row)
@@ -406,7 +319,7 @@ CHECKS: dict[str, Callable[[Lab, Scenario], CheckResult]] = {
     "host-drop": check_host_drop,
     "http-blockpage": check_http_blockpage,
     "tls-intercept": check_tls_intercept,
-    "throttle": check_throttle,
+    "throttle": check_throttle,  # tests.lab.checks_rate
     "link-slow": check_link_slow,
     "link-lossy": check_link_lossy,
     "shutdown": check_shutdown,
