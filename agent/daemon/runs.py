@@ -35,8 +35,9 @@ if TYPE_CHECKING:
 __all__ = ["IDLE_JOBS", "due_from_spool", "idle_for", "record_run", "why"]
 
 # The scheduled jobs whose next run keeps the daemon in full mode; the others either run in
-# lean mode too (connectivity) or are only woken by these (upload, trace).
-IDLE_JOBS = ("measure", "testlist", "throttle")
+# lean mode too (connectivity) or are only woken by these (upload). The trace job is too, but
+# what it will trace lives in memory: once woken (due now) it must run before lean mode.
+IDLE_JOBS = ("measure", "testlist", "throttle", "trace")
 
 
 def why(totals: RunTotals) -> str:
