@@ -71,6 +71,10 @@ class Service:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
 
+    def ask_to_stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -292,6 +296,9 @@ class Lab:
             return
         self._owned = False
         atexit.unregister(self.down)
+        # All asked at once, then each waited for: several poll for their stop request.
+        for service in self.services:
+            service.ask_to_stop()
         for service in self.services:
             service.stop()
         topology.destroy(self.prefix, self.topo.namespaces)

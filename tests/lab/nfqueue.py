@@ -45,6 +45,9 @@ def _attrs(data: bytes) -> Iterator[tuple[int, bytes]]:
         at += (length + 3) & ~3
 
 
+STOP_POLL = 0.1  # seconds: how soon run() sees close()
+
+
 class NfQueue:
     """One bound queue: :meth:`run` calls ``decide(ip packet) -> accept?`` for each packet."""
 
@@ -53,6 +56,7 @@ class NfQueue:
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
         self.sock.bind((0, 0))
         self.seq = 0
+        self.closing = False
         # Bind to the queue, then copy whole packets (up to 64 KiB) to this process.
         self._config(_attr(NFQA_CFG_CMD, struct.pack("!BxH", NFQNL_CFG_CMD_BIND, 0)))
         self._config(_attr(NFQA_CFG_PARAMS, struct.pack("!IB", 0xFFFF, NFQNL_COPY_PACKET)))
@@ -80,10 +84,14 @@ class NfQueue:
         self._send(NFQNL_MSG_VERDICT, body)
 
     def run(self, decide: Callable[[bytes], bool]) -> None:
-        """Until the socket is closed: each queued packet, decided."""
-        while True:
+        """Until :meth:`close`: each queued packet, decided. Closing a socket does not wake a
+        thread blocked in its ``recv``, so the wait is cut into short slices."""
+        self.sock.settimeout(STOP_POLL)
+        while not self.closing:
             try:
                 data = self.sock.recv(262144)
+            except TimeoutError:
+                continue
             except OSError:
                 return
             at = 0
@@ -106,4 +114,5 @@ class NfQueue:
             self.verdict(packet_id, decide(payload))
 
     def close(self) -> None:
+        self.closing = True
         self.sock.close()
