@@ -2,7 +2,8 @@
 agent namespace, measuring the scenario table on a short schedule and uploading to the real
 collector (SQLite) in the net namespace; then a shutdown with a kill -9 in the middle of it.
 
-(a) after three measure cycles /api/v1/blocking says what the scenario table expects;
+(a) after three measure cycles /api/v1/blocking says what the scenario table expects, and the
+    blocked rows have been traced (agent.daemon.trace);
 (b) the uplink is cut for more than two cycles, and the agent is killed with SIGKILL and
     restarted during the outage: the restarted daemon spools its first results within one
     interval plus the probe timeouts, the link still cut (it measures the cached collector
@@ -115,15 +116,21 @@ def test_daemon_measures_survives_a_shutdown_and_a_kill_and_uploads_once(
 
 def _three_cycles(lab: Lab, served: LabCollector, agent: LabAgent, rows: list[Any]) -> None:
     """(a) three cycles measured and uploaded, then the matrix."""
-    wait_for(
-        "three measure cycles uploaded",
-        lambda: agent.status().get("totals", {}).get("acked", 0) >= 3 * len(rows),
-        60,
-        agent,
-    )
+
+    def uploaded() -> bool:
+        # Three runs ended and all they spooled acknowledged: traces of the blocked rows
+        # (agent.daemon.trace) are spooled too, so a count of records alone comes too soon.
+        totals = agent.status().get("totals", {})
+        return totals.get("runs", 0) >= 3 and totals.get("acked") == totals.get("spooled")
+
+    wait_for("three measure cycles uploaded", uploaded, 90, agent)
     assert agent.status()["meta"]["testlist_failure"] == ""
     matrix = served.get_json("/api/v1/blocking")
     assert not blocking_mismatches(lab.table, matrix, [r.domain for r in rows], at_least=3)
+    # The daemon traced what its runs found blocked: a trace names the censor's TTL.
+    page = served.get_json("/api/v1/measurements?limit=1000")["measurements"]
+    located = {m["url"] for m in page if m.get("trace") and "censor_ttl" in m["evidence"]}
+    assert "https://x.com/" in located, sorted(located)
 
 
 def _shutdown_with_a_restart(lab: Lab, agent: LabAgent) -> Outage:

@@ -47,7 +47,11 @@ def row_of(m: SiteMeasurement, asn: int | None = 64500, cc: str | None = "PK") -
 def by_verdict(verdict: str) -> SiteMeasurement:
     """A recorded single-URL measurement with ``verdict``, its IPv4 endpoints only: the cases
     below read one endpoint's operations (dual-stack ones have a test of their own)."""
-    m = next(m for m in recorded() if m.verdict.verdict == verdict and not m.hops)
+    m = next(
+        m
+        for m in recorded()
+        if m.verdict.verdict == verdict and not m.hops and m.verdict.evidence.get("family") != "6"
+    )
     return replace(m, agent=_ipv4(m.agent), control=_ipv4(m.control) if m.control else None)
 
 

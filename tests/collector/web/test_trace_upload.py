@@ -114,7 +114,7 @@ def _set(path: tuple[Any, ...], value: Any) -> Any:
     ("mutate", "message"),
     [
         (_set(("R", "x", 0, "t"), 256), "measurement.trace.attempts[0].ttl: 256 outside"),
-        (_set(("R", "x", 0, "r"), "exceeded!"), "measurement.trace.attempts[0].reaction"),
+        (_set(("R", "x", 0, "r"), "x" * 17), "measurement.trace.attempts[0].reaction"),
         (_set(("R", "x", 0, "a"), b"\x01\x02\x03"), "measurement.trace.attempts[0].router"),
         (
             _set(("R", "e"), [{"a": b"\xc0\x00\x02\x50", "p": 80}] * 5),
