@@ -21,7 +21,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-ETH_P_ALL = 0x0003  # what the device sends as well as what it receives
+from tests.lab.fin_injector import ETH_P_ALL  # a socket that sees what the device sends too
+
 ETH_HEADER = 14
 TIMEOUT = 2.0
 # Linux values, for Pythons whose socket module lacks the names.

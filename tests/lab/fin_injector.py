@@ -59,6 +59,7 @@ RECEIVE_BUFFER = 4 * 1024 * 1024
 SO_RCVBUFFORCE = 33  # Linux: like SO_RCVBUF, but root may exceed net.core.rmem_max
 POLL_SECONDS = 0.5  # how soon a stop request is seen
 FRAME_LIMIT = 65536
+ETH_P_ALL = 0x0003
 
 
 @dataclass(frozen=True)
@@ -176,41 +177,50 @@ def forge_reply(segment: Segment, flags: int) -> bytes:
     return ip + header
 
 
-class FinInjector:
-    def __init__(self, config: dict[str, Any]) -> None:
-        self.iface = str(config["iface"])
-        self.sni = frozenset(str(d).lower().encode() for d in config.get("sni", []))
-        self.host = frozenset(str(d).lower().encode() for d in config.get("host", []))
+class SegmentInjector:
+    """A packet socket on ``iface`` behind a kernel filter for data segments to the web ports,
+    and a raw socket that sends forged replies out of ``reply_iface``; :meth:`handle` decides.
+    The FIN injector reads what arrives on the agent-facing side; the on-path tap
+    (tests.lab.onpath_injector) what its hop sends on."""
+
+    name = "injector"
+
+    def __init__(self, iface: str, reply_iface: str, *, outgoing: bool = False) -> None:
+        self.iface = iface
         self.out = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
         self.out.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
-        self.out.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.iface.encode())
+        # Towards the client, whatever the routing table says about the spoofed source.
+        self.out.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, reply_iface.encode())
         # A plain packet socket rather than scapy's sniffer: when the lab takes the link down
         # and up (a shutdown), the socket reports ENETDOWN once, and the loop must live on.
-        self.listen = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP))
-        attach_filter(self.listen, segment_filter())
+        # ETH_P_ALL to see what the device sends (only such a socket does); the filter keeps
+        # IPv4.
+        protocol = ETH_P_ALL if outgoing else ETH_P_IP
+        self.listen = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(protocol))
+        attach_filter(self.listen, segment_filter(outgoing=outgoing))
         # A busy lab can stall this process for a moment; what arrives meanwhile must wait.
         self.listen.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
-        self.listen.bind((self.iface, 0))
+        self.listen.bind((iface, 0))
         self.listen.settimeout(POLL_SECONDS)
 
-    def handle(self, frame: bytes) -> None:
-        segment = parse_segment(frame)
-        # Frames queued before the filter was attached get here too: the TTL again.
-        if segment is None or segment.ttl <= 1 or not is_targeted(segment, self.sni, self.host):
-            return
+    def handle(self, frame: bytes, pkttype: int) -> None:
+        raise NotImplementedError
+
+    def send(self, packet: bytes, segment: Segment, what: str) -> None:
+        """The forged ``packet`` to the client of ``segment``, logged."""
         client = socket.inet_ntoa(segment.client)
         try:
-            self.out.sendto(forge_fin(segment), (client, 0))
+            self.out.sendto(packet, (client, 0))
         except OSError as error:
-            print(f"fin_injector: cannot send to {client}: {error!r}", file=sys.stderr)
+            print(f"{self.name}: cannot send to {client}: {error!r}", file=sys.stderr)
             return
         server = socket.inet_ntoa(segment.server)
-        print(f"fin_injector: FIN to {client} from {server}:{segment.server_port}", flush=True)
+        print(f"{self.name}: {what} to {client} from {server}:{segment.server_port}", flush=True)
 
     def serve(self, stopping: Callable[[], bool]) -> None:
         while not stopping():
             try:
-                frame = self.listen.recv(FRAME_LIMIT)
+                frame, address = self.listen.recvfrom(FRAME_LIMIT)
             except TimeoutError:
                 continue
             except OSError as error:
@@ -218,29 +228,51 @@ class FinInjector:
                     # The link went down (the lab's shutdown); it comes back on its own.
                     continue
                 raise
-            self.handle(frame)
+            self.handle(frame, address[2])
 
     def close(self) -> None:
         self.listen.close()
         self.out.close()
 
 
-def main() -> int:
+class FinInjector(SegmentInjector):
+    name = "fin_injector"
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        iface = str(config["iface"])
+        super().__init__(iface, iface)
+        self.sni = frozenset(str(d).lower().encode() for d in config.get("sni", []))
+        self.host = frozenset(str(d).lower().encode() for d in config.get("host", []))
+
+    def handle(self, frame: bytes, pkttype: int = 0) -> None:
+        segment = parse_segment(frame)
+        # Frames queued before the filter was attached get here too: the TTL again.
+        if segment is None or segment.ttl <= 1 or not is_targeted(segment, self.sni, self.host):
+            return
+        self.send(forge_fin(segment), segment, "FIN")
+
+
+def run_injector(make: Callable[[dict[str, Any]], SegmentInjector]) -> int:
+    """An injector's process: its config, a head start on the CPU, serve until SIGTERM."""
     config = load_config()
-    # A censor's box is not starved by the lab's other daemons: the FIN must beat the
-    # client's timeout even on a busy test machine.
+    # A censor's box is not starved by the lab's other daemons: its packet must beat the
+    # client's timeout, or the server's answer, even on a busy test machine.
     with contextlib.suppress(PermissionError):
         os.nice(-10)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    injector = FinInjector(config)
+    injector = make(config)
     announce_ready()
     try:
         injector.serve(stop.is_set)
     finally:
         injector.close()
     return 0
+
+
+def main() -> int:
+    return run_injector(FinInjector)
 
 
 if __name__ == "__main__":

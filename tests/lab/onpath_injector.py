@@ -23,32 +23,19 @@ near the client, wins the race every time rather than most times.
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import os
-import signal
 import socket
 import sys
-import threading
-from collections.abc import Callable
 from typing import Any
 
 from tests.lab.fin_injector import (
-    FRAME_LIMIT,
-    POLL_SECONDS,
-    RECEIVE_BUFFER,
     RST_ACK,
-    SO_RCVBUFFORCE,
     TLS_PORT,
     Segment,
+    SegmentInjector,
     forge_reply,
     parse_segment,
-    segment_filter,
+    run_injector,
 )
-from tests.lab.injector import attach_filter
-from tests.lab.service import announce_ready, load_config
-
-ETH_P_ALL = 0x0003
 
 
 def is_targeted(segment: Segment, sni: frozenset[bytes]) -> bool:
@@ -61,70 +48,24 @@ def forge_rst(segment: Segment) -> bytes:
     return forge_reply(segment, RST_ACK)
 
 
-class OnPathInjector:
+class OnPathInjector(SegmentInjector):
+    name = "onpath_injector"
+
     def __init__(self, config: dict[str, Any]) -> None:
-        self.iface = str(config["iface"])
-        self.reply_iface = str(config["reply_iface"])
+        super().__init__(str(config["iface"]), str(config["reply_iface"]), outgoing=True)
         self.sni = frozenset(str(d).lower().encode() for d in config.get("sni", []))
-        self.out = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
-        self.out.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
-        # Towards the client, whatever the routing table says about the spoofed source.
-        self.out.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.reply_iface.encode())
-        # ETH_P_ALL, not ETH_P_IP: a packet socket sees what its device sends only if it
-        # asked for every protocol; the filter keeps IPv4.
-        self.listen = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-        attach_filter(self.listen, segment_filter(outgoing=True))
-        self.listen.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
-        self.listen.bind((self.iface, 0))
-        self.listen.settimeout(POLL_SECONDS)
 
     def handle(self, frame: bytes, pkttype: int) -> None:
         # Frames queued before the filter was attached get here too: only what left the hop.
         if pkttype != socket.PACKET_OUTGOING:
             return
         segment = parse_segment(frame)
-        if segment is None or not is_targeted(segment, self.sni):
-            return
-        client = socket.inet_ntoa(segment.client)
-        try:
-            self.out.sendto(forge_rst(segment), (client, 0))
-        except OSError as error:
-            print(f"onpath_injector: cannot send to {client}: {error!r}", file=sys.stderr)
-            return
-        server = socket.inet_ntoa(segment.server)
-        print(f"onpath_injector: RST to {client} from {server}:{segment.server_port}", flush=True)
-
-    def serve(self, stopping: Callable[[], bool]) -> None:
-        while not stopping():
-            try:
-                frame, address = self.listen.recvfrom(FRAME_LIMIT)
-            except TimeoutError:
-                continue
-            except OSError as error:
-                if error.errno in (errno.ENETDOWN, errno.ENXIO):
-                    continue  # the link went down (the lab's shutdown); it comes back
-                raise
-            self.handle(frame, address[2])
-
-    def close(self) -> None:
-        self.listen.close()
-        self.out.close()
+        if segment is not None and is_targeted(segment, self.sni):
+            self.send(forge_rst(segment), segment, "RST")
 
 
 def main() -> int:
-    config = load_config()
-    with contextlib.suppress(PermissionError):
-        os.nice(-10)  # the RST must leave before the server's answer comes back
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    injector = OnPathInjector(config)
-    announce_ready()
-    try:
-        injector.serve(stop.is_set)
-    finally:
-        injector.close()
-    return 0
+    return run_injector(OnPathInjector)
 
 
 if __name__ == "__main__":
