@@ -41,17 +41,8 @@ TOLERANCE = 0.25
 
 def costs(records: Path) -> dict[str, int]:
     """Each throttle record's estimated bytes, by URL."""
-    import msgpack  # type: ignore[import-untyped]
-
-    from agent.wire.record import measurement_from_obj
-
-    out = {}
-    with records.open("rb") as handle:
-        for obj in msgpack.Unpacker(handle, raw=False):
-            m = measurement_from_obj(obj)
-            if m.throttle is not None:
-                out[m.url] = throttle_bytes(m.throttle)
-    return out
+    spent = engine.record_costs
+    return spent(records, lambda m: None if m.throttle is None else throttle_bytes(m.throttle))
 
 
 def run(lab: Lab, url: str, runs: int, collector: LabCollector, out: Path) -> list[dict[str, Any]]:

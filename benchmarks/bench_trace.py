@@ -41,17 +41,7 @@ INJECTED = {"rst", "fin", "data"}
 
 def costs(records: Path) -> dict[str, int]:
     """Each trace record's estimated bytes, by URL."""
-    import msgpack  # type: ignore[import-untyped]
-
-    from agent.wire.record import measurement_from_obj
-
-    out = {}
-    with records.open("rb") as handle:
-        for obj in msgpack.Unpacker(handle, raw=False):
-            m = measurement_from_obj(obj)
-            if m.trace is not None:
-                out[m.url] = trace_bytes(m.trace)
-    return out
+    return engine.record_costs(records, lambda m: None if m.trace is None else trace_bytes(m.trace))
 
 
 def exact(row: Scenario, result: dict[str, Any]) -> tuple[bool, bool | None]:
@@ -70,7 +60,9 @@ def exact(row: Scenario, result: dict[str, Any]) -> tuple[bool, bool | None]:
     return located, ev.get("injected_ttl") not in (None, ev.get("server_ttl"))
 
 
-def run(lab: Lab, collector: LabCollector, rows: list[Scenario], n: int, out: Path, *force: str):
+def run(
+    lab: Lab, collector: LabCollector, rows: list[Scenario], n: int, out: Path, *force: str
+) -> dict[str, dict[str, Any]]:
     urls = [f"{row.url}?run={n}" for row in rows]
     options = ["--msgpack-out", str(out), *force]
     results = engine.trace(lab, urls, collector_url=collector.url, options=options)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from agent.model.measurement import SiteMeasurement
 from tests.lab import addresses as plan
 from tests.lab.lab import Lab
 from tests.lab.protocol_censors import PROTOCOL_TECHNIQUES
@@ -22,6 +23,21 @@ from tests.lab.shell import LabError
 from tests.shared_data import SHARED_DATA
 
 FINGERPRINT_FILES = ("fingerprints-http.csv", "fingerprints-dns.csv")
+
+
+def record_costs(records: Path, cost: Callable[[SiteMeasurement], int | None]) -> dict[str, int]:
+    """``cost`` of each wire record in a --msgpack-out file (None: not counted), by URL."""
+    import msgpack  # type: ignore[import-untyped]
+
+    from agent.wire.record import measurement_from_obj
+
+    out = {}
+    with records.open("rb") as handle:
+        for obj in msgpack.Unpacker(handle, raw=False):
+            m = measurement_from_obj(obj)
+            if (spent := cost(m)) is not None:
+                out[m.url] = spent
+    return out
 
 
 def fingerprint_paths() -> list[Path]:
