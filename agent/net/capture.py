@@ -32,6 +32,7 @@ from typing import Any
 __all__ = ["Captured", "FlowCapture", "unavailable"]
 
 MAX_PER_PORT = 64  # packets kept per local port: a trace attempt needs a handful
+MAX_PORTS = 1024  # local ports filed: a trace uses one per attempt, at most ~160
 ICMP_TIME_EXCEEDED, ICMP_UNREACHABLE = 11, 3
 ICMP6_UNREACHABLE, ICMP6_TIME_EXCEEDED = 1, 3
 _FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
@@ -179,6 +180,8 @@ class FlowCapture:
         if filed is None:
             return
         port, packet = filed
+        if port not in self._ports and len(self._ports) >= MAX_PORTS:
+            return  # a flood of forged ICMP errors must not grow this without end
         slot = self._ports.setdefault(port, _Port())
         if len(slot.packets) < MAX_PER_PORT:
             slot.packets.append(packet)
