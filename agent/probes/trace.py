@@ -25,7 +25,7 @@ from agent.model import trace as t
 from agent.model.trace import TraceAttempt, TraceObservation, TracePacket, TraceReference
 from agent.net import ttl as net
 from agent.net.capture import FlowCapture, unavailable
-from agent.net.errors import NETWORK_ERRORS
+from agent.net.errors import NETWORK_ERRORS, classify
 from agent.net.hello import tls_record
 from agent.net.http import request_bytes
 
@@ -142,7 +142,8 @@ class _Tracer:
 
 
 async def measure(plan: TracePlan, inspect: Inspector | None = None) -> TraceObservation:
-    """The trace of one trigger; ``failure`` says why it could not run."""
+    """The trace of one trigger; ``failure`` says why it could not run, or broke off (the
+    attempts made until then are kept)."""
     base = TraceObservation(
         plan.trigger, plan.name, plan.benign, plan.address, plan.port, max_ttl=plan.max_ttl
     )
@@ -157,16 +158,20 @@ async def measure(plan: TracePlan, inspect: Inspector | None = None) -> TraceObs
         await capture.start()
     except NETWORK_ERRORS:
         return _with(base, failure=t.UNAVAILABLE)
+    failure: str | None = None
+    references: tuple[TraceReference, ...] = ()
     try:
         tracer.grace = await _grace(plan)
         await tracer.walk()
         await tracer.last()
         references = await tracer.references()
+    except NETWORK_ERRORS as exc:  # a socket the system would not open or bind: no route
+        failure = classify(exc)
     finally:
         await capture.stop()
     return TraceObservation(
         plan.trigger, plan.name, plan.benign, plan.address, plan.port,
-        tuple(tracer.attempts), references, plan.max_ttl, tracer.sent,
+        tuple(tracer.attempts), references, plan.max_ttl, tracer.sent, failure,
     )  # fmt: skip
 
 

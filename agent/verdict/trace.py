@@ -151,7 +151,8 @@ def _blocked_name(obs: TraceObservation, last: TraceAttempt) -> str | None:
 def decide_trace(obs: TraceObservation) -> Verdict:
     """The verdict of one trace; total and deterministic."""
     if obs.failure is not None:
-        return Verdict("inconclusive", {"reason": "not run", "failure": obs.failure})
+        reason = "broke off" if obs.attempts else "not run"
+        return Verdict("inconclusive", {"reason": reason, "failure": obs.failure})
     last = _last(obs)
     if last is None or last.reaction == t.NO_CONNECTION:
         return Verdict("inconclusive", {"reason": "no connection", "trigger": obs.trigger})
