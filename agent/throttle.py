@@ -20,7 +20,7 @@ from agent.model import failures
 from agent.model.addresses import is_address
 from agent.model.farend import FarendTicket
 from agent.model.measurement import SiteMeasurement, Target, Vantage, new_measurement_id
-from agent.model.observations import DNSObservation, SystemResolution, ThrottleObservation
+from agent.model.observations import ThrottleObservation
 from agent.net.dns import system_resolve
 from agent.probes import throttle as probe
 from agent.probes.throttle import FarendPoint, ThrottlePlan
@@ -43,12 +43,6 @@ class ThrottleConfig:
     # Where the far end may be, since the collector names it (agent.model.addresses.may_reach);
     # None: anywhere, for a collector the operator chose on the command line.
     may_reach: Callable[[str], bool] | None = None
-
-
-def _no_dns(name: str) -> Vantage:
-    """The throttle test's own view: it resolves only the far end, which is not the target."""
-    system = SystemResolution(name, "A", (), None, None, (), None, 0.0, None)
-    return Vantage(dns=DNSObservation(system=system, public=()), endpoints=())
 
 
 async def _far_end_ip(ticket: FarendTicket, config: ThrottleConfig) -> tuple[str | None, str]:
@@ -96,7 +90,7 @@ async def measure_throttle(
         url=target.url,
         started_ms=started_ms,
         ms=round((time.monotonic() - start) * 1000, 1),
-        agent=_no_dns(target.host),
+        agent=Vantage.unresolved(target.host),
         control=None,
         control_failure=None,
         online=None,

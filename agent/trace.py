@@ -26,7 +26,7 @@ from agent.model.measurement import (
     Verdict,
     new_measurement_id,
 )
-from agent.model.observations import DNSObservation, EndpointObservation, SystemResolution
+from agent.model.observations import EndpointObservation
 from agent.probes import trace as probe
 from agent.probes.trace import Inspector, TracePlan
 from agent.verdict.trace import decide_trace
@@ -169,12 +169,6 @@ def _inspector(fingerprints: FingerprintSet | None) -> Inspector:
     return inspect
 
 
-def _no_dns(name: str) -> Vantage:
-    """The trace's own view: it resolves nothing, the address comes from the site test."""
-    system = SystemResolution(name, "A", (), None, None, (), None, 0.0, None)
-    return Vantage(dns=DNSObservation(system=system, public=()), endpoints=())
-
-
 async def measure_trace(target: Target, plan: TracePlan, config: TraceConfig) -> SiteMeasurement:
     """One trace of ``target`` as a measurement."""
     started = time.time()
@@ -186,7 +180,7 @@ async def measure_trace(target: Target, plan: TracePlan, config: TraceConfig) ->
         url=target.url,
         started_ms=int(started * 1000),
         ms=ms,
-        agent=_no_dns(target.host),
+        agent=Vantage.unresolved(target.host),
         control=None,
         control_failure=None,
         online=None,

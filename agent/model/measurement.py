@@ -16,7 +16,12 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
 
 from agent.model.hostnames import normalize_host
-from agent.model.observations import DNSObservation, EndpointObservation, ThrottleObservation
+from agent.model.observations import (
+    DNSObservation,
+    EndpointObservation,
+    SystemResolution,
+    ThrottleObservation,
+)
 from agent.model.protocols import ProtocolObservation
 from agent.model.trace import TraceObservation
 
@@ -85,6 +90,13 @@ class Vantage:
 
     dns: DNSObservation
     endpoints: tuple[EndpointObservation, ...]
+
+    @classmethod
+    def unresolved(cls, name: str) -> Vantage:
+        """A view that resolved nothing and connected nowhere: the agent's view in a throttle
+        test or a trace, whose addresses come from elsewhere (the far end, the site test)."""
+        system = SystemResolution(name, "A", (), None, None, (), None, 0.0, None)
+        return cls(dns=DNSObservation(system=system, public=()), endpoints=())
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 
 from agent.model import trace as t
 from agent.model.measurement import SiteMeasurement, Vantage, Verdict, new_measurement_id
-from agent.model.observations import DNSObservation, SystemResolution
 from agent.model.trace import TraceAttempt, TraceObservation, TracePacket, TraceReference
 from agent.verdict.trace import decide_trace
 
@@ -129,13 +128,12 @@ def observation(
 def measurement(obs: TraceObservation, verdict: Verdict | None = None) -> SiteMeasurement:
     """``obs`` as the measurement ``agent.trace.measure_trace`` makes of it."""
     started = 1_717_171_717_171
-    system = SystemResolution(BLOCKED, "A", (), None, None, (), None, 0.0, None)
     return SiteMeasurement(
         id=new_measurement_id(started),
         url=f"https://{BLOCKED}/",
         started_ms=started,
         ms=2500.0,
-        agent=Vantage(dns=DNSObservation(system=system, public=()), endpoints=()),
+        agent=Vantage.unresolved(BLOCKED),
         control=None,
         control_failure=None,
         online=None,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 
 from agent.model.measurement import SiteMeasurement, Vantage, new_measurement_id
-from agent.model.observations import DNSObservation, SystemResolution
 from agent.model.trace import (
     FULL_TTL,
     TraceAttempt,
@@ -66,13 +65,12 @@ def trace_measurement(
 ) -> SiteMeasurement:
     """A trace of https://blocked.example/ as the agent records it."""
     obs = observation or trace_observation()
-    system = SystemResolution(obs.name, "A", (), None, None, (), None, 0.0, None)
     return SiteMeasurement(
         id=new_measurement_id(started_ms),
         url=f"https://{obs.name}/",
         started_ms=started_ms,
         ms=250.0,
-        agent=Vantage(dns=DNSObservation(system=system, public=()), endpoints=()),
+        agent=Vantage.unresolved(obs.name),
         control=None,
         control_failure=None,
         online=None,
